@@ -1,0 +1,30 @@
+# `make demo` runs the main job; `make test` runs the tests. Both install into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.autosae-installed
+
+.PHONY: install demo test test-all bench clean
+
+install: $(STAMP)
+
+# Without an NVIDIA GPU, install the CPU torch wheel first so pip never pulls a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	if ! nvidia-smi -L >/dev/null 2>&1; then $(PY) -m pip install -q torch==2.13.0; fi
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/autosae baselines --profile tiny
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m ''
+
+bench: install
+	$(PY) benchmarks/train_throughput.py --profile tiny
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

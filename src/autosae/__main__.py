@@ -1,0 +1,3 @@
+from autosae.cli import main
+
+main()

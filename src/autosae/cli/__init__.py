@@ -1,0 +1,54 @@
+"""The `autosae` command line: one module per noun, each thin over library functions.
+
+Heavy imports (torch, sae_lens) happen inside commands, so `autosae --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from autosae.errors import AutosaeError
+
+app = typer.Typer(
+    name="autosae",
+    help="Autonomous SAE research on SynthSAEBench: trusted training, scoring and baselines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+from autosae.cli import baselines, bench, train  # noqa: E402  (register commands)
+
+app.add_typer(bench.app, name="bench")
+app.command("train")(train.train)
+app.command("baselines")(baselines.baselines)
+app.command("variants")(train.variants)
+
+
+def main() -> None:
+    """Entry point: known errors become one line and an exit code, never a traceback."""
+    try:
+        result = app(standalone_mode=False)
+    except AutosaeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        if os.environ.get("AUTOSAE_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set AUTOSAE_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        sys.exit(70)
+    sys.exit(result if isinstance(result, int) else 0)

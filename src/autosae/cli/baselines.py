@@ -1,0 +1,37 @@
+"""`autosae baselines`: train (once) and show the BatchTopK and Matryoshka references."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from autosae.cli.common import Device, ModelSeed, Overrides, Profile, Seeds, emit
+
+
+def baselines(
+    profile: Profile = "tiny",
+    seeds: Seeds = 3,
+    device: Device = None,
+    model_seed: ModelSeed = None,
+    set_: Overrides = None,
+    force: Annotated[bool, typer.Option(help="Retrain even when cached results exist.")] = False,
+) -> None:
+    """Train and cache the BatchTopK and Matryoshka reference SAEs, then print their scores."""
+    from autosae.bench.profiles import get_profile
+    from autosae.harness.baselines import run_baselines
+    from autosae.harness.run import RunOptions
+
+    prof = get_profile(profile, model_seed, set_)
+    found = run_baselines(prof, RunOptions(seeds=list(range(seeds)), device=device), force=force)
+    emit("profile", prof.name)
+    emit("seeds", seeds)
+    for name, results in found.items():
+        s = results["summary"]
+        emit(f"{name}_f1", f"{s['f1']['mean']:.4f} ± {s['f1']['std']:.4f}")
+        emit(f"{name}_mcc", f"{s['mcc']['mean']:.4f} ± {s['mcc']['std']:.4f}")
+        emit(f"{name}_wall_s", results["wall_s"])
+        emit(f"{name}_cached", "yes" if results["cached"] else "no")
+        emit(f"{name}_results", f"{results['run_dir']}/results.json")
+    gap = found["matryoshka"]["summary"]["f1"]["mean"] - found["batchtopk"]["summary"]["f1"]["mean"]
+    emit("matryoshka_minus_batchtopk_f1", f"{gap:+.4f}")

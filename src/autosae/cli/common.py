@@ -1,0 +1,20 @@
+"""Options shared by several commands, and the greppable `key: value` printer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+Profile = Annotated[str, typer.Option("--profile", "-p", help="Benchmark profile (see `autosae bench list`).")]
+ModelSeed = Annotated[Optional[int], typer.Option(help="Seed of the synthetic model: another seed is a held-out model.")]
+Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override a model or profile field, e.g. --set correlation_scale=0.2 (repeatable).")]
+Device = Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when visible, else cpu).")]
+Seeds = Annotated[int, typer.Option("--seeds", "-s", min=1, help="Number of seeds (0, 1, ... N-1).")]
+
+
+def emit(key: str, value) -> None:
+    """One greppable result line on stdout."""
+    if isinstance(value, float):
+        value = f"{value:.6g}"
+    typer.echo(f"{key}: {value}")

@@ -1,0 +1,94 @@
+"""`autosae train VARIANT`: a counted (or exploratory) run of one variant, and `autosae variants`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from autosae.cli.common import Device, ModelSeed, Overrides, Profile, Seeds, emit
+from autosae.errors import AutosaeError
+
+SUMMARY_KEYS = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance")
+
+
+def resolve_variant(name_or_path: str) -> Path:
+    """A variant file path, or the name of a reference variant (see `autosae variants`)."""
+    from autosae.variants import reference_variants
+
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    refs = reference_variants()
+    if name_or_path in refs:
+        return refs[name_or_path]
+    raise AutosaeError(f"variant {name_or_path!r} is neither a file nor a reference variant "
+                       f"({', '.join(refs)})")
+
+
+def print_results(results: dict, out: Path) -> None:
+    emit("status", results["status"])
+    emit("counted", "yes" if results["counted"] else "no")
+    emit("profile", results["profile"])
+    emit("variant_sha256", results["variant_sha256"][:16])
+    emit("seeds", len(results["per_seed"]))
+    for key in SUMMARY_KEYS:
+        stats = results["summary"].get(key)
+        if stats:
+            emit(key, stats["mean"])
+            emit(f"{key}_std", stats["std"])
+    for row in results["per_seed"]:
+        if row.get("status") == "ok":
+            emit(f"seed_{row['seed']}", f"f1={row['f1']:.4f} mcc={row['mcc']:.4f} "
+                 f"l0={row['l0']:.2f} wall_s={row['wall_s']}")
+    emit("wall_s", results["wall_s"])
+    emit("results", out / "results.json")
+
+
+def train(
+    variant: Annotated[str, typer.Argument(help="variant.py path, or a reference variant name.")],
+    profile: Profile = "tiny",
+    seeds: Seeds = 3,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<profile>-<variant>-<time>).")] = None,
+    device: Device = None,
+    model_seed: ModelSeed = None,
+    set_: Overrides = None,
+    samples: Annotated[Optional[int], typer.Option(help="Training samples (only with --uncounted).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (only with --uncounted).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (only with --uncounted).")] = None,
+    uncounted: Annotated[bool, typer.Option(help="Exploratory run: constraints may change; never counted.")] = False,
+    time_limit: Annotated[Optional[float], typer.Option(help="Per-seed time limit in seconds (default: the profile's).")] = None,
+    memory_limit_gb: Annotated[Optional[float], typer.Option(help="Memory cap for the variant's process (CPU only).")] = None,
+) -> None:
+    """Train VARIANT on a profile in a sandboxed process and score it here (F1, MCC, ...).
+
+    Writes results.json, train_log.jsonl per seed and the SAE (safetensors + cfg.json) to
+    the run folder, and prints greppable `key: value` lines.
+    """
+    from autosae.bench.profiles import get_profile
+    from autosae.harness.constraints import apply_requests
+    from autosae.harness.run import RunOptions, run_variant
+
+    path = resolve_variant(variant)
+    prof = get_profile(profile, model_seed, set_)
+    prof = apply_requests(prof, {"training_samples": samples, "lr": lr, "batch_size": batch_size},
+                          counted=not uncounted)
+    if out is None:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d--%H-%M-%S")
+        out = Path("runs") / f"{prof.name}-{path.stem}-{stamp}"
+    opts = RunOptions(seeds=list(range(seeds)), device=device, time_limit_s=time_limit,
+                      memory_limit_gb=memory_limit_gb, counted=not uncounted)
+    results = run_variant(path, prof, out, opts)
+    print_results(results, out)
+
+
+def variants() -> None:
+    """List the reference variants shipped with autosae (usable by name in `train`)."""
+    from autosae.variants import reference_variants
+
+    for name, path in reference_variants().items():
+        doc = path.read_text().split('"""')[1].strip().splitlines()[0]
+        typer.echo(f"{name:<18} {doc}")
+        typer.echo(f"{'':<18} {path}")

@@ -1,0 +1,5 @@
+"""The trusted harness: trains a variant in its own process and scores it here.
+
+Import `autosae.harness.run` for the trusted side; `autosae.harness.worker` is the
+variant's side and must stay free of anything that touches the ground truth.
+"""

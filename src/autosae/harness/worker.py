@@ -1,0 +1,194 @@
+"""The variant's process: builds the variant's SAE and runs the harness's fixed training loop.
+
+It runs under the import guard and sees only hidden activations, handed over in shared
+buffers (shared memory on CPU, CUDA IPC on GPU) that the trusted process fills. It talks to
+the trusted process through two queues:
+
+    trusted -> worker: ("train", slot, rows) | ("decoder",) | ("eval", rows) | ("state",) | ("stop",)
+    worker -> trusted: ("ready", info) | ("trained", slot, logs) | ("decoder", W) |
+                       ("evaluated", rows) | ("state", tensors, export) | ("error", kind, message)
+
+Everything the variant prints goes to the seed's worker.log, not to the user's terminal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from autosae.harness import guard
+from autosae.harness.spec import VariantSpec
+from autosae.sae.base import StepInfo
+
+REQUIRED = ("encode", "decode", "training_loss", "decoder_directions")
+
+
+class VariantNaN(RuntimeError):
+    pass
+
+
+def load_variant(path: str):
+    spec = importlib.util.spec_from_file_location("autosae_variant", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import variant file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["autosae_variant"] = module
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "build", None)):
+        raise TypeError(f"{path} defines no build(spec) function")
+    return module
+
+
+def failure_kind(exc: BaseException) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in text \
+            or "can't allocate memory" in text:
+        return "out_of_memory"
+    if isinstance(exc, VariantNaN):
+        return "nan"
+    if isinstance(exc, guard.GroundTruthImportError):
+        return "blocked_import"
+    return "error"
+
+
+class Trainer:
+    """The fixed part of training: Adam at the profile's lr, grad-norm clipping at 1.0
+    (as SAELens's trainer), and logging of loss, L0, dead latents and K."""
+
+    def __init__(self, sae: torch.nn.Module, spec: VariantSpec, log_every: int, dead_window: int):
+        self.sae, self.spec = sae, spec
+        self.params = [p for p in sae.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=spec.lr)
+        self.step = 0
+        self.log_every, self.dead_window = log_every, dead_window
+        self.last_fired = torch.zeros(spec.width, dtype=torch.long, device=spec.device)
+        self.hook = getattr(sae, "on_step_end", None)
+
+    def train_rows(self, rows: torch.Tensor) -> list[dict]:
+        logs = []
+        self.sae.train()
+        for x in rows.split(self.spec.batch_size):
+            info = StepInfo(step=self.step, total_steps=self.spec.total_steps)
+            out = self.sae.training_loss(x, info)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            if self.hook is not None:
+                self.hook(info)
+            with torch.no_grad():
+                self.last_fired[(out.latents != 0).any(dim=0)] = self.step
+            self.step += 1
+            if self.step % self.log_every == 0 or self.step == self.spec.total_steps:
+                logs.append(self._log(out, x.shape[0]))
+        return logs
+
+    @torch.no_grad()
+    def _log(self, out, batch: int) -> dict:
+        loss = float(out.loss.detach())
+        if loss != loss or loss in (float("inf"), float("-inf")):
+            raise VariantNaN(f"training loss became {loss} at step {self.step}")
+        entry = {
+            "step": self.step,
+            "samples": self.step * self.spec.batch_size,
+            "loss": loss,
+            "l0": float((out.latents != 0).sum()) / batch,
+            "dead": int((self.step - self.last_fired > self.dead_window).sum()),
+        }
+        k = getattr(self.sae, "current_k", None)
+        if k is not None:
+            entry["k"] = float(k)
+        entry.update({name: float(v) for name, v in out.metrics.items()})
+        return entry
+
+
+def main(variant_path: str, spec_dict: dict, log_path: str, threads: int,
+         memory_limit_bytes: int | None, cmd_q, reply_q, train_slots, eval_in, eval_latents,
+         eval_recon, log_every: int, dead_window: int) -> None:
+    os.setpgrp()  # so that the trusted side can kill the variant and anything it started
+    log = open(log_path, "a", buffering=1)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    guard.install()
+    torch.set_num_threads(threads)
+    if memory_limit_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+    try:
+        serve(variant_path, VariantSpec(**spec_dict), cmd_q, reply_q, train_slots, eval_in,
+              eval_latents, eval_recon, log_every, dead_window)
+    except BaseException as exc:  # everything the variant can do wrong is reported, then we exit
+        traceback.print_exc()
+        reply_q.put(("error", failure_kind(exc), f"{type(exc).__name__}: {exc}"))
+        log.flush()
+        os._exit(1)
+
+
+def serve(variant_path, spec: VariantSpec, cmd_q, reply_q, train_slots, eval_in, eval_latents,
+          eval_recon, log_every, dead_window) -> None:
+    torch.manual_seed(spec.seed)
+    module = load_variant(variant_path)
+    sae = module.build(spec)
+    missing = [m for m in REQUIRED if not callable(getattr(sae, m, None))]
+    if missing or not isinstance(sae, torch.nn.Module):
+        raise TypeError(f"build() must return an nn.Module with {', '.join(REQUIRED)}; "
+                        f"missing: {', '.join(missing) or 'nn.Module'}")
+    sae.to(spec.device)
+    trainer = Trainer(sae, spec, log_every, dead_window)
+    n_params = sum(p.numel() for p in sae.parameters())
+    reply_q.put(("ready", {"architecture": type(sae).__name__, "parameters": n_params,
+                           "spec": asdict(spec)}))
+    while True:
+        cmd = cmd_q.get()
+        match cmd[0]:
+            case "train":
+                _, slot, rows = cmd
+                logs = trainer.train_rows(train_slots[slot][:rows])
+                reply_q.put(("trained", slot, logs))
+            case "decoder":
+                for name, p in sae.named_parameters():
+                    if not torch.isfinite(p).all():
+                        raise VariantNaN(f"parameter {name} holds NaN or inf after training")
+                reply_q.put(("decoder", sae.decoder_directions().detach().float().cpu().clone()))
+            case "eval":
+                _, rows = cmd
+                encode_rows(sae, spec, eval_in[:rows], eval_latents, eval_recon)
+                reply_q.put(("evaluated", rows))
+            case "state":
+                state = {k: v.detach().cpu().contiguous().clone() for k, v in sae.state_dict().items()}
+                exporter = getattr(sae, "sae_lens_export", None)
+                export = exporter() if callable(exporter) else None
+                reply_q.put(("state", state, export))
+            case "stop":
+                return
+            case _:
+                raise ValueError(f"unknown harness command {cmd[0]!r}")
+
+
+@torch.no_grad()
+def encode_rows(sae, spec: VariantSpec, rows, latents_out, recon_out) -> None:
+    """Encode eval rows batch by batch (batch top-k sees eval batches of the training size,
+    as in SAELens's evaluation) into the shared output buffers."""
+    sae.eval()
+    for start in range(0, rows.shape[0], spec.batch_size):
+        x = rows[start:start + spec.batch_size]
+        z = sae.encode(x)
+        z = z.to_dense() if z.is_sparse else z
+        recon = sae.decode(z)
+        if z.shape != (x.shape[0], spec.width) or recon.shape != x.shape:
+            raise ValueError(f"encode/decode returned shapes {tuple(z.shape)} and "
+                             f"{tuple(recon.shape)} for a batch of {tuple(x.shape)}")
+        latents_out[start:start + x.shape[0]] = z.float()
+        recon_out[start:start + x.shape[0]] = recon.float()
+
+
+if __name__ == "__main__":  # pragma: no cover - the harness starts this through multiprocessing
+    sys.exit("autosae.harness.worker is started by `autosae train`, not by hand")

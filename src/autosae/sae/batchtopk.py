@@ -1,0 +1,205 @@
+"""BatchTopK SAE, the base every autosae component composes onto.
+
+Defaults follow SAELens's BatchTopKTrainingSAE so that our numbers are comparable with its
+runner: Kaiming-uniform decoder rows rescaled to norm 0.1, W_enc = W_dec.T at init,
+pre-activations rescaled by decoder row norms, the top-k auxiliary loss for dead latents
+(k_aux = d_in // 2, dead after 1000 steps without firing), and batch top-k at eval as well
+as in training.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from autosae.sae.base import StepInfo, TrainOutput
+from autosae.sae.schedules import ConstantK
+from autosae.sae.term import MeanLoss
+
+KSchedule = Callable[[float], float]
+Reducer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def batch_topk(pre_acts: torch.Tensor, k: float) -> torch.Tensor:
+    """Keep the int(k * batch) largest positive pre-activations across the whole batch."""
+    acts = pre_acts.relu()
+    flat = acts.flatten()
+    n_keep = min(int(k * acts.shape[0]), flat.numel())
+    top = torch.topk(flat, n_keep, sorted=False)
+    return torch.zeros_like(flat).scatter(0, top.indices, top.values).view_as(acts)
+
+
+class BatchTopKSAE(nn.Module):
+    """A BatchTopK SAE with pluggable encoder refinement, K schedule and loss reduction.
+
+    Args:
+        d_in: input (hidden) dimension.
+        d_sae: number of latents (the profile's width).
+        k: target mean latents per sample; the harness checks the final L0 against it.
+        k_schedule: maps training progress in [0, 1] to K; ConstantK(k) when None.
+        encoder: optional refinement such as autosae.sae.LISTA; plain one-step encode when None.
+        reducer: reduces per-sample losses to a scalar; the mean when None, or TERM(tilt).
+        aux_coefficient: weight of the dead-latent auxiliary loss (0 disables it).
+        dead_steps: steps without firing after which a latent counts as dead for the aux loss.
+        decoder_init_norm: norm of decoder rows at init (SAELens's 0.1 heuristic).
+        rescale_by_decoder_norm: treat decoder rows as unit norm, as SAELens does by default.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        k: float,
+        *,
+        k_schedule: KSchedule | None = None,
+        encoder: object | None = None,
+        reducer: Reducer | None = None,
+        aux_coefficient: float = 1.0,
+        dead_steps: int = 1000,
+        decoder_init_norm: float | None = 0.1,
+        rescale_by_decoder_norm: bool = True,
+        topk_threshold_lr: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.d_in, self.d_sae, self.k = d_in, d_sae, float(k)
+        self.k_schedule = k_schedule or ConstantK(self.k)
+        self.encoder = encoder
+        self.reducer = reducer or MeanLoss()
+        self.aux_coefficient = aux_coefficient
+        self.dead_steps = dead_steps
+        self.rescale_by_decoder_norm = rescale_by_decoder_norm
+        self.topk_threshold_lr = topk_threshold_lr
+        self.current_k = float(self.k_schedule(0.0))
+
+        w_dec = torch.empty(d_sae, d_in)
+        nn.init.kaiming_uniform_(w_dec)
+        if decoder_init_norm is not None:
+            w_dec = w_dec / w_dec.norm(dim=-1, keepdim=True) * decoder_init_norm
+        self.W_dec = nn.Parameter(w_dec)
+        self.W_enc = nn.Parameter(w_dec.T.clone().contiguous())
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.register_buffer("steps_since_fired", torch.zeros(d_sae, dtype=torch.long))
+        # Running mean of the smallest kept activation: SAELens saves BatchTopK SAEs as
+        # JumpReLU SAEs with this threshold.
+        self.register_buffer("topk_threshold", torch.zeros((), dtype=torch.float64))
+
+    # --- pieces that components override or reuse -------------------------------------
+    def decoder_norms(self) -> torch.Tensor:
+        return self.W_dec.norm(dim=-1)
+
+    def effective_decoder(self) -> torch.Tensor:
+        """Decoder rows as used to reconstruct (unit norm when rescaling by decoder norm)."""
+        if self.rescale_by_decoder_norm:
+            return self.W_dec / self.decoder_norms()[:, None]
+        return self.W_dec
+
+    def project(self, x_centered: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
+        """Encoder pre-activations for centred input, in decoder-norm units."""
+        pre = x_centered @ self.W_enc
+        if with_bias:
+            pre = pre + self.b_enc
+        if self.rescale_by_decoder_norm:
+            pre = pre * self.decoder_norms()
+        return pre
+
+    def encode_with_pre(self, x: torch.Tensor, k: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents and the pre-activations they were selected from."""
+        x_centered = x - self.b_dec
+        pre = self.project(x_centered)
+        latents = batch_topk(pre, k)
+        if self.encoder is not None:
+            latents, pre = self.encoder.refine(self, x_centered, pre, latents, k)
+        return latents, pre
+
+    # --- the VariantSAE protocol -----------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_with_pre(x, self.k)[0]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents @ self.effective_decoder() + self.b_dec
+
+    def decoder_directions(self) -> torch.Tensor:
+        return self.W_dec
+
+    def per_sample_reconstruction_loss(
+        self, x: torch.Tensor, latents: torch.Tensor, metrics: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample training loss (before reduction) and the full reconstruction."""
+        recon = self.decode(latents)
+        per_sample = (recon - x).pow(2).sum(dim=-1)
+        metrics["mse"] = per_sample.detach().mean()
+        return per_sample, recon
+
+    def training_loss(self, x: torch.Tensor, step: StepInfo) -> TrainOutput:
+        self.current_k = float(self.k_schedule(step.progress))
+        latents, pre = self.encode_with_pre(x, self.current_k)
+        metrics: dict[str, torch.Tensor] = {}
+        per_sample, recon = self.per_sample_reconstruction_loss(x, latents, metrics)
+        loss = self.reducer(per_sample)
+        if self.aux_coefficient > 0:
+            aux = self.aux_loss(x, recon, pre)
+            metrics["aux"] = aux.detach()
+            loss = loss + aux
+        self.track_firing(latents)
+        return TrainOutput(loss=loss, latents=latents, metrics=metrics)
+
+    # --- dead latents and threshold bookkeeping --------------------------------------
+    def dead_mask(self) -> torch.Tensor:
+        return self.steps_since_fired > self.dead_steps
+
+    def aux_loss(self, x: torch.Tensor, recon: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+        """SAELens's top-k auxiliary loss: the top dead latents reconstruct the residual."""
+        dead = self.dead_mask()
+        num_dead = int(dead.sum())
+        if num_dead == 0:
+            return recon.new_zeros(())
+        k_aux = x.shape[-1] // 2
+        scale = min(num_dead / k_aux, 1.0)
+        k_aux = min(k_aux, num_dead)
+        masked = torch.where(dead[None], pre, -torch.inf)
+        top = masked.topk(k_aux, sorted=False)
+        aux_acts = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+        residual = (x - recon).detach()
+        aux_recon = aux_acts @ self.effective_decoder()
+        return self.aux_coefficient * scale * (aux_recon - residual).pow(2).sum(dim=-1).mean()
+
+    @torch.no_grad()
+    def track_firing(self, latents: torch.Tensor) -> None:
+        fired = (latents != 0).any(dim=0)
+        self.steps_since_fired += 1
+        self.steps_since_fired[fired] = 0
+        positive = latents[latents > 0]
+        if positive.numel():
+            lr = self.topk_threshold_lr
+            self.topk_threshold.mul_(1 - lr).add_(lr * positive.min().double())
+
+    # --- export ----------------------------------------------------------------------
+    @torch.no_grad()
+    def sae_lens_export(self) -> tuple[dict, dict[str, torch.Tensor]] | None:
+        """(cfg, state) in SAELens's inference format (JumpReLU, norms folded), or None
+        when this SAE has parts SAELens cannot represent (a LISTA encoder)."""
+        if self.encoder is not None:
+            return None
+        norms = self.decoder_norms() if self.rescale_by_decoder_norm else torch.ones(self.d_sae)
+        state = {
+            "W_enc": (self.W_enc * norms[None, :]).contiguous().clone(),
+            "b_enc": (self.b_enc * norms).clone(),
+            "W_dec": (self.W_dec / norms[:, None]).contiguous().clone(),
+            "b_dec": self.b_dec.clone(),
+            "threshold": torch.full((self.d_sae,), float(self.topk_threshold)),
+        }
+        cfg = {
+            "architecture": "jumprelu",
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": True,
+            "normalize_activations": "none",
+            "reshape_activations": "none",
+            "metadata": {"trained_with": "autosae", "batch_topk_k": self.k},
+        }
+        return cfg, state
