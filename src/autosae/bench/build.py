@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -130,6 +131,9 @@ def build(profile: Profile, device: str = "cpu", force: bool = False,
         if entry.exists():
             log(f"warning: cached model {entry} is unusable ({problem}); rebuilding")
     from sae_lens.synthetic import SyntheticModel  # slow to import: only when building
+
+    if not sys.stderr.isatty():  # sae_lens's progress bars only help on a terminal
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))

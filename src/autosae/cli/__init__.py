@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from autosae.errors import AutosaeError
@@ -36,13 +35,12 @@ def main() -> None:
     except AutosaeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except click.ClickException as exc:
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors from typer's bundled click
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # a bug of ours: still one line, the traceback on request

@@ -213,11 +213,19 @@ class Progress:
                  f"loss={entry['loss']:.4g} l0={entry['l0']:.2f} dead={entry['dead']} eta={eta:.0f}s")
 
 
+def check_width(width: int, required: int) -> None:
+    if width != required:
+        raise SeedFailure("rejected", "constraint:width",
+                          f"width: the SAE has {width} latents, the profile requires "
+                          f"{required} (off by {width - required:+d})")
+
+
 def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: RunOptions) -> dict:
     c, spec, out = profile.constraints, worker.spec, worker.seed_dir
     started = time.monotonic()
     worker.deadline = started + (opts.time_limit_s or profile.time_limit_s)
     ready = worker.wait("ready")[1]
+    check_width(ready["width"], c.width)  # fail before training; re-checked on the decoder
     total = spec.total_steps * c.batch_size
     progress = Progress(opts.log, seed, total)
     train_started = time.monotonic()
@@ -248,10 +256,7 @@ def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: Run
 
     worker.send("decoder")
     decoder = worker.wait("decoder")[1]
-    if decoder.shape[0] != c.width:
-        raise SeedFailure("rejected", "constraint:width",
-                          f"width: the SAE has {decoder.shape[0]} latents, the profile requires "
-                          f"{c.width} (off by {decoder.shape[0] - c.width:+d})")
+    check_width(decoder.shape[0], c.width)
     if decoder.shape[1] != spec.d_in:
         raise SeedFailure("failed", "shape", f"decoder directions have dimension {decoder.shape[1]}, "
                                              f"the hidden activations have {spec.d_in}")

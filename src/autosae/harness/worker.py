@@ -67,7 +67,8 @@ class Trainer:
         self.opt = torch.optim.Adam(self.params, lr=spec.lr)
         self.step = 0
         self.log_every, self.dead_window = log_every, dead_window
-        self.last_fired = torch.zeros(spec.width, dtype=torch.long, device=spec.device)
+        width = sae.decoder_directions().shape[0]
+        self.last_fired = torch.zeros(width, dtype=torch.long, device=spec.device)
         self.hook = getattr(sae, "on_step_end", None)
 
     def train_rows(self, rows: torch.Tensor) -> list[dict]:
@@ -85,7 +86,7 @@ class Trainer:
             with torch.no_grad():
                 self.last_fired[(out.latents != 0).any(dim=0)] = self.step
             self.step += 1
-            if self.step % self.log_every == 0 or self.step == self.spec.total_steps:
+            if self.step % self.log_every == 0 or self.step in (1, self.spec.total_steps):
                 logs.append(self._log(out, x.shape[0]))
         return logs
 
@@ -128,6 +129,8 @@ def main(variant_path: str, spec_dict: dict, log_path: str, threads: int,
     except BaseException as exc:  # everything the variant can do wrong is reported, then we exit
         traceback.print_exc()
         reply_q.put(("error", failure_kind(exc), f"{type(exc).__name__}: {exc}"))
+        reply_q.close()
+        reply_q.join_thread()  # the report must reach the pipe before we exit
         log.flush()
         os._exit(1)
 
@@ -145,7 +148,7 @@ def serve(variant_path, spec: VariantSpec, cmd_q, reply_q, train_slots, eval_in,
     trainer = Trainer(sae, spec, log_every, dead_window)
     n_params = sum(p.numel() for p in sae.parameters())
     reply_q.put(("ready", {"architecture": type(sae).__name__, "parameters": n_params,
-                           "spec": asdict(spec)}))
+                           "width": int(sae.decoder_directions().shape[0]), "spec": asdict(spec)}))
     while True:
         cmd = cmd_q.get()
         match cmd[0]:

@@ -14,11 +14,18 @@ import torch
 
 
 def tilted_mean(per_sample: torch.Tensor, tilt: float) -> torch.Tensor:
-    """(1/t) log mean exp(t * l), computed stably with logsumexp; the mean when t == 0."""
+    """(1/t) log mean exp(t * l); the mean when t == 0.
+
+    Written as mean + (1/t) log mean exp(t * (l - mean)) in float64: at the small tilts
+    that help SAEs (about 2e-3) the plain float32 formula loses the whole correction to
+    cancellation, since log mean exp(t * l) - t * mean is of order t^2."""
     if tilt == 0.0:
         return per_sample.mean()
-    n = per_sample.numel()
-    return (torch.logsumexp(tilt * per_sample.flatten(), dim=0) - math.log(n)) / tilt
+    flat = per_sample.flatten().double()
+    mean = flat.mean()
+    centred = tilt * (flat - mean)
+    correction = (torch.logsumexp(centred, dim=0) - math.log(flat.numel())) / tilt
+    return (mean + correction).to(per_sample.dtype)
 
 
 @dataclass(frozen=True)

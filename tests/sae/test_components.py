@@ -1,0 +1,209 @@
+"""The math of each SAE component, on small seeded CPU tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from autosae.sae import (
+    LISTA,
+    TERM,
+    BatchTopKSAE,
+    ConstantK,
+    LinearK,
+    MatryoshkaBatchTopKSAE,
+    StepInfo,
+    batch_topk,
+    component,
+    tilted_mean,
+)
+
+
+def test_batch_topk_keeps_the_largest_k_per_sample_on_average():
+    torch.manual_seed(0)
+    pre = torch.randn(8, 32)
+    out = batch_topk(pre, k=3)
+    kept = out != 0
+    assert kept.sum() == 24
+    threshold = out[kept].min()
+    assert (pre.relu()[~kept] <= threshold).all()
+    assert torch.equal(out[kept], pre[kept])
+
+
+def test_batch_topk_never_keeps_negative_values():
+    out = batch_topk(-torch.rand(4, 16), k=2)
+    assert (out == 0).all()
+
+
+def _pair(**kwargs):
+    torch.manual_seed(1)
+    plain = BatchTopKSAE(16, 48, 4)
+    other = BatchTopKSAE(16, 48, 4, **kwargs)
+    other.load_state_dict(plain.state_dict())
+    # Make the encoder differ from the decoder so that LISTA has something to correct.
+    with torch.no_grad():
+        for sae in (plain, other):
+            sae.W_enc.copy_(torch.randn(16, 48, generator=torch.Generator().manual_seed(2)) * 0.3)
+            sae.b_enc.fill_(0.05)
+    return plain, other
+
+
+def test_lista_with_eta_zero_equals_the_batchtopk_encode():
+    plain, lista = _pair(encoder=LISTA(iterations=3, eta=0.0))
+    x = torch.randn(64, 16)
+    assert torch.equal(plain.encode(x), lista.encode(x))
+
+
+def test_lista_one_step_matches_the_seed_pseudocode():
+    plain, lista = _pair(encoder=LISTA(iterations=1, eta=0.3))
+    x = torch.randn(64, 16)
+    W_enc, b_enc, b_dec = plain.W_enc, plain.b_enc, plain.b_dec
+    norms = plain.W_dec.norm(dim=-1)
+    W_dec = plain.W_dec / norms[:, None]
+    centered = x - b_dec
+    pre = (centered @ W_enc + b_enc) * norms
+    acts = batch_topk(pre, 4)
+    residual = centered - acts @ W_dec
+    pre = pre + 0.3 * (residual @ W_enc) * norms
+    expected = batch_topk(pre, 4)
+    got = lista.encode(x)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.equal(got, plain.encode(x))
+
+
+def test_term_tends_to_the_mean_as_tilt_goes_to_zero():
+    torch.manual_seed(3)
+    losses = torch.rand(256) * 10
+    for tilt in (1e-2, 1e-4, 1e-6):
+        assert abs(float(tilted_mean(losses, tilt)) - float(losses.mean())) < 10 * tilt * float(losses.var())
+    assert float(tilted_mean(losses, 0.0)) == pytest.approx(float(losses.mean()))
+
+
+def test_term_matches_its_formula_and_upweights_large_losses():
+    losses = torch.tensor([1.0, 2.0, 10.0])
+    t = 0.5
+    expected = math.log(sum(math.exp(t * v) for v in (1.0, 2.0, 10.0)) / 3) / t
+    assert float(TERM(tilt=t)(losses)) == pytest.approx(expected, rel=1e-6)
+    assert float(TERM(tilt=t)(losses)) > float(losses.mean())
+    assert float(TERM(tilt=50.0)(losses)) == pytest.approx(10.0, abs=0.05)  # tends to the max
+
+
+def _level_grads(detach: bool) -> list[torch.Tensor]:
+    """Gradient of each level's loss with respect to the latents, per level."""
+    torch.manual_seed(4)
+    sae = MatryoshkaBatchTopKSAE(8, 16, 4, levels=[2, 6, 12], detach_inner=detach)
+    x = torch.randn(5, 8)
+    grads = []
+    for level in range(len(sae.levels)):
+        latents = torch.rand(5, 16, requires_grad=True)
+        recon = sae.level_reconstructions(latents)[level]
+        (recon - x).pow(2).sum().backward()
+        grads.append(latents.grad.abs().sum(dim=0))
+    return grads
+
+
+def test_detach_stops_inner_level_gradients_to_smaller_levels_only():
+    grads = _level_grads(detach=True)
+    bounds = [0, 2, 6, 12, 16]
+    for level, g in enumerate(grads[:-1]):
+        lo, hi = bounds[level], bounds[level + 1]
+        assert (g[:lo] == 0).all(), f"level {level} leaks gradient into smaller levels"
+        assert (g[lo:hi] > 0).all(), f"level {level} lost the gradient of its own latents"
+        assert (g[hi:] == 0).all()
+    assert (grads[-1] > 0).all(), "the outermost level must keep every gradient"
+
+
+def test_without_detach_inner_levels_reach_every_smaller_level():
+    grads = _level_grads(detach=False)
+    assert (grads[1][:6] > 0).all() and (grads[2][:12] > 0).all()
+
+
+def test_frequency_sort_puts_the_most_frequent_latents_in_the_first_level():
+    torch.manual_seed(5)
+    sae = MatryoshkaBatchTopKSAE(8, 16, 4, levels=[4, 16], sort_by_frequency=True)
+    with torch.no_grad():
+        sae.firing_frequency.copy_(torch.arange(16, dtype=torch.float))  # latent 15 fires most
+    latents = torch.zeros(1, 16)
+    latents[0, 15] = 1.0  # most frequent: inside the first level once sorted
+    first = sae.level_reconstructions(latents)[0]
+    assert torch.allclose(first, sae.decode(latents), atol=1e-6)
+    latents = torch.zeros(1, 16)
+    latents[0, 0] = 1.0  # least frequent: outside the first level
+    assert torch.allclose(sae.level_reconstructions(latents)[0], sae.b_dec.expand(1, -1))
+
+
+def test_frequency_estimate_tracks_firing_in_training():
+    torch.manual_seed(6)
+    sae = MatryoshkaBatchTopKSAE(8, 16, 2, levels=[4], sort_by_frequency=True)
+    out = sae.training_loss(torch.randn(32, 8), StepInfo(0, 10))
+    assert sae.firing_frequency.sum() > 0
+    fired = (out.latents != 0).any(dim=0)
+    assert ((sae.firing_frequency > 0) == fired).all()
+
+
+def test_schedules_hit_their_end_points():
+    linear = LinearK(start=60, end=25, fraction=0.5)
+    assert linear(0.0) == 60
+    assert linear(0.25) == pytest.approx(42.5)
+    assert linear(0.5) == 25
+    assert linear(1.0) == 25
+    assert LinearK(start=60, end=25)(1.0) == 25
+    assert ConstantK(25)(0.0) == ConstantK(25)(1.0) == 25
+    with pytest.raises(ValueError):
+        LinearK(start=60, end=25, fraction=0.0)
+
+
+def test_the_k_schedule_drives_training_and_eval_uses_the_target():
+    sae = BatchTopKSAE(8, 32, 2, k_schedule=LinearK(start=6, end=2))
+    x = torch.randn(16, 8)
+    first = sae.training_loss(x, StepInfo(0, 11))
+    assert sae.current_k == 6 and (first.latents != 0).sum() == 6 * 16
+    sae.training_loss(x, StepInfo(10, 11))
+    assert sae.current_k == 2
+    assert (sae.encode(x) != 0).sum() == 2 * 16
+
+
+def test_registry_builds_components_by_name():
+    assert component("lista", eta=0.1) == LISTA(eta=0.1)
+    assert isinstance(component("batchtopk", d_in=4, d_sae=8, k=2), BatchTopKSAE)
+    with pytest.raises(ValueError, match="unknown SAE component"):
+        component("nope")
+
+
+def _load(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"ref_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_variants_build_and_take_a_training_step():
+    from autosae.harness.spec import VariantSpec
+    from autosae.variants import reference_variants
+
+    spec = VariantSpec(d_in=16, width=64, k=4, batch_size=32, total_steps=100, lr=1e-3, seed=0,
+                       device="cpu", profile="test")
+    for path in reference_variants().values():
+        sae = _load(path).build(spec)
+        out = sae.training_loss(torch.randn(32, 16), StepInfo(0, 100))
+        out.loss.backward()
+        assert torch.isfinite(out.loss)
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in sae.parameters())
+        assert sae.decoder_directions().shape == (64, 16)
+
+
+def test_components_compose_into_the_seed_recipe():
+    from autosae.harness.spec import VariantSpec
+    from autosae.variants import reference_variants
+
+    spec = VariantSpec(d_in=16, width=64, k=4, batch_size=32, total_steps=100, lr=1e-3, seed=0,
+                       device="cpu", profile="test")
+    built = _load(reference_variants()["lista_matryoshka"]).build(spec)
+    assert isinstance(built, MatryoshkaBatchTopKSAE)
+    assert isinstance(built.encoder, LISTA) and isinstance(built.reducer, TERM)
+    assert built.detach_inner and built.sort_by_frequency
+    assert built.current_k == pytest.approx(2.4 * 4)  # the decreasing K starts high
