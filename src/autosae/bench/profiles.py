@@ -174,6 +174,10 @@ def get_profile(name: str, model_seed: int | None = None, overrides: list[str] |
             constraints[key] = _coerce(constraints[key], raw, key)
         elif key in ("pool_samples", "time_limit_s", "eval_seed"):
             top[key] = _coerce(getattr(profile, key), raw, key)
+        elif key == "data":
+            if raw not in ("stream", "pool"):
+                raise AutosaeError(f"--set data={raw}: expected stream or pool")
+            top[key] = raw
         else:
             raise AutosaeError(f"--set {key}: not a model, constraint or profile field")
     if model_seed is None and not overrides:

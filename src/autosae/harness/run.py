@@ -225,6 +225,7 @@ def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: Run
     started = time.monotonic()
     worker.deadline = started + (opts.time_limit_s or profile.time_limit_s)
     ready = worker.wait("ready")[1]
+    startup_s = time.monotonic() - started
     check_width(ready["width"], c.width)  # fail before training; re-checked on the decoder
     total = spec.total_steps * c.batch_size
     progress = Progress(opts.log, seed, total)
@@ -294,7 +295,7 @@ def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: Run
                           f"{tolerance:.3g} (off by {metrics['l0'] - c.k:+.3f})")
 
     worker.send("state")
-    _, state, export = worker.wait("state")
+    _, state, export, worker_memory = worker.wait("state")
     save_file(state, out / "variant_state.safetensors")
     sae_dir = out / "sae"
     sae_dir.mkdir(exist_ok=True)
@@ -310,8 +311,9 @@ def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: Run
     worker.stop()
     wall = time.monotonic() - started
     return {"seed": seed, "status": "ok", **metrics, "wall_s": round(wall, 2),
-            "train_s": round(train_s, 2), "samples_per_s": round(total / max(train_s, 1e-9)),
-            "architecture": ready["architecture"], "parameters": ready["parameters"]}
+            "startup_s": round(startup_s, 2), "train_s": round(train_s, 2), "samples_per_s": round(total / max(train_s, 1e-9)),
+            "architecture": ready["architecture"], "parameters": ready["parameters"],
+            "worker_memory": worker_memory}
 
 
 def summarize(per_seed: list[dict]) -> dict:
@@ -360,14 +362,16 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
                            batch_size=c.batch_size, total_steps=c.training_samples // c.batch_size,
                            lr=c.lr, seed=seed, device=device, profile=profile.name)
 
-    def start(i: int) -> Worker | None:
-        if i >= len(opts.seeds):
-            return None
-        return Worker(variant, spec_for(opts.seeds[i]), out / f"seed_{opts.seeds[i]}", opts)
+    workers: list[Worker] = []
+
+    def start(i: int) -> None:
+        if i < len(opts.seeds):
+            seed = opts.seeds[i]
+            workers.append(Worker(variant, spec_for(seed), out / f"seed_{seed}", opts))
 
     per_seed: list[dict] = []
-    worker = start(0)  # the variant's process imports and builds while we load the model
     failure: SeedFailure | None = None
+    start(0)  # the variant's process imports and builds while we load the model
     try:
         from importlib.metadata import version
 
@@ -376,21 +380,17 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
         results["versions"]["sae_lens"] = version("sae-lens")
         model, pool = load(profile, device=device, log=opts.log)
         for i, seed in enumerate(opts.seeds):
-            upcoming = start(i + 1)  # warm the next seed's process while this one trains
+            start(i + 1)  # warm the next seed's process while this one trains
             try:
-                per_seed.append(run_seed(worker, profile, model, pool, seed, opts))
+                per_seed.append(run_seed(workers[i], profile, model, pool, seed, opts))
             except SeedFailure as exc:
                 per_seed.append({"seed": seed, "status": exc.status, "kind": exc.kind,
-                                 "reason": exc.message, "log_tail": worker.log_tail()})
+                                 "reason": exc.message, "log_tail": workers[i].log_tail()})
                 failure = exc
-                worker.kill()
-                if upcoming is not None:
-                    upcoming.kill()
                 break
-            worker = upcoming
-    finally:
-        if worker is not None:
-            worker.kill()
+    finally:  # on success, failure or Ctrl-C: no variant process outlives the run
+        for w in workers:
+            w.kill()
     results["per_seed"] = per_seed
     results["summary"] = summarize(per_seed)
     results["wall_s"] = round(time.monotonic() - started, 2)

@@ -6,7 +6,7 @@ the trusted process through two queues:
 
     trusted -> worker: ("train", slot, rows) | ("decoder",) | ("eval", rows) | ("state",) | ("stop",)
     worker -> trusted: ("ready", info) | ("trained", slot, logs) | ("decoder", W) |
-                       ("evaluated", rows) | ("state", tensors, export) | ("error", kind, message)
+                       ("evaluated", rows) | ("state", tensors, export, memory) | ("error", kind, message)
 
 Everything the variant prints goes to the seed's worker.log, not to the user's terminal.
 """
@@ -155,6 +155,7 @@ def serve(variant_path, spec: VariantSpec, cmd_q, reply_q, train_slots, eval_in,
             case "train":
                 _, slot, rows = cmd
                 logs = trainer.train_rows(train_slots[slot][:rows])
+                finish_reading(spec.device)
                 reply_q.put(("trained", slot, logs))
             case "decoder":
                 for name, p in sae.named_parameters():
@@ -164,16 +165,33 @@ def serve(variant_path, spec: VariantSpec, cmd_q, reply_q, train_slots, eval_in,
             case "eval":
                 _, rows = cmd
                 encode_rows(sae, spec, eval_in[:rows], eval_latents, eval_recon)
+                finish_reading(spec.device)
                 reply_q.put(("evaluated", rows))
             case "state":
                 state = {k: v.detach().cpu().contiguous().clone() for k, v in sae.state_dict().items()}
                 exporter = getattr(sae, "sae_lens_export", None)
                 export = exporter() if callable(exporter) else None
-                reply_q.put(("state", state, export))
+                reply_q.put(("state", state, export, peak_memory(spec.device)))
             case "stop":
                 return
             case _:
                 raise ValueError(f"unknown harness command {cmd[0]!r}")
+
+
+def finish_reading(device: str) -> None:
+    """On CUDA, wait for our kernels on the shared buffers before the trusted side reuses
+    them (kernels are asynchronous; the reply must mean the buffer is really done)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_memory(device: str) -> dict:
+    """This process's peak memory: GPU allocations on CUDA, resident set size on CPU."""
+    if device.startswith("cuda"):
+        return {"peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+    import resource
+
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 @torch.no_grad()
