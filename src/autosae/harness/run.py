@@ -103,9 +103,9 @@ class Worker:
             target=worker.main, daemon=True,
             args=(str(variant), asdict(spec), str(self.log_path), threads, mem, self.cmd_q,
                   self.reply_q, self.slots, self.eval_in, self.eval_latents, self.eval_recon,
-                  LOG_EVERY, 1000))
+                  LOG_EVERY, dead_window(spec)))
         self.proc.start()
-        self.deadline = math.inf
+        self.limit_s, self.deadline = math.inf, math.inf
 
     def send(self, *cmd) -> None:
         if self.spec.device != "cpu":
@@ -113,21 +113,22 @@ class Worker:
         self.cmd_q.put(cmd)
 
     def wait(self, tag: str):
+        """The worker's next reply, which must be `tag`; failures become SeedFailure."""
         while True:
+            if time.monotonic() > self.deadline:
+                self.kill()
+                raise SeedFailure("failed", "timeout",
+                                  f"the variant exceeded its time limit of {self.limit_s:g} s")
             try:
                 msg = self.reply_q.get(timeout=POLL_S)
             except queue.Empty:
-                if not self.proc.is_alive():
-                    try:  # the error report may have landed just before the exit
-                        msg = self.reply_q.get(timeout=1.0)
-                    except queue.Empty:
-                        raise SeedFailure("failed", "crashed",
-                                          f"the variant's process died (exit code {self.proc.exitcode})")
-                elif time.monotonic() > self.deadline:
-                    self.kill()
-                    raise SeedFailure("failed", "timeout", "the variant exceeded its time limit")
-                else:
+                if self.proc.is_alive():
                     continue
+                try:  # the error report may have landed just before the exit
+                    msg = self.reply_q.get(timeout=1.0)
+                except queue.Empty:
+                    raise SeedFailure("failed", "crashed",
+                                      f"the variant's process died (exit code {self.proc.exitcode})") from None
             if msg[0] == "error":
                 raise SeedFailure("failed", msg[1], msg[2])
             if msg[0] != tag:
@@ -221,40 +222,66 @@ def check_width(width: int, required: int) -> None:
 
 
 def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: RunOptions) -> dict:
-    c, spec, out = profile.constraints, worker.spec, worker.seed_dir
+    """Train, score and save one seed; raises SeedFailure with the reason otherwise."""
+    c, spec = profile.constraints, worker.spec
     started = time.monotonic()
-    worker.deadline = started + (opts.time_limit_s or profile.time_limit_s)
+    worker.limit_s = opts.time_limit_s or profile.time_limit_s
+    worker.deadline = started + worker.limit_s
     ready = worker.wait("ready")[1]
     startup_s = time.monotonic() - started
     check_width(ready["width"], c.width)  # fail before training; re-checked on the decoder
-    total = spec.total_steps * c.batch_size
-    progress = Progress(opts.log, seed, total)
-    train_started = time.monotonic()
-    with open(out / "train_log.jsonl", "w") as train_log:
-        free, in_flight = [0, 1], []
+    train_s = train(worker, profile, model, pool, seed, opts)
+    metrics, decoder = score(worker, profile, model)
+    worker_memory = save_sae(worker, decoder)
+    worker.stop()
+    return {"seed": seed, "status": "ok", **metrics,
+            "wall_s": round(time.monotonic() - started, 2), "startup_s": round(startup_s, 2),
+            "train_s": round(train_s, 2),
+            "samples_per_s": round(spec.total_steps * c.batch_size / max(train_s, 1e-9)),
+            "architecture": ready["architecture"], "parameters": ready["parameters"],
+            "dead_window_steps": dead_window(spec), "worker_memory": worker_memory}
+
+
+def dead_window(spec: VariantSpec) -> int:
+    """Steps without firing after which train_log.jsonl counts a latent as dead: SAELens's
+    1000, or a tenth of training for short runs."""
+    return max(1, min(1000, spec.total_steps // 10))
+
+
+def train(worker: Worker, profile: Profile, model, pool, seed: int, opts: RunOptions) -> float:
+    """Stream the seed's training rows through the two shared slots: we fill one while the
+    variant trains on the other. Returns the training time."""
+    spec = worker.spec
+    progress = Progress(opts.log, seed, spec.total_steps * spec.batch_size)
+    started = time.monotonic()
+    with open(worker.seed_dir / "train_log.jsonl", "w") as train_log:
+
+        def collect() -> int:
+            _, slot, logs = worker.wait("trained")
+            for entry in logs:
+                train_log.write(json.dumps(entry) + "\n")
+                progress.update(entry)
+            return slot
+
+        free, in_flight = [0, 1], 0
         for rows in train_chunks(profile, model, pool, seed, spec.device):
             if not free:
-                _, slot, logs = worker.wait("trained")
-                in_flight.remove(slot)
-                free.append(slot)
-                for entry in logs:
-                    train_log.write(json.dumps(entry) + "\n")
-                    progress.update(entry)
+                free.append(collect())
+                in_flight -= 1
             slot = free.pop()
             worker.slots[slot][:rows.shape[0]].copy_(rows)
             worker.send("train", slot, rows.shape[0])
-            in_flight.append(slot)
-        while in_flight:
-            _, slot, logs = worker.wait("trained")
-            in_flight.remove(slot)
-            for entry in logs:
-                train_log.write(json.dumps(entry) + "\n")
-            if logs:
-                progress.update(logs[-1], force=True)
-    train_s = time.monotonic() - train_started
+            in_flight += 1
+        for _ in range(in_flight):
+            collect()
+    return time.monotonic() - started
 
+
+def score(worker: Worker, profile: Profile, model) -> tuple[dict, torch.Tensor]:
+    """Have the variant encode the eval samples, score its latents, check width and L0."""
     from autosae.bench.metrics import Scorer
 
+    c, spec = profile.constraints, worker.spec
     worker.send("decoder")
     decoder = worker.wait("decoder")[1]
     check_width(decoder.shape[0], c.width)
@@ -293,27 +320,31 @@ def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: Run
         raise SeedFailure("rejected", "constraint:l0",
                           f"l0: measured {metrics['l0']:.3f}, the profile requires {c.k:g} ± "
                           f"{tolerance:.3g} (off by {metrics['l0'] - c.k:+.3f})")
+    return metrics, decoder
 
+
+def save_sae(worker: Worker, decoder: torch.Tensor) -> dict:
+    """Write the SAE (SAELens format when the variant can export to it) and its full
+    state; returns the variant process's peak memory."""
+    spec, out = worker.spec, worker.seed_dir
     worker.send("state")
     _, state, export, worker_memory = worker.wait("state")
-    save_file(state, out / "variant_state.safetensors")
     sae_dir = out / "sae"
     sae_dir.mkdir(exist_ok=True)
-    if export is not None:
-        cfg, weights = export
-        save_file({k: v.contiguous() for k, v in weights.items()}, sae_dir / "sae_weights.safetensors")
-    else:
-        cfg = {"architecture": "autosae-variant", "d_in": spec.d_in, "d_sae": spec.width,
-               "note": "not representable in SAELens; reload with the variant's build() and "
-                       "variant_state.safetensors"}
-        save_file({"W_dec": decoder.contiguous()}, sae_dir / "sae_weights.safetensors")
-    (sae_dir / "cfg.json").write_text(json.dumps(cfg, indent=2))
-    worker.stop()
-    wall = time.monotonic() - started
-    return {"seed": seed, "status": "ok", **metrics, "wall_s": round(wall, 2),
-            "startup_s": round(startup_s, 2), "train_s": round(train_s, 2), "samples_per_s": round(total / max(train_s, 1e-9)),
-            "architecture": ready["architecture"], "parameters": ready["parameters"],
-            "worker_memory": worker_memory}
+    try:  # what the variant hands back is checked like everything else it reports
+        save_file(state, out / "variant_state.safetensors")
+        if export is not None:
+            cfg, weights = export
+            save_file({k: v.contiguous() for k, v in weights.items()}, sae_dir / "sae_weights.safetensors")
+        else:
+            cfg = {"architecture": "autosae-variant", "d_in": spec.d_in, "d_sae": spec.width,
+                   "note": "not representable in SAELens; reload with the variant's build() and "
+                           "variant_state.safetensors"}
+            save_file({"W_dec": decoder.contiguous()}, sae_dir / "sae_weights.safetensors")
+        (sae_dir / "cfg.json").write_text(json.dumps(cfg, indent=2))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SeedFailure("failed", "export", f"the SAE could not be saved: {exc}") from None
+    return worker_memory
 
 
 def summarize(per_seed: list[dict]) -> dict:
