@@ -1,0 +1,87 @@
+"""The research agent's contract: propose an idea, implement it, conclude from the numbers.
+
+The sprint engine calls these three methods and owns everything else (git, the harness,
+verdicts, records). An agent never sees a metric it could have produced itself: results
+come from the harness, through `conclude`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class AgentError(Exception):
+    """The agent could not do its part (the sprint is recorded as failed)."""
+
+
+@dataclass
+class PastSprint:
+    """One row of the ledger, as agents see it."""
+
+    id: str
+    title: str
+    verdict: str
+    f1: float | None
+    mcc: float | None
+    config: dict[str, Any] | None = None
+    """The recipe's normalised configuration, when the sprint has one."""
+    idea: str = ""
+
+
+@dataclass
+class AgentContext:
+    """What the agent knows when it proposes, implements or concludes."""
+
+    task_body: str
+    """TASK.md's Markdown body (the user's steering text), verbatim."""
+    profile: str
+    objective: str
+    """"f1" or "mcc"."""
+    sprint_number: int
+    """How many sprints this project has recorded before this one."""
+    past: list[PastSprint] = field(default_factory=list)
+    """Past sprints, oldest first (empty when TASK.md hides them from the agent)."""
+    best: PastSprint | None = None
+    """The best sprint so far on the objective (None: only baselines)."""
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    """{"batchtopk": {"f1": .., "mcc": ..}, "matryoshka": {...}} (means over seeds)."""
+    seed: int = 0
+    """The agent's own random seed (deterministic agents use it)."""
+
+
+@dataclass
+class Proposal:
+    """One idea for a sprint."""
+
+    title: str
+    idea: str
+    hypothesis: str
+    plan: str
+    parent: str | None = None
+    """Sprint id (or "baseline:<name>") that this idea builds on."""
+    config: dict[str, Any] | None = None
+    """A normalised description of what is tried, used to refuse repeats."""
+
+
+@dataclass
+class Conclusion:
+    text: str
+    """Markdown: what the numbers say, alternative explanations, next steps."""
+
+
+class Agent(Protocol):
+    name: str
+
+    def propose(self, ctx: AgentContext) -> Proposal:
+        """One new idea; must not repeat a past sprint's config."""
+        ...
+
+    def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
+        """Write sprint_dir/README.md (idea, hypothesis, plan) and sprint_dir/variant.py."""
+        ...
+
+    def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
+        """Draw conclusions from the harness's results.json and the engine's verdict."""
+        ...
