@@ -1,0 +1,229 @@
+"""TASK.md: YAML front matter (typed, validated settings) and a Markdown body (the steering
+text that the agent reads verbatim). Re-read at the start of every sprint.
+
+Every problem becomes one line naming the file, the line and the field, and what was
+expected, e.g. `TASK.md line 4: objective: expected 'f1' or 'mcc', got 'acc'`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from autosae.errors import AutosaeError
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConstraintOverrides(_Strict):
+    """Overrides of the profile's constraints. Runs under changed constraints are compared
+    only with runs under the same ones, and are not counted as benchmark results."""
+
+    width: int | None = Field(None, gt=0)
+    """Number of SAE latents."""
+    k: float | None = Field(None, gt=0)
+    """Target L0."""
+    training_samples: int | None = Field(None, gt=0)
+    """Samples seen in training."""
+    batch_size: int | None = Field(None, gt=0)
+    """Training batch size."""
+    lr: float | None = Field(None, gt=0)
+    """Adam learning rate."""
+
+
+class Budgets(_Strict):
+    usd_per_sprint: float | None = Field(None, ge=0)
+    """Most an agent may spend on one sprint (LLM backends)."""
+    usd_total: float | None = Field(None, ge=0)
+    """The loop stops once all recorded sprints together cost this much."""
+    hours_per_sprint: float | None = Field(None, gt=0)
+    """Time limit for a sprint's training, shared by its seeds."""
+    hours_total: float | None = Field(None, gt=0)
+    """The loop stops once recorded sprints have trained this long in all."""
+
+
+class AgentSettings(_Strict):
+    backend: str | None = None
+    """Agent backend by name; None: automatic (recipe when no API key is set)."""
+    model: str = "claude-sonnet-4-5"
+    """Model name for the LLM backends."""
+    seed: int = 0
+    """The agent's own seed (the recipe agent is deterministic per seed)."""
+    hide_past: bool = False
+    """Hide past sprints from the implementing agent (the proposer still sees them)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Passed to the backend's constructor (e.g. the scripted backend's `script`)."""
+
+
+class LoopSettings(_Strict):
+    max_consecutive_failures: int = Field(3, ge=1)
+    """The loop stops after this many failed sprints in a row."""
+
+
+class TaskConfig(_Strict):
+    profile: str = "tiny"
+    """Benchmark profile (see `autosae bench list`)."""
+    model_seed: int | None = None
+    """Seed of the synthetic model: another seed is a held-out model."""
+    objective: Literal["f1", "mcc"] = "f1"
+    """The metric sprints are judged on."""
+    seeds: int | list[int] = 3
+    """Seeds per counted run: N means 0..N-1, or an explicit list."""
+    significance: float = Field(0.05, gt=0, lt=0.5)
+    """Alpha of the Welch t-test behind improved/worse verdicts."""
+    device: str | None = None
+    """cpu, cuda or cuda:N; None: cuda when visible, else cpu."""
+    constraints: ConstraintOverrides = Field(default_factory=ConstraintOverrides)
+    budgets: Budgets = Field(default_factory=Budgets)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        from autosae.bench.profiles import PROFILES
+
+        if value not in PROFILES:
+            raise ValueError(f"unknown profile {value!r} (known: {', '.join(PROFILES)})")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError("expected a number of seeds >= 1 or a list of seeds")
+        if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError("expected a non-empty list of distinct seeds >= 0")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value):
+        if value is not None and value != "cpu" and not value.startswith("cuda"):
+            raise ValueError("expected cpu, cuda or cuda:N")
+        return value
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def profile_overrides(self) -> list[str]:
+        return [f"{name}={value}" for name, value in self.constraints.model_dump().items() if value is not None]
+
+    def build_profile(self):
+        from autosae.bench.profiles import get_profile
+
+        return get_profile(self.profile, self.model_seed, self.profile_overrides())
+
+
+@dataclass(frozen=True)
+class Task:
+    path: Path
+    config: TaskConfig
+    body: str
+    """The steering text after the front matter, verbatim."""
+    sha256: str
+
+
+def _key_line(node: yaml.Node | None, loc: tuple, fallback: int) -> int:
+    """1-based line (within the front matter) of the key or item that `loc` points at."""
+    line = fallback
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    line, node = key.start_mark.line + 1, value
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _describe(error: dict) -> str:
+    kind, msg, value = error["type"], error["msg"], error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "literal_error":
+        return f"expected {msg.removeprefix('Input should be ')}, got {value!r}"
+    if kind in ("value_error", "assertion_error"):
+        return msg.removeprefix("Value error, ")
+    if kind.startswith(("float", "int")) or kind in ("greater_than", "greater_than_equal", "less_than"):
+        return f"{msg.removeprefix('Input should be ').replace('a valid ', 'expected a ')}, got {value!r}"
+    return f"{msg}, got {value!r}"
+
+
+def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc[:-1]:
+        annotation = model.model_fields.get(part)
+        if annotation is None or not isinstance(annotation.annotation, type) or not issubclass(annotation.annotation, BaseModel):
+            return []
+        model = annotation.annotation
+    return list(model.model_fields)
+
+
+def parse_task(text: str, path: Path | str = "TASK.md") -> Task:
+    name = str(path)
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise AutosaeError(f"{name} line 1: expected front matter: a first line `---`, YAML settings, then a closing `---`")
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
+    if end is None:
+        raise AutosaeError(f"{name}: the front matter opened on line 1 is never closed by a `---` line")
+    front = "".join(lines[1:end])
+    body = "".join(lines[end + 1:])
+    body = body[1:] if body.startswith("\n") else body
+    try:
+        data = yaml.safe_load(front)
+        root = yaml.compose(front)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 2}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise AutosaeError(f"{name}{where}: YAML syntax error: {problem}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise AutosaeError(f"{name} line 2: the front matter must be a mapping of settings (key: value), "
+                           f"got {type(data).__name__}")
+    try:
+        config = TaskConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        loc = tuple(first["loc"])
+        line = _key_line(root, loc, 1) + 1  # +1: the opening `---`
+        field = ".".join(str(p) for p in loc if p not in ("int", "list[int]"))
+        desc = _describe(first)
+        if first["type"] == "extra_forbidden":
+            desc += f" (known: {', '.join(_field_names(TaskConfig, loc))})"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise AutosaeError(f"{name} line {line}: {field}: {desc}{more}") from None
+    return Task(Path(path), config, body, hashlib.sha256(text.encode()).hexdigest())
+
+
+def load_task(path: Path) -> Task:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise AutosaeError(f"TASK.md not found at {path}; run `autosae init`") from None
+    return parse_task(text, path)
+
+
+def render_task_template(profile: str = "tiny", backend: str | None = None, seeds: int = 3, **extra) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    return env.get_template("TASK.md.j2").render(profile=profile, backend=backend, seeds=seeds, **extra)

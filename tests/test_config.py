@@ -1,0 +1,80 @@
+"""TASK.md parsing: defaults, the template, the repository's own TASK.md, and errors that
+name the line and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autosae.config import load_task, parse_task, render_task_template
+from autosae.errors import AutosaeError
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(AutosaeError) as info:
+        parse_task(text)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_and_body():
+    task = parse_task("---\n---\n\n# Goal\nbeat matryoshka\n")
+    assert task.config.profile == "tiny" and task.config.objective == "f1"
+    assert task.config.seed_list() == [0, 1, 2] and task.config.agent.backend is None
+    assert task.body == "# Goal\nbeat matryoshka\n"
+
+
+@pytest.mark.parametrize("profile", ["tiny", "synth-16k"])
+def test_the_template_round_trips(profile):
+    task = parse_task(render_task_template(profile=profile, backend="recipe", seeds=2))
+    assert task.config.profile == profile and task.config.agent.backend == "recipe"
+    assert task.config.seed_list() == [0, 1]
+    for section in ("## Goal", "## Ideas to try", "## Do not"):
+        assert section in task.body
+    assert parse_task(render_task_template()).config.agent.backend is None
+
+
+def test_the_repository_task_md_is_a_synth_16k_task():
+    task = load_task(Path(__file__).parents[1] / "TASK.md")
+    assert task.config.profile == "synth-16k"
+    assert "LISTA" in task.body
+
+
+def test_seeds_constraints_and_profile():
+    task = parse_task("---\nseeds: [3, 5]\nconstraints:\n  training_samples: 1000\n  lr: 0.001\n---\n")
+    assert task.config.seed_list() == [3, 5]
+    assert task.config.profile_overrides() == ["training_samples=1000", "lr=0.001"]
+    profile = task.config.build_profile()
+    assert profile.constraints.training_samples == 1000 and profile.constraints.lr == 0.001
+
+
+@pytest.mark.parametrize("text, line, field", [
+    ("---\nprofile: tiny\nobjective: acc\n---\n", 3, "objective: expected 'f1' or 'mcc', got 'acc'"),
+    ("---\nprofile: tinyy\n---\n", 2, "profile: unknown profile 'tinyy'"),
+    ("---\nagent:\n  backend: recipe\n  hide_pats: true\n---\n", 4, "agent.hide_pats: unknown field (known: backend"),
+    ("---\nbudgets:\n  usd_total: lots\n---\n", 3, "budgets.usd_total: expected a number"),
+    ("---\nseeds: 0\n---\n", 2, "seeds:"),
+    ("---\nloop:\n  max_consecutive_failures: 0\n---\n", 3, "loop.max_consecutive_failures"),
+    ("---\nconstraints:\n  widht: 4\n---\n", 3, "constraints.widht: unknown field"),
+    ("---\nprofile: [tiny\n---\n", 3, "YAML syntax error"),
+])
+def test_errors_name_the_line_and_field(text, line, field):
+    message = error_of(text)
+    assert message.startswith(f"TASK.md line {line}: ") and field in message
+
+
+def test_missing_or_unclosed_front_matter():
+    assert "front matter" in error_of("# just a body\n")
+    assert "never closed" in error_of("---\nprofile: tiny\n# body\n")
+    assert "mapping" in error_of("---\n- a\n- b\n---\n")
+
+
+def test_several_errors_are_counted():
+    assert "(and 1 more)" in error_of("---\nobjective: acc\nsignificance: 2\n---\n")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AutosaeError, match="autosae init"):
+        load_task(tmp_path / "TASK.md")
