@@ -28,6 +28,11 @@ class PastSprint:
     config: dict[str, Any] | None = None
     """The recipe's normalised configuration, when the sprint has one."""
     idea: str = ""
+    parent: str | None = None
+    f1_std: float | None = None
+    mcc_std: float | None = None
+    noop: bool = False
+    """The engine flagged the sprint as behaving like its parent."""
 
 
 @dataclass
@@ -49,6 +54,14 @@ class AgentContext:
     """{"batchtopk": {"f1": .., "mcc": ..}, "matryoshka": {...}} (means over seeds)."""
     seed: int = 0
     """The agent's own random seed (deterministic agents use it)."""
+    width: int = 0
+    """The SAE width the profile requires."""
+    k: float = 0.0
+    """The profile's target L0."""
+    model: str | None = None
+    """LLM model name from TASK.md (LLM backends only)."""
+    budget_usd: float | None = None
+    """The most this sprint's agent may spend (None: no cap)."""
 
 
 @dataclass
@@ -73,9 +86,12 @@ class Conclusion:
 
 class Agent(Protocol):
     name: str
+    cost_usd: float
+    """Money spent so far by this agent object (0 for offline agents)."""
 
-    def propose(self, ctx: AgentContext) -> Proposal:
-        """One new idea; must not repeat a past sprint's config."""
+    def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
+        """One new idea that repeats no past sprint. With `idea` (the user's `--idea`), turn
+        that idea into a proposal instead of inventing one; raise AgentError if it cannot."""
         ...
 
     def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:

@@ -1,0 +1,81 @@
+"""The scripted agent: replays fixed actions, so tests drive whole sprints deterministically.
+
+Sprint n replays action n (modulo the script's length): the action depends only on how many
+sprints the project has recorded, so replays survive process restarts and resumes.
+
+An action (every key but `title` optional):
+    title, idea, hypothesis, plan, parent, config
+    variant:    a reference variant's name (`autosae variants`) or Python source text
+    readme:     README.md text (default: built from title, idea, hypothesis and plan)
+    conclusion: the conclusion text (default: one line quoting the verdict)
+    fail:       propose | implement | conclude: raise AgentError there
+    sleep:      {phase: seconds}, so tests can act while the agent is busy
+    cost_usd:   what the action "costs", to exercise budgets
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from autosae.agents.base import AgentContext, AgentError, Conclusion, Proposal
+
+
+class ScriptedAgent:
+    name = "scripted"
+
+    def __init__(self, script: str | Path | list | None = None, project: str | Path | None = None, **_ignored):
+        self.cost_usd = 0.0
+        if isinstance(script, (str, Path)):
+            path = Path(script)
+            if not path.is_absolute() and project is not None:
+                path = Path(project) / path
+            try:
+                script = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise AgentError(f"cannot read the script {path}: {exc}") from None
+        if not script or not isinstance(script, list) or not all(isinstance(a, dict) for a in script):
+            raise AgentError("the scripted agent needs a non-empty list of actions "
+                             "(TASK.md agent.options.script: a YAML file with a list)")
+        self.script = script
+
+    def _action(self, ctx: AgentContext, phase: str) -> dict:
+        action = self.script[ctx.sprint_number % len(self.script)]
+        time.sleep(float((action.get("sleep") or {}).get(phase, 0)))
+        if action.get("fail") == phase:
+            raise AgentError(f"scripted failure in {phase}")
+        return action
+
+    def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
+        action = self._action(ctx, "propose")
+        self.cost_usd += float(action.get("cost_usd", 0.0))
+        return Proposal(title=idea or action.get("title", "scripted idea"), idea=idea or action.get("idea", ""),
+                        hypothesis=action.get("hypothesis", ""), plan=action.get("plan", ""),
+                        parent=action.get("parent"), config=None if idea else action.get("config"))
+
+    def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
+        from autosae.variants import reference_variants
+
+        action = self._action(ctx, "implement")
+        source = action.get("variant")
+        if source is None:
+            raise AgentError("the script gives no variant for this sprint")
+        refs = reference_variants()
+        if source in refs:
+            source = refs[source].read_text()
+        sprint_dir.mkdir(parents=True, exist_ok=True)
+        (sprint_dir / "variant.py").write_text(source)
+        readme = action.get("readme") or (f"# {proposal.title}\n\n## Idea\n{proposal.idea}\n\n"
+                                          f"## Hypothesis\n{proposal.hypothesis}\n\n## Plan\n{proposal.plan}\n")
+        (sprint_dir / "README.md").write_text(readme)
+
+    def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
+        action = self._action(ctx, "conclude")
+        if "conclusion" in action:
+            return Conclusion(action["conclusion"])
+        objective = verdict.get("objective", "f1")
+        mean = ((results.get("summary") or {}).get(objective) or {}).get("mean")
+        shown = "no score" if mean is None else f"{objective.upper()} {mean:.4f}"
+        return Conclusion(f"Scripted conclusion: {verdict.get('verdict')} ({shown}).")
