@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The main job on the embedded default: a research project under runs/demo, three sprints of
+# the offline recipe agent on the tiny CPU benchmark. Run it again for three more.
+DEMO ?= runs/demo
 demo: install
-	$(VENV)/bin/autosae baselines --profile tiny
+	test -f $(DEMO)/TASK.md || $(VENV)/bin/autosae init $(DEMO) --profile tiny --backend recipe
+	$(VENV)/bin/autosae loop --project $(DEMO) --max-sprints 3
+	$(VENV)/bin/autosae leaderboard --project $(DEMO)
 
 test: install
 	$(PY) -m pytest -q
@@ -25,6 +30,7 @@ test-all: install
 
 bench: install
 	$(PY) benchmarks/train_throughput.py --profile tiny
+	$(PY) benchmarks/loop_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

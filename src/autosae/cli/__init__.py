@@ -14,18 +14,26 @@ from autosae.errors import AutosaeError
 
 app = typer.Typer(
     name="autosae",
-    help="Autonomous SAE research on SynthSAEBench: trusted training, scoring and baselines.",
+    help="Autonomous SAE research on SynthSAEBench: a research loop over a trusted harness.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
-from autosae.cli import baselines, bench, train  # noqa: E402  (register commands)
+from autosae.cli import baselines, bench, project, sprint, train  # noqa: E402  (register commands)
 
 app.add_typer(bench.app, name="bench")
 app.command("train")(train.train)
 app.command("baselines")(baselines.baselines)
 app.command("variants")(train.variants)
+app.command("init")(project.init)
+app.command("sprint")(sprint.sprint)
+app.command("loop")(sprint.loop)
+app.command("resume")(sprint.resume)
+app.command("stop")(sprint.stop)
+app.command("status")(project.status)
+app.command("leaderboard")(project.leaderboard)
+app.command("show")(project.show)
 
 
 def main() -> None:

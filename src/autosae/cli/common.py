@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -18,3 +19,4 @@ def emit(key: str, value) -> None:
     if isinstance(value, float):
         value = f"{value:.6g}"
     typer.echo(f"{key}: {value}")
+ProjectDir = Annotated[Optional[Path], typer.Option("--project", "-C", help="Research project folder (default: the one holding the current folder).")]

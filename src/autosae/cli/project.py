@@ -1,0 +1,144 @@
+"""`autosae init`, `status`, `leaderboard` and `show`: set up a project and read its record."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from autosae.cli.common import ProjectDir, emit
+from autosae.errors import AutosaeError
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the research project (created if missing).")] = Path("."),
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Benchmark profile written into TASK.md.")] = "tiny",
+    backend: Annotated[Optional[str], typer.Option(help="Agent backend written into TASK.md (default: automatic).")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per counted run.")] = 3,
+    force: Annotated[bool, typer.Option(help="Replace an existing TASK.md.")] = False,
+) -> None:
+    """Make or adopt a git repository for research: TASK.md, sprints/, reports/, .gitignore."""
+    from autosae.bench.profiles import get_profile
+    from autosae.sprint.project import init_project
+
+    get_profile(profile)  # a clear error before anything is written
+    project, done = init_project(directory, profile=profile, backend=backend, seeds=seeds, force=force)
+    for line in done:
+        typer.echo(line)
+    typer.echo(f"next: edit {project.task_path}, then `autosae loop` (or `autosae sprint --idea \"...\"`)")
+
+
+def _elapsed(since: str) -> str:
+    start = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    s = int((datetime.now(timezone.utc) - start).total_seconds())
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def status(project_dir: ProjectDir = None) -> None:
+    """The current sprint, its phase and elapsed time, the loop, and the best so far."""
+    from autosae.report import fmt_pm
+    from autosae.sprint.ledger import best_row, read_ledger
+    from autosae.sprint.project import Project, ProjectLock, pid_alive
+    from autosae.sprint.state import StateStore
+
+    project = Project.find(project_dir)
+    emit("project", project.root)
+    holder = ProjectLock(project, "status").holder()
+    running = holder is not None and pid_alive(int(holder.get("pid", 0)))
+    emit("running", f"{holder['command']} (pid {holder['pid']}, since {holder['started']})" if running else "no")
+    if project.stop_path.exists():
+        emit("stop", "requested: the loop stops after its current sprint")
+    for state in StateStore(project.state_dir).unfinished():
+        since = state.phase_started.get(state.phase, state.started)
+        emit("current", state.id)
+        emit("title", state.title)
+        emit("phase", f"{state.phase} (for {_elapsed(since)}; sprint started {_elapsed(state.started)} ago)")
+        if not running:
+            emit("resume", "interrupted: `autosae resume` continues it from this phase")
+    rows = read_ledger(project.ledger_path)
+    emit("sprints", f"{len(rows)} recorded ({sum(r['verdict'] == 'improved' for r in rows)} improved, "
+                    f"{sum(r['verdict'] == 'failed' for r in rows)} failed), "
+                    f"cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}")
+    best = best_row(rows, rows[-1]["setting"]) if rows else None
+    if best:
+        obj = best.get("objective", "f1")
+        emit("best", f"{best['id']}: {obj.upper()} {fmt_pm(best.get(obj), 4)} ({best['title']})")
+    else:
+        emit("best", "the Matryoshka baseline (no sprint has improved on it yet)")
+
+
+def leaderboard(
+    project_dir: ProjectDir = None,
+    all_settings: Annotated[bool, typer.Option("--all", help="Include sprints from other models or constraints.")] = False,
+) -> None:
+    """Every sprint's idea, F1 and MCC (mean ± std), verdict and cost, best first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from autosae.report import fmt_pm, leaderboard_rows
+    from autosae.sprint.ledger import in_setting, read_ledger
+    from autosae.sprint.project import Project
+
+    project = Project.find(project_dir)
+    rows = read_ledger(project.ledger_path)
+    if not rows:
+        typer.echo("no sprints recorded yet: run `autosae sprint` or `autosae loop`")
+        return
+    if not all_settings:
+        rows = in_setting(rows, rows[-1]["setting"])
+    objective = rows[-1].get("objective", "f1")
+    table = Table(title=f"autosae leaderboard ({rows[-1]['profile']}, by {objective.upper()})")
+    for col in ("#", "sprint", "idea", "F1", "MCC", "verdict", "Δ parent", "cost"):
+        table.add_column(col, justify="right" if col in ("#", "F1", "MCC", "Δ parent", "cost") else "left")
+    for i, row in enumerate(leaderboard_rows(rows, objective), 1):
+        delta = row.get("delta_parent")
+        verdict = row["verdict"] + (" (no-op)" if row.get("noop") else "") + (" ★" if row.get("new_best") else "")
+        table.add_row(str(i), row["id"], row.get("title", ""), fmt_pm(row.get("f1"), 4), fmt_pm(row.get("mcc"), 4),
+                      verdict, "—" if delta is None else f"{delta:+.4f}", f"${row.get('cost_usd') or 0:.2f}")
+    Console(width=200).print(table)
+    typer.echo(f"full report: {project.reports_dir / 'leaderboard.md'}")
+
+
+def show(
+    sprint_id: Annotated[str, typer.Argument(help="Sprint id, or any unique part of it.")],
+    project_dir: ProjectDir = None,
+) -> None:
+    """One sprint: idea, hypothesis, verdict, scores, branch and report."""
+    from autosae.report import fmt_pm
+    from autosae.sprint.ledger import read_ledger
+    from autosae.sprint.project import Project
+    from autosae.sprint.state import StateStore
+
+    project = Project.find(project_dir)
+    rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
+    states = {s.id: s for s in StateStore(project.state_dir).all()}
+    matches = sorted(i for i in {*rows, *states} if sprint_id in i)
+    if sprint_id in rows or sprint_id in states:
+        matches = [sprint_id]
+    if not matches:
+        raise AutosaeError(f"no sprint matches {sprint_id!r}; `autosae leaderboard` lists them")
+    if len(matches) > 1:
+        raise AutosaeError(f"{sprint_id!r} matches {len(matches)} sprints ({', '.join(matches[:4])}...); be more specific")
+    sid = matches[0]
+    row, state = rows.get(sid), states.get(sid)
+    src = row or {}
+    emit("id", sid)
+    emit("title", src.get("title") or state.title)
+    emit("idea", src.get("idea") or state.idea)
+    if state:
+        emit("hypothesis", state.hypothesis)
+    emit("parent", src.get("parent") or (state.parent if state else "—"))
+    if row is None:
+        emit("phase", f"{state.phase} (not recorded yet)")
+    else:
+        emit("verdict", row["verdict"] + (" (no-op)" if row.get("noop") else "") + (" — new best" if row.get("new_best") else ""))
+        emit("reason", row.get("reason") or "")
+        emit("f1", fmt_pm(row.get("f1"), 4))
+        emit("mcc", fmt_pm(row.get("mcc"), 4))
+        emit("delta_parent", "—" if row.get("delta_parent") is None else f"{row['delta_parent']:+.4f}")
+        emit("p_value", "—" if row.get("p_value") is None else f"{row['p_value']:.3g}")
+        emit("cost_usd", f"{row.get('cost_usd') or 0:.2f}")
+        emit("report", project.sprints_dir / sid / "report.md")
+    emit("branch", src.get("branch") or state.branch)

@@ -1,0 +1,152 @@
+"""`autosae sprint`, `loop`, `resume` and `stop`: run research, one sprint or many."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from typing import Annotated, Optional
+
+import typer
+
+from autosae.cli.common import ProjectDir, emit
+from autosae.errors import AutosaeError
+
+Backend = Annotated[Optional[str], typer.Option(help="Agent backend: recipe, scripted, ... (default: TASK.md's, else automatic).")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="Benchmark profile (default: TASK.md's).")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also print the harness's progress lines.")]
+
+
+def _status(line: str) -> None:
+    typer.echo(line)
+
+
+def _detail(project, verbose: bool):
+    os.environ.setdefault("TQDM_DISABLE", "1")  # model builds log to harness.log, not progress bars
+    log = project.private / "harness.log"
+
+    def write(line: str) -> None:
+        project.private.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(line + "\n")
+        if verbose:
+            print(line, file=sys.stderr, flush=True)
+
+    return write
+
+
+def _interrupted(engine_store) -> None:
+    for state in engine_store.unfinished():
+        print(f"interrupted: sprint {state.id} is left in phase {state.phase}; "
+              f"`autosae resume` continues it", file=sys.stderr)
+
+
+def _summary(project, state) -> None:
+    from autosae.report import fmt_pm
+    from autosae.sprint.ledger import read_ledger
+
+    row = next((r for r in read_ledger(project.ledger_path) if r["id"] == state.id), {})
+    emit("sprint", state.id)
+    emit("verdict", (row.get("verdict") or "?") + (" (no-op)" if row.get("noop") else ""))
+    emit("f1", fmt_pm(row.get("f1"), 4))
+    emit("mcc", fmt_pm(row.get("mcc"), 4))
+    emit("report", project.sprints_dir / state.id / "report.md")
+
+
+def sprint(
+    idea: Annotated[Optional[str], typer.Option(help="The idea to try (default: the agent proposes one).")] = None,
+    backend: Backend = None,
+    profile: ProfileOpt = None,
+    allow_duplicate: Annotated[bool, typer.Option(help="Run --idea even if it repeats a past sprint.")] = False,
+    project_dir: ProjectDir = None,
+    verbose: Verbose = False,
+) -> int:
+    """Run one sprint: ideation, branch and worktree, implement, counted run, verdict, report, record."""
+    from autosae.sprint.engine import Engine, SprintRequest
+    from autosae.sprint.project import Project, ProjectLock
+
+    project = Project.find(project_dir)
+    with ProjectLock(project, "autosae sprint", log=_status):
+        engine = Engine(project, status=_status, detail=_detail(project, verbose))
+        pending = engine.store.unfinished()
+        if pending:
+            raise AutosaeError(f"sprint {pending[0].id} was interrupted in phase {pending[0].phase}; "
+                               f"`autosae resume` finishes it (or `autosae resume --abandon` gives it up)")
+        try:
+            state = engine.run(engine.start(SprintRequest(idea, backend, profile, allow_duplicate)))
+        except KeyboardInterrupt:
+            _interrupted(engine.store)
+            raise
+    _summary(project, state)
+    return 3 if state.verdict and state.verdict["verdict"] == "failed" else 0
+
+
+def resume(
+    project_dir: ProjectDir = None,
+    abandon: Annotated[bool, typer.Option(help="Give the interrupted sprint up instead (its branch is kept).")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Continue an interrupted sprint from its last completed phase."""
+    from autosae.sprint.engine import Engine
+    from autosae.sprint.project import Project, ProjectLock
+
+    project = Project.find(project_dir)
+    with ProjectLock(project, "autosae resume", log=_status):
+        engine = Engine(project, status=_status, detail=_detail(project, verbose))
+        pending = engine.store.unfinished()
+        if not pending:
+            typer.echo("nothing to resume: no sprint was interrupted")
+            return
+        for state in pending:
+            if abandon:
+                engine.abandon(state)
+                typer.echo(f"abandoned {state.id} (branch {state.branch} is kept)")
+                continue
+            typer.echo(f"resuming {state.id} from phase {state.phase}")
+            try:
+                state = engine.run(state)
+            except KeyboardInterrupt:
+                _interrupted(engine.store)
+                raise
+            _summary(project, state)
+
+
+def loop(
+    max_sprints: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many sprints.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Start no sprint after this time: HH:MM or an ISO date-time.")] = None,
+    budget_usd: Annotated[Optional[float], typer.Option(min=0, help="Stop once this loop has spent this much on the agent.")] = None,
+    backend: Backend = None,
+    profile: ProfileOpt = None,
+    project_dir: ProjectDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run sprints until a limit, `autosae stop`, Ctrl-C, or too many failures in a row."""
+    from autosae.sprint.engine import SprintRequest
+    from autosae.sprint.loop import LoopLimits, parse_until, run_loop
+    from autosae.sprint.project import Project
+    from autosae.sprint.state import StateStore
+
+    project = Project.find(project_dir)
+    limits = LoopLimits(max_sprints, parse_until(until) if until else None, budget_usd)
+    try:
+        outcome = run_loop(project, limits, SprintRequest(backend=backend, profile=profile),
+                           status=_status, detail=_detail(project, verbose))
+    except KeyboardInterrupt:
+        _interrupted(StateStore(project.state_dir))
+        raise
+    emit("loop", f"stopped after {outcome.sprints} sprints: {outcome.reason}")
+    emit("leaderboard", project.reports_dir / "leaderboard.md")
+
+
+def stop(project_dir: ProjectDir = None) -> None:
+    """Ask the running loop to stop after its current sprint."""
+    from autosae.sprint.project import Project, ProjectLock, pid_alive
+
+    project = Project.find(project_dir)
+    holder = ProjectLock(project, "stop").holder()
+    if holder is None or not pid_alive(int(holder.get("pid", 0))):
+        typer.echo("no loop is running in this project")
+        return
+    project.stop_path.parent.mkdir(parents=True, exist_ok=True)
+    project.stop_path.write_text(f"requested {datetime.now().isoformat(timespec='seconds')}\n")
+    typer.echo(f"stop requested: {holder['command']} (pid {holder['pid']}) stops after its current sprint")

@@ -1,0 +1,1 @@
+"""The sprint engine: project layout, git operations, state machine, verdicts, ledger, loop."""

@@ -1,0 +1,407 @@
+"""One sprint through its whole life, resumable after a crash in any phase.
+
+    start():  re-read TASK.md, check the tree, baselines, ideation (refusing repeats) -> proposed
+    run():    implementing -> training -> scoring -> reporting -> done
+
+Every phase persists the state before and after its work, and its work is idempotent: a phase
+interrupted by SIGKILL is run again from its start, reusing what was already recorded (the
+implement commit, the harness's results.json, the conclusion, the merge commit on main).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from autosae.agents import AgentContext, AgentError, Proposal, create_agent, default_backend
+from autosae.config import TaskConfig, load_task
+from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.sprint import gitops
+from autosae.sprint.ledger import (best_row, dump_row, find_duplicate, in_setting, parse_ledger,
+                                   past_sprint, read_ledger, reference)
+from autosae.sprint.project import Project
+from autosae.sprint.state import SprintState, StateStore, iso, new_sprint_id
+from autosae.sprint.verdict import Reference, compute_verdict
+
+PROPOSE_ATTEMPTS = 3
+TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "report.md", "report.pdf", "DONE")
+"""Files in a sprint folder that only the orchestrator writes (an agent's copies are replaced)."""
+
+
+class SprintNotStarted(AutosaeError):
+    """Ideation failed: nothing was recorded (the loop counts it as a failed attempt)."""
+
+
+@dataclass
+class SprintRequest:
+    idea: str | None = None
+    backend: str | None = None
+    profile: str | None = None
+    allow_duplicate: bool = False
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: AUTOSAE_CRASH_AT=<name> kills this process
+    with SIGKILL here, exactly as `kill -9` would."""
+    if os.environ.get("AUTOSAE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def setting_of(profile) -> str:
+    """Sprints are compared only within one model and one set of constraints."""
+    payload = json.dumps({"model": profile.model_hash(), "constraints": asdict(profile.constraints)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+class Engine:
+    def __init__(self, project: Project, status: Callable[[str], None] = print,
+                 detail: Callable[[str], None] | None = None):
+        self.project = project
+        self.repo = gitops.open_repo(project.root)
+        self.store = StateStore(project.state_dir)
+        self.status = status
+        self.detail = detail or self._log_to_file
+
+    def _log_to_file(self, line: str) -> None:
+        self.project.private.mkdir(parents=True, exist_ok=True)
+        with open(self.project.private / "harness.log", "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+    def say(self, state: SprintState | str, phase: str, text: str = "") -> None:
+        sid = state if isinstance(state, str) else state.id
+        self.status(f"{iso()[11:19]} {sid} | {phase}" + (f" | {text}" if text else ""))
+
+    # -- set-up shared by start() and run() ----------------------------------------------
+
+    def task_config(self, state: SprintState) -> TaskConfig:
+        return TaskConfig.model_validate(state.task)
+
+    def profile_for(self, cfg: TaskConfig, profile_name: str):
+        return cfg.model_copy(update={"profile": profile_name}).build_profile()
+
+    def baselines(self, cfg: TaskConfig, profile, device: str) -> dict[str, dict]:
+        from autosae.harness.baselines import run_baselines
+        from autosae.harness.run import RunOptions
+
+        return run_baselines(profile, RunOptions(seeds=cfg.seed_list(), device=device, log=self.detail))
+
+    def agent(self, cfg: TaskConfig, backend: str):
+        options = {"seed": cfg.agent.seed, "project": str(self.project.root), "model": cfg.agent.model,
+                   **cfg.agent.options}
+        return create_agent(backend, **options)
+
+    def context(self, cfg: TaskConfig, body: str, profile, setting: str, rows: list[dict],
+                baselines: dict[str, dict], hide_past: bool = False) -> AgentContext:
+        mine = in_setting(rows, setting)
+        best = best_row(rows, setting)
+        means = {name: {m: res["summary"][m]["mean"] for m in ("f1", "mcc") if m in res.get("summary", {})}
+                 for name, res in baselines.items()}
+        return AgentContext(task_body=body, profile=profile.name, objective=cfg.objective,
+                            sprint_number=len(rows), past=[] if hide_past else [past_sprint(r) for r in mine],
+                            best=past_sprint(best) if best and not hide_past else None, baselines=means,
+                            seed=cfg.agent.seed, width=profile.constraints.width, k=profile.constraints.k,
+                            model=cfg.agent.model, budget_usd=cfg.budgets.usd_per_sprint)
+
+    def check_tree(self, allow: tuple[str, ...] = ()) -> str:
+        if not gitops.has_commits(self.repo):
+            raise AutosaeError("the project repository has no commit yet; run `autosae init`")
+        branch = gitops.current_branch(self.repo)
+        gitops.refuse_dirty(self.repo, allow)
+        return branch
+
+    # -- ideation ------------------------------------------------------------------------
+
+    def start(self, req: SprintRequest) -> SprintState:
+        from autosae.harness.run import resolve_device
+
+        task = load_task(self.project.task_path)  # re-read: the user steers by editing it
+        cfg = task.config
+        if req.profile:
+            cfg = cfg.model_copy(update={"profile": req.profile})
+        profile = cfg.build_profile()
+        device = resolve_device(cfg.device)
+        base_branch = self.check_tree()
+        backend = req.backend or cfg.agent.backend or default_backend()
+        agent = self.agent(cfg, backend)
+        setting = setting_of(profile)
+        self.say("baselines", "training" if not _baselines_cached(profile, cfg) else "cached",
+                 f"{profile.name}, {len(cfg.seed_list())} seeds")
+        baselines = self.baselines(cfg, profile, device)
+        rows = read_ledger(self.project.ledger_path)
+        ctx = self.context(cfg, task.body, profile, setting, rows, baselines)
+        proposal = self._propose(agent, ctx, req, in_setting(rows, setting))
+        parent = proposal.parent
+        known = {r["id"] for r in rows}
+        if not (parent in known or (parent or "").startswith("baseline:")):
+            best = best_row(rows, setting)
+            parent = best["id"] if best else "baseline:matryoshka"
+        taken = known | {s.id for s in self.store.all()}
+        sid = new_sprint_id(proposal.title, taken)
+        state = SprintState(
+            id=sid, phase="proposed", title=proposal.title, idea=proposal.idea,
+            hypothesis=proposal.hypothesis, plan=proposal.plan, parent=parent, config=proposal.config,
+            backend=backend, profile=profile.name, objective=cfg.objective, seeds=cfg.seed_list(),
+            setting=setting, base_branch=base_branch, branch=f"sprint/{sid}", task_sha256=task.sha256,
+            user_idea=req.idea is not None, cost_usd=agent.cost_usd,
+            task=cfg.model_dump(mode="json"), task_body=task.body)
+        self.store.save(state)
+        self.say(state, "proposed", f"{proposal.title} (parent {parent}, agent {backend})")
+        crash_point("proposed")
+        return state
+
+    def _propose(self, agent, ctx: AgentContext, req: SprintRequest, rows: list[dict]) -> Proposal:
+        from autosae.agents import PastSprint
+
+        for _ in range(PROPOSE_ATTEMPTS):
+            try:
+                proposal = agent.propose(ctx, idea=req.idea)
+            except AgentError as exc:
+                raise SprintNotStarted(f"the {agent.name} agent could not propose an idea: {exc}") from None
+            dup = find_duplicate(rows, proposal.idea or proposal.title, proposal.config)
+            if dup is None or req.allow_duplicate:
+                return proposal
+            row, how = dup
+            if req.idea is not None:
+                raise SprintNotStarted(f"this idea repeats sprint {row['id']} ({how}); "
+                                       f"pass --allow-duplicate to run it anyway")
+            ctx.past.append(PastSprint(id="(refused)", title=proposal.title, idea=proposal.idea,
+                                       verdict=f"refused: repeats {row['id']} ({how})", f1=None, mcc=None,
+                                       config=proposal.config))
+        raise SprintNotStarted(f"the {agent.name} agent proposed only repeats of past sprints "
+                               f"({PROPOSE_ATTEMPTS} attempts); steer it with new ideas in TASK.md")
+
+    # -- the phases ----------------------------------------------------------------------
+
+    def run(self, state: SprintState) -> SprintState:
+        """Run the sprint from its current phase to done."""
+        cfg = self.task_config(state)
+        profile = self.profile_for(cfg, state.profile)
+        from autosae.harness.run import resolve_device
+
+        device = resolve_device(cfg.device)
+        current = gitops.current_branch(self.repo)
+        if current != state.base_branch:
+            raise AutosaeError(f"sprint {state.id} records onto branch {state.base_branch}, but {current} "
+                               f"is checked out; `git checkout {state.base_branch}` and resume")
+        agent = self.agent(cfg, state.backend)
+        baselines = self.baselines(cfg, profile, device)
+        runners = {"proposed": self._implement, "implementing": self._implement, "training": self._train,
+                   "scoring": self._score, "reporting": self._report}
+        while state.phase not in ("done", "abandoned"):
+            runners[state.phase](state, cfg, profile, device, agent, baselines)
+        return state
+
+    def enter(self, state: SprintState, phase: str, text: str | None = "") -> None:
+        state.phase = phase
+        state.phase_started.setdefault(phase, iso())
+        self.store.save(state)
+        if text is not None:
+            self.say(state, phase, text)
+
+    def worktree(self, state: SprintState):
+        tree = gitops.add_worktree(self.repo, self.project.worktrees_dir / state.id, state.branch)
+        return tree, Path(tree.working_tree_dir) / state.sprint_path
+
+    def _implement(self, state, cfg, profile, device, agent, baselines) -> None:
+        self.enter(state, "implementing", f"agent {state.backend} writes README.md and variant.py")
+        tree, folder = self.worktree(state)
+        if gitops.in_head(tree, f"{state.sprint_path}/variant.py") or (
+                state.failure and gitops.in_head(tree, f"{state.sprint_path}/README.md")):
+            pass  # committed before a crash: keep it
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            rows = read_ledger(self.project.ledger_path)
+            ctx = self.context(cfg, state.task_body, profile, state.setting, rows, baselines,
+                               hide_past=cfg.agent.hide_past)
+            before = agent.cost_usd
+            try:
+                agent.implement(proposal_of(state), folder, ctx)
+                missing = [f for f in ("README.md", "variant.py") if not (folder / f).is_file()]
+                if missing:
+                    state.failure = f"the agent did not write {', '.join(missing)}"
+            except AgentError as exc:
+                state.failure = f"the {state.backend} agent could not implement the idea: {exc}"
+            state.cost_usd += agent.cost_usd - before
+            for name in TRUSTED_FILES:
+                (folder / name).unlink(missing_ok=True)
+            crash_point("implementing")
+            if not any(folder.iterdir()):
+                (folder / "README.md").write_text(f"# {state.title}\n\n{state.idea}\n")
+            state.commit = gitops.commit_paths(tree, f"{state.id}: implement: {state.title}",
+                                               [state.sprint_path]) or state.commit
+        self.store.save(state)
+        state.phase = "training"
+
+    def _train(self, state, cfg, profile, device, agent, baselines) -> None:
+        from autosae.harness.run import RunOptions, run_variant, sha256_file
+
+        run_dir = self.project.runs_dir / state.id
+        if state.failure:
+            self.enter(state, "training", f"skipped: {state.failure}")
+            state.phase = "scoring"
+            return
+        self.enter(state, "training", f"{len(state.seeds)} seeds on {profile.name} ({device})")
+        _, folder = self.worktree(state)
+        variant = folder / "variant.py"
+        done = _read_json(run_dir / "results.json")
+        if done and done.get("status") not in (None, "running") and done.get("variant_sha256") == sha256_file(variant):
+            self.say(state, "training", "reusing the results recorded before the interruption")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            limit = None
+            if cfg.budgets.hours_per_sprint:
+                limit = min(profile.time_limit_s, cfg.budgets.hours_per_sprint * 3600 / len(state.seeds))
+            opts = RunOptions(seeds=list(state.seeds), device=device, time_limit_s=limit,
+                              log=lambda line: self.detail(f"{state.id}: {line}"))
+            try:
+                run_variant(variant, profile, run_dir, opts)
+            except (VariantFailed, ConstraintBreach) as exc:
+                self.say(state, "training", f"the variant failed: {exc}")
+        crash_point("training")
+        state.phase = "scoring"
+        self.store.save(state)
+
+    def _score(self, state, cfg, profile, device, agent, baselines) -> None:
+        self.enter(state, "scoring", None)  # its one status line carries the verdict
+        results = None if state.failure else _read_json(self.project.runs_dir / state.id / "results.json")
+        rows = read_ledger(self.project.ledger_path)
+        by_id = {r["id"]: r for r in rows}
+        refs = {name: Reference.from_results(f"baseline:{name}", res) for name, res in baselines.items()}
+        if state.parent in by_id:
+            parent = reference(by_id[state.parent])
+        else:
+            parent = refs.get((state.parent or "").removeprefix("baseline:"), refs["matryoshka"])
+        best = best_row(rows, state.setting)
+        verdict = compute_verdict(results, state.id, parent, reference(best) if best else None, refs,
+                                  state.objective, cfg.significance)
+        if state.failure:
+            verdict["reason"] = state.failure
+        crash_point("scoring")
+        state.verdict = verdict
+        state.phase = "reporting"
+        self.store.save(state)
+        self.say(state, "scoring", f"{verdict['verdict']}: {verdict['reason']}")
+
+    def _report(self, state, cfg, profile, device, agent, baselines) -> None:
+        from autosae.report import write_leaderboard, write_report
+
+        self.enter(state, "reporting", "conclusions, report.md, report.pdf, commit, ledger")
+        run_dir = self.project.runs_dir / state.id
+        results = _read_json(run_dir / "results.json") if not state.failure else None
+        if state.conclusion is None:
+            state.conclusion = self._conclude(state, cfg, profile, agent, results, baselines)
+            self.store.save(state)
+        tree, folder = self.worktree(state)
+        if not gitops.in_head(tree, f"{state.sprint_path}/DONE"):
+            folder.mkdir(parents=True, exist_ok=True)
+            shown = results or {"status": "failed", "reason": state.failure}
+            (folder / "results.json").write_text(json.dumps(shown, indent=2, default=float))
+            (folder / "verdict.json").write_text(json.dumps(state.verdict, indent=2, default=float))
+            (folder / "cost.json").write_text(json.dumps({"backend": state.backend, "cost_usd": state.cost_usd}, indent=2))
+            state.finished = state.finished or iso()
+            write_report(folder, report_info(state), shown, state.verdict, state.conclusion,
+                         run_dir if run_dir.exists() else None)
+            (folder / "DONE").write_text(json.dumps({"id": state.id, "verdict": state.verdict["verdict"],
+                                                     "finished": state.finished}) + "\n")
+            state.commit = gitops.commit_paths(tree, f"{state.id}: {state.verdict['verdict']}: {state.title}",
+                                               [state.sprint_path]) or state.commit
+            self.store.save(state)
+        crash_point("reporting")
+        self._merge(state, cfg, results, baselines, write_leaderboard)
+        gitops.remove_worktree(self.repo, self.project.worktrees_dir / state.id)
+        state.phase = "done"
+        self.store.save(state)
+        v = state.verdict
+        self.say(state, "done", f"{v['verdict']}" + (" (new best)" if v.get("new_best") else "")
+                 + f" | sprints/{state.id}/report.md")
+
+    def _conclude(self, state, cfg, profile, agent, results, baselines) -> str:
+        if results is None:
+            return f"The sprint failed before training: {state.failure}"
+        rows = read_ledger(self.project.ledger_path)
+        ctx = self.context(cfg, state.task_body, profile, state.setting, rows, baselines)
+        before = agent.cost_usd
+        try:
+            text = agent.conclude(proposal_of(state), results, state.verdict, ctx).text
+        except AgentError as exc:
+            text = f"(The {state.backend} agent could not draw conclusions: {exc}.)"
+        state.cost_usd += agent.cost_usd - before
+        return text
+
+    def _merge(self, state, cfg, results, baselines, write_leaderboard) -> None:
+        """One commit on the main branch: the sprint folder, its ledger row, the leaderboard."""
+        repo, ledger = self.repo, "reports/ledger.jsonl"
+        recorded = any(r.get("id") == state.id for r in parse_ledger(gitops.head_text(repo, ledger)))
+        if recorded and gitops.in_head(repo, f"{state.sprint_path}/DONE"):
+            return  # merged before a crash: never record twice
+        gitops.restore(repo, [state.sprint_path, "reports"])  # drop a half-done merge
+        self.check_tree()
+        gitops.checkout_from(repo, state.branch, state.sprint_path)
+        rows = parse_ledger(gitops.head_text(repo, ledger))
+        rows.append(ledger_row(state, results))
+        self.project.reports_dir.mkdir(exist_ok=True)
+        self.project.ledger_path.write_text("".join(dump_row(r) for r in rows))
+        write_leaderboard(self.project.reports_dir, in_setting(rows, state.setting),
+                          {n: {m: res["summary"].get(m) for m in ("f1", "mcc")} for n, res in baselines.items()},
+                          state.objective)
+        crash_point("merging")
+        gitops.commit_paths(repo, f"sprint {state.id}: {state.verdict['verdict']}: {state.title}",
+                            [state.sprint_path, "reports"])
+        crash_point("merged")
+
+    def abandon(self, state: SprintState) -> None:
+        gitops.remove_worktree(self.repo, self.project.worktrees_dir / state.id)
+        state.phase = "abandoned"
+        state.finished = iso()
+        self.store.save(state)
+
+
+def proposal_of(state: SprintState) -> Proposal:
+    return Proposal(title=state.title, idea=state.idea, hypothesis=state.hypothesis, plan=state.plan,
+                    parent=state.parent, config=state.config)
+
+
+def report_info(state: SprintState) -> dict:
+    return {k: getattr(state, k) for k in ("id", "title", "idea", "hypothesis", "plan", "parent", "backend",
+                                           "profile", "objective", "seeds", "started", "finished",
+                                           "cost_usd", "branch", "config")}
+
+
+def ledger_row(state: SprintState, results: dict | None) -> dict:
+    v = state.verdict or {}
+    summary = (results or {}).get("summary") or {}
+    ok = [r for r in (results or {}).get("per_seed", []) if r.get("status") == "ok"]
+    return {
+        "id": state.id, "title": state.title, "idea": state.idea, "parent": state.parent,
+        "verdict": v.get("verdict", "failed"), "reason": v.get("reason"), "noop": v.get("noop", False),
+        "new_best": v.get("new_best", False), "objective": state.objective,
+        "f1": summary.get("f1"), "mcc": summary.get("mcc"), "l0": (summary.get("l0") or {}).get("mean"),
+        "per_seed": {m: [r[m] for r in ok if m in r] for m in ("f1", "mcc")},
+        "delta_parent": v.get("delta_parent"), "p_value": v.get("p_value"), "noise_floor": v.get("noise_floor"),
+        "backend": state.backend, "cost_usd": round(state.cost_usd, 4),
+        "wall_s": (results or {}).get("wall_s"), "started": state.started, "finished": state.finished,
+        "branch": state.branch, "commit": state.commit, "profile": state.profile, "setting": state.setting,
+        "seeds": state.seeds, "config": state.config, "variant_sha256": (results or {}).get("variant_sha256"),
+        "user_idea": state.user_idea,
+    }
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _baselines_cached(profile, cfg: TaskConfig) -> bool:
+    from autosae.harness.baselines import BASELINES, baseline_dir
+
+    root = baseline_dir(profile, cfg.seed_list())
+    return all((root / name / "results.json").is_file() for name in BASELINES)

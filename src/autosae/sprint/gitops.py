@@ -1,0 +1,151 @@
+"""The git operations of a sprint, through GitPython: the project repository, sprint branches
+and worktrees, and the one commit per sprint on the main branch.
+
+Only sprints/ and reports/ are ever committed on the main branch: every commit there names
+its paths explicitly, so nothing the user has staged elsewhere is swept in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import git
+
+from autosae.errors import AutosaeError
+
+OWNED = ("sprints", "reports")
+"""The paths autosae commits on the main branch."""
+
+IDENTITY = {"GIT_AUTHOR_NAME": "autosae", "GIT_AUTHOR_EMAIL": "autosae@localhost",
+            "GIT_COMMITTER_NAME": "autosae", "GIT_COMMITTER_EMAIL": "autosae@localhost"}
+
+
+def open_repo(root: Path) -> git.Repo:
+    try:
+        return git.Repo(root)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise AutosaeError(f"{root} is not a git repository; run `autosae init {root}`") from None
+
+
+def init_repo(root: Path) -> git.Repo:
+    """Open the repository at root, or create one (its first branch is called main)."""
+    if (root / ".git").exists():
+        return open_repo(root)
+    repo = git.Repo.init(root)
+    repo.git.symbolic_ref("HEAD", "refs/heads/main")
+    return repo
+
+
+def env(repo: git.Repo) -> dict[str, str]:
+    """A committer identity for machines without one configured (CI, fresh servers)."""
+    reader = repo.config_reader()
+    have_name = reader.has_option("user", "name") or "GIT_AUTHOR_NAME" in os.environ
+    have_email = reader.has_option("user", "email") or "GIT_AUTHOR_EMAIL" in os.environ
+    return {} if have_name and have_email else dict(IDENTITY)
+
+
+def commit_paths(repo: git.Repo, message: str, paths: list[str]) -> str | None:
+    """Stage and commit exactly `paths` (relative to the repository); None when they hold no
+    change. Other staged or unstaged changes are left alone."""
+    repo.git.add("-A", "--", *paths)
+    if not repo.git.diff("--cached", "--name-only", "--", *paths).strip():
+        return None
+    with repo.git.custom_environment(**env(repo)):
+        repo.git.commit("-q", "-m", message, "--", *paths)
+    return repo.head.commit.hexsha
+
+
+def current_branch(repo: git.Repo) -> str:
+    if repo.head.is_detached:
+        raise AutosaeError("HEAD is detached; check out the branch that records your sprints "
+                           "(for example `git checkout main`)")
+    return repo.active_branch.name
+
+
+def has_commits(repo: git.Repo) -> bool:
+    try:
+        repo.head.commit
+    except ValueError:
+        return False
+    return True
+
+
+def dirty_paths(repo: git.Repo, paths=OWNED) -> list[str]:
+    """Uncommitted changes (staged, unstaged or untracked) under `paths`."""
+    out = repo.git.status("--porcelain", "--untracked-files=all", "--", *paths)
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def refuse_dirty(repo: git.Repo, allow: tuple[str, ...] = ()) -> None:
+    dirty = [p for p in dirty_paths(repo) if not p.startswith(allow)]
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        raise AutosaeError(f"uncommitted changes in sprints/ or reports/ ({shown}); autosae commits "
+                           f"these folders itself: commit, stash or remove the changes first")
+
+
+def in_head(repo: git.Repo, path: str) -> bool:
+    """Whether the main branch's last commit has `path`."""
+    try:
+        repo.git.cat_file("-e", f"HEAD:{path}")
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def head_text(repo: git.Repo, path: str) -> str:
+    try:
+        return repo.git.show(f"HEAD:{path}", strip_newline_in_stdout=False)
+    except git.GitCommandError:
+        return ""
+
+
+def branch_exists(repo: git.Repo, branch: str) -> bool:
+    return f"refs/heads/{branch}" in {r.path for r in repo.branches}
+
+
+def add_worktree(repo: git.Repo, path: Path, branch: str) -> git.Repo:
+    """The sprint's worktree on its branch (created from HEAD the first time); idempotent, so
+    that a resumed sprint finds the same tree."""
+    repo.git.worktree("prune")
+    if path.exists():
+        try:
+            tree = git.Repo(path)
+            if tree.active_branch.name == branch:
+                return tree
+        except (git.InvalidGitRepositoryError, TypeError):
+            pass
+        shutil.rmtree(path)
+        repo.git.worktree("prune")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if branch_exists(repo, branch):
+        repo.git.worktree("add", "-q", str(path), branch)
+    else:
+        repo.git.worktree("add", "-q", "-b", branch, str(path), "HEAD")
+    return git.Repo(path)
+
+
+def remove_worktree(repo: git.Repo, path: Path) -> None:
+    if path.exists():
+        try:
+            repo.git.worktree("remove", "--force", str(path))
+        except git.GitCommandError:
+            shutil.rmtree(path, ignore_errors=True)
+    repo.git.worktree("prune")
+
+
+def checkout_from(repo: git.Repo, branch: str, path: str) -> None:
+    """Put `path` as it is on `branch` into the main checkout (working tree and index)."""
+    repo.git.checkout(branch, "--", path)
+
+
+def restore(repo: git.Repo, paths: list[str]) -> None:
+    """Undo uncommitted changes under `paths` (a merge interrupted by a crash): back to HEAD,
+    and files that HEAD does not have removed."""
+    repo.git.reset("-q", "HEAD", "--", *paths)
+    existing = [p for p in paths if in_head(repo, p)]
+    if existing:
+        repo.git.checkout("HEAD", "--", *existing)
+    repo.git.clean("-fdq", "--", *paths)

@@ -1,0 +1,96 @@
+"""The ledger: reports/ledger.jsonl on the main branch, one row per finished sprint.
+
+It is the project's research record and the only input for "the best so far", the parent of
+a new idea and the past that ideation sees. Rows are written by the orchestrator only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+
+from autosae.agents.base import PastSprint
+from autosae.errors import AutosaeError
+from autosae.sprint.verdict import Reference
+
+DUPLICATE_RATIO = 0.9
+"""Ideas whose normalised text matches a past one this closely are refused as repeats."""
+
+
+def parse_ledger(text: str, where: str = "reports/ledger.jsonl") -> list[dict]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as exc:
+            raise AutosaeError(f"{where} line {n}: not a JSON object ({exc.msg}); fix or remove the line") from None
+    return rows
+
+
+def read_ledger(path: Path) -> list[dict]:
+    try:
+        return parse_ledger(path.read_text(), str(path))
+    except FileNotFoundError:
+        return []
+
+
+def dump_row(row: dict) -> str:
+    return json.dumps(row, sort_keys=True, default=float) + "\n"
+
+
+def in_setting(rows: list[dict], setting: str) -> list[dict]:
+    return [r for r in rows if r.get("setting") == setting]
+
+
+def best_row(rows: list[dict], setting: str) -> dict | None:
+    """The latest new best in this setting: each one beat its parent significantly and had a
+    higher mean than every best before it."""
+    best = None
+    for row in in_setting(rows, setting):
+        if row.get("new_best"):
+            best = row
+    return best
+
+
+def reference(row: dict) -> Reference:
+    return Reference(row["id"], row.get("per_seed") or {}, row.get("variant_sha256"))
+
+
+def past_sprint(row: dict) -> PastSprint:
+    def mean(metric: str):
+        return (row.get(metric) or {}).get("mean")
+
+    def std(metric: str):
+        return (row.get(metric) or {}).get("std")
+
+    return PastSprint(id=row["id"], title=row.get("title", ""), verdict=row.get("verdict", ""),
+                      f1=mean("f1"), mcc=mean("mcc"), config=row.get("config"), idea=row.get("idea", ""),
+                      parent=row.get("parent"), f1_std=std("f1"), mcc_std=std("mcc"), noop=bool(row.get("noop")))
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9.]+", text.lower()))
+
+
+def find_duplicate(rows: list[dict], idea: str, config: dict | None) -> tuple[dict, str] | None:
+    """The past sprint that `idea`/`config` repeats, and how; None if it is new. Two sprints
+    that both carry a configuration are compared by it alone (generated titles such as "3
+    levels" and "5 levels" read alike); otherwise by the text of the idea."""
+    key = json.dumps(config, sort_keys=True) if config is not None else None
+    mine = normalise_text(idea)
+    for row in rows:
+        if key is not None and row.get("config") is not None:
+            if json.dumps(row["config"], sort_keys=True) == key:
+                return row, "the same configuration"
+            continue
+        for field in ("idea", "title"):
+            theirs = normalise_text(row.get(field) or "")
+            if mine and theirs:
+                ratio = difflib.SequenceMatcher(None, mine, theirs).ratio()
+                if ratio >= DUPLICATE_RATIO:
+                    return row, f"a near-identical idea ({ratio:.0%} similar)"
+    return None

@@ -1,0 +1,107 @@
+"""The Ralph loop: sprint after sprint until a limit, a STOP file, Ctrl-C, or too many
+failures in a row. An interrupted sprint is resumed first."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from autosae.config import load_task
+from autosae.errors import AutosaeError
+from autosae.sprint.engine import Engine, SprintNotStarted, SprintRequest
+from autosae.sprint.ledger import read_ledger
+from autosae.sprint.project import Project, ProjectLock
+
+
+class TooManyFailures(AutosaeError):
+    exit_code = 3
+
+
+@dataclass
+class LoopLimits:
+    max_sprints: int | None = None
+    until: datetime | None = None
+    budget_usd: float | None = None
+    """Spending cap for this loop (TASK.md's budgets.usd_total caps the whole project)."""
+
+
+@dataclass
+class LoopOutcome:
+    sprints: int
+    reason: str
+    spent_usd: float
+
+
+def parse_until(text: str, now: datetime | None = None) -> datetime:
+    """`07:30` (the next such local time) or an ISO date-time such as 2026-11-25T07:30."""
+    now = now or datetime.now()
+    try:
+        if len(text) <= 5 and ":" in text:
+            hour, minute = (int(x) for x in text.split(":"))
+            at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            return at if at > now else at + timedelta(days=1)
+        at = datetime.fromisoformat(text)
+        return at.astimezone().replace(tzinfo=None) if at.tzinfo else at
+    except ValueError:
+        raise AutosaeError(f"--until {text!r}: expected HH:MM or an ISO date-time like 2026-11-25T07:30") from None
+
+
+def run_loop(project: Project, limits: LoopLimits, request: SprintRequest,
+             status: Callable[[str], None] = print, detail: Callable[[str], None] | None = None) -> LoopOutcome:
+    with ProjectLock(project, "autosae loop", log=status):
+        project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
+        engine = Engine(project, status=status, detail=detail)
+        count, failures, spent, last = 0, 0, 0.0, ""
+
+        def after(state) -> None:
+            nonlocal count, failures, spent, last
+            count += 1
+            spent += state.cost_usd
+            failed = (state.verdict or {}).get("verdict") == "failed"
+            failures = failures + 1 if failed else 0
+            last = f"the last, {state.id}: {state.verdict['reason']}" if failed else ""
+
+        for state in engine.store.unfinished():
+            status(f"{time.strftime('%H:%M:%S')} loop | resuming {state.id} from phase {state.phase}")
+            after(engine.run(state))
+        while True:
+            cfg = load_task(project.task_path).config  # re-read: limits in TASK.md steer too
+            reason = stop_reason(project, limits, cfg, count, spent, failures)
+            if reason:
+                project.stop_path.unlink(missing_ok=True)
+                if failures >= cfg.loop.max_consecutive_failures:
+                    raise TooManyFailures(f"loop stopped after {count} sprints: {reason}; {last}")
+                return LoopOutcome(count, reason, spent)
+            try:
+                state = engine.start(request)
+            except SprintNotStarted as exc:
+                status(f"{time.strftime('%H:%M:%S')} loop | no sprint started: {exc}")
+                failures, last = failures + 1, f"the last attempt: {exc}"
+                continue
+            after(engine.run(state))
+
+
+def stop_reason(project: Project, limits: LoopLimits, cfg, count: int, spent: float, failures: int) -> str | None:
+    if project.stop_path.exists():
+        return "`autosae stop` was requested"
+    if failures >= cfg.loop.max_consecutive_failures:
+        return (f"{failures} sprints in a row failed (loop.max_consecutive_failures is "
+                f"{cfg.loop.max_consecutive_failures})")
+    if limits.max_sprints is not None and count >= limits.max_sprints:
+        return f"--max-sprints {limits.max_sprints} reached"
+    if limits.until is not None and datetime.now() >= limits.until:
+        return f"--until {limits.until:%Y-%m-%d %H:%M} reached"
+    if limits.budget_usd is not None and spent >= limits.budget_usd:
+        return f"--budget-usd {limits.budget_usd:g} spent (${spent:.2f})"
+    rows = read_ledger(project.ledger_path)
+    if cfg.budgets.usd_total is not None:
+        total = sum(r.get("cost_usd") or 0.0 for r in rows)
+        if total >= cfg.budgets.usd_total:
+            return f"TASK.md budgets.usd_total {cfg.budgets.usd_total:g} spent (${total:.2f} over all sprints)"
+    if cfg.budgets.hours_total is not None:
+        hours = sum(r.get("wall_s") or 0.0 for r in rows) / 3600
+        if hours >= cfg.budgets.hours_total:
+            return f"TASK.md budgets.hours_total {cfg.budgets.hours_total:g} used ({hours:.2f} h of training)"
+    return None

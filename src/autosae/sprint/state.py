@@ -1,0 +1,139 @@
+"""A sprint's state: persisted, outside the agent's worktree, after every phase.
+
+    proposed -> implementing -> training -> scoring -> reporting -> done
+                                                        (failed runs still go through
+                                                         scoring and reporting: a failure
+                                                         is a recorded result)
+    abandoned: the user gave the sprint up (`autosae resume --abandon`).
+
+`phase` is the phase to run next; each phase's work is idempotent, so a sprint killed in any
+phase is resumed by running that phase again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from autosae.errors import AutosaeError
+
+PHASES = ("proposed", "implementing", "training", "scoring", "reporting", "done")
+FINAL = ("done", "abandoned")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(t: datetime | None = None) -> str:
+    return (t or utc_now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def slugify(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return (slug[:limit].rstrip("-") or "sprint")
+
+
+def new_sprint_id(title: str, taken: set[str], now: datetime | None = None) -> str:
+    """`<UTC yyyy-mm-dd--HH-MM-SS>-<slug>`; a suffix keeps two sprints of one second apart."""
+    base = f"{(now or utc_now()).strftime('%Y-%m-%d--%H-%M-%S')}-{slugify(title)}"
+    sid, n = base, 2
+    while sid in taken:
+        sid, n = f"{base}-{n}", n + 1
+    return sid
+
+
+@dataclass
+class SprintState:
+    id: str
+    phase: str
+    title: str
+    idea: str
+    hypothesis: str
+    plan: str
+    parent: str | None
+    config: dict[str, Any] | None
+    backend: str
+    profile: str
+    objective: str
+    seeds: list[int]
+    setting: str
+    """Hash of the model and constraints: only sprints of one setting are compared."""
+    base_branch: str
+    branch: str
+    task_sha256: str
+    user_idea: bool = False
+    task: dict[str, Any] = field(default_factory=dict)
+    """TASK.md's settings when the sprint started: a resumed sprint keeps running under them."""
+    task_body: str = ""
+    started: str = field(default_factory=iso)
+    updated: str = field(default_factory=iso)
+    finished: str | None = None
+    phase_started: dict[str, str] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    failure: str | None = None
+    """Why the sprint failed before or in training (agent error, variant crash, ...)."""
+    verdict: dict[str, Any] | None = None
+    conclusion: str | None = None
+    commit: str | None = None
+    """The sprint's last commit on its branch."""
+    pid: int | None = None
+
+    @property
+    def sprint_path(self) -> str:
+        return f"sprints/{self.id}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SprintState":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class StateStore:
+    """One JSON file per sprint under .autosae/state/, replaced atomically."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, sprint_id: str) -> Path:
+        return self.folder / f"{sprint_id}.json"
+
+    def save(self, state: SprintState) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state.updated = iso()
+        state.pid = os.getpid()
+        target = self.path(state.id)
+        tmp = target.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state.to_dict(), f, indent=2, default=float)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+
+    def load(self, sprint_id: str) -> SprintState:
+        try:
+            return SprintState.from_dict(json.loads(self.path(sprint_id).read_text()))
+        except FileNotFoundError:
+            raise AutosaeError(f"no sprint state for {sprint_id!r} in {self.folder}") from None
+        except (ValueError, TypeError) as exc:
+            raise AutosaeError(f"sprint state {self.path(sprint_id)} is unreadable ({exc})") from None
+
+    def all(self) -> list[SprintState]:
+        out = []
+        for p in sorted(self.folder.glob("*.json")):
+            try:
+                out.append(SprintState.from_dict(json.loads(p.read_text())))
+            except (ValueError, TypeError):
+                continue
+        return out
+
+    def unfinished(self) -> list[SprintState]:
+        return [s for s in self.all() if s.phase not in FINAL]

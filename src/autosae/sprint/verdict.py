@@ -1,0 +1,113 @@
+"""The verdict on a sprint: its per-seed scores against its parent's, with a Welch t-test at
+TASK.md's significance and a noise floor, plus the no-op check.
+
+    improved / worse   the difference from the parent is significant (p < alpha)
+    no change          |delta| is within the noise floor (the larger of the two seed stds),
+                       or the sprint behaves exactly like its parent (a no-op)
+    inconclusive       a difference beyond the noise floor that the seeds cannot confirm
+    failed             the run did not produce scores
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass
+class Reference:
+    """Something a sprint is compared with: a past sprint or a baseline."""
+
+    id: str
+    values: dict[str, list[float]]
+    """Per-seed scores: {"f1": [...], "mcc": [...]}."""
+    variant_sha256: str | None = None
+
+    def stat(self, metric: str) -> dict | None:
+        vals = self.values.get(metric) or []
+        if not vals:
+            return None
+        return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "n": len(vals)}
+
+    @classmethod
+    def from_results(cls, ref_id: str, results: dict) -> "Reference":
+        ok = [r for r in results.get("per_seed", []) if r.get("status") == "ok"]
+        return cls(ref_id, {m: [float(r[m]) for r in ok if m in r] for m in ("f1", "mcc")},
+                   results.get("variant_sha256"))
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test; None when either side has fewer than 2 seeds."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a), statistics.variance(b)
+    if va == 0 and vb == 0:
+        return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
+    from scipy import stats
+
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return p if math.isfinite(p) else None
+
+
+def noop_reason(sprint: Reference, parent: Reference) -> str | None:
+    if sprint.variant_sha256 and sprint.variant_sha256 == parent.variant_sha256:
+        return "variant.py is byte-for-byte the parent's"
+    same = all(len(sprint.values.get(m, [])) == len(parent.values.get(m, [])) > 0 and
+               all(abs(x - y) < 1e-9 for x, y in zip(sprint.values[m], parent.values[m]))
+               for m in ("f1", "mcc"))
+    if same:
+        return "every seed scored exactly as the parent's did: the change had no effect on the SAE"
+    return None
+
+
+def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, best: Reference | None,
+                    baselines: dict[str, Reference], objective: str, alpha: float) -> dict:
+    """The verdict dict recorded in state, ledger and report."""
+
+    def summary(ref: Reference | None) -> dict | None:
+        if ref is None:
+            return None
+        stat = ref.stat(objective) or {}
+        return {"id": ref.id, "mean": stat.get("mean"), "std": stat.get("std"), "values": ref.values.get(objective, []),
+                "f1": ref.stat("f1"), "mcc": ref.stat("mcc")}
+
+    verdict = {"verdict": "failed", "objective": objective, "alpha": alpha, "parent": summary(parent),
+               "delta_parent": None, "p_value": None, "noise_floor": None, "noop": False, "noop_reason": None,
+               "best": summary(best), "delta_best": None, "new_best": False,
+               "baselines": {name: {m: ref.stat(m) for m in ("f1", "mcc")} for name, ref in baselines.items()},
+               "reason": ""}
+    if results is None or results.get("status") != "ok":
+        verdict["reason"] = (results or {}).get("reason") or "the sprint produced no scores"
+        return verdict
+    me = Reference.from_results(sprint_id, results)
+    mine, theirs = me.values[objective], parent.values.get(objective, [])
+    mean = statistics.fmean(mine)
+    sd = statistics.stdev(mine) if len(mine) > 1 else 0.0
+    if not theirs:
+        verdict.update(verdict="inconclusive", reason=f"the parent {parent.id} has no scores to compare with")
+        return verdict
+    delta = mean - statistics.fmean(theirs)
+    floor = max(sd, statistics.stdev(theirs) if len(theirs) > 1 else 0.0)
+    p = welch_p(mine, theirs)
+    reason = noop_reason(me, parent)
+    verdict.update(delta_parent=delta, p_value=p, noise_floor=floor, noop=reason is not None, noop_reason=reason)
+    name = objective.upper()
+    if reason is not None:
+        verdict.update(verdict="no change", reason=f"no-op: {reason}")
+    elif p is not None and p < alpha:
+        verdict.update(verdict="improved" if delta > 0 else "worse",
+                       reason=f"{name} {delta:+.4f} vs {parent.id}, p = {p:.3g} < {alpha:g}")
+    elif abs(delta) <= floor:
+        verdict.update(verdict="no change",
+                       reason=f"{name} {delta:+.4f} vs {parent.id} is within the noise floor {floor:.4f}")
+    else:
+        why = f"p = {p:.3g} >= {alpha:g}" if p is not None else "too few seeds for a test"
+        verdict.update(verdict="inconclusive",
+                       reason=f"{name} {delta:+.4f} vs {parent.id} exceeds the noise floor {floor:.4f} but {why}")
+    if best is not None and best.values.get(objective):
+        verdict["delta_best"] = mean - statistics.fmean(best.values[objective])
+    # A new best must beat its parent significantly and sit above everything before it.
+    verdict["new_best"] = verdict["verdict"] == "improved" and (verdict["delta_best"] is None or verdict["delta_best"] > 0)
+    return verdict

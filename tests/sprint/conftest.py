@@ -1,0 +1,106 @@
+"""Research projects in temporary folders: real git, real harness runs on a shortened tiny."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import pytest
+
+FAST_FRONT = """---
+profile: tiny
+objective: {objective}
+seeds: 2
+significance: 0.05
+constraints:
+  training_samples: 204800
+agent:
+  backend: {backend}
+  seed: 0
+  options: {options}
+loop:
+  max_consecutive_failures: {max_failures}
+---
+"""
+
+BODY = """# Task
+
+## Goal
+Beat the Matryoshka baseline on F1.
+
+## Ideas to try
+- anything from the component library
+
+## Do not
+- change the constraints
+"""
+
+
+def autosae(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "autosae", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def write_task(root: Path, backend: str = "scripted", objective: str = "f1", max_failures: int = 3,
+               options: dict | None = None, body: str = BODY) -> None:
+    if options is None:
+        options = {"script": "script.yaml"} if backend == "scripted" else {}
+    (root / "TASK.md").write_text(FAST_FRONT.format(objective=objective, backend=backend, max_failures=max_failures,
+                                                    options=json.dumps(options)) + body)
+
+
+def write_script(root: Path, actions: list[dict]) -> None:
+    import yaml
+
+    (root / "script.yaml").write_text(yaml.safe_dump(actions))
+
+
+def ledger(root: Path) -> list[dict]:
+    path = root / "reports" / "ledger.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def head_ledger(root: Path) -> list[dict]:
+    try:
+        text = git.Repo(root).git.show("HEAD:reports/ledger.jsonl")
+    except git.GitCommandError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def sprint_commits(root: Path) -> list[str]:
+    """Subjects of the sprint commits on the main branch."""
+    log = git.Repo(root).git.log("--format=%s", "main")
+    return [s for s in log.splitlines() if s.startswith("sprint ")]
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+SPRINT_ID = re.compile(r"^sprint: (\S+)$", re.M)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """An initialised project using the scripted agent with a default script."""
+    root = tmp_path / "research"
+    proc = autosae("init", str(root), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    write_task(root)
+    write_script(root, [{"title": "seed recipe", "idea": "LISTA-Matryoshka with the seed's settings",
+                         "variant": "lista_matryoshka"}])
+    repo = git.Repo(root)
+    repo.git.add("TASK.md", "script.yaml")
+    repo.git.commit("-q", "-m", "fast test task", env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                                                       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    return root
