@@ -129,6 +129,15 @@ def describe(field: str, value) -> str:
             raise ValueError(f"unknown setting {field!r}")
 
 
+def summarise(config: dict) -> str:
+    """A configuration as its differences from the Matryoshka baseline, e.g. "5 Matryoshka
+    levels + 1-step LISTA encoder"."""
+    fields = changes(BASELINE_CONFIGS["matryoshka"], config)
+    shown = [f for f in fields if not (f == "lista_eta" and "lista_iterations" in fields and config[f] == 0.3)
+             and not (f == "k_fraction" and "k_start" in fields and config[f] == 1.0)]
+    return " + ".join(describe(f, config[f]) for f in shown) or "the Matryoshka baseline"
+
+
 def _apply(config: dict, updates: dict) -> dict:
     return normalise({**config, **updates})
 
@@ -163,14 +172,20 @@ class RecipeAgent:
         return out
 
     def _gains(self, start: dict, ctx: AgentContext) -> dict[str, tuple[float, dict]]:
-        """Single changes already tried from `start`: {setting: (objective gain, config)} for
-        the best value of each setting (significant or not)."""
+        """Single changes already tried from `start` (sprints whose parent had exactly the
+        start's configuration): {setting: (objective gain over that parent, config)} for the
+        best value of each setting, significant or not."""
         means = {p.id: getattr(p, ctx.objective) for p in ctx.past}
         means.update({f"baseline:{n}": m.get(ctx.objective) for n, m in ctx.baselines.items()})
+        configs = {p.id: p.config for p in ctx.past if p.config}
+        configs.update({f"baseline:{n}": c for n, c in BASELINE_CONFIGS.items()})
+        start_key = config_key(start)
         out: dict[str, tuple[float, dict]] = {}
         for p in ctx.past:
             mine, theirs = getattr(p, ctx.objective), means.get(p.parent or "")
-            if not p.config or mine is None or theirs is None or p.noop:
+            parent_config = configs.get(p.parent or "")
+            if not p.config or mine is None or theirs is None or p.noop or parent_config is None \
+                    or config_key(parent_config) != start_key:
                 continue
             fields = changes(start, p.config)
             if len(fields) == 1 or fields in (["k_start", "k_fraction"], ["lista_iterations", "lista_eta"]):
@@ -279,6 +294,8 @@ class RecipeAgent:
                  and not (f == "k_fraction" and "k_start" in fields)]
         what = "; ".join(describe(f, config[f]) for f in shown)
         title = title or what[0].upper() + what[1:]
+        if not parent.startswith("baseline:") and title != idea:  # say what it builds on
+            title += " on " + summarise(start)
         text = idea or f"Change {parent}'s configuration to use {what}."
         hypothesis = " ".join(WHY[f] for f in fields) + (
             f" So {ctx.objective.upper()} should rise above the parent's by more than the noise between seeds.")
