@@ -22,18 +22,19 @@ app = typer.Typer(
 
 from autosae.cli import baselines, bench, project, sprint, train  # noqa: E402  (register commands)
 
+# research first, then the harness underneath it
+app.command("init")(project.init)
+app.command("sprint")(sprint.sprint)
+app.command("loop")(sprint.loop)
+app.command("stop")(sprint.stop)
+app.command("resume")(sprint.resume)
+app.command("status")(project.status)
+app.command("leaderboard")(project.leaderboard)
+app.command("show")(project.show)
 app.add_typer(bench.app, name="bench")
 app.command("train")(train.train)
 app.command("baselines")(baselines.baselines)
 app.command("variants")(train.variants)
-app.command("init")(project.init)
-app.command("sprint")(sprint.sprint)
-app.command("loop")(sprint.loop)
-app.command("resume")(sprint.resume)
-app.command("stop")(sprint.stop)
-app.command("status")(project.status)
-app.command("leaderboard")(project.leaderboard)
-app.command("show")(project.show)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Optional
 
@@ -41,6 +42,22 @@ def _interrupted(engine_store) -> None:
               f"`autosae resume` continues it", file=sys.stderr)
 
 
+@contextmanager
+def _locked_engine(project_dir, command: str, verbose: bool):
+    """The project, locked for `command`, and its engine; Ctrl-C says what is left to resume."""
+    from autosae.sprint.engine import Engine
+    from autosae.sprint.project import Project, ProjectLock
+
+    project = Project.find(project_dir)
+    with ProjectLock(project, command, log=_status):
+        engine = Engine(project, status=_status, detail=_detail(project, verbose))
+        try:
+            yield project, engine
+        except KeyboardInterrupt:
+            _interrupted(engine.store)
+            raise
+
+
 def _summary(project, state) -> None:
     from autosae.report import fmt_pm
     from autosae.sprint.ledger import read_ledger
@@ -62,21 +79,14 @@ def sprint(
     verbose: Verbose = False,
 ) -> int:
     """Run one sprint: ideation, branch and worktree, implement, counted run, verdict, report, record."""
-    from autosae.sprint.engine import Engine, SprintRequest
-    from autosae.sprint.project import Project, ProjectLock
+    from autosae.sprint.engine import SprintRequest
 
-    project = Project.find(project_dir)
-    with ProjectLock(project, "autosae sprint", log=_status):
-        engine = Engine(project, status=_status, detail=_detail(project, verbose))
+    with _locked_engine(project_dir, "autosae sprint", verbose) as (project, engine):
         pending = engine.store.unfinished()
         if pending:
             raise AutosaeError(f"sprint {pending[0].id} was interrupted in phase {pending[0].phase}; "
                                f"`autosae resume` finishes it (or `autosae resume --abandon` gives it up)")
-        try:
-            state = engine.run(engine.start(SprintRequest(idea, backend, profile, allow_duplicate)))
-        except KeyboardInterrupt:
-            _interrupted(engine.store)
-            raise
+        state = engine.run(engine.start(SprintRequest(idea, backend, profile, allow_duplicate)))
     _summary(project, state)
     return 3 if state.verdict and state.verdict["verdict"] == "failed" else 0
 
@@ -87,12 +97,7 @@ def resume(
     verbose: Verbose = False,
 ) -> None:
     """Continue an interrupted sprint from its last completed phase."""
-    from autosae.sprint.engine import Engine
-    from autosae.sprint.project import Project, ProjectLock
-
-    project = Project.find(project_dir)
-    with ProjectLock(project, "autosae resume", log=_status):
-        engine = Engine(project, status=_status, detail=_detail(project, verbose))
+    with _locked_engine(project_dir, "autosae resume", verbose) as (project, engine):
         pending = engine.store.unfinished()
         if not pending:
             typer.echo("nothing to resume: no sprint was interrupted")
@@ -103,12 +108,7 @@ def resume(
                 typer.echo(f"abandoned {state.id} (branch {state.branch} is kept)")
                 continue
             typer.echo(f"resuming {state.id} from phase {state.phase}")
-            try:
-                state = engine.run(state)
-            except KeyboardInterrupt:
-                _interrupted(engine.store)
-                raise
-            _summary(project, state)
+            _summary(project, engine.run(state))
 
 
 def loop(

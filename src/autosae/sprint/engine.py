@@ -30,6 +30,8 @@ from autosae.sprint.state import SprintState, StateStore, iso, new_sprint_id
 from autosae.sprint.verdict import Reference, compute_verdict
 
 PROPOSE_ATTEMPTS = 3
+REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png")
+"""What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
 TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "report.md", "report.pdf", "DONE")
 """Files in a sprint folder that only the orchestrator writes (an agent's copies are replaced)."""
 
@@ -94,7 +96,10 @@ class Engine:
     def agent(self, cfg: TaskConfig, backend: str):
         options = {"seed": cfg.agent.seed, "project": str(self.project.root), "model": cfg.agent.model,
                    **cfg.agent.options}
-        return create_agent(backend, **options)
+        try:
+            return create_agent(backend, **options)
+        except AgentError as exc:
+            raise AutosaeError(f"agent backend {backend!r} could not start: {exc}") from None
 
     def context(self, cfg: TaskConfig, body: str, profile, setting: str, rows: list[dict],
                 baselines: dict[str, dict], hide_past: bool = False) -> AgentContext:
@@ -341,7 +346,8 @@ class Engine:
         recorded = any(r.get("id") == state.id for r in parse_ledger(gitops.head_text(repo, ledger)))
         if recorded and gitops.in_head(repo, f"{state.sprint_path}/DONE"):
             return  # merged before a crash: never record twice
-        gitops.restore(repo, [state.sprint_path, "reports"])  # drop a half-done merge
+        ours = [state.sprint_path, *REPORT_FILES]
+        gitops.restore(repo, ours)  # drop a half-done merge (only files autosae writes)
         self.check_tree()
         gitops.checkout_from(repo, state.branch, state.sprint_path)
         rows = parse_ledger(gitops.head_text(repo, ledger))
@@ -352,8 +358,7 @@ class Engine:
                           {n: {m: res["summary"].get(m) for m in ("f1", "mcc")} for n, res in baselines.items()},
                           state.objective)
         crash_point("merging")
-        gitops.commit_paths(repo, f"sprint {state.id}: {state.verdict['verdict']}: {state.title}",
-                            [state.sprint_path, "reports"])
+        gitops.commit_paths(repo, f"sprint {state.id}: {state.verdict['verdict']}: {state.title}", ours)
         crash_point("merged")
 
     def abandon(self, state: SprintState) -> None:
