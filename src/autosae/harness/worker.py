@@ -18,7 +18,6 @@ import os
 import sys
 import traceback
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 

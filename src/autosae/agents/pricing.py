@@ -1,0 +1,64 @@
+"""Dollar cost of a Messages-API response, from its usage.
+
+Prices are USD per million tokens (Anthropic's list prices). Cache writes (5-minute
+ephemeral) cost 1.25x the input price and cache reads 0.1x. A model missing from the table
+is refused unless TASK.md gives its price (`agent.options.price: {input: 3, output: 15}`),
+so that spending is never uncounted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autosae.agents.base import AgentError
+
+PRICES = {  # model name prefix: (input, output) USD per million tokens
+    "claude-opus-4-5": (5.0, 25.0),
+    "claude-opus-4-1": (15.0, 75.0),
+    "claude-opus-4": (15.0, 75.0),
+    "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-sonnet-4": (3.0, 15.0),
+    "claude-3-7-sonnet": (3.0, 15.0),
+    "claude-haiku-4-5": (1.0, 5.0),
+    "claude-3-5-haiku": (0.8, 4.0),
+}
+CACHE_WRITE, CACHE_READ = 1.25, 0.1
+
+
+@dataclass(frozen=True)
+class Price:
+    input: float
+    output: float
+
+    @classmethod
+    def of(cls, model: str, override: dict | None = None) -> "Price":
+        if override:
+            try:
+                return cls(float(override["input"]), float(override["output"]))
+            except (KeyError, TypeError, ValueError):
+                raise AgentError("agent.options.price: expected {input: USD per Mtok, output: USD per Mtok}") from None
+        for prefix in sorted(PRICES, key=len, reverse=True):
+            if model.startswith(prefix):
+                return cls(*PRICES[prefix])
+        raise AgentError(f"no price known for model {model!r}; set agent.options.price "
+                         f"({{input: .., output: ..}}, USD per million tokens) in TASK.md")
+
+    def cost(self, usage: dict) -> float:
+        per = 1e-6
+        return (usage.get("input_tokens", 0) * self.input
+                + usage.get("cache_creation_input_tokens", 0) * self.input * CACHE_WRITE
+                + usage.get("cache_read_input_tokens", 0) * self.input * CACHE_READ
+                + usage.get("output_tokens", 0) * self.output) * per
+
+
+TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def usage_dict(usage) -> dict[str, int]:
+    """The token counts of an SDK `Usage` (missing or None counts are 0)."""
+    return {kind: int(getattr(usage, kind, 0) or 0) for kind in TOKEN_KINDS}
+
+
+def add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
+    for kind in TOKEN_KINDS:
+        total[kind] = total.get(kind, 0) + usage.get(kind, 0)
