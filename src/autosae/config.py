@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autosae.errors import AutosaeError
 
@@ -51,11 +51,24 @@ class Budgets(_Strict):
     """The loop stops once recorded sprints have trained this long in all."""
 
 
+class MaxTurns(_Strict):
+    propose: int = Field(15, ge=1)
+    implement: int = Field(60, ge=1)
+    conclude: int = Field(15, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_for_all(cls, value):
+        return {"propose": value, "implement": value, "conclude": value} if isinstance(value, int) else value
+
+
 class AgentSettings(_Strict):
     backend: str | None = None
-    """Agent backend by name; None: automatic (recipe when no API key is set)."""
+    """Agent backend by name; None: automatic (anthropic when ANTHROPIC_API_KEY is set, else recipe)."""
     model: str = "claude-sonnet-4-5"
     """Model name for the LLM backends."""
+    max_turns: MaxTurns = Field(default_factory=lambda: MaxTurns())
+    """The most model calls per phase (LLM backends); an int sets all three."""
     seed: int = 0
     """The agent's own seed (the recipe agent is deterministic per seed)."""
     hide_past: bool = False

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 
-from autosae.agents.base import Agent, AgentContext, AgentError, Conclusion, PastSprint, Proposal
+import os
+
+from autosae.agents.base import (Agent, AgentContext, AgentError, BudgetReached, Conclusion, PastSprint,
+                                 Proposal)
 from autosae.errors import AutosaeError
 
-__all__ = ["Agent", "AgentContext", "AgentError", "Conclusion", "PastSprint", "Proposal",
+__all__ = ["Agent", "AgentContext", "AgentError", "BudgetReached", "Conclusion", "PastSprint", "Proposal",
            "create_agent", "default_backend", "BACKENDS"]
 
-BACKENDS = ("recipe", "scripted")
+BACKENDS = ("anthropic", "claude_code", "recipe", "scripted")
 
 
 def default_backend() -> str:
-    """recipe offline; the Claude backends (when they exist) take over with an API key."""
-    return "recipe"
+    """anthropic when ANTHROPIC_API_KEY is set, else the offline recipe search."""
+    return "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "recipe"
 
 
 def create_agent(name: str | None, **options) -> Agent:
@@ -28,7 +31,13 @@ def create_agent(name: str | None, **options) -> Agent:
             from autosae.agents.scripted import ScriptedAgent
 
             return ScriptedAgent(**options)
-        case "anthropic" | "claude_code":
-            raise AutosaeError(f"agent backend {name!r} is not available yet; use recipe")
+        case "anthropic":
+            from autosae.agents.claude_api import AnthropicAgent
+
+            return AnthropicAgent(**options)
+        case "claude_code":
+            from autosae.agents.claude_code import ClaudeCodeAgent
+
+            return ClaudeCodeAgent(**options)
         case _:
             raise AutosaeError(f"unknown agent backend {name!r}; known: {', '.join(BACKENDS)}")

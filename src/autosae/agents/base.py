@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 
 class AgentError(Exception):
     """The agent could not do its part (the sprint is recorded as failed)."""
+
+
+class BudgetReached(AgentError):
+    """The agent's money cap is reached: the sprint ends with a record and the loop stops."""
 
 
 @dataclass
@@ -61,7 +65,19 @@ class AgentContext:
     model: str | None = None
     """LLM model name from TASK.md (LLM backends only)."""
     budget_usd: float | None = None
-    """The most this sprint's agent may spend (None: no cap)."""
+    """The most the agent may still spend in this call (None: no cap); the engine takes the
+    least of what is left of the sprint's, the project's and the loop's caps."""
+    sprint_id: str | None = None
+    project_root: Path | None = None
+    """The project's main checkout (read-only for agents)."""
+    worktree: Path | None = None
+    """The sprint's git worktree (implement and conclude)."""
+    record_dir: Path | None = None
+    """Where an LLM agent keeps its transcript: outside the worktree, kept across kills."""
+    experiment: Callable[..., dict] | None = None
+    """experiment(variant, samples, profile, seed) -> metrics: a quick, uncounted harness run."""
+    log: Callable[[str], None] | None = None
+    """Where the agent reports progress (the harness log)."""
 
 
 @dataclass

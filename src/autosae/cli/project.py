@@ -39,7 +39,7 @@ def _elapsed(since: str) -> str:
 def status(project_dir: ProjectDir = None) -> None:
     """The current sprint, its phase and elapsed time, the loop, and the best so far."""
     from autosae.report import fmt_pm
-    from autosae.sprint.ledger import best_row, read_ledger
+    from autosae.sprint.ledger import best_row, read_ledger, token_totals
     from autosae.sprint.project import Project, ProjectLock, pid_alive
     from autosae.sprint.state import StateStore
 
@@ -55,18 +55,28 @@ def status(project_dir: ProjectDir = None) -> None:
         emit("current", state.id)
         emit("title", state.title)
         emit("phase", f"{state.phase} (for {_elapsed(since)}; sprint started {_elapsed(state.started)} ago)")
+        emit("agent", f"{state.backend}, ${state.cost_usd:.2f} so far{_tokens(state.tokens)}")
         if not running:
             emit("resume", "interrupted: `autosae resume` continues it from this phase")
     rows = read_ledger(project.ledger_path)
     emit("sprints", f"{len(rows)} recorded ({sum(r['verdict'] == 'improved' for r in rows)} improved, "
                     f"{sum(r['verdict'] == 'failed' for r in rows)} failed), "
-                    f"cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}")
+                    f"cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}"
+                    + _tokens(token_totals(rows)))
     best = best_row(rows, rows[-1]["setting"]) if rows else None
     if best:
         obj = best.get("objective", "f1")
         emit("best", f"{best['id']}: {obj.upper()} {fmt_pm(best.get(obj), 4)} ({best['title']})")
     else:
         emit("best", "the Matryoshka baseline (no sprint has improved on it yet)")
+
+
+def _tokens(tokens: dict | None) -> str:
+    tokens = tokens or {}
+    if not any(tokens.values()):
+        return ""
+    return (f" ({tokens.get('input_tokens', 0):,} input, {tokens.get('output_tokens', 0):,} output, "
+            f"{tokens.get('cache_read_input_tokens', 0):,} cached tokens)")
 
 
 def leaderboard(
@@ -78,7 +88,7 @@ def leaderboard(
     from rich.table import Table
 
     from autosae.report import fmt_pm, leaderboard_rows
-    from autosae.sprint.ledger import in_setting, read_ledger
+    from autosae.sprint.ledger import in_setting, read_ledger, token_totals
     from autosae.sprint.project import Project
 
     project = Project.find(project_dir)
@@ -89,7 +99,9 @@ def leaderboard(
     if not all_settings:
         rows = in_setting(rows, rows[-1]["setting"])
     objective = rows[-1].get("objective", "f1")
-    table = Table(title=f"autosae leaderboard ({rows[-1]['profile']}, by {objective.upper()})")
+    table = Table(title=f"autosae leaderboard ({rows[-1]['profile']}, by {objective.upper()})",
+                  caption=f"agent cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}"
+                          + _tokens(token_totals(rows)))
     for col in ("#", "sprint", "idea", "F1", "MCC", "verdict", "Δ parent", "cost"):
         table.add_column(col, justify="right" if col in ("#", "F1", "MCC", "Δ parent", "cost") else "left")
     for i, row in enumerate(leaderboard_rows(rows, objective), 1):
@@ -140,5 +152,8 @@ def show(
         emit("delta_parent", "—" if row.get("delta_parent") is None else f"{row['delta_parent']:+.4f}")
         emit("p_value", "—" if row.get("p_value") is None else f"{row['p_value']:.3g}")
         emit("cost_usd", f"{row.get('cost_usd') or 0:.2f}")
+        if row.get("tokens"):
+            emit("tokens", ", ".join(f"{k.removesuffix('_tokens').replace('_input', '')} {v}"
+                                     for k, v in row["tokens"].items()))
         emit("report", project.sprints_dir / sid / "report.md")
     emit("branch", src.get("branch") or state.branch)

@@ -13,7 +13,9 @@ import typer
 from autosae.cli.common import ProjectDir, emit
 from autosae.errors import AutosaeError
 
-Backend = Annotated[Optional[str], typer.Option(help="Agent backend: recipe, scripted, ... (default: TASK.md's, else automatic).")]
+Backend = Annotated[Optional[str], typer.Option(help="Agent backend: anthropic, claude_code, recipe, scripted (default: TASK.md's, else automatic).")]
+Model = Annotated[Optional[str], typer.Option(help="Model for the LLM backends (default: TASK.md's agent.model).")]
+MaxTurns = Annotated[Optional[int], typer.Option(min=1, help="Most model calls per phase (default: TASK.md's agent.max_turns).")]
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="Benchmark profile (default: TASK.md's).")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also print the harness's progress lines.")]
 
@@ -75,6 +77,8 @@ def sprint(
     backend: Backend = None,
     profile: ProfileOpt = None,
     allow_duplicate: Annotated[bool, typer.Option(help="Run --idea even if it repeats a past sprint.")] = False,
+    model: Model = None,
+    max_turns: MaxTurns = None,
     project_dir: ProjectDir = None,
     verbose: Verbose = False,
 ) -> int:
@@ -86,7 +90,7 @@ def sprint(
         if pending:
             raise AutosaeError(f"sprint {pending[0].id} was interrupted in phase {pending[0].phase}; "
                                f"`autosae resume` finishes it (or `autosae resume --abandon` gives it up)")
-        state = engine.run(engine.start(SprintRequest(idea, backend, profile, allow_duplicate)))
+        state = engine.run(engine.start(SprintRequest(idea, backend, profile, allow_duplicate, model, max_turns)))
     _summary(project, state)
     return 3 if state.verdict and state.verdict["verdict"] == "failed" else 0
 
@@ -117,6 +121,8 @@ def loop(
     budget_usd: Annotated[Optional[float], typer.Option(min=0, help="Stop once this loop has spent this much on the agent.")] = None,
     backend: Backend = None,
     profile: ProfileOpt = None,
+    model: Model = None,
+    max_turns: MaxTurns = None,
     project_dir: ProjectDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -129,7 +135,7 @@ def loop(
     project = Project.find(project_dir)
     limits = LoopLimits(max_sprints, parse_until(until) if until else None, budget_usd)
     try:
-        outcome = run_loop(project, limits, SprintRequest(backend=backend, profile=profile),
+        outcome = run_loop(project, limits, SprintRequest(backend=backend, profile=profile, model=model, max_turns=max_turns),
                            status=_status, detail=_detail(project, verbose))
     except KeyboardInterrupt:
         _interrupted(StateStore(project.state_dir))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autosae.report.format import environment
+from autosae.sprint.ledger import token_totals
 
 
 def _mean(row: dict, objective: str) -> float | None:
@@ -30,7 +31,8 @@ def render_leaderboard(ledger: list[dict], baselines: dict | None, objective: st
     totals = {"sprints": len(ledger), "improved": sum(r.get("verdict") == "improved" for r in ledger),
               "failed": sum(r.get("verdict") == "failed" for r in ledger),
               "noop": sum(bool(r.get("noop")) for r in ledger),
-              "cost": sum(r.get("cost_usd") or 0.0 for r in ledger)}
+              "cost": sum(r.get("cost_usd") or 0.0 for r in ledger),
+              "tokens": token_totals(ledger)}
     profile = ledger[-1].get("profile", "?") if ledger else "?"
     return environment().get_template("leaderboard.md.j2").render(
         ranked=ranked if ledger else [], chronological=ledger, totals=totals, profile=profile,

@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from autosae.agents import AgentContext, AgentError, Proposal, create_agent, default_backend
-from autosae.config import TaskConfig, load_task
+from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, create_agent, default_backend
+from autosae.agents.pricing import add_usage
+from autosae.agents.transcript import merge_transcripts
+from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.sprint import gitops
 from autosae.sprint.ledger import (best_row, dump_row, find_duplicate, in_setting, parse_ledger,
@@ -32,12 +34,16 @@ from autosae.sprint.verdict import Reference, compute_verdict
 PROPOSE_ATTEMPTS = 3
 REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png")
 """What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
-TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "report.md", "report.pdf", "DONE")
+TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "transcript.jsonl", "report.md", "report.pdf", "DONE")
 """Files in a sprint folder that only the orchestrator writes (an agent's copies are replaced)."""
 
 
 class SprintNotStarted(AutosaeError):
     """Ideation failed: nothing was recorded (the loop counts it as a failed attempt)."""
+
+
+class BudgetExhausted(AutosaeError):
+    """A spending cap was reached while proposing: no sprint started, and the loop stops."""
 
 
 @dataclass
@@ -46,6 +52,10 @@ class SprintRequest:
     backend: str | None = None
     profile: str | None = None
     allow_duplicate: bool = False
+    model: str | None = None
+    max_turns: int | None = None
+    usd_cap: float | None = None
+    """What the caller (the loop's --budget-usd) still allows this sprint to spend."""
 
 
 def crash_point(name: str) -> None:
@@ -95,14 +105,15 @@ class Engine:
 
     def agent(self, cfg: TaskConfig, backend: str):
         options = {"seed": cfg.agent.seed, "project": str(self.project.root), "model": cfg.agent.model,
-                   **cfg.agent.options}
+                   "max_turns": cfg.agent.max_turns.model_dump(), **cfg.agent.options}
         try:
             return create_agent(backend, **options)
         except AgentError as exc:
             raise AutosaeError(f"agent backend {backend!r} could not start: {exc}") from None
 
     def context(self, cfg: TaskConfig, body: str, profile, setting: str, rows: list[dict],
-                baselines: dict[str, dict], hide_past: bool = False) -> AgentContext:
+                baselines: dict[str, dict], hide_past: bool = False, state: SprintState | None = None,
+                usd_cap: float | None = None) -> AgentContext:
         mine = in_setting(rows, setting)
         best = best_row(rows, setting)
         means = {name: {m: res["summary"][m]["mean"] for m in ("f1", "mcc") if m in res.get("summary", {})}
@@ -111,7 +122,50 @@ class Engine:
                             sprint_number=len(rows), past=[] if hide_past else [past_sprint(r) for r in mine],
                             best=past_sprint(best) if best and not hide_past else None, baselines=means,
                             seed=cfg.agent.seed, width=profile.constraints.width, k=profile.constraints.k,
-                            model=cfg.agent.model, budget_usd=cfg.budgets.usd_per_sprint)
+                            model=cfg.agent.model,
+                            budget_usd=budget_left(cfg, rows, state.cost_usd if state else 0.0,
+                                                   state.usd_cap if state else usd_cap),
+                            sprint_id=state.id if state else None, project_root=self.project.root,
+                            worktree=self.project.worktrees_dir / state.id if state else None,
+                            record_dir=self.agent_dir(state.id if state else PROPOSING),
+                            experiment=self.experimenter(state, cfg) if state else None, log=self.detail)
+
+    def agent_dir(self, name: str) -> Path:
+        """An LLM agent's transcripts for one sprint, outside its worktree."""
+        return self.project.private / "agent" / name
+
+    def experimenter(self, state: SprintState, cfg: TaskConfig):
+        """The agent's `run_experiment`: a quick, uncounted harness run of a variant."""
+        from autosae.bench.profiles import get_profile
+        from autosae.harness.run import RunOptions, resolve_device, run_variant
+
+        def experiment(variant: Path, samples: int | None, profile: str | None, seed: int = 0) -> dict:
+            name = profile or state.profile
+            own = name == state.profile
+            try:
+                full = get_profile(name, cfg.model_seed if own else None, cfg.profile_overrides() if own else [])
+            except AutosaeError as exc:
+                return {"status": "error", "reason": str(exc)}
+            c = full.constraints
+            samples = int(samples or max(c.batch_size * 10, c.training_samples // 10))
+            samples = min(max(samples, c.batch_size), c.training_samples)
+            overrides = [o for o in (cfg.profile_overrides() if own else []) if not o.startswith("training_samples=")]
+            short = get_profile(name, cfg.model_seed if own else None, overrides + [f"training_samples={samples}"])
+            out = self.project.runs_dir / f"{state.id}.experiments"
+            out = out / f"{len(list(out.glob('*'))) if out.exists() else 0:03d}"
+            limit = min(short.time_limit_s, 1800.0)
+            try:
+                results = run_variant(variant, short, out, RunOptions(
+                    seeds=[seed], device=resolve_device(cfg.device), counted=False, time_limit_s=limit,
+                    log=lambda line: self.detail(f"{state.id} experiment: {line}")))
+            except (VariantFailed, ConstraintBreach) as exc:
+                results = _read_json(out / "results.json") or {}
+                return {"status": "failed", "reason": str(exc), "log_tail": results.get("log_tail", "")[-3000:]}
+            summary = {m: v["mean"] for m, v in results["summary"].items() if isinstance(v, dict) and "mean" in v}
+            return {"status": "ok", "profile": name, "training_samples": samples, "seed": seed,
+                    "wall_s": results["wall_s"], "metrics": summary,
+                    "note": "uncounted: one seed and fewer samples than the counted run"}
+        return experiment
 
     def check_tree(self, allow: tuple[str, ...] = ()) -> str:
         if not gitops.has_commits(self.repo):
@@ -129,6 +183,13 @@ class Engine:
         cfg = task.config
         if req.profile:
             cfg = cfg.model_copy(update={"profile": req.profile})
+        agent_update = {}  # --model and --max-turns override TASK.md for this sprint
+        if req.model:
+            agent_update["model"] = req.model
+        if req.max_turns:
+            agent_update["max_turns"] = MaxTurns.model_validate(req.max_turns)
+        if agent_update:
+            cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update=agent_update)})
         profile = cfg.build_profile()
         device = resolve_device(cfg.device)
         base_branch = self.check_tree()
@@ -139,7 +200,8 @@ class Engine:
                  f"{profile.name}, {len(cfg.seed_list())} seeds")
         baselines = self.baselines(cfg, profile, device)
         rows = read_ledger(self.project.ledger_path)
-        ctx = self.context(cfg, task.body, profile, setting, rows, baselines)
+        ctx = self.context(cfg, task.body, profile, setting, rows, baselines, usd_cap=req.usd_cap)
+        shutil.rmtree(ctx.record_dir, ignore_errors=True)
         proposal = self._propose(agent, ctx, req, in_setting(rows, setting))
         parent = proposal.parent
         known = {r["id"] for r in rows}
@@ -153,8 +215,10 @@ class Engine:
             hypothesis=proposal.hypothesis, plan=proposal.plan, parent=parent, config=proposal.config,
             backend=backend, profile=profile.name, objective=cfg.objective, seeds=cfg.seed_list(),
             setting=setting, base_branch=base_branch, branch=f"sprint/{sid}", task_sha256=task.sha256,
-            user_idea=req.idea is not None, cost_usd=agent.cost_usd,
-            task=cfg.model_dump(mode="json"), task_body=task.body)
+            user_idea=req.idea is not None, cost_usd=agent.cost_usd, tokens=dict(getattr(agent, "tokens", {})),
+            usd_cap=req.usd_cap, task=cfg.model_dump(mode="json"), task_body=task.body)
+        if ctx.record_dir.exists():
+            ctx.record_dir.rename(self.agent_dir(sid))
         self.store.save(state)
         self.say(state, "proposed", f"{proposal.title} (parent {parent}, agent {backend})")
         crash_point("proposed")
@@ -166,6 +230,8 @@ class Engine:
         for _ in range(PROPOSE_ATTEMPTS):
             try:
                 proposal = agent.propose(ctx, idea=req.idea)
+            except BudgetReached as exc:
+                raise BudgetExhausted(f"no sprint started: {exc}") from None
             except AgentError as exc:
                 raise SprintNotStarted(f"the {agent.name} agent could not propose an idea: {exc}") from None
             dup = find_duplicate(rows, proposal.idea or proposal.title, proposal.config)
@@ -220,20 +286,23 @@ class Engine:
                 state.failure and gitops.in_head(tree, f"{state.sprint_path}/README.md")):
             pass  # committed before a crash: keep it
         else:
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
             rows = read_ledger(self.project.ledger_path)
             ctx = self.context(cfg, state.task_body, profile, state.setting, rows, baselines,
-                               hide_past=cfg.agent.hide_past)
-            before = agent.cost_usd
+                               hide_past=cfg.agent.hide_past, state=state)
+            if not (ctx.record_dir / "implement.jsonl").is_file():  # else: a conversation to continue
+                shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            before, tokens = agent.cost_usd, dict(getattr(agent, "tokens", {}))
             try:
                 agent.implement(proposal_of(state), folder, ctx)
                 missing = [f for f in ("README.md", "variant.py") if not (folder / f).is_file()]
                 if missing:
                     state.failure = f"the agent did not write {', '.join(missing)}"
+            except BudgetReached as exc:
+                state.failure = state.stop = f"budget reached: {exc}"
             except AgentError as exc:
                 state.failure = f"the {state.backend} agent could not implement the idea: {exc}"
-            state.cost_usd += agent.cost_usd - before
+            self.charge(state, agent, before, tokens)
             for name in TRUSTED_FILES:
                 (folder / name).unlink(missing_ok=True)
             crash_point("implementing")
@@ -309,7 +378,11 @@ class Engine:
             shown = results or {"status": "failed", "reason": state.failure}
             (folder / "results.json").write_text(json.dumps(shown, indent=2, default=float))
             (folder / "verdict.json").write_text(json.dumps(state.verdict, indent=2, default=float))
-            (folder / "cost.json").write_text(json.dumps({"backend": state.backend, "cost_usd": state.cost_usd}, indent=2))
+            (folder / "cost.json").write_text(json.dumps({"backend": state.backend, "model": cfg.agent.model,
+                                                          "cost_usd": round(state.cost_usd, 6),
+                                                          "tokens": state.tokens}, indent=2))
+            merge_transcripts(self.agent_dir(state.id), ("propose", "implement", "conclude"),
+                              folder / "transcript.jsonl")
             state.finished = state.finished or iso()
             write_report(folder, report_info(state), shown, state.verdict, state.conclusion,
                          run_dir if run_dir.exists() else None)
@@ -331,14 +404,24 @@ class Engine:
         if results is None:
             return f"The sprint failed before training: {state.failure}"
         rows = read_ledger(self.project.ledger_path)
-        ctx = self.context(cfg, state.task_body, profile, state.setting, rows, baselines)
-        before = agent.cost_usd
+        ctx = self.context(cfg, state.task_body, profile, state.setting, rows, baselines, state=state)
+        before, tokens = agent.cost_usd, dict(getattr(agent, "tokens", {}))
         try:
             text = agent.conclude(proposal_of(state), results, state.verdict, ctx).text
+        except BudgetReached as exc:
+            state.stop = f"budget reached: {exc}"
+            text = f"(No conclusions were drawn: {exc}.)"
         except AgentError as exc:
             text = f"(The {state.backend} agent could not draw conclusions: {exc}.)"
-        state.cost_usd += agent.cost_usd - before
+        self.charge(state, agent, before, tokens)
         return text
+
+    @staticmethod
+    def charge(state: SprintState, agent, cost_before: float, tokens_before: dict) -> None:
+        """Add what the agent spent in one call to the sprint's record."""
+        state.cost_usd += agent.cost_usd - cost_before
+        now = getattr(agent, "tokens", {})
+        add_usage(state.tokens, {k: v - tokens_before.get(k, 0) for k, v in now.items()})
 
     def _merge(self, state, cfg, results, baselines, write_leaderboard) -> None:
         """One commit on the main branch: the sprint folder, its ledger row, the leaderboard."""
@@ -368,6 +451,22 @@ class Engine:
         self.store.save(state)
 
 
+PROPOSING = "_proposing"
+
+
+def budget_left(cfg: TaskConfig, rows: list[dict], spent: float, usd_cap: float | None) -> float | None:
+    """What the agent may still spend now: the least of what is left of the sprint's cap, the
+    project's cap (TASK.md budgets) and the caller's (the loop's --budget-usd)."""
+    left = []
+    if cfg.budgets.usd_per_sprint is not None:
+        left.append(cfg.budgets.usd_per_sprint - spent)
+    if cfg.budgets.usd_total is not None:
+        left.append(cfg.budgets.usd_total - sum(r.get("cost_usd") or 0.0 for r in rows) - spent)
+    if usd_cap is not None:
+        left.append(usd_cap - spent)
+    return max(0.0, min(left)) if left else None
+
+
 def proposal_of(state: SprintState) -> Proposal:
     return Proposal(title=state.title, idea=state.idea, hypothesis=state.hypothesis, plan=state.plan,
                     parent=state.parent, config=state.config)
@@ -376,7 +475,7 @@ def proposal_of(state: SprintState) -> Proposal:
 def report_info(state: SprintState) -> dict:
     return {k: getattr(state, k) for k in ("id", "title", "idea", "hypothesis", "plan", "parent", "backend",
                                            "profile", "objective", "seeds", "started", "finished",
-                                           "cost_usd", "branch", "config")}
+                                           "cost_usd", "tokens", "branch", "config")}
 
 
 def ledger_row(state: SprintState, results: dict | None) -> dict:
@@ -390,7 +489,8 @@ def ledger_row(state: SprintState, results: dict | None) -> dict:
         "f1": summary.get("f1"), "mcc": summary.get("mcc"), "l0": (summary.get("l0") or {}).get("mean"),
         "per_seed": {m: [r[m] for r in ok if m in r] for m in ("f1", "mcc")},
         "delta_parent": v.get("delta_parent"), "p_value": v.get("p_value"), "noise_floor": v.get("noise_floor"),
-        "backend": state.backend, "cost_usd": round(state.cost_usd, 4),
+        "backend": state.backend, "cost_usd": round(state.cost_usd, 4), "tokens": state.tokens,
+        "stop": state.stop,
         "wall_s": (results or {}).get("wall_s"), "started": state.started, "finished": state.finished,
         "branch": state.branch, "commit": state.commit, "profile": state.profile, "setting": state.setting,
         "seeds": state.seeds, "config": state.config, "variant_sha256": (results or {}).get("variant_sha256"),

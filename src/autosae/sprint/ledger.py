@@ -94,3 +94,9 @@ def find_duplicate(rows: list[dict], idea: str, config: dict | None) -> tuple[di
                 if ratio >= DUPLICATE_RATIO:
                     return row, f"a near-identical idea ({ratio:.0%} similar)"
     return None
+
+
+def token_totals(rows: list[dict]) -> dict[str, int]:
+    """The agents' token usage summed over ledger rows."""
+    return {k: sum((r.get("tokens") or {}).get(k, 0) for r in rows)
+            for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}

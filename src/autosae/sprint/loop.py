@@ -4,13 +4,13 @@ failures in a row. An interrupted sprint is resumed first."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
 from autosae.config import load_task
 from autosae.errors import AutosaeError
-from autosae.sprint.engine import Engine, SprintNotStarted, SprintRequest
+from autosae.sprint.engine import BudgetExhausted, Engine, SprintNotStarted, SprintRequest
 from autosae.sprint.ledger import read_ledger
 from autosae.sprint.project import Project, ProjectLock
 
@@ -53,10 +53,11 @@ def run_loop(project: Project, limits: LoopLimits, request: SprintRequest,
     with ProjectLock(project, "autosae loop", log=status):
         project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
         engine = Engine(project, status=status, detail=detail)
-        count, failures, spent, last = 0, 0, 0.0, ""
+        count, failures, spent, last, capped = 0, 0, 0.0, "", None
 
         def after(state) -> None:
-            nonlocal count, failures, spent, last
+            nonlocal count, failures, spent, last, capped
+            capped = capped or state.stop
             count += 1
             spent += state.cost_usd
             failed = (state.verdict or {}).get("verdict") == "failed"
@@ -68,14 +69,18 @@ def run_loop(project: Project, limits: LoopLimits, request: SprintRequest,
             after(engine.run(state))
         while True:
             cfg = load_task(project.task_path).config  # re-read: limits in TASK.md steer too
-            reason = stop_reason(project, limits, cfg, count, spent, failures)
+            reason = capped or stop_reason(project, limits, cfg, count, spent, failures)
             if reason:
                 project.stop_path.unlink(missing_ok=True)
-                if failures >= cfg.loop.max_consecutive_failures:
+                if failures >= cfg.loop.max_consecutive_failures and not capped:
                     raise TooManyFailures(f"loop stopped after {count} sprints: {reason}; {last}")
                 return LoopOutcome(count, reason, spent)
+            cap = None if limits.budget_usd is None else max(0.0, limits.budget_usd - spent)
             try:
-                state = engine.start(request)
+                state = engine.start(replace(request, usd_cap=cap))
+            except BudgetExhausted as exc:
+                capped = str(exc)
+                continue
             except SprintNotStarted as exc:
                 status(f"{time.strftime('%H:%M:%S')} loop | no sprint started: {exc}")
                 failures, last = failures + 1, f"the last attempt: {exc}"

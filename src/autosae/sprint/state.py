@@ -76,6 +76,12 @@ class SprintState:
     finished: str | None = None
     phase_started: dict[str, str] = field(default_factory=dict)
     cost_usd: float = 0.0
+    tokens: dict[str, int] = field(default_factory=dict)
+    """The agent's token usage (input, output, cache writes, cache reads)."""
+    usd_cap: float | None = None
+    """What was left of the loop's --budget-usd when the sprint started."""
+    stop: str | None = None
+    """Why the loop must stop after this sprint (a spending cap was reached)."""
     failure: str | None = None
     """Why the sprint failed before or in training (agent error, variant crash, ...)."""
     verdict: dict[str, Any] | None = None

@@ -1,0 +1,289 @@
+"""The `anthropic` backend: Claude in a tool-use loop on the Messages API.
+
+Each phase is one conversation with its own tools, ended by the model calling `finish`:
+    propose:   view (the project, read-only), finish(title, idea, hypothesis, plan, parent)
+    implement: bash, str_replace_based_edit_tool, run_experiment, finish(summary)
+    conclude:  view (the worktree, read-only), finish(checks, alternatives, conclusion, next_steps)
+
+Every message is appended to the phase's transcript before the next step, so a killed
+conversation is continued where it stopped. The SDK retries 429/5xx/529 and time-outs; above
+it, a longer back-off rides out an outage. Each response's usage is priced; reaching the
+sprint's or the project's cap raises BudgetReached, which ends the sprint with a record.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
+from autosae.agents.pricing import Price, add_usage, usage_dict
+from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, propose_prompt,
+                                    system_prompt, turn_limits)
+from autosae.agents.sandbox import Files, ToolError, redact, run_bash
+from autosae.agents.transcript import Transcript
+
+RETRYABLE = (408, 409, 429, 500, 502, 503, 504, 529)
+
+
+def tool(name: str, description: str, properties: dict, required: list[str]) -> dict:
+    return {"name": name, "description": description,
+            "input_schema": {"type": "object", "properties": properties, "required": required}}
+
+
+STR = {"type": "string"}
+EDITOR = tool("str_replace_based_edit_tool",
+              "View a file or folder, create a file, or replace one exact occurrence of a string in a file. "
+              "Paths are relative to the worktree; paths outside it are refused.",
+              {"command": {"type": "string", "enum": ["view", "create", "str_replace"]}, "path": STR,
+               "file_text": STR, "old_str": STR, "new_str": STR,
+               "view_range": {"type": "array", "items": {"type": "integer"}}}, ["command", "path"])
+VIEW = tool("str_replace_based_edit_tool", "View a file or folder (read-only in this phase).",
+            {"command": {"type": "string", "enum": ["view"]}, "path": STR,
+             "view_range": {"type": "array", "items": {"type": "integer"}}}, ["command", "path"])
+BASH = tool("bash", "Run a bash command in the worktree (no network, no credentials, a time limit).",
+            {"command": STR}, ["command"])
+EXPERIMENT = tool("run_experiment",
+                  "Train and score a variant quickly (uncounted: one seed, fewer samples) and return its metrics.",
+                  {"variant": {"type": "string", "description": "path of the variant, default: this sprint's"},
+                   "samples": {"type": "integer", "description": "training samples (default: a tenth of the profile's)"},
+                   "profile": {"type": "string", "description": "profile to run on (default: the sprint's; `tiny` is fastest)"},
+                   "seed": {"type": "integer"}}, [])
+FINISH = {
+    "propose": tool("finish", "Submit this sprint's proposal.",
+                    {"title": STR, "idea": STR, "hypothesis": STR, "plan": STR, "parent": STR},
+                    ["title", "idea", "hypothesis", "plan"]),
+    "implement": tool("finish", "Declare the implementation done (README.md and variant.py written).",
+                      {"summary": STR}, ["summary"]),
+    "conclude": tool("finish", "Submit the conclusions.",
+                     {"checks": STR, "alternatives": {"type": "array", "items": STR}, "conclusion": STR,
+                      "next_steps": {"type": "array", "items": STR}},
+                     ["checks", "alternatives", "conclusion", "next_steps"]),
+}
+
+
+class Finished(Exception):
+    def __init__(self, value: Any):
+        self.value = value
+
+
+class AnthropicAgent:
+    name = "anthropic"
+
+    def __init__(self, model: str = "claude-sonnet-4-5", project: str | None = None, seed: int = 0,
+                 max_turns: dict | int | None = None, max_tokens: int = 8192, bash_timeout_s: float = 600,
+                 max_retries: int = 4, request_timeout_s: float = 600, outage_s: float = 1800,
+                 backoff_s: float = 30, price: dict | None = None, base_url: str | None = None, **_ignored):
+        import anthropic
+
+        key = os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise AgentError("ANTHROPIC_API_KEY is not set (the recipe backend works offline)")
+        self.model, self.max_tokens = model, int(max_tokens)
+        self.price = Price.of(model, price)
+        self.turns = turn_limits(max_turns)
+        self.bash_timeout_s, self.outage_s, self.backoff_s = float(bash_timeout_s), float(outage_s), float(backoff_s)
+        self.client = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=int(max_retries),
+                                          timeout=float(request_timeout_s))
+        self.cost_usd = 0.0
+        self.tokens: dict[str, int] = {}
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
+        files = Files(Path(ctx.project_root or "."), writable=False)
+        prompt = propose_prompt(ctx, idea)
+        out = self.converse("propose", ctx, prompt, [VIEW, FINISH["propose"]],
+                            {"str_replace_based_edit_tool": files.call}, self._check_proposal)
+        return Proposal(title=out["title"].strip()[:120], idea=idea or out["idea"].strip(),
+                        hypothesis=out["hypothesis"].strip(), plan=out["plan"].strip(),
+                        parent=(out.get("parent") or "").strip() or None)
+
+    def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
+        worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
+        files = Files(worktree)
+
+        def experiment(args: dict) -> str:
+            if ctx.experiment is None:
+                raise ToolError("run_experiment is not available here")
+            variant = files.resolve(args.get("variant") or f"{folder}/variant.py")
+            if not variant.is_file():
+                raise ToolError(f"{variant.relative_to(files.root)}: no such file; write the variant first")
+            return json.dumps(ctx.experiment(variant, args.get("samples"), args.get("profile"),
+                                             int(args.get("seed") or 0)), indent=1, default=float)
+
+        def finish_check(args: dict) -> dict:
+            for name in ("README.md", "variant.py"):
+                if not (sprint_dir / name).is_file():
+                    raise ToolError(f"{folder}/{name} is not written yet")
+            try:
+                compile((sprint_dir / "variant.py").read_text(), "variant.py", "exec")
+            except (SyntaxError, ValueError) as exc:
+                raise ToolError(f"variant.py does not compile: {exc}") from None
+            return args
+
+        handlers = {"bash": lambda a: run_bash(_string(a, "command"), worktree, self.bash_timeout_s),
+                    "str_replace_based_edit_tool": files.call, "run_experiment": experiment}
+        self.converse("implement", ctx, prompt, [BASH, EDITOR, EXPERIMENT, FINISH["implement"]], handlers,
+                      finish_check)
+
+    def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
+        worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)
+        out = self.converse("conclude", ctx, prompt, [VIEW, FINISH["conclude"]],
+                            {"str_replace_based_edit_tool": Files(worktree, writable=False).call},
+                            self._check_conclusion)
+        return conclusion_markdown(out)
+
+    # -- the conversation --------------------------------------------------------------------
+
+    def converse(self, phase: str, ctx: AgentContext, prompt: str, tools: list[dict],
+                 handlers: dict[str, Callable[[dict], str]], finish: Callable[[dict], Any]) -> Any:
+        record = Transcript(Path(ctx.record_dir or ".") / f"{phase}.jsonl") if ctx.record_dir else None
+        system = system_prompt(ctx)
+        messages, spent = self._restore(record, prompt)
+        self.cost_usd += spent
+        turns = sum(m["role"] == "assistant" for m in messages)
+        log = ctx.log or (lambda line: None)
+        while turns < self.turns[phase]:
+            if ctx.budget_usd is not None and spent >= ctx.budget_usd:
+                raise BudgetReached(f"the agent's budget of ${ctx.budget_usd:.2f} for this sprint is spent "
+                                    f"(${spent:.2f} in {phase})")
+            response = self._create(system, tools, messages, log)
+            usage = usage_dict(response.usage)
+            cost = self.price.cost(usage)
+            spent += cost
+            self.cost_usd += cost
+            add_usage(self.tokens, usage)
+            turns += 1
+            content = [_block(b) for b in response.content]
+            uses = [dict(b) for b in content if b.get("type") == "tool_use"]  # as the model sent them
+            for block in content:
+                if block.get("type") == "tool_use" and not isinstance(block.get("input"), dict):
+                    block["input"] = {}  # a malformed input is answered with an error, never sent back
+            self._append(record, messages, {"role": "assistant", "content": content},
+                         usage=usage, cost_usd=round(cost, 6), stop_reason=response.stop_reason)
+            if not uses:
+                self._append(record, messages, {"role": "user", "content": "Continue with the tools; call "
+                                                "`finish` when you are done."})
+                continue
+            replies, result = [], None
+            for use in uses:
+                text, error, done = self._call(use, handlers, finish)
+                replies.append({"type": "tool_result", "tool_use_id": use["id"], "content": text,
+                                **({"is_error": True} if error else {})})
+                if done is not None:
+                    result = done
+            self._append(record, messages, {"role": "user", "content": replies})
+            if result is not None:
+                return result.value
+        raise AgentError(f"{phase}: no `finish` after {self.turns[phase]} turns (agent.max_turns)")
+
+    def _restore(self, record: Transcript | None, prompt: str) -> tuple[list[dict], float]:
+        """The conversation so far (from the transcript, after a kill) and what it cost."""
+        lines = record.records() if record else []
+        messages = [r["message"] for r in lines if "message" in r]
+        spent = sum(r.get("cost_usd", 0.0) for r in lines)
+        for r in lines:
+            add_usage(self.tokens, r.get("usage") or {})
+        if not messages:
+            self._append(record, messages, {"role": "user", "content": prompt})
+        elif messages[-1]["role"] == "assistant":
+            uses = [b for b in messages[-1]["content"] if isinstance(b, dict) and b.get("type") == "tool_use"]
+            reply = ([{"type": "tool_result", "tool_use_id": u["id"], "is_error": True,
+                       "content": "autosae was interrupted before this tool call finished; check the state "
+                                  "of the worktree and repeat the call if it is still needed"} for u in uses]
+                     or "autosae was interrupted; continue where you left off.")
+            self._append(record, messages, {"role": "user", "content": reply})
+        return messages, spent
+
+    def _append(self, record: Transcript | None, messages: list[dict], message: dict, **extra) -> None:
+        messages.append(message)
+        if record is not None:
+            record.append({"t": time.strftime("%Y-%m-%dT%H:%M:%S"), "message": message, **extra})
+
+    def _call(self, use: dict, handlers: dict, finish: Callable[[dict], Any]) -> tuple[str, bool, Finished | None]:
+        name, args = use.get("name"), use.get("input")
+        if not isinstance(args, dict):
+            return f"malformed tool call: the input of {name!r} must be a JSON object", True, None
+        try:
+            if name == "finish":
+                return "recorded", False, Finished(finish(args))
+            if name not in handlers:
+                return f"unknown tool {name!r}; the tools are: {', '.join([*handlers, 'finish'])}", True, None
+            return redact(handlers[name](args)), False, None
+        except ToolError as exc:
+            return redact(str(exc)), True, None
+        except (OSError, ValueError, TypeError, UnicodeError) as exc:  # the tool broke, not the agent
+            return redact(f"{name} failed: {type(exc).__name__}: {exc}"), True, None
+
+    def _create(self, system: str, tools: list[dict], messages: list[dict], log: Callable[[str], None]):
+        """One Messages-API call. The SDK retries briefly; this rides out a longer outage."""
+        import anthropic
+
+        tools = copy.deepcopy(tools)
+        tools[-1]["cache_control"] = {"type": "ephemeral"}  # tools + system: the stable prefix
+        sent = copy.deepcopy(messages)
+        last = sent[-1]
+        if isinstance(last["content"], str):
+            last["content"] = [{"type": "text", "text": last["content"]}]
+        last["content"][-1]["cache_control"] = {"type": "ephemeral"}  # the conversation so far
+        waited, delay = 0.0, self.backoff_s
+        while True:
+            try:
+                return self.client.messages.create(
+                    model=self.model, max_tokens=self.max_tokens, tools=tools, messages=sent,
+                    system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}])
+            except anthropic.APIStatusError as exc:
+                if exc.status_code not in RETRYABLE:
+                    raise AgentError(f"the Messages API refused the request ({exc.status_code}): "
+                                     f"{redact(str(exc))[:300]}") from None
+                why = f"HTTP {exc.status_code}"
+            except anthropic.APIConnectionError as exc:  # includes time-outs
+                why = type(exc).__name__
+            if waited >= self.outage_s:
+                raise AgentError(f"the Messages API has failed for {waited:.0f} s ({why}); giving up")
+            log(f"agent: the Messages API failed ({why}); retrying in {delay:.0f} s")
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 300.0)
+
+    # -- checks on what the model submits --------------------------------------------------
+
+    @staticmethod
+    def _check_proposal(args: dict) -> dict:
+        for key in ("title", "idea", "hypothesis", "plan"):
+            if not isinstance(args.get(key), str) or not args[key].strip():
+                raise ToolError(f"{key}: expected a non-empty string")
+        if args.get("parent") is not None and not isinstance(args["parent"], str):
+            raise ToolError("parent: expected a sprint id or baseline:matryoshka / baseline:batchtopk")
+        return args
+
+    @staticmethod
+    def _check_conclusion(args: dict) -> dict:
+        for key in ("checks", "conclusion"):
+            if not isinstance(args.get(key), str) or not args[key].strip():
+                raise ToolError(f"{key}: expected a non-empty string (say what you checked and concluded)")
+        for key in ("alternatives", "next_steps"):
+            items = args.get(key)
+            if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
+                raise ToolError(f"{key}: expected a non-empty list of strings")
+        return args
+
+
+def _string(args: dict, key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ToolError(f"{key}: expected a non-empty string")
+    return value
+
+
+def _block(block) -> dict:
+    """An SDK content block as the dict that goes back to the API."""
+    data = block.model_dump(exclude_none=True, warnings=False) if hasattr(block, "model_dump") else dict(block)
+    keep = {"text": ("type", "text"), "tool_use": ("type", "id", "name", "input"),
+            "thinking": ("type", "thinking", "signature"), "redacted_thinking": ("type", "data")}
+    return {k: v for k, v in data.items() if k in keep.get(data.get("type"), data.keys())}

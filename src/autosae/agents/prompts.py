@@ -1,0 +1,104 @@
+"""What the LLM backends (anthropic, claude_code) tell the model: prompts rendered from the
+jinja2 templates in templates/agent/ (StrictUndefined), and the shape of their answers."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import jinja2
+
+from autosae.agents.base import AgentContext, Conclusion, Proposal
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "agent"
+DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
+
+
+def render(name: str, **values) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    return env.get_template(name).render(**values)
+
+
+def turn_limits(max_turns: dict | int | None) -> dict[str, int]:
+    """Most model calls per phase: TASK.md's agent.max_turns (a dict, or an int for all)."""
+    turns = max_turns if isinstance(max_turns, dict) else ({p: int(max_turns) for p in DEFAULT_TURNS}
+                                                            if max_turns else {})
+    return {**DEFAULT_TURNS, **{k: int(v) for k, v in turns.items()}}
+
+
+def system_prompt(ctx: AgentContext) -> str:
+    return render("system.md.j2", profile=ctx.profile, width=ctx.width, k=ctx.k, objective=ctx.objective,
+                  task_body=ctx.task_body)
+
+
+def propose_prompt(ctx: AgentContext, idea: str | None) -> str:
+    return render("propose.md.j2", number=ctx.sprint_number + 1, baselines=ctx.baselines, best=ctx.best,
+                  past=ctx.past, idea=idea)
+
+
+def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> tuple[Path, str, str]:
+    """(the worktree, the sprint folder relative to it, the prompt)."""
+    worktree = Path(ctx.worktree or sprint_dir.parent.parent)
+    folder = sprint_dir.relative_to(worktree).as_posix()
+    parent = parent_variant(worktree, proposal.parent)
+    prompt = render("implement.md.j2", folder=folder, title=proposal.title, idea=proposal.idea,
+                    hypothesis=proposal.hypothesis, plan=proposal.plan, parent=proposal.parent or "-",
+                    parent_variant=parent.relative_to(worktree).as_posix()
+                    if parent and worktree in parent.parents else None,
+                    reference=reference_source(), width=ctx.width, k=ctx.k)
+    return worktree, folder, prompt
+
+
+def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> tuple[Path, str]:
+    """(the worktree, the prompt)."""
+    worktree = Path(ctx.worktree or ".")
+    mine = worktree / "sprints" / (ctx.sprint_id or "?") / "variant.py"
+    prompt = render("conclude.md.j2", sprint_id=ctx.sprint_id or "?", title=proposal.title,
+                    hypothesis=proposal.hypothesis, parent=proposal.parent or "-",
+                    results=json.dumps(results_digest(results), indent=1, default=float),
+                    verdict=json.dumps(verdict, indent=1, default=float), noop=verdict.get("noop_reason"),
+                    diff=diff(parent_variant(worktree, proposal.parent), mine))
+    return worktree, prompt
+
+
+def conclusion_markdown(out: dict) -> Conclusion:
+    """The conclude phase's answer (checks, alternatives, conclusion, next_steps) as Markdown."""
+    def items(value) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+    lines = [str(out["conclusion"]).strip(), "", f"**Did the change run?** {str(out['checks']).strip()}", "",
+             "**Other explanations considered**", *[f"- {a}" for a in items(out["alternatives"])], "",
+             "**Next steps**", *[f"- {s}" for s in items(out["next_steps"])]]
+    return Conclusion("\n".join(lines))
+
+
+def parent_variant(worktree: Path, parent: str | None) -> Path | None:
+    from autosae.variants import reference_variants
+
+    if parent and parent.startswith("baseline:"):
+        return reference_variants().get(parent.removeprefix("baseline:"))
+    if parent and (worktree / "sprints" / parent / "variant.py").is_file():
+        return worktree / "sprints" / parent / "variant.py"
+    return reference_variants().get("matryoshka")
+
+
+def reference_source() -> str:
+    from autosae.variants import reference_variants
+
+    return reference_variants()["lista_matryoshka"].read_text().strip()
+
+
+def diff(parent: Path | None, mine: Path | None) -> str:
+    a = parent.read_text().splitlines() if parent and parent.is_file() else []
+    b = mine.read_text().splitlines() if mine and mine.is_file() else []
+    text = "\n".join(difflib.unified_diff(a, b, "parent/variant.py", "variant.py", lineterm=""))
+    return text or "(no difference)"
+
+
+def results_digest(results: dict) -> dict:
+    keep = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance", "status", "seed",
+            "train_wall_s")
+    return {"status": results.get("status"), "summary": results.get("summary"),
+            "per_seed": [{k: v for k, v in r.items() if k in keep} for r in results.get("per_seed", [])]}
