@@ -7,6 +7,14 @@ STAMP := $(VENV)/.autosae-installed
 
 install: $(STAMP)
 
+# The Claude Code CLI, for the claude_code backend and its tests (skipped where npm is missing).
+CLAUDE_CODE := $(VENV)/claude-code/node_modules/.bin/claude
+$(CLAUDE_CODE):
+	if command -v npm >/dev/null; then npm install -q --no-audit --no-fund --prefix $(VENV)/claude-code @anthropic-ai/claude-code@2 \
+	  && (cd $(VENV)/claude-code/node_modules/@anthropic-ai/claude-code && node install.cjs) \
+	  || echo "could not install Claude Code: the claude_code backend's tests will be skipped"; \
+	else echo "npm not found: the claude_code backend's tests will be skipped"; fi
+
 # Without an NVIDIA GPU, install the CPU torch wheel first so pip never pulls a CUDA build.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,10 +30,10 @@ demo: install
 	$(VENV)/bin/autosae loop --project $(DEMO) --max-sprints 3
 	$(VENV)/bin/autosae leaderboard --project $(DEMO)
 
-test: install
+test: install $(CLAUDE_CODE)
 	$(PY) -m pytest -q
 
-test-all: install
+test-all: install $(CLAUDE_CODE)
 	$(PY) -m pytest -q -m ''
 
 bench: install

@@ -1,0 +1,168 @@
+"""The `claude_code` backend: Claude Code (the `claude` CLI) works in the sprint's worktree, the
+way the original overnight loop ran.
+
+Each phase is one `claude -p` session in print mode with stream-json output:
+    propose:   read-only tools, run in a scratch folder that can read the project; answers JSON
+    implement: Read, Write, Edit, Bash, Glob, Grep in the worktree (edits accepted)
+    conclude:  read-only tools in the worktree; answers JSON
+Every line of the stream is appended (redacted) to the phase's transcript as it arrives. The
+session's cost comes from the CLI's result line (or, for a session cut short, from the usage
+of its messages at the price table's rates); `--max-budget-usd` and `--max-turns` bound it,
+and a time limit kills the process group. After a kill, `--resume <session>` continues it.
+
+Claude Code needs its credentials in its own environment, so its Bash tool can see
+ANTHROPIC_API_KEY; every other secret is removed, and transcripts are redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
+from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, propose_prompt,
+                                    system_prompt, turn_limits)
+from autosae.agents.pricing import Price, add_usage
+from autosae.agents.sandbox import scrubbed_env
+from autosae.agents.transcript import Transcript
+
+INSTALL = ("the claude_code backend needs the Claude Code CLI: `npm install -g @anthropic-ai/claude-code` "
+           "(then `claude --version`), or set agent.options.claude to its path; the anthropic backend needs "
+           "only an API key")
+READ_ONLY = "Read,Glob,Grep"
+WRITE = "Read,Write,Edit,Bash,Glob,Grep"
+
+
+class ClaudeCodeAgent:
+    name = "claude_code"
+
+    def __init__(self, model: str = "claude-sonnet-4-5", project: str | None = None, max_turns: dict | int | None = None,
+                 claude: str = "claude", time_limit_s: float = 3600, price: dict | None = None, **_ignored):
+        self.exe = shutil.which(claude)
+        if self.exe is None:
+            raise AgentError(INSTALL)
+        self.model, self.time_limit_s = model, float(time_limit_s)
+        self.turns = turn_limits(max_turns)
+        try:
+            self.price: Price | None = Price.of(model, price)
+        except AgentError:
+            self.price = None  # the CLI reports its own cost; only a cut-short session needs the table
+        self.cost_usd = 0.0
+        self.tokens: dict[str, int] = {}
+
+    def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
+        scratch = Path(ctx.record_dir or ".") / "propose-scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        prompt = propose_prompt(ctx, idea) + (f"\nThe project is at {ctx.project_root} (read it; change nothing). Instead of calling `finish`, "
+                   "end with one JSON object with the keys title, idea, hypothesis, plan, parent.")
+        out = _json_answer(self.session("propose", ctx, prompt, scratch, READ_ONLY, [str(ctx.project_root)]),
+                           ("title", "idea", "hypothesis", "plan"))
+        return Proposal(title=str(out["title"])[:120], idea=idea or str(out["idea"]), hypothesis=str(out["hypothesis"]),
+                        plan=str(out["plan"]), parent=str(out.get("parent") or "") or None)
+
+    def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
+        worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
+        prompt += (f"\nIn place of `run_experiment`, run `autosae train {folder}/variant.py --profile tiny --seeds 1 "
+                   "--samples 100000 --out /tmp/autosae-try` (uncounted). Stop when both files are written.")
+        self.session("implement", ctx, prompt, worktree, WRITE, [])
+
+    def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
+        worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)
+        prompt += "\nInstead of calling `finish`, end with one JSON object with those four keys. Change no file."
+        return conclusion_markdown(_json_answer(self.session("conclude", ctx, prompt, worktree, READ_ONLY, []),
+                                                ("checks", "alternatives", "conclusion", "next_steps")))
+
+    # -- one Claude Code session ----------------------------------------------------------
+
+    def session(self, phase: str, ctx: AgentContext, prompt: str, cwd: Path, tools: str, dirs: list[str]) -> str:
+        record = Transcript(Path(ctx.record_dir or cwd) / f"{phase}.jsonl")
+        earlier = record.records()
+        session_id = next((r.get("session_id") for r in earlier if r.get("session_id")), None)
+        result = next((r for r in earlier if r.get("type") == "result"), None)
+        if result is not None:  # finished before a kill: do not pay twice
+            return self._account(result, earlier)
+        system = system_prompt(ctx)
+        cmd = [self.exe, "-p", prompt if session_id is None else "autosae was interrupted; continue where you left off.",
+               "--output-format", "stream-json", "--verbose", "--model", self.model,
+               "--max-turns", str(self.turns[phase]), "--allowedTools", tools,
+               "--permission-mode", "acceptEdits" if tools == WRITE else "default",
+               "--append-system-prompt", system]
+        cmd += [arg for d in dirs for arg in ("--add-dir", d)]
+        if session_id:
+            cmd += ["--resume", session_id]
+        if ctx.budget_usd is not None:
+            if ctx.budget_usd <= 0:
+                raise BudgetReached("the agent's budget for this sprint is spent")
+            cmd += ["--max-budget-usd", f"{ctx.budget_usd:.4f}"]
+        env = scrubbed_env()
+        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        timed_out = threading.Event()
+        timer = threading.Timer(self.time_limit_s, lambda: (timed_out.set(), _kill(proc.pid)))
+        timer.start()
+        lines = []
+        try:
+            for raw in proc.stdout:
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    continue
+                record.append(event)
+                lines.append(event)
+        finally:
+            timer.cancel()
+            proc.wait()
+            _kill(proc.pid)
+        result = next((r for r in reversed(lines) if r.get("type") == "result"), None)
+        everything = earlier + lines
+        if result is None:
+            self._account(None, everything)
+            why = f"killed at the {self.time_limit_s:g} s time limit" if timed_out.is_set() else f"exit status {proc.returncode}"
+            raise AgentError(f"Claude Code ended without a result ({why}): {proc.stderr.read()[-300:].strip()}")
+        text = self._account(result, everything)
+        if result.get("is_error") or result.get("subtype", "success") != "success":
+            if "budget" in str(result.get("subtype", "")):
+                raise BudgetReached(f"Claude Code stopped at its budget (${self.cost_usd:.2f})")
+            raise AgentError(f"Claude Code stopped: {result.get('subtype')}")
+        return text
+
+    def _account(self, result: dict | None, events: list[dict]) -> str:
+        usage: dict[str, int] = {}
+        for e in events:
+            if e.get("type") == "assistant":
+                add_usage(usage, (e.get("message") or {}).get("usage") or {})
+        add_usage(self.tokens, (result or {}).get("usage") or usage)
+        if result is not None and result.get("total_cost_usd") is not None:
+            self.cost_usd += float(result["total_cost_usd"])
+        elif self.price is not None:
+            self.cost_usd += self.price.cost(usage)
+        return str((result or {}).get("result") or "")
+
+
+def _kill(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _json_answer(text: str, keys: tuple[str, ...]) -> dict:
+    """The last JSON object in the answer that has all `keys`."""
+    decoder = json.JSONDecoder()
+    for start in reversed([m.start() for m in re.finditer(r"\{", text)]):
+        try:
+            data, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and all(data.get(k) not in (None, "", []) for k in keys):
+            return data
+    raise AgentError(f"Claude Code's answer has no JSON object with {', '.join(keys)}")

@@ -1,0 +1,94 @@
+"""The claude_code backend end to end: the real Claude Code CLI (installed by `make test` into
+.venv/claude-code), pointed through ANTHROPIC_BASE_URL at the local fake Messages API, runs a
+real sprint (real git, the real harness on a shortened tiny)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+
+import git
+import pytest
+
+from autosae.variants import reference_variants
+from tests.agents.fake_messages_api import FakeMessagesAPI
+from tests.sprint.conftest import autosae, ledger, write_task
+
+ROOT = Path(__file__).resolve().parents[2]
+CLAUDE = os.environ.get("AUTOSAE_TEST_CLAUDE") or str(ROOT / ".venv" / "claude-code" / "node_modules" / ".bin" / "claude")
+if not Path(CLAUDE).is_file():
+    CLAUDE = shutil.which("claude") or ""
+pytestmark = pytest.mark.skipif(not CLAUDE, reason="the Claude Code CLI is not installed (`make test` installs it with npm)")
+
+KEY = "sk-ant-fake-0123456789-SECRET"
+VARIANT = reference_variants()["lista_matryoshka"].read_text()
+
+
+def texts(body: dict) -> str:
+    """All the text of a request's messages."""
+    out = []
+    for m in body["messages"]:
+        content = m["content"]
+        if isinstance(content, str):
+            out.append(content)
+        else:
+            out += [b.get("text", "") if b.get("type") == "text" else json.dumps(b.get("content", "")) for b in content]
+    return "\n".join(out)
+
+
+def turn(body: dict) -> int:
+    return sum(m["role"] == "assistant" for m in body["messages"])
+
+
+def bash(command: str, n: int) -> list[dict]:
+    return [{"type": "tool_use", "id": f"toolu_bash_{n}", "name": "Bash",
+             "input": {"command": command, "description": "autosae test step"}}]
+
+
+def policy(body: dict) -> list[dict]:
+    text = texts(body)
+    if "Propose one idea" in text:
+        return [{"type": "text", "text": json.dumps({
+            "title": "LISTA via Claude Code", "idea": "a one-step LISTA encoder on Matryoshka, via Claude Code",
+            "hypothesis": "LISTA sharpens the encoder", "plan": "compose LISTA with Matryoshka",
+            "parent": "baseline:matryoshka"})}]
+    if "Implement this sprint's idea" in text:
+        folder = text.split("in the folder `", 1)[1].split("`", 1)[0]
+        steps = [
+            bash(f"mkdir -p {folder} && printf '# LISTA\\n\\nidea, hypothesis, plan\\n' > {folder}/README.md", 0),
+            bash(f"echo {base64.b64encode(VARIANT.encode()).decode()} | base64 -d > {folder}/variant.py", 1),
+            bash("env | grep -c SLACK_WEBHOOK_URL; echo done", 2),
+        ]
+        return steps[turn(body)] if turn(body) < len(steps) else [{"type": "text", "text": "Both files are written."}]
+    if "The harness has trained and scored" in text:
+        return [{"type": "text", "text": "Conclusions:\n" + json.dumps({
+            "checks": "the diff adds LISTA", "alternatives": ["seed noise"],
+            "conclusion": "CC-CONCLUSION within the noise", "next_steps": ["two LISTA steps"]})}]
+    return [{"type": "text", "text": "ok"}]  # side requests (titles, summaries)
+
+
+def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
+    with FakeMessagesAPI(policy) as api:
+        write_task(project, backend="claude_code", options={"claude": CLAUDE, "time_limit_s": 300})
+        git.Repo(project).git.commit("-q", "-am", "claude code task")
+        env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": api.url, "HOME": str(tmp_path / "home"),
+               "SLACK_WEBHOOK_URL": "https://hooks.example/very-secret"}
+        (tmp_path / "home").mkdir()
+        proc = autosae("sprint", cwd=project, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [row] = ledger(project)
+    assert row["backend"] == "claude_code" and row["verdict"] != "failed", row
+    assert row["cost_usd"] > 0  # from the CLI's own result lines
+    folder = project / "sprints" / row["id"]
+    assert (folder / "variant.py").read_text() == VARIANT
+    assert "CC-CONCLUSION" in (folder / "report.md").read_text()
+    transcript = (folder / "transcript.jsonl").read_text()
+    assert '"type": "result"' in transcript and KEY not in transcript
+    env_check = [json.loads(line) for line in transcript.splitlines() if "SLACK_WEBHOOK_URL" in line]
+    assert env_check and "very-secret" not in transcript
+    tool_outputs = [b for r in api.requests for m in r["messages"] if isinstance(m["content"], list)
+                    for b in m["content"] if b.get("type") == "tool_result"]
+    assert any("0\ndone" in json.dumps(b.get("content")).replace("\\n", "\n") for b in tool_outputs)
