@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.autosae-installed
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install poppler demo test test-all bench clean
 
 install: $(STAMP)
 
@@ -14,6 +14,14 @@ $(CLAUDE_CODE):
 	  && (cd $(VENV)/claude-code/node_modules/@anthropic-ai/claude-code && node install.cjs) \
 	  || echo "could not install Claude Code: the claude_code backend's tests will be skipped"; \
 	else echo "npm not found: the claude_code backend's tests will be skipped"; fi
+
+# Poppler's pdftotext, pdfinfo and pdftoppm: the report tests read the PDFs back with them, as a
+# reader's tools would. Installed with apt-get where we are root; elsewhere the tests use pypdfium2.
+poppler:
+	@command -v pdftotext >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q poppler-utils >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q poppler-utils >/dev/null 2>&1; } \
+	  || echo "could not install poppler-utils: the report tests read PDFs with pypdfium2"; \
+	else echo "pdftotext not found: the report tests read PDFs with pypdfium2 (apt-get install poppler-utils to use poppler)"; fi; }
 
 # Without an NVIDIA GPU, install the CPU torch wheel first so pip never pulls a CUDA build.
 $(STAMP): pyproject.toml
@@ -30,10 +38,10 @@ demo: install
 	$(VENV)/bin/autosae loop --project $(DEMO) --max-sprints 3
 	$(VENV)/bin/autosae leaderboard --project $(DEMO)
 
-test: install $(CLAUDE_CODE)
+test: install poppler $(CLAUDE_CODE)
 	$(PY) -m pytest -q
 
-test-all: install $(CLAUDE_CODE)
+test-all: install poppler $(CLAUDE_CODE)
 	$(PY) -m pytest -q -m ''
 
 bench: install

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from autosae.report import fmt_pm, leaderboard_rows, render_leaderboard, write_leaderboard, write_report
+from autosae.report.record import CURVE_POINTS, read_curves, variant_diff
+from tests.report import pdftools
 
 SPRINT = {"id": "2026-11-24--10-00-00-lista", "title": "one-step LISTA", "idea": "add a LISTA step",
           "hypothesis": "explaining away helps", "plan": "change the encoder", "parent": "baseline:matryoshka",
@@ -37,32 +39,61 @@ def test_a_report_for_an_improvement(tmp_path):
     run = tmp_path / "run"
     for seed in range(3):
         (run / f"seed_{seed}").mkdir(parents=True)
-        lines = [json.dumps({"step": i, "samples": i * 1024, "loss": 10.0 / (i + 1), "l0": 5.0, "dead": 0, "k": 6.0})
-                 for i in range(5)]
-        (run / f"seed_{seed}" / "train_log.jsonl").write_text("\n".join(lines) + "\n")
-    paths = write_report(tmp_path / "sprint", SPRINT, results_ok(), verdict(), "It works.", run)
+        lines = [json.dumps({"step": i, "samples": i * 1024, "loss": 10.0 / (i + 1), "l0": 5.0, "dead": 0,
+                             "k": 6.0 - i / 4}) for i in range(5)]
+        (run / f"seed_{seed}" / "train_log.jsonl").write_text("\n".join(lines) + "\n{\"step\": 9, \"sampl")
+    curves = read_curves(run)
+    assert sorted(curves) == ["0", "1", "2"] and curves["0"]["k"] == [6.0, 5.75, 5.5, 5.25, 5.0]  # torn line skipped
+    sprint = dict(SPRINT, conclusion="It works.", diff=variant_diff("baseline:matryoshka", {"variant.py": "a\nb\n"},
+                                                                    {"variant.py": "a\nc\n", "util.py": "x\n"}))
+    paths = write_report(tmp_path / "sprint", sprint, results_ok(), verdict(), curves)
     md = (tmp_path / "sprint" / "report.md").read_text()
     assert "**Verdict: improved** (new best)" in md
     assert "0.790 ± 0.010 vs parent 0.760 ± 0.008 (+0.030, p = 0.004, n = 3)" in md
-    assert "## Conclusions (agent)\n\nIt works." in md and "baseline matryoshka" in md
-    pdf = (tmp_path / "sprint" / "report.pdf").read_bytes()
-    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") >= 2
-    assert len(paths) == 2
+    assert "## Conclusions and next steps (agent)\n\nIt works." in md and "baseline batchtopk" in md
+    assert "2 files changed, +2 −1 lines" in md and "| `util.py` | added | 1 | 0 |" in md and "+c" in md
+    assert "## Warnings" not in md
+    assert pdftools.pages(tmp_path / "sprint" / "report.pdf") == 5 and len(paths) == 2
+    assert "K (scheduled)" in pdftools.text(tmp_path / "sprint" / "report.pdf")
+
+
+def test_curves_are_thinned_but_keep_the_last_step(tmp_path):
+    (tmp_path / "seed_0").mkdir()
+    lines = [json.dumps({"samples": i, "loss": 1.0, "l0": 5, "dead": 0}) for i in range(1001)]
+    (tmp_path / "seed_0" / "train_log.jsonl").write_text("\n".join(lines))
+    samples = read_curves(tmp_path)["0"]["samples"]
+    assert len(samples) <= CURVE_POINTS + 1 and samples[0] == 0 and samples[-1] == 1000
+    assert read_curves(None) == {} and read_curves(tmp_path / "missing") == {}
 
 
 def test_a_report_for_a_failure(tmp_path):
     results = {"status": "failed", "reason": "seed 0: training loss became nan", "failure_kind": "nan",
-               "log_tail": "Traceback...\nValueError: nan"}
-    write_report(tmp_path, SPRINT, results, verdict(verdict="failed", reason="seed 0: nan"), "Failed.")
+               "log_tail": "Traceback...\nValueError: nan",
+               "per_seed": [{"seed": 0, "status": "failed", "kind": "nan", "reason": "training loss became nan"}]}
+    write_report(tmp_path, dict(SPRINT, conclusion="Failed."), results, verdict(verdict="failed", reason="seed 0: nan"))
     md = (tmp_path / "report.md").read_text()
     assert "**Verdict: failed**" in md and "training loss became nan" in md and "ValueError: nan" in md
-    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert "**Seed 0 failed** (nan)" in md and "— (no diff was recorded)" in md
+    assert pdftools.pages(tmp_path / "report.pdf") == 4
 
 
-def test_a_no_op_is_flagged(tmp_path):
-    write_report(tmp_path, SPRINT, results_ok(), verdict(verdict="no change", noop=True, new_best=False,
-                                                         noop_reason="variant.py is byte-for-byte the parent's"), "")
-    assert "Warning: no-op" in (tmp_path / "report.md").read_text()
+def test_warnings_breach_held_out_and_no_op(tmp_path):
+    breach = {"status": "rejected", "reason": "seed 0: L0 7.1 exceeds k 5", "counted": False,
+              "per_seed": [{"seed": 0, "status": "rejected", "kind": "constraint:l0", "reason": "L0 7.1 exceeds k 5"}]}
+    write_report(tmp_path / "a", SPRINT, breach, verdict(verdict="failed", reason="seed 0: L0 7.1 exceeds k 5"))
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "**Constraint breach:** seed 0: L0 7.1 exceeds k 5" in md and "**Not a benchmark result:**" in md
+    held = [{"model_seed": 7, "f1": {"mean": 0.70, "std": 0.01}, "mcc": {"mean": 0.7, "std": 0.0},
+             "delta_parent": -0.02, "verdict": "worse"}]
+    write_report(tmp_path / "b", dict(SPRINT, stop="budget reached: $5 spent"), results_ok(), verdict(held_out=held))
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "## Held-out models" in md and "| 7 | 0.7000 ± 0.0100 |" in md
+    assert "**Held-out model (seed 7) disagrees:** worse there (-0.0200 vs the parent)." in md
+    assert "**The loop stopped after this sprint:** budget reached: $5 spent." in md
+    write_report(tmp_path / "c", SPRINT, results_ok(), verdict(verdict="no change", noop=True, new_best=False,
+                                                              noop_reason="variant.py is byte-for-byte the parent's"))
+    assert "**No-op suspected:** variant.py is byte-for-byte the parent's" in (tmp_path / "c" / "report.md").read_text()
+    assert "No-op suspected" in pdftools.text(tmp_path / "c" / "report.pdf")
 
 
 def row(i, f1, verdict="improved", **extra):
@@ -81,7 +112,9 @@ def test_the_leaderboard_ranks_best_first_with_baselines(tmp_path):
     assert "[s2](../sprints/s2/report.md)" in md and "★" in md
     assert "3 sprints: 1 improved, 1 failed, 0 no-ops; agent cost $1.50" in md
     paths = write_leaderboard(tmp_path, ledger, BASELINES)
-    assert (tmp_path / "progress.png").read_bytes().startswith(b"\x89PNG") and len(paths) == 2
+    assert (tmp_path / "progress.png").read_bytes().startswith(b"\x89PNG") and len(paths) == 3
+    text = pdftools.text(tmp_path / "progress.pdf")
+    assert "best so far" in text and "idea 2" in text and "failed" in text
 
 
 def test_an_empty_leaderboard():

@@ -157,3 +157,31 @@ def show(
                                      for k, v in row["tokens"].items()))
         emit("report", project.sprints_dir / sid / "report.md")
     emit("branch", src.get("branch") or state.branch)
+
+
+def report(
+    sprint_id: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Sprint to re-render (default: the latest).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Re-render every recorded sprint.")] = False,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Render recorded sprints' report.md and report.pdf again, and the leaderboard, from their
+    results; the new files are committed (so a template change reaches old sprints)."""
+    from autosae.report.rerender import rerender
+    from autosae.sprint.ledger import read_ledger
+    from autosae.sprint.project import Project, ProjectLock
+
+    if sprint_id and all_:
+        raise AutosaeError("give a sprint ID or --all, not both")
+    project = Project.find(project_dir)
+    with ProjectLock(project, "autosae report"):
+        if all_:
+            ids = None
+        elif sprint_id:
+            ids = [sprint_id]
+        else:
+            rows = read_ledger(project.ledger_path)
+            ids = [rows[-1]["id"]] if rows else None
+        done = rerender(project, ids, log=lambda line: emit("rendered", line))
+    emit("sprints", len(done))
+    emit("leaderboard", project.reports_dir / "leaderboard.md")
+    emit("progress", project.reports_dir / "progress.pdf")

@@ -1,10 +1,10 @@
-"""reports/leaderboard.md and reports/progress.png, rebuilt from the ledger at every sprint."""
+"""reports/leaderboard.md, progress.png and progress.pdf, rebuilt from the ledger at every sprint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from autosae.report.format import environment
+from autosae.report.format import environment, fmt_delta, fmt_p, fmt_pm
 from autosae.sprint.ledger import token_totals
 
 
@@ -39,49 +39,100 @@ def render_leaderboard(ledger: list[dict], baselines: dict | None, objective: st
         objective=objective, obj_name=objective.upper())
 
 
-def _progress_plot(path: Path, ledger: list[dict], baselines: dict | None, objective: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
+def _progress_figure(plt, ledger: list[dict], baselines: dict | None, objective: str, ceiling: dict):
+    """F1 and MCC of every sprint (mean ± std over seeds), with the best-so-far line: the
+    scores of the latest new best (judged on the objective) after each sprint."""
+    fig, axes = plt.subplots(1, 2, figsize=(11.69, 4.8))
     xs = list(range(1, len(ledger) + 1))
-    best, best_line, failed = None, [], []
-    for x, row in zip(xs, ledger):
-        mean = _mean(row, objective)
-        if mean is None:
-            failed.append(x)
-        else:
-            std = (row.get(objective) or {}).get("std") or 0.0
-            ax.errorbar([x], [mean], yerr=[std], fmt="o", color="tab:orange" if row.get("new_best") else "tab:blue",
-                        capsize=3)
-        if row.get("new_best"):
-            best = mean
-        best_line.append(best)
-    if any(b is not None for b in best_line):
-        ax.step(xs, [b if b is not None else float("nan") for b in best_line], where="post", color="tab:orange",
-                label="best so far")
-    for name, stats in (baselines or {}).items():
-        mean = ((stats or {}).get(objective) or {}).get("mean")
-        if mean is not None:
-            ax.axhline(mean, linestyle="--", color="tab:green" if name == "matryoshka" else "tab:gray", label=name)
-    if failed:  # no score: marked along the bottom edge, so they do not stretch the axis
-        ax.scatter(failed, [0.02] * len(failed), marker="x", color="tab:red", transform=ax.get_xaxis_transform(),
-                   label="failed")
-    ax.set_xlabel("sprint")
-    ax.set_ylabel(objective.upper())
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, metric in zip(axes, ("f1", "mcc")):
+        best, best_line, failed = None, [], []
+        for x, row in zip(xs, ledger):
+            mean = _mean(row, metric)
+            if mean is None:
+                failed.append(x)
+            else:
+                std = (row.get(metric) or {}).get("std") or 0.0
+                ax.errorbar([x], [mean], yerr=[std], fmt="o", capsize=3,
+                            color="tab:orange" if row.get("new_best") else "tab:blue",
+                            label=None)
+            if row.get("new_best") and mean is not None:
+                best = mean
+            best_line.append(best)
+        if any(b is not None for b in best_line):
+            ax.step(xs, [b if b is not None else float("nan") for b in best_line], where="post", color="tab:orange",
+                    label=f"best so far (by {objective.upper()})")
+        for name, stats in (baselines or {}).items():
+            mean = ((stats or {}).get(metric) or {}).get("mean")
+            if mean is not None:
+                ax.axhline(mean, linestyle="--", color="tab:green" if name == "matryoshka" else "tab:gray",
+                           label=f"{name} baseline")
+        if ceiling.get(metric) is not None:
+            ax.axhline(ceiling[metric], linestyle=":", color="tab:purple", label="probe ceiling")
+        if failed:  # no score: marked along the bottom edge, so they do not stretch the axis
+            ax.scatter(failed, [0.02] * len(failed), marker="x", color="tab:red", transform=ax.get_xaxis_transform(),
+                       label="failed sprint")
+        ax.scatter([], [], color="tab:blue", label="sprint (mean ± std)")
+        ax.set_xlabel("sprint number")
+        ax.set_ylabel(metric.upper())
+        ax.set_title(f"{metric.upper()} over the sprints")
+        if xs:
+            ax.set_xlim(0.5, len(xs) + 0.5)
+            ax.set_xticks(xs if len(xs) <= 25 else xs[::max(1, len(xs) // 20)])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    return fig
+
+
+def _table_pages(pdf, plt, ledger: list[dict], per_page: int = 28) -> None:
+    header = ["#", "sprint", "idea", "verdict", "F1", "MCC", "Δ parent", "p", "cost"]
+    rows = [[str(i), r["id"][:20], (r.get("title") or "")[:48],
+             (r.get("verdict") or "—") + (" (no-op)" if r.get("noop") else "") + (" *" if r.get("new_best") else ""),
+             fmt_pm(r.get("f1"), 4), fmt_pm(r.get("mcc"), 4), fmt_delta(r.get("delta_parent"), 4),
+             fmt_p(r.get("p_value")), f"${r.get('cost_usd') or 0:.2f}"] for i, r in enumerate(ledger, 1)]
+    chunks = [rows[i:i + per_page] for i in range(0, len(rows), per_page)] or [[]]
+    for n, chunk in enumerate(chunks, 1):
+        fig = plt.figure(figsize=(11.69, 8.27))
+        fig.text(0.03, 0.96, f"All sprints, in order ({n} of {len(chunks)}); * marks a new best", fontsize=13,
+                 weight="bold", va="top")
+        ax = fig.add_axes([0.03, 0.05, 0.94, 0.86])
+        ax.axis("off")
+        if chunk:
+            table = ax.table(cellText=chunk, colLabels=header, loc="upper left", cellLoc="left",
+                             colWidths=[0.03, 0.15, 0.31, 0.12, 0.1, 0.1, 0.07, 0.06, 0.06])
+            table.auto_set_font_size(False)
+            table.set_fontsize(7.5)
+            table.scale(1, 1.35)
+        else:
+            ax.text(0.0, 0.95, "No sprints yet.", fontsize=12)
+        pdf.savefig(fig)
+        plt.close(fig)
 
 
 def write_leaderboard(reports_dir: Path, ledger: list[dict], baselines: dict | None,
                       objective: str = "f1") -> list[Path]:
+    """leaderboard.md, progress.png (the picture it shows) and progress.pdf (that picture and
+    a table of every sprint with its verdict)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from autosae.report.sprint import probe_ceiling
+
     reports_dir.mkdir(parents=True, exist_ok=True)
-    md, png = reports_dir / "leaderboard.md", reports_dir / "progress.png"
+    md, png, pdf_path = reports_dir / "leaderboard.md", reports_dir / "progress.png", reports_dir / "progress.pdf"
     md.write_text(render_leaderboard(ledger, baselines, objective))
-    _progress_plot(png, ledger, baselines, objective)
-    return [md, png]
+    ceiling = probe_ceiling(ledger[-1].get("profile") if ledger else None)
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        fig = _progress_figure(plt, ledger, baselines, objective, ceiling)
+        fig.savefig(png, dpi=100, metadata={"Software": None})
+        with PdfPages(pdf_path, metadata={"Title": "autosae progress", "CreationDate": None}) as pdf:
+            fig.suptitle(f"autosae: the night's progress on {ledger[-1].get('profile') if ledger else '—'} "
+                         f"({len(ledger)} sprints)", fontsize=12)
+            fig.tight_layout()
+            pdf.savefig(fig)
+            plt.close(fig)
+            _table_pages(pdf, plt, ledger)
+    return [md, png, pdf_path]

@@ -1,9 +1,10 @@
-"""A sprint's report: report.md (jinja2) and report.pdf (matplotlib), from the harness's
-results, the engine's verdict and the agent's conclusion. Failed runs get a report too."""
+"""A sprint's report: report.md (jinja2) and report.pdf (matplotlib, see report.pdf), rendered
+from the recorded results, verdict, curves and the sprint's own record. A failed sprint gets
+both too; anything missing is shown as missing ("—"), never as a zero."""
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from pathlib import Path
 
 from autosae.report.format import environment, fmt_delta, fmt_p, fmt_pm
@@ -12,11 +13,87 @@ METRICS = [("F1", "f1", 4), ("MCC", "mcc", 4), ("precision", "precision", 4), ("
            ("L0", "l0", 2), ("dead latents", "dead_latents", 1), ("explained variance", "explained_variance", 4)]
 
 
-def _banner(results: dict, verdict: dict) -> str:
+def probe_ceiling(profile_name: str | None) -> dict[str, float | None]:
+    """The logistic-probe ceiling recorded for a profile (SynthSAEBench-16k: F1 0.97, from the
+    write-up behind autosae); None where nobody has measured it."""
+    from autosae.bench.profiles import PROFILES
+
+    notes = getattr(PROFILES.get(profile_name or ""), "notes", {}) or {}
+    return {"f1": notes.get("probe_ceiling_f1"), "mcc": notes.get("probe_ceiling_mcc")}
+
+
+def _stat(value) -> dict | None:
+    return None if value is None else {"mean": value, "std": None}
+
+
+def comparison(sprint: dict, results: dict, verdict: dict) -> list[dict]:
+    """Rows to compare this sprint with: parent, best before, baselines, probe ceiling. Each
+    has f1/mcc stats (mean, std), per-seed values where known, and this sprint's objective
+    minus the row's."""
+    obj = verdict.get("objective", "f1")
+    summary = results.get("summary") or {}
+    mine = (summary.get(obj) or {}).get("mean")
+    ok = [p for p in results.get("per_seed", []) if p.get("status") == "ok"]
+    rows = [{"label": "this sprint", "kind": "sprint", "f1": summary.get("f1"), "mcc": summary.get("mcc"),
+             "per_seed": {m: [p[m] for p in ok if m in p] for m in ("f1", "mcc")}, "delta": None}]
+
+    def add(label: str, kind: str, stats: dict) -> None:
+        theirs = (stats.get(obj) or {}).get("mean")
+        rows.append({"label": label, "kind": kind, "f1": stats.get("f1"), "mcc": stats.get("mcc"),
+                     "per_seed": stats.get("per_seed") or {}, "delta": None if mine is None or theirs is None
+                     else mine - theirs})
+
+    parent, best = verdict.get("parent") or {}, verdict.get("best")
+    baselines = verdict.get("baselines") or {}
+    parent_is_baseline = (parent.get("id") or "").startswith("baseline:") and parent["id"][9:] in baselines
+    if parent and not parent_is_baseline:
+        same = best and best.get("id") == parent.get("id")
+        add(f"parent `{parent.get('id')}`" + (" (the best so far)" if same else ""), "parent",
+            dict(parent, per_seed=parent.get("per_seed") or {obj: parent.get("values") or []}))
+    if best and best.get("id") != parent.get("id"):
+        add(f"best before `{best.get('id')}`", "best", dict(best, per_seed=best.get("per_seed") or {}))
+    for name, stats in baselines.items():
+        is_parent = parent.get("id") == f"baseline:{name}"
+        add(f"baseline {name}" + (" (the parent)" if is_parent else ""), "parent" if is_parent else "baseline",
+            stats or {})
+    ceiling = probe_ceiling(sprint.get("profile"))
+    label = "probe ceiling" if any(v is not None for v in ceiling.values()) else \
+        f"probe ceiling (not measured for `{sprint.get('profile')}`)"
+    add(label, "ceiling", {m: _stat(v) for m, v in ceiling.items()})
+    return rows
+
+
+def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
+    """What a reader must not miss: a no-op, a breach, failed seeds, a run that does not count."""
+    out = []
+    if verdict.get("noop"):
+        out.append(f"**No-op suspected:** {verdict.get('noop_reason')}. Whatever this sprint changed did not "
+                   f"change the trained SAE, so it is not a finding.")
+    if results.get("status") == "rejected":
+        out.append(f"**Constraint breach:** {results.get('reason')}. The harness rejected the run.")
+    for p in results.get("per_seed", []):
+        if p.get("status") not in (None, "ok"):
+            out.append(f"**Seed {p.get('seed')} {p.get('status')}** ({p.get('kind') or 'unknown'}): {p.get('reason')}")
+    planned, scored = sprint.get("seeds") or [], [p for p in results.get("per_seed", []) if p.get("status") == "ok"]
+    if results.get("status") == "ok" and planned and len(scored) < len(planned):
+        out.append(f"**Only {len(scored)} of {len(planned)} seeds scored**: the statistics rest on fewer seeds.")
+    if results.get("counted") is False:
+        out.append("**Not a benchmark result:** this run used changed constraints or data, so it is compared only "
+                   "with runs under the same ones.")
+    for h in verdict.get("held_out") or []:
+        if h.get("verdict") and h.get("verdict") != verdict.get("verdict"):
+            out.append(f"**Held-out model (seed {h.get('model_seed')}) disagrees:** {h.get('verdict')} there "
+                       f"({fmt_delta(h.get('delta_parent'), 4)} vs the parent).")
+    if sprint.get("stop"):
+        out.append(f"**The loop stopped after this sprint:** {sprint['stop']}.")
+    return out
+
+
+def banner(results: dict, verdict: dict) -> str:
     obj = verdict.get("objective", "f1")
     stat = (results.get("summary") or {}).get(obj)
     if not stat:
-        return verdict.get("reason") or "the run produced no scores"
+        return verdict.get("reason") or results.get("reason") or "the run produced no scores"
     parent = verdict.get("parent") or {}
     text = f"{obj.upper()} {fmt_pm(stat)}"
     if parent.get("mean") is not None:
@@ -25,120 +102,41 @@ def _banner(results: dict, verdict: dict) -> str:
     return text
 
 
-def _comparison(results: dict, verdict: dict) -> list[dict]:
-    obj = verdict.get("objective", "f1")
-    summary = results.get("summary") or {}
-    mine = (summary.get(obj) or {}).get("mean")
-    rows = [{"label": "this sprint", "f1": summary.get("f1"), "mcc": summary.get("mcc"), "delta": None}]
-
-    def add(label: str, stats: dict | None, obj_stat: dict | None) -> None:
-        theirs = (obj_stat or {}).get("mean")
-        delta = None if mine is None or theirs is None else mine - theirs
-        rows.append({"label": label, "f1": (stats or {}).get("f1"), "mcc": (stats or {}).get("mcc"), "delta": delta})
-
-    for key, label in (("parent", "parent"), ("best", "best before")):
-        ref = verdict.get(key)
-        if ref:
-            stat = {"mean": ref.get("mean"), "std": ref.get("std")}
-            add(f"{label} (`{ref.get('id')}`)", {"f1": ref.get("f1"), "mcc": ref.get("mcc"), obj: stat}, stat)
-    for name, stats in (verdict.get("baselines") or {}).items():
-        add(f"baseline {name}", stats, (stats or {}).get(obj))
-    return rows
+def wall_time(sprint: dict) -> float | None:
+    """Seconds from the sprint's start to its end, when both are recorded."""
+    try:
+        start, end = (datetime.fromisoformat(sprint[k].replace("Z", "+00:00")) for k in ("started", "finished"))
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()
 
 
-def render_markdown(sprint: dict, results: dict, verdict: dict, conclusion: str) -> str:
-    ok = results.get("status") == "ok" and bool(results.get("summary"))
+def succeeded(results: dict) -> bool:
+    return results.get("status") == "ok" and bool(results.get("summary"))
+
+
+def render_markdown(sprint: dict, results: dict, verdict: dict) -> str:
     c = results.get("constraints") or {}
-    constraints = ", ".join(f"{k} {v}" for k, v in c.items()) or "—"
     return environment().get_template("report.md.j2").render(
-        s=sprint, v=verdict, r=results, ok=ok, summary=results.get("summary") or {},
-        per_seed=[p for p in results.get("per_seed", []) if p.get("status") == "ok"],
-        n=len(sprint.get("seeds") or []), metrics=METRICS, comparison=_comparison(results, verdict) if ok else [],
-        banner=_banner(results, verdict), conclusion=conclusion.strip() or "—", constraints=constraints,
-        obj_name=verdict.get("objective", "f1").upper())
+        s=sprint, v=verdict, r=results, ok=succeeded(results), summary=results.get("summary") or {},
+        per_seed=results.get("per_seed") or [], n=len(sprint.get("seeds") or []), metrics=METRICS,
+        comparison=comparison(sprint, results, verdict), warnings=warnings(sprint, results, verdict),
+        banner=banner(results, verdict), conclusion=(sprint.get("conclusion") or "").strip() or "—",
+        constraints=", ".join(f"{k} {v}" for k, v in c.items()) or "—", diff=sprint.get("diff"),
+        obj_name=verdict.get("objective", "f1").upper(), held_out=verdict.get("held_out") or [],
+        wall_s=wall_time(sprint), tokens=sprint.get("tokens") or {})
 
 
-def _scores_page(pdf, plt, sprint: dict, results: dict, verdict: dict) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    parent = verdict.get("parent") or {}
-    obj = verdict.get("objective", "f1")
-    for ax, metric in zip(axes, ("f1", "mcc")):
-        mine = [p[metric] for p in results.get("per_seed", []) if p.get("status") == "ok" and metric in p]
-        ax.scatter([1] * len(mine), mine, color="tab:blue", zorder=3, label="this sprint (per seed)")
-        if metric == obj and parent.get("values"):
-            ax.scatter([0] * len(parent["values"]), parent["values"], color="tab:gray", zorder=3,
-                       label=f"parent {parent.get('id')}")
-        colors = {"batchtopk": "tab:red", "matryoshka": "tab:green"}
-        for name, stats in (verdict.get("baselines") or {}).items():
-            mean = ((stats or {}).get(metric) or {}).get("mean")
-            if mean is not None:
-                ax.axhline(mean, color=colors.get(name, "tab:purple"), linestyle="--", label=f"{name} (mean)")
-        ax.set_xticks([0, 1], ["parent", "sprint"])
-        ax.set_xlim(-0.6, 1.6)
-        ax.set_title(metric.upper())
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{sprint.get('title')} — verdict: {verdict.get('verdict')}", fontsize=11)
-    fig.tight_layout()
-    pdf.savefig(fig)
-    plt.close(fig)
+def write_report(sprint_dir: Path, sprint: dict, results: dict | None, verdict: dict,
+                 curves: dict | None = None) -> list[Path]:
+    """report.md and report.pdf in sprint_dir. `sprint` is the sprint's record (see
+    report.record), with its `conclusion` and `diff`; `curves` as report.record.read_curves."""
+    from autosae.report.pdf import write_pdf
 
-
-def _text_page(pdf, plt, sprint: dict, results: dict, verdict: dict) -> None:
-    fig = plt.figure(figsize=(11, 4.5))
-    lines = [sprint.get("title", ""), f"verdict: {verdict.get('verdict')}", "",
-             f"reason: {results.get('reason') or verdict.get('reason')}", ""]
-    lines += (results.get("log_tail") or "").splitlines()[-15:]
-    fig.text(0.03, 0.95, "\n".join(line[:150] for line in lines), va="top", family="monospace", fontsize=7)
-    pdf.savefig(fig)
-    plt.close(fig)
-
-
-def _curves_page(pdf, plt, run_dir: Path) -> bool:
-    logs = sorted(run_dir.glob("seed_*/train_log.jsonl"))
-    if not logs:
-        return False
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4))
-    for log in logs:
-        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        if not entries:
-            continue
-        x = [e["samples"] for e in entries]
-        seed = log.parent.name.removeprefix("seed_")
-        axes[0].plot(x, [e["loss"] for e in entries], label=f"seed {seed}")
-        axes[1].plot(x, [e["l0"] for e in entries], label=f"L0 seed {seed}")
-        if "k" in entries[0]:
-            axes[1].plot(x, [e.get("k") for e in entries], linestyle=":", label=f"K seed {seed}")
-        axes[2].plot(x, [e["dead"] for e in entries], label=f"seed {seed}")
-    for ax, title in zip(axes, ("training loss", "L0 (and K)", "dead latents")):
-        ax.set_title(title)
-        ax.set_xlabel("samples")
-        ax.grid(alpha=0.3)
-    axes[0].set_yscale("log")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    pdf.savefig(fig)
-    plt.close(fig)
-    return True
-
-
-def write_report(sprint_dir: Path, sprint: dict, results: dict, verdict: dict, conclusion: str,
-                 run_dir: Path | None = None) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
-
+    results = results or {"status": "failed", "reason": verdict.get("reason")}
     sprint_dir.mkdir(parents=True, exist_ok=True)
     md = sprint_dir / "report.md"
-    md.write_text(render_markdown(sprint, results, verdict, conclusion))
-    pdf_path = sprint_dir / "report.pdf"
-    with PdfPages(pdf_path, metadata={"Title": sprint.get("title", ""), "CreationDate": None}) as pdf:
-        if results.get("status") == "ok" and results.get("summary"):
-            _scores_page(pdf, plt, sprint, results, verdict)
-        else:
-            _text_page(pdf, plt, sprint, results, verdict)
-        if run_dir is not None:
-            _curves_page(pdf, plt, run_dir)
-    return [md, pdf_path]
+    md.write_text(render_markdown(sprint, results, verdict))
+    pdf = sprint_dir / "report.pdf"
+    write_pdf(pdf, sprint, results, verdict, curves or {})
+    return [md, pdf]

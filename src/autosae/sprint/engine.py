@@ -24,6 +24,7 @@ from autosae.agents.pricing import add_usage
 from autosae.agents.transcript import merge_transcripts
 from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.report.record import folder_files, variant_diff
 from autosae.sprint import gitops
 from autosae.sprint.ledger import (best_row, dump_row, find_duplicate, in_setting, parse_ledger,
                                    past_sprint, read_ledger, reference)
@@ -32,9 +33,10 @@ from autosae.sprint.state import SprintState, StateStore, iso, new_sprint_id
 from autosae.sprint.verdict import Reference, compute_verdict
 
 PROPOSE_ATTEMPTS = 3
-REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png")
+REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf")
 """What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
-TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "transcript.jsonl", "report.md", "report.pdf", "DONE")
+TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "transcript.jsonl", "sprint.json", "curves.json",
+                 "report.md", "report.pdf", "DONE")
 """Files in a sprint folder that only the orchestrator writes (an agent's copies are replaced)."""
 
 
@@ -365,6 +367,7 @@ class Engine:
 
     def _report(self, state, cfg, profile, device, agent, baselines) -> None:
         from autosae.report import write_leaderboard, write_report
+        from autosae.report.record import read_curves, write_json
 
         self.enter(state, "reporting", "conclusions, report.md, report.pdf, commit, ledger")
         run_dir = self.project.runs_dir / state.id
@@ -384,8 +387,12 @@ class Engine:
             merge_transcripts(self.agent_dir(state.id), ("propose", "implement", "conclude"),
                               folder / "transcript.jsonl")
             state.finished = state.finished or iso()
-            write_report(folder, report_info(state), shown, state.verdict, state.conclusion,
-                         run_dir if run_dir.exists() else None)
+            record = report_info(state) | {"conclusion": state.conclusion, "stop": state.stop,
+                                           "diff": self.diff_against_parent(state, tree, folder)}
+            curves = read_curves(run_dir)
+            write_json(folder / "sprint.json", record)
+            write_json(folder / "curves.json", curves)
+            write_report(folder, record, shown, state.verdict, curves)
             (folder / "DONE").write_text(json.dumps({"id": state.id, "verdict": state.verdict["verdict"],
                                                      "finished": state.finished}) + "\n")
             state.commit = gitops.commit_paths(tree, f"{state.id}: {state.verdict['verdict']}: {state.title}",
@@ -399,6 +406,22 @@ class Engine:
         v = state.verdict
         self.say(state, "done", f"{v['verdict']}" + (" (new best)" if v.get("new_best") else "")
                  + f" | sprints/{state.id}/report.md")
+
+    @staticmethod
+    def diff_against_parent(state: SprintState, tree, folder: Path) -> dict:
+        """What the agent changed in code: its folder against the parent sprint's (as the
+        sprint's branch has it) or against the baseline's variant.py. README.md, the agent's
+        notes, is left out on both sides."""
+        from autosae.variants import reference_variants
+
+        skip = (*TRUSTED_FILES, "README.md")
+        parent = state.parent or ""
+        if parent.startswith("baseline:"):
+            ref = reference_variants().get(parent.removeprefix("baseline:"))
+            parent_files = {"variant.py": ref.read_text()} if ref else {}
+        else:
+            parent_files = folder_files(Path(tree.working_tree_dir) / "sprints" / parent, skip) if parent else {}
+        return variant_diff(parent or "—", parent_files, folder_files(folder, skip))
 
     def _conclude(self, state, cfg, profile, agent, results, baselines) -> str:
         if results is None:

@@ -71,12 +71,13 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
             return None
         stat = ref.stat(objective) or {}
         return {"id": ref.id, "mean": stat.get("mean"), "std": stat.get("std"), "values": ref.values.get(objective, []),
-                "f1": ref.stat("f1"), "mcc": ref.stat("mcc")}
+                "f1": ref.stat("f1"), "mcc": ref.stat("mcc"), "per_seed": ref.values}
 
     verdict = {"verdict": "failed", "objective": objective, "alpha": alpha, "parent": summary(parent),
                "delta_parent": None, "p_value": None, "noise_floor": None, "noop": False, "noop_reason": None,
                "best": summary(best), "delta_best": None, "new_best": False,
-               "baselines": {name: {m: ref.stat(m) for m in ("f1", "mcc")} for name, ref in baselines.items()},
+               "baselines": {name: {"f1": ref.stat("f1"), "mcc": ref.stat("mcc"), "per_seed": ref.values}
+                             for name, ref in baselines.items()},
                "reason": ""}
     if results is None or results.get("status") != "ok":
         verdict["reason"] = (results or {}).get("reason") or "the sprint produced no scores"
