@@ -82,6 +82,19 @@ class LoopSettings(_Strict):
     """The loop stops after this many failed sprints in a row."""
 
 
+class NotifySettings(_Strict):
+    slack_webhook: str | None = None
+    """A Slack incoming-webhook URL for sprint verdicts and loop stops. TASK.md is committed,
+    so a private URL is better set in the AUTOSAE_SLACK_WEBHOOK environment variable."""
+
+    @field_validator("slack_webhook")
+    @classmethod
+    def _url(cls, value):
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+
 class TaskConfig(_Strict):
     profile: str = "tiny"
     """Benchmark profile (see `autosae bench list`)."""
@@ -99,6 +112,7 @@ class TaskConfig(_Strict):
     budgets: Budgets = Field(default_factory=Budgets)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("profile")
     @classmethod

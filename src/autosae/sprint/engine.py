@@ -21,6 +21,7 @@ from typing import Callable
 
 from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, create_agent, default_backend
 from autosae.agents.pricing import add_usage
+from autosae import notify
 from autosae.agents.transcript import merge_transcripts
 from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
@@ -406,6 +407,9 @@ class Engine:
         v = state.verdict
         self.say(state, "done", f"{v['verdict']}" + (" (new best)" if v.get("new_best") else "")
                  + f" | sprints/{state.id}/report.md")
+        notify.post(notify.webhook_url(cfg), notify.sprint_notice(
+            self.project.root.name, ledger_row(state, results), self.project.sprints_dir / state.id / "report.md"),
+            lambda line: self.say(state, "notify", line))
 
     @staticmethod
     def diff_against_parent(state: SprintState, tree, folder: Path) -> dict:

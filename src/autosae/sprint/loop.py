@@ -11,7 +11,7 @@ from typing import Callable
 from autosae.config import load_task
 from autosae.errors import AutosaeError
 from autosae.sprint.engine import BudgetExhausted, Engine, SprintNotStarted, SprintRequest
-from autosae.sprint.ledger import read_ledger
+from autosae.sprint.ledger import best_row, read_ledger
 from autosae.sprint.project import Project, ProjectLock
 
 
@@ -50,7 +50,36 @@ def parse_until(text: str, now: datetime | None = None) -> datetime:
 
 def run_loop(project: Project, limits: LoopLimits, request: SprintRequest,
              status: Callable[[str], None] = print, detail: Callable[[str], None] | None = None) -> LoopOutcome:
+    """Run sprints until a stop; the Slack webhook, when set, hears why it stopped."""
+    progress = {"started": False, "sprints": 0}
+    try:
+        outcome = _run_loop(project, limits, request, status, detail, progress)
+    except (KeyboardInterrupt, AutosaeError) as exc:
+        if progress["started"]:  # not when another loop holds the project
+            why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            _notify_stop(project, progress["sprints"], why, status)
+        raise
+    _notify_stop(project, outcome.sprints, outcome.reason, status)
+    return outcome
+
+
+def _notify_stop(project: Project, sprints: int, reason: str, status: Callable[[str], None]) -> None:
+    from autosae import notify
+
+    try:
+        cfg = load_task(project.task_path).config
+    except AutosaeError:
+        cfg = None  # a broken TASK.md: the environment variable may still name a webhook
+    rows = read_ledger(project.ledger_path)
+    best = best_row(rows, rows[-1].get("setting")) if rows else None
+    notify.post(notify.webhook_url(cfg), notify.loop_notice(project.root.name, sprints, reason, best),
+                lambda line: status(f"{time.strftime('%H:%M:%S')} loop | {line}"))
+
+
+def _run_loop(project: Project, limits: LoopLimits, request: SprintRequest, status: Callable[[str], None],
+              detail: Callable[[str], None] | None, progress: dict) -> LoopOutcome:
     with ProjectLock(project, "autosae loop", log=status):
+        progress["started"] = True
         project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
         engine = Engine(project, status=status, detail=detail)
         count, failures, spent, last, capped = 0, 0, 0.0, "", None
@@ -59,6 +88,7 @@ def run_loop(project: Project, limits: LoopLimits, request: SprintRequest,
             nonlocal count, failures, spent, last, capped
             capped = capped or state.stop
             count += 1
+            progress["sprints"] = count
             spent += state.cost_usd
             failed = (state.verdict or {}).get("verdict") == "failed"
             failures = failures + 1 if failed else 0

@@ -1,0 +1,66 @@
+"""Slack notices: each sprint's verdict, headline numbers and report path, and the loop's stop
+and why. The webhook is AUTOSAE_SLACK_WEBHOOK when set, else TASK.md's notify.slack_webhook.
+A notice that cannot be sent is logged and dropped: it never stops or slows the loop for long.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+ENV = "AUTOSAE_SLACK_WEBHOOK"
+TIMEOUT_S = 10.0
+
+
+def webhook_url(config) -> str | None:
+    return os.environ.get(ENV) or getattr(getattr(config, "notify", None), "slack_webhook", None)
+
+
+def post(url: str | None, text: str, log: Callable[[str], None]) -> bool:
+    """POST {"text": text} to a Slack incoming webhook; False (and a log line) on any failure."""
+    if not url:
+        return False
+    request = urllib.request.Request(url, data=json.dumps({"text": text}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            response.read()
+        return True
+    except urllib.error.HTTPError as exc:
+        log(f"slack notice not sent: the webhook answered HTTP {exc.code}")
+    except (OSError, ValueError, http.client.HTTPException, socket.timeout) as exc:
+        log(f"slack notice not sent: {getattr(exc, 'reason', None) or exc}")
+    return False
+
+
+def _pm(stat: dict | None) -> str:
+    return "—" if not stat or stat.get("mean") is None else f"{stat['mean']:.4f} ± {stat.get('std') or 0:.4f}"
+
+
+def sprint_notice(project_name: str, row: dict, report: Path) -> str:
+    verdict = row.get("verdict") or "?"
+    head = f"*{project_name}* sprint `{row.get('id')}`: *{verdict}*" + (" (new best)" if row.get("new_best") else "")
+    head += " (no-op)" if row.get("noop") else ""
+    lines = [head, f"{row.get('title')}"]
+    if row.get("f1") or row.get("mcc"):
+        delta = row.get("delta_parent")
+        lines.append(f"F1 {_pm(row.get('f1'))} · MCC {_pm(row.get('mcc'))}"
+                     + (f" · Δ{(row.get('objective') or 'f1').upper()} vs parent {delta:+.4f}" if delta is not None else "")
+                     + (f" (p = {row['p_value']:.3g})" if row.get("p_value") is not None else ""))
+    else:
+        lines.append(f"why: {row.get('reason') or 'no scores'}")
+    lines.append(f"report: {report}")
+    return "\n".join(lines)
+
+
+def loop_notice(project_name: str, sprints: int, reason: str, best: dict | None) -> str:
+    text = f"*{project_name}*: the autosae loop stopped after {sprints} sprint{'s' if sprints != 1 else ''}: {reason}"
+    if best:
+        text += f"\nbest so far: `{best.get('id')}` {best.get('title')}, F1 {_pm(best.get('f1'))}, MCC {_pm(best.get('mcc'))}"
+    return text

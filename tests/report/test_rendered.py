@@ -1,0 +1,191 @@
+"""Reports rendered from real sprint records: a scored sprint and a failed one, made by the
+real CLI on a shortened tiny benchmark, read back with pdftotext / pdftoppm; the leaderboard
+and progress.pdf after each; Slack notices to a local webhook; `autosae report`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import git
+import pytest
+
+from tests.report import pdftools
+from tests.sprint.conftest import SPRINT_ID, autosae, ledger, write_script, write_task
+
+CRASH = "raise RuntimeError('this variant cannot even be imported')\n"
+
+
+class Webhook:
+    """A local stand-in for a Slack incoming webhook: records each JSON payload."""
+
+    def __init__(self, status: int = 200):
+        self.payloads: list[dict] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hook.payloads.append(json.loads(body))
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T000/B000/XXXX"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def dead_url() -> str:
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = server.server_port
+    server.server_close()  # nothing listens there any more
+    return f"http://127.0.0.1:{port}/hook"
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    """Two sprints: a LISTA-Matryoshka that scores, then a variant that crashes. The first
+    posts to a dead webhook (set in TASK.md); the second runs under `autosae loop` with a live
+    one (set in the environment). Snapshots of the leaderboard are taken after each."""
+    tmp = tmp_path_factory.mktemp("night")
+    root = tmp / "research"
+    assert autosae("init", str(root), cwd=tmp).returncode == 0
+    write_task(root)
+    task = (root / "TASK.md").read_text().replace("loop:\n", f"notify:\n  slack_webhook: {dead_url()}\nloop:\n", 1)
+    (root / "TASK.md").write_text(task)
+    write_script(root, [{"title": "LISTA Matryoshka", "idea": "a one-step LISTA encoder on Matryoshka",
+                         "hypothesis": "explaining away sharpens the latents", "variant": "lista_matryoshka",
+                         "conclusion": "The LISTA step ran (its eta is logged). Next: try 2 steps."},
+                        {"title": "a broken variant", "idea": "import-time crash", "variant": CRASH}])
+    repo = git.Repo(root)
+    repo.git.add("TASK.md", "script.yaml")
+    repo.git.commit("-q", "-m", "task", env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                                             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    first = autosae("sprint", cwd=root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    after_one = {name: (root / "reports" / name).read_bytes() for name in ("leaderboard.md", "progress.pdf")}
+    hook = Webhook()
+    try:
+        second = autosae("loop", "--max-sprints", "1", cwd=root, env={"AUTOSAE_SLACK_WEBHOOK": hook.url})
+    finally:
+        hook.close()
+    assert second.returncode == 0, second.stdout + second.stderr
+    ids = [SPRINT_ID.search(first.stdout).group(1), ledger(root)[-1]["id"]]
+    return {"root": root, "ids": ids, "first": first, "second": second, "after_one": after_one,
+            "payloads": hook.payloads, "png": tmp / "png"}
+
+
+def test_a_scored_sprint_report_holds_its_numbers(night):
+    folder = night["root"] / "sprints" / night["ids"][0]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["status"] == "ok"
+    text = pdftools.text(folder / "report.pdf")
+    for metric in ("f1", "mcc", "precision", "recall", "explained_variance"):
+        assert f"{results['summary'][metric]['mean']:.4f}" in text, metric
+    for seed in results["per_seed"]:
+        assert f"{seed['f1']:.4f}" in text and f"{seed['mcc']:.4f}" in text
+    for words in ("Verdict:", "LISTA Matryoshka", "Training curves, every seed", "training samples",
+                  "probe ceiling", "baseline", "next: try 2 steps", "explaining away sharpens the latents"):
+        assert words.lower() in text.lower(), words
+    assert pdftools.pages(folder / "report.pdf") == 5  # title, scores, curves, metrics, conclusions
+    md = (folder / "report.md").read_text()
+    assert f"| F1 | {results['summary']['f1']['mean']:.4f} ± {results['summary']['f1']['std']:.4f} |" in md
+    assert "baseline matryoshka (the parent)" in md and "probe ceiling (not measured for `tiny`)" in md
+    # the diff against the parent (the Matryoshka baseline's variant.py), with line counts
+    assert "## The change against the parent" in md and "| `variant.py` | changed |" in md and "```diff" in md
+    assert "The LISTA step ran" in md and "## Cost and time" in md
+    record = json.loads((folder / "sprint.json").read_text())
+    assert record["diff"]["added"] > 0 and record["hypothesis"] == "explaining away sharpens the latents"
+    curves = json.loads((folder / "curves.json").read_text())
+    assert sorted(curves) == ["0", "1"] and curves["0"]["samples"][-1] == results["constraints"]["training_samples"]
+
+
+def test_every_page_renders_and_is_not_blank(night):
+    root = night["root"]
+    pdfs = [root / "sprints" / sid / "report.pdf" for sid in night["ids"]] + [root / "reports" / "progress.pdf"]
+    for i, pdf in enumerate(pdfs):
+        pngs = pdftools.render(pdf, night["png"] / str(i))
+        assert len(pngs) == pdftools.pages(pdf) >= 2
+        for png in pngs:
+            assert pdftools.ink(png) > 0.003, f"{png} looks blank"
+
+
+def test_a_failed_sprint_still_gets_both_reports(night):
+    folder = night["root"] / "sprints" / night["ids"][1]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["status"] == "failed" and "this variant cannot even be imported" in results["log_tail"]
+    md = (folder / "report.md").read_text()
+    assert "**Verdict: failed**" in md and "## Failure" in md and "cannot even be imported" in md
+    assert "| this sprint | — | — | — |" in md  # missing is shown as missing, never as a zero
+    text = pdftools.text(folder / "report.pdf")
+    assert "Verdict: failed" in text and "cannot even be imported" in text and "No training curves" in text
+    assert pdftools.pages(folder / "report.pdf") == 4  # title, failure, curves (none), conclusions
+
+
+def test_the_leaderboard_and_progress_update_after_the_second_sprint(night):
+    root, (one, two) = night["root"], night["ids"]
+    before = night["after_one"]["leaderboard.md"].decode()
+    assert one in before and two not in before
+    after = (root / "reports" / "leaderboard.md").read_text()
+    assert one in after and two in after and "2 sprints: " in after and "1 failed" in after
+    assert (root / "reports" / "progress.pdf").read_bytes() != night["after_one"]["progress.pdf"]
+    text = pdftools.text(root / "reports" / "progress.pdf")
+    assert "F1 over the sprints" in text and "MCC over the sprints" in text
+    assert "a broken variant" in text and "failed" in text and "LISTA Matryoshka" in text
+    assert "reports/progress.pdf" in git.Repo(root).git.show("--name-only", "--format=", "HEAD")
+
+
+def test_slack_notices_and_a_dead_webhook(night):
+    first, second = night["first"], night["second"]
+    assert "slack notice not sent" in first.stdout  # the dead webhook in TASK.md: logged, survived
+    sprint, stop = night["payloads"]
+    assert f"sprint `{night['ids'][1]}`: *failed*" in sprint["text"]
+    assert "cannot even be imported" in sprint["text"]
+    assert f"sprints/{night['ids'][1]}/report.md" in sprint["text"]
+    assert "the autosae loop stopped after 1 sprint: --max-sprints 1 reached" in stop["text"]
+    assert "slack notice not sent" not in second.stdout
+
+
+def test_report_re_renders_recorded_sprints(night):
+    root, (one, two) = night["root"], night["ids"]
+    repo = git.Repo(root)
+    head = repo.head.commit.hexsha
+    md = root / "sprints" / one / "report.md"
+    kept = md.read_text()
+    md.write_text("stale\n")
+    (root / "sprints" / two / "report.pdf").unlink()
+    repo.git.commit("-q", "-am", "a stale report", env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                                                         "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    proc = autosae("report", "--all", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert md.read_text() == kept and (root / "sprints" / two / "report.pdf").is_file()
+    assert "sprints: 2" in proc.stdout and not repo.is_dirty(untracked_files=True)
+    assert repo.head.commit.summary.startswith("report: re-rendered") and repo.head.commit.hexsha != head
+    assert autosae("report", one, cwd=root).returncode == 0
+    assert not repo.is_dirty(untracked_files=True)
+    missing = autosae("report", "no-such-sprint", cwd=root)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no recorded sprint 'no-such-sprint'")
+    assert "Traceback" not in missing.stderr
+
+
+def test_a_webhook_that_answers_an_error_is_logged_not_raised():
+    from autosae import notify
+
+    hook, lines = Webhook(status=500), []
+    try:
+        assert notify.post(hook.url, "hello", lines.append) is False
+    finally:
+        hook.close()
+    assert hook.payloads == [{"text": "hello"}] and lines == ["slack notice not sent: the webhook answered HTTP 500"]
+    assert notify.post(dead_url(), "hello", lines.append) is False and len(lines) == 2
+    assert notify.post(None, "hello", lines.append) is False and len(lines) == 2  # no webhook set: silent
