@@ -41,11 +41,13 @@ def render_leaderboard(ledger: list[dict], baselines: dict | None, objective: st
 
 def _progress_figure(plt, ledger: list[dict], baselines: dict | None, objective: str, ceiling: dict):
     """F1 and MCC of every sprint (mean ± std over seeds), with the best-so-far line: the
-    scores of the latest new best (judged on the objective) after each sprint."""
+    scores of the latest new best (judged on the objective) after each sprint, starting from
+    the Matryoshka baseline, which is the first sprints' parent."""
     fig, axes = plt.subplots(1, 2, figsize=(11.69, 4.8))
     xs = list(range(1, len(ledger) + 1))
     for ax, metric in zip(axes, ("f1", "mcc")):
-        best, best_line, failed = None, [], []
+        start = (((baselines or {}).get("matryoshka") or {}).get(metric) or {}).get("mean")
+        best, best_line, failed = start, [], []
         for x, row in zip(xs, ledger):
             mean = _mean(row, metric)
             if mean is None:
@@ -59,8 +61,9 @@ def _progress_figure(plt, ledger: list[dict], baselines: dict | None, objective:
                 best = mean
             best_line.append(best)
         if any(b is not None for b in best_line):
-            ax.step(xs, [b if b is not None else float("nan") for b in best_line], where="post", color="tab:orange",
-                    label=f"best so far (by {objective.upper()})")
+            ax.step([0.5, *xs, len(xs) + 0.5], [start if start is not None else float("nan"), *best_line,
+                                                 best_line[-1] if best_line[-1] is not None else float("nan")],
+                    where="post", color="tab:orange", linewidth=2, label=f"best so far (by {objective.upper()})")
         for name, stats in (baselines or {}).items():
             mean = ((stats or {}).get(metric) or {}).get("mean")
             if mean is not None:
