@@ -111,6 +111,7 @@ def test_the_leaderboard_ranks_best_first_with_baselines(tmp_path):
     assert ranked.index("s2") < ranked.index("**matryoshka**") < ranked.index("s0") < ranked.index("s1")
     assert "[s2](../sprints/s2/report.md)" in md and "★" in md
     assert "3 sprints: 1 improved, 1 failed, 0 no-ops; agent cost $1.50" in md
+    assert "baselines): F1 0.0100, MCC 0.0100;" in md  # the profile's noise floor
     paths = write_leaderboard(tmp_path, ledger, BASELINES)
     assert (tmp_path / "progress.png").read_bytes().startswith(b"\x89PNG") and len(paths) == 3
     text = pdftools.text(tmp_path / "progress.pdf")

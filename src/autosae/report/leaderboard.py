@@ -34,9 +34,11 @@ def render_leaderboard(ledger: list[dict], baselines: dict | None, objective: st
               "cost": sum(r.get("cost_usd") or 0.0 for r in ledger),
               "tokens": token_totals(ledger)}
     profile = ledger[-1].get("profile", "?") if ledger else "?"
+    from autosae.report.sprint import baseline_noise
+
     return environment().get_template("leaderboard.md.j2").render(
         ranked=ranked if ledger else [], chronological=ledger, totals=totals, profile=profile,
-        objective=objective, obj_name=objective.upper())
+        objective=objective, obj_name=objective.upper(), noise=baseline_noise(baselines))
 
 
 def _progress_figure(plt, ledger: list[dict], baselines: dict | None, objective: str, ceiling: dict):

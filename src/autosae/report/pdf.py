@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from autosae.report.format import MISSING, fmt_delta, fmt_num, fmt_p, fmt_pm
-from autosae.report.sprint import METRICS, banner, comparison, succeeded, wall_time, warnings
+from autosae.report.sprint import METRICS, banner, baseline_noise, comparison, succeeded, wall_time, warnings
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 VERDICT_COLORS = {"improved": "#1a7f37", "worse": "#b42318", "no change": "#6e7781", "inconclusive": "#9a6700",
@@ -77,7 +77,9 @@ def _title_page(pdf, plt, sprint: dict, results: dict, verdict: dict) -> None:
     n = (summary.get("f1") or {}).get("n")
     rows = [("F1", fmt_pm(summary.get("f1"), 4)), ("MCC", fmt_pm(summary.get("mcc"), 4)),
             (f"Δ {verdict.get('objective', 'f1').upper()} vs parent", fmt_delta(verdict.get("delta_parent"), 4)),
-            ("p (Welch t-test)", fmt_p(verdict.get("p_value"))), ("noise floor", fmt_num(verdict.get("noise_floor"), 4)),
+            ("p (Welch t-test)", fmt_p(verdict.get("p_value"))),
+            ("noise floor: sprint / profile", f"{fmt_num(verdict.get('noise_floor'), 4)} / "
+             f"{fmt_num(baseline_noise(verdict.get('baselines')).get(verdict.get('objective', 'f1')), 4)}"),
             ("seeds scored", f"{n if n is not None else 0} of {len(sprint.get('seeds') or [])}"),
             ("agent cost", MISSING if sprint.get("cost_usd") is None else f"${sprint['cost_usd']:.2f}"),
             ("sprint wall time", f"{fmt_num(wall_time(sprint), 0)} s")]

@@ -22,6 +22,17 @@ def probe_ceiling(profile_name: str | None) -> dict[str, float | None]:
     return {"f1": notes.get("probe_ceiling_f1"), "mcc": notes.get("probe_ceiling_mcc")}
 
 
+def baseline_noise(baselines: dict | None) -> dict[str, float | None]:
+    """The profile's noise floor: the larger seed-to-seed std of the two baselines, per metric
+    (measured when the baselines were trained, and cached with them)."""
+    out = {}
+    for metric in ("f1", "mcc"):
+        stds = [((b or {}).get(metric) or {}).get("std") for b in (baselines or {}).values()]
+        stds = [s for s in stds if s is not None]
+        out[metric] = max(stds) if stds else None
+    return out
+
+
 def _stat(value) -> dict | None:
     return None if value is None else {"mean": value, "std": None}
 
@@ -124,7 +135,8 @@ def render_markdown(sprint: dict, results: dict, verdict: dict) -> str:
         banner=banner(results, verdict), conclusion=(sprint.get("conclusion") or "").strip() or "—",
         constraints=", ".join(f"{k} {v}" for k, v in c.items()) or "—", diff=sprint.get("diff"),
         obj_name=verdict.get("objective", "f1").upper(), held_out=verdict.get("held_out") or [],
-        wall_s=wall_time(sprint), tokens=sprint.get("tokens") or {})
+        wall_s=wall_time(sprint), tokens=sprint.get("tokens") or {},
+        noise=baseline_noise(verdict.get("baselines")))
 
 
 def write_report(sprint_dir: Path, sprint: dict, results: dict | None, verdict: dict,

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from autosae import notify
 from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, create_agent, default_backend
 from autosae.agents.pricing import add_usage
-from autosae import notify
 from autosae.agents.transcript import merge_transcripts
 from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
