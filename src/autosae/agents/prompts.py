@@ -10,6 +10,7 @@ from pathlib import Path
 import jinja2
 
 from autosae.agents.base import AgentContext, Conclusion, Proposal
+from autosae.sprint.coverage import spans
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "agent"
 DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
@@ -59,6 +60,7 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
                     hypothesis=proposal.hypothesis, parent=proposal.parent or "-",
                     results=json.dumps(results_digest(results), indent=1, default=float),
                     verdict=json.dumps(verdict, indent=1, default=float), noop=verdict.get("noop_reason"),
+                    never_ran=spans((verdict.get("coverage") or {}).get("never_ran") or []),
                     diff=diff(parent_variant(worktree, proposal.parent), mine))
     return worktree, prompt
 

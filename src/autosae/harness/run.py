@@ -35,6 +35,9 @@ METRICS = ("f1", "mcc", "precision", "recall", "accuracy", "l0", "true_l0", "dea
 CHUNK_BATCHES = 64       # training batches per shared buffer slot
 EVAL_CHUNK_BATCHES = 16  # eval batches per round trip
 LOG_EVERY = 50           # steps between train_log.jsonl entries
+PROBE_ROWS, PROBE_DIMS = 64, 8
+"""The probe sketch: the SAE's reconstructions of the first PROBE_ROWS eval samples, projected
+on PROBE_DIMS fixed random directions. Two SAEs that behave the same have the same sketch."""
 POLL_S = 0.25
 
 
@@ -79,6 +82,8 @@ class Worker:
 
     def __init__(self, variant: Path, spec: VariantSpec, seed_dir: Path, opts: RunOptions):
         self.spec, self.seed_dir = spec, seed_dir
+        self.executed_lines: list[int] | None = None
+        """Lines of the variant's file seen running (import, build, traced steps, eval)."""
         seed_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = seed_dir / "worker.log"
         self.log_path.write_text("")
@@ -239,7 +244,8 @@ def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: Run
             "train_s": round(train_s, 2),
             "samples_per_s": round(spec.total_steps * c.batch_size / max(train_s, 1e-9)),
             "architecture": ready["architecture"], "parameters": ready["parameters"],
-            "dead_window_steps": dead_window(spec), "worker_memory": worker_memory}
+            "dead_window_steps": dead_window(spec), "worker_memory": worker_memory,
+            "executed_lines": worker.executed_lines}
 
 
 def dead_window(spec: VariantSpec) -> int:
@@ -291,6 +297,7 @@ def score(worker: Worker, profile: Profile, model) -> tuple[dict, torch.Tensor]:
     features = model.feature_dict.feature_vectors.detach()
     scorer = Scorer(decoder.to(features.device), features)
     pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+    sketch: list[float] = []
 
     def flush() -> None:
         rows = sum(h.shape[0] for _, h in pending)
@@ -300,6 +307,8 @@ def score(worker: Worker, profile: Profile, model) -> tuple[dict, torch.Tensor]:
         latents, recon = worker.eval_latents[:rows], worker.eval_recon[:rows]
         if not (torch.isfinite(latents).all() and torch.isfinite(recon).all()):
             raise SeedFailure("failed", "nan", "the SAE produced NaN or inf on the eval samples")
+        if not sketch:
+            sketch.extend(probe_sketch(recon[:PROBE_ROWS]))
         at = 0
         for feature_acts, hidden in pending:
             n = hidden.shape[0]
@@ -315,6 +324,7 @@ def score(worker: Worker, profile: Profile, model) -> tuple[dict, torch.Tensor]:
     if pending:
         flush()
     metrics = scorer.compute()
+    metrics["probe_sketch"] = sketch
     tolerance = c.l0_tolerance * c.k
     if abs(metrics["l0"] - c.k) > tolerance:
         raise SeedFailure("rejected", "constraint:l0",
@@ -323,12 +333,22 @@ def score(worker: Worker, profile: Profile, model) -> tuple[dict, torch.Tensor]:
     return metrics, decoder
 
 
+def probe_sketch(recon: torch.Tensor) -> list[float]:
+    """PROBE_ROWS x PROBE_DIMS numbers that fingerprint what the SAE computes (see verdict's
+    no-op check): reconstructions times a fixed Gaussian matrix, to 6 significant digits."""
+    gen = torch.Generator().manual_seed(20_240_601)
+    directions = torch.randn(recon.shape[1], PROBE_DIMS, generator=gen, dtype=torch.float64)
+    values = (recon.detach().to("cpu", torch.float64) @ directions).flatten().tolist()
+    return [float(f"{v:.6g}") for v in values]
+
+
 def save_sae(worker: Worker, decoder: torch.Tensor) -> dict:
     """Write the SAE (SAELens format when the variant can export to it) and its full
     state; returns the variant process's peak memory."""
     spec, out = worker.spec, worker.seed_dir
     worker.send("state")
-    _, state, export, worker_memory = worker.wait("state")
+    _, state, export, worker_memory, lines = worker.wait("state")
+    worker.executed_lines = lines
     sae_dir = out / "sae"
     sae_dir.mkdir(exist_ok=True)
     try:  # what the variant hands back is checked like everything else it reports

@@ -6,7 +6,7 @@ the trusted process through two queues:
 
     trusted -> worker: ("train", slot, rows) | ("decoder",) | ("eval", rows) | ("state",) | ("stop",)
     worker -> trusted: ("ready", info) | ("trained", slot, logs) | ("decoder", W) |
-                       ("evaluated", rows) | ("state", tensors, export, memory) | ("error", kind, message)
+                       ("evaluated", rows) | ("state", tensors, export, memory, lines) | ("error", kind, message)
 
 Everything the variant prints goes to the seed's worker.log, not to the user's terminal.
 """
@@ -56,12 +56,55 @@ def failure_kind(exc: BaseException) -> str:
     return "error"
 
 
+TRACED_STEPS = 24
+"""Training steps (evenly spaced, the first and last included) run under the line tracer."""
+
+
+class LineRecorder:
+    """Which lines of the variant's file ran: the evidence behind the no-op check that lines
+    a sprint added never executed. Used on the import, build(), TRACED_STEPS training steps
+    and the first eval batch, so that tracing costs almost nothing."""
+
+    def __init__(self, path: str):
+        self.path = os.path.realpath(path)
+        self.lines: set[int] = set()
+
+    def _global(self, frame, event, arg):
+        if os.path.realpath(frame.f_code.co_filename) != self.path:
+            return None
+        self.lines.add(frame.f_lineno)
+        return self._local
+
+    def _local(self, frame, event, arg):
+        if event == "line":
+            self.lines.add(frame.f_lineno)
+        return self._local
+
+    def __enter__(self):
+        self._previous = sys.gettrace()
+        sys.settrace(self._global)
+        return self
+
+    def __exit__(self, *exc):
+        sys.settrace(self._previous)
+        return False
+
+
+def traced_steps(total: int) -> set[int]:
+    if total <= TRACED_STEPS:
+        return set(range(total))
+    return {round(i * (total - 1) / (TRACED_STEPS - 1)) for i in range(TRACED_STEPS)}
+
+
 class Trainer:
     """The fixed part of training: Adam at the profile's lr, grad-norm clipping at 1.0
     (as SAELens's trainer), and logging of loss, L0, dead latents and K."""
 
-    def __init__(self, sae: torch.nn.Module, spec: VariantSpec, log_every: int, dead_window: int):
+    def __init__(self, sae: torch.nn.Module, spec: VariantSpec, log_every: int, dead_window: int,
+                 recorder: LineRecorder | None = None):
         self.sae, self.spec = sae, spec
+        self.recorder = recorder
+        self.traced = traced_steps(spec.total_steps) if recorder is not None else set()
         self.params = [p for p in sae.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=spec.lr)
         self.step = 0
@@ -74,20 +117,28 @@ class Trainer:
         logs = []
         self.sae.train()
         for x in rows.split(self.spec.batch_size):
-            info = StepInfo(step=self.step, total_steps=self.spec.total_steps)
-            out = self.sae.training_loss(x, info)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-            if self.hook is not None:
-                self.hook(info)
+            if self.step in self.traced:
+                with self.recorder:
+                    out = self._step(x)
+            else:
+                out = self._step(x)
             with torch.no_grad():
                 self.last_fired[(out.latents != 0).any(dim=0)] = self.step
             self.step += 1
             if self.step % self.log_every == 0 or self.step in (1, self.spec.total_steps):
                 logs.append(self._log(out, x.shape[0]))
         return logs
+
+    def _step(self, x: torch.Tensor):
+        info = StepInfo(step=self.step, total_steps=self.spec.total_steps)
+        out = self.sae.training_loss(x, info)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.hook is not None:
+            self.hook(info)
+        return out
 
     @torch.no_grad()
     def _log(self, out, batch: int) -> dict:
@@ -137,14 +188,17 @@ def main(variant_path: str, spec_dict: dict, log_path: str, threads: int,
 def serve(variant_path, spec: VariantSpec, cmd_q, reply_q, train_slots, eval_in, eval_latents,
           eval_recon, log_every, dead_window) -> None:
     torch.manual_seed(spec.seed)
-    module = load_variant(variant_path)
-    sae = module.build(spec)
+    recorder = LineRecorder(variant_path)
+    with recorder:
+        module = load_variant(variant_path)
+        sae = module.build(spec)
     missing = [m for m in REQUIRED if not callable(getattr(sae, m, None))]
     if missing or not isinstance(sae, torch.nn.Module):
         raise TypeError(f"build() must return an nn.Module with {', '.join(REQUIRED)}; "
                         f"missing: {', '.join(missing) or 'nn.Module'}")
     sae.to(spec.device)
-    trainer = Trainer(sae, spec, log_every, dead_window)
+    trainer = Trainer(sae, spec, log_every, dead_window, recorder)
+    evaluated = False
     n_params = sum(p.numel() for p in sae.parameters())
     reply_q.put(("ready", {"architecture": type(sae).__name__, "parameters": n_params,
                            "width": int(sae.decoder_directions().shape[0]), "spec": asdict(spec)}))
@@ -163,14 +217,19 @@ def serve(variant_path, spec: VariantSpec, cmd_q, reply_q, train_slots, eval_in,
                 reply_q.put(("decoder", sae.decoder_directions().detach().float().cpu().clone()))
             case "eval":
                 _, rows = cmd
-                encode_rows(sae, spec, eval_in[:rows], eval_latents, eval_recon)
+                if evaluated:
+                    encode_rows(sae, spec, eval_in[:rows], eval_latents, eval_recon)
+                else:
+                    with recorder:
+                        encode_rows(sae, spec, eval_in[:rows], eval_latents, eval_recon)
+                    evaluated = True
                 finish_reading(spec.device)
                 reply_q.put(("evaluated", rows))
             case "state":
                 state = {k: v.detach().cpu().contiguous().clone() for k, v in sae.state_dict().items()}
                 exporter = getattr(sae, "sae_lens_export", None)
                 export = exporter() if callable(exporter) else None
-                reply_q.put(("state", state, export, peak_memory(spec.device)))
+                reply_q.put(("state", state, export, peak_memory(spec.device), sorted(recorder.lines)))
             case "stop":
                 return
             case _:

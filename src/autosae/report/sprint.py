@@ -80,6 +80,13 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
     if verdict.get("noop"):
         out.append(f"**No-op suspected:** {verdict.get('noop_reason')}. Whatever this sprint changed did not "
                    f"change the trained SAE, so it is not a finding.")
+    cov = verdict.get("coverage") or {}
+    if cov.get("never_ran") and not verdict.get("noop"):
+        from autosae.sprint.coverage import spans
+
+        out.append(f"**Changed lines that never ran:** {len(cov['never_ran'])} of the {cov['changed']} lines the "
+                   f"sprint added or changed in variant.py (lines {spans(cov['never_ran'])}) did not run in the "
+                   f"traced training steps or scoring: part of the change may be dead code.")
     if results.get("status") == "rejected":
         out.append(f"**Constraint breach:** {results.get('reason')}. The harness rejected the run.")
     for p in results.get("per_seed", []):

@@ -27,11 +27,12 @@ from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.report.record import folder_files, variant_diff
 from autosae.sprint import gitops
+from autosae.sprint.coverage import never_ran
 from autosae.sprint.ledger import (best_row, dump_row, find_duplicate, in_setting, parse_ledger,
                                    past_sprint, read_ledger, reference)
 from autosae.sprint.project import Project
 from autosae.sprint.state import SprintState, StateStore, iso, new_sprint_id
-from autosae.sprint.verdict import Reference, compute_verdict
+from autosae.sprint.verdict import Reference, compute_verdict, probes_of
 
 PROPOSE_ATTEMPTS = 3
 REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf")
@@ -353,11 +354,17 @@ class Engine:
         refs = {name: Reference.from_results(f"baseline:{name}", res) for name, res in baselines.items()}
         if state.parent in by_id:
             parent = reference(by_id[state.parent])
+            parent.probes = probes_of(_read_json(self.project.sprints_dir / state.parent / "results.json"))
         else:
             parent = refs.get((state.parent or "").removeprefix("baseline:"), refs["matryoshka"])
         best = best_row(rows, state.setting)
+        coverage = None
+        if results and results.get("status") == "ok":
+            _, folder = self.worktree(state)
+            coverage = never_ran(self.parent_source(state), (folder / "variant.py").read_text(),
+                                 [r.get("executed_lines") for r in results.get("per_seed", []) if r.get("status") == "ok"])
         verdict = compute_verdict(results, state.id, parent, reference(best) if best else None, refs,
-                                  state.objective, cfg.significance)
+                                  state.objective, cfg.significance, coverage)
         if state.failure:
             verdict["reason"] = state.failure
         crash_point("scoring")
@@ -410,6 +417,17 @@ class Engine:
         notify.post(notify.webhook_url(cfg), notify.sprint_notice(
             self.project.root.name, ledger_row(state, results), self.project.sprints_dir / state.id / "report.md"),
             lambda line: self.say(state, "notify", line))
+
+    def parent_source(self, state: SprintState) -> str | None:
+        """The parent's variant.py as recorded on the main branch (or the baseline's)."""
+        from autosae.variants import reference_variants
+
+        parent = state.parent or ""
+        if parent.startswith("baseline:"):
+            ref = reference_variants().get(parent.removeprefix("baseline:"))
+            return ref.read_text() if ref else None
+        path = self.project.sprints_dir / parent / "variant.py"
+        return path.read_text() if parent and path.is_file() else None
 
     @staticmethod
     def diff_against_parent(state: SprintState, tree, folder: Path) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -23,6 +23,8 @@ class Reference:
     values: dict[str, list[float]]
     """Per-seed scores: {"f1": [...], "mcc": [...]}."""
     variant_sha256: str | None = None
+    probes: dict[str, list[float]] = field(default_factory=dict)
+    """Per seed, the harness's probe sketch of the trained SAE (what it computes)."""
 
     def stat(self, metric: str) -> dict | None:
         vals = self.values.get(metric) or []
@@ -35,7 +37,20 @@ class Reference:
     def from_results(cls, ref_id: str, results: dict) -> "Reference":
         ok = [r for r in results.get("per_seed", []) if r.get("status") == "ok"]
         return cls(ref_id, {m: [float(r[m]) for r in ok if m in r] for m in ("f1", "mcc")},
-                   results.get("variant_sha256"))
+                   results.get("variant_sha256"), probes_of(results))
+
+
+def probes_of(results: dict | None) -> dict[str, list[float]]:
+    return {str(r["seed"]): r["probe_sketch"] for r in (results or {}).get("per_seed", [])
+            if r.get("status") == "ok" and r.get("probe_sketch")}
+
+
+def same_sketch(a: list[float], b: list[float], rel: float = 1e-4) -> bool:
+    """Equal up to float noise (a GPU's nondeterministic sums), relative to the sketch's scale."""
+    if len(a) != len(b) or not a:
+        return False
+    scale = max(max(abs(x) for x in b), 1e-12)
+    return all(abs(x - y) <= rel * scale for x, y in zip(a, b))
 
 
 def welch_p(a: list[float], b: list[float]) -> float | None:
@@ -54,6 +69,10 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
 def noop_reason(sprint: Reference, parent: Reference) -> str | None:
     if sprint.variant_sha256 and sprint.variant_sha256 == parent.variant_sha256:
         return "variant.py is byte-for-byte the parent's"
+    seeds = list(sprint.probes)
+    if seeds and all(s in parent.probes and same_sketch(sprint.probes[s], parent.probes[s]) for s in seeds):
+        return ("the trained SAE computes what the parent's does: its reconstructions of a fixed probe batch "
+                "match the parent's, seed for seed")
     same = all(len(sprint.values.get(m, [])) == len(parent.values.get(m, [])) > 0 and
                all(abs(x - y) < 1e-9 for x, y in zip(sprint.values[m], parent.values[m]))
                for m in ("f1", "mcc"))
@@ -62,9 +81,21 @@ def noop_reason(sprint: Reference, parent: Reference) -> str | None:
     return None
 
 
+def coverage_reason(coverage: dict | None) -> str | None:
+    """A no-op when none of the lines the sprint added or changed ever ran."""
+    if not coverage or not coverage.get("changed") or len(coverage["never_ran"]) < coverage["changed"]:
+        return None
+    from autosae.sprint.coverage import spans
+
+    return (f"none of the {coverage['changed']} lines the sprint added or changed in variant.py ran during "
+            f"training or scoring (lines {spans(coverage['never_ran'])})")
+
+
 def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, best: Reference | None,
-                    baselines: dict[str, Reference], objective: str, alpha: float) -> dict:
-    """The verdict dict recorded in state, ledger and report."""
+                    baselines: dict[str, Reference], objective: str, alpha: float,
+                    coverage: dict | None = None) -> dict:
+    """The verdict dict recorded in state, ledger and report. `coverage` (see
+    sprint.coverage.never_ran) says which changed lines of variant.py never ran."""
 
     def summary(ref: Reference | None) -> dict | None:
         if ref is None:
@@ -78,7 +109,7 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
                "best": summary(best), "delta_best": None, "new_best": False,
                "baselines": {name: {"f1": ref.stat("f1"), "mcc": ref.stat("mcc"), "per_seed": ref.values}
                              for name, ref in baselines.items()},
-               "reason": ""}
+               "coverage": coverage, "reason": ""}
     if results is None or results.get("status") != "ok":
         verdict["reason"] = (results or {}).get("reason") or "the sprint produced no scores"
         return verdict
@@ -92,7 +123,7 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
     delta = mean - statistics.fmean(theirs)
     floor = max(sd, statistics.stdev(theirs) if len(theirs) > 1 else 0.0)
     p = welch_p(mine, theirs)
-    reason = noop_reason(me, parent)
+    reason = noop_reason(me, parent) or coverage_reason(coverage)
     verdict.update(delta_parent=delta, p_value=p, noise_floor=floor, noop=reason is not None, noop_reason=reason)
     name = objective.upper()
     if reason is not None:
