@@ -82,6 +82,13 @@ class LoopSettings(_Strict):
     """The loop stops after this many failed sprints in a row."""
 
 
+class DiversitySettings(_Strict):
+    explore_share: float = Field(0.2, ge=0, le=1)
+    """Share of sprints that must explore far from the best: every 1/share-th sprint starts from
+    the Matryoshka baseline with a component family the best does not use (the LLM proposer
+    sees no past sprints then). 0 turns exploration off."""
+
+
 class NotifySettings(_Strict):
     slack_webhook: str | None = None
     """A Slack incoming-webhook URL for sprint verdicts and loop stops. TASK.md is committed,
@@ -112,6 +119,7 @@ class TaskConfig(_Strict):
     budgets: Budgets = Field(default_factory=Budgets)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    diversity: DiversitySettings = Field(default_factory=DiversitySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("profile")

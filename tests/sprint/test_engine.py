@@ -106,6 +106,18 @@ def test_a_repeated_idea_is_refused(project):
     assert proc.returncode == 1
     assert "repeats sprint" in one_line_error(proc)
     assert len(ledger(project)) == 1
+    status = autosae("status", cwd=project)
+    assert "refused repeats: 1 proposals refused as repeats of past sprints" in status.stdout
+
+
+def test_an_agent_that_only_repeats_itself_is_refused_and_counted(project):
+    write_script(project, [{"title": "LISTA", "idea": "a one-step LISTA encoder", "variant": "lista_matryoshka"},
+                           {"title": "LISTA again", "idea": "a one-step LISTA encoder!", "variant": "lista_matryoshka"}])
+    assert autosae("sprint", cwd=project).returncode == 0
+    proc = autosae("sprint", cwd=project)
+    assert proc.returncode == 1 and "proposed only repeats" in one_line_error(proc)
+    assert proc.stdout.count("| refused | 'LISTA again' repeats") == 3
+    assert "refused repeats: 3 proposals" in autosae("status", cwd=project).stdout
 
 
 def test_a_task_md_edit_steers_the_next_sprint(project):

@@ -78,6 +78,9 @@ class AgentContext:
     """experiment(variant, samples, profile, seed) -> metrics: a quick, uncounted harness run."""
     log: Callable[[str], None] | None = None
     """Where the agent reports progress (the harness log)."""
+    explore: bool = False
+    """An exploration sprint (TASK.md diversity.explore_share): propose something far from the
+    best, from the Matryoshka baseline, in a component family the best does not use."""
 
 
 @dataclass

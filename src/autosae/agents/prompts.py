@@ -36,7 +36,7 @@ def system_prompt(ctx: AgentContext) -> str:
 
 def propose_prompt(ctx: AgentContext, idea: str | None) -> str:
     return render("propose.md.j2", number=ctx.sprint_number + 1, baselines=ctx.baselines, best=ctx.best,
-                  past=ctx.past, idea=idea)
+                  past=[p for p in ctx.past if p.id == "(refused)"] if ctx.explore else ctx.past, idea=idea, explore=ctx.explore)
 
 
 def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> tuple[Path, str, str]:

@@ -31,6 +31,10 @@ CHOICES: dict[str, list] = {
     "lista_eta": [0.1, 0.3, 0.5],
     "term_tilt": [0.0, 1e-3, 2e-3, 5e-3, 1e-2],
 }
+FAMILY = {"levels": "matryoshka", "detach_inner": "matryoshka", "sort_by_frequency": "matryoshka",
+          "k_start": "k schedule", "k_fraction": "k schedule", "lista_iterations": "encoder",
+          "lista_eta": "encoder", "term_tilt": "loss"}
+"""The component family of each setting, for exploration sprints."""
 BASELINE_CONFIGS = {
     "matryoshka": {"levels": 4, "detach_inner": False, "sort_by_frequency": False, "k_start": 1.0,
                    "k_fraction": None, "lista_iterations": 0, "lista_eta": None, "term_tilt": 0.0},
@@ -249,6 +253,8 @@ class RecipeAgent:
 
     def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
         start, parent = self._start(ctx)
+        if idea is None and ctx.explore:
+            return self._explore(ctx)
         if idea is not None:
             config = self._from_idea(idea, start)
             fields = changes(start, config) or list(config)
@@ -257,6 +263,21 @@ class RecipeAgent:
         if not candidates:
             raise AgentError("every configuration of the component library has been tried")
         config, fields = candidates[0]
+        return self._proposal(None, start, parent, config, fields, ctx)
+
+    def _explore(self, ctx: AgentContext) -> Proposal:
+        """An exploration sprint: from the Matryoshka baseline, a change in a component family
+        that the best does not use (any family while nothing beats the baselines)."""
+        start, parent = normalise(BASELINE_CONFIGS["matryoshka"]), "baseline:matryoshka"
+        used = set()
+        if ctx.best is not None and ctx.best.config:
+            used = {FAMILY[f] for f in changes(start, normalise(ctx.best.config))}
+        candidates = self._candidates(start, ctx)
+        far = [(c, f) for c, f in candidates if not {FAMILY[x] for x in f} & used] or candidates
+        if not far:
+            raise AgentError("every configuration of the component library has been tried")
+        rng = random.Random(f"explore:{self.seed if self.seed is not None else ctx.seed}:{ctx.sprint_number}")
+        config, fields = rng.choice(far[:6])
         return self._proposal(None, start, parent, config, fields, ctx)
 
     def _from_idea(self, idea: str, start: dict) -> dict:

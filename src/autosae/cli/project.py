@@ -63,6 +63,12 @@ def status(project_dir: ProjectDir = None) -> None:
                     f"{sum(r['verdict'] == 'failed' for r in rows)} failed), "
                     f"cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}"
                     + _tokens(token_totals(rows)))
+    refused = project.private / "refused.jsonl"
+    count = len(refused.read_text().splitlines()) if refused.is_file() else 0
+    emit("refused repeats", f"{count} proposals refused as repeats of past sprints"
+                            + (f" (see {refused})" if count else ""))
+    explored = sum(bool(r.get("explore")) for r in rows)
+    emit("exploration", f"{explored} of {len(rows)} sprints explored far from the best")
     best = best_row(rows, rows[-1]["setting"]) if rows else None
     if best:
         obj = best.get("objective", "f1")

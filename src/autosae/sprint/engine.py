@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ from autosae.sprint.state import SprintState, StateStore, iso, new_sprint_id
 from autosae.sprint.verdict import Reference, compute_verdict, probes_of
 
 PROPOSE_ATTEMPTS = 3
+REFUSED = "refused.jsonl"
 REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf")
 """What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
 TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "transcript.jsonl", "sprint.json", "curves.json",
@@ -205,11 +207,14 @@ class Engine:
         baselines = self.baselines(cfg, profile, device)
         rows = read_ledger(self.project.ledger_path)
         ctx = self.context(cfg, task.body, profile, setting, rows, baselines, usd_cap=req.usd_cap)
+        ctx.explore = req.idea is None and is_exploration(len(rows), cfg.diversity.explore_share)
         shutil.rmtree(ctx.record_dir, ignore_errors=True)
         proposal = self._propose(agent, ctx, req, in_setting(rows, setting))
         parent = proposal.parent
         known = {r["id"] for r in rows}
-        if not (parent in known or (parent or "").startswith("baseline:")):
+        if ctx.explore and not (parent or "").startswith("baseline:"):
+            parent = "baseline:matryoshka"  # far from the best: from the baseline
+        elif not (parent in known or (parent or "").startswith("baseline:")):
             best = best_row(rows, setting)
             parent = best["id"] if best else "baseline:matryoshka"
         taken = known | {s.id for s in self.store.all()}
@@ -219,12 +224,13 @@ class Engine:
             hypothesis=proposal.hypothesis, plan=proposal.plan, parent=parent, config=proposal.config,
             backend=backend, profile=profile.name, objective=cfg.objective, seeds=cfg.seed_list(),
             setting=setting, base_branch=base_branch, branch=f"sprint/{sid}", task_sha256=task.sha256,
-            user_idea=req.idea is not None, cost_usd=agent.cost_usd, tokens=dict(getattr(agent, "tokens", {})),
+            user_idea=req.idea is not None, explore=ctx.explore, cost_usd=agent.cost_usd, tokens=dict(getattr(agent, "tokens", {})),
             usd_cap=req.usd_cap, task=cfg.model_dump(mode="json"), task_body=task.body)
         if ctx.record_dir.exists():
             ctx.record_dir.rename(self.agent_dir(sid))
         self.store.save(state)
-        self.say(state, "proposed", f"{proposal.title} (parent {parent}, agent {backend})")
+        self.say(state, "proposed", f"{proposal.title} (parent {parent}, agent {backend}"
+                 + (", exploration sprint)" if ctx.explore else ")"))
         crash_point("proposed")
         return state
 
@@ -238,10 +244,11 @@ class Engine:
                 raise BudgetExhausted(f"no sprint started: {exc}") from None
             except AgentError as exc:
                 raise SprintNotStarted(f"the {agent.name} agent could not propose an idea: {exc}") from None
-            dup = find_duplicate(rows, proposal.idea or proposal.title, proposal.config)
+            dup = find_duplicate(rows, proposal.idea or proposal.title, proposal.config, proposal.title)
             if dup is None or req.allow_duplicate:
                 return proposal
             row, how = dup
+            self.record_refusal(proposal, row["id"], how, agent.name)
             if req.idea is not None:
                 raise SprintNotStarted(f"this idea repeats sprint {row['id']} ({how}); "
                                        f"pass --allow-duplicate to run it anyway")
@@ -250,6 +257,15 @@ class Engine:
                                        config=proposal.config))
         raise SprintNotStarted(f"the {agent.name} agent proposed only repeats of past sprints "
                                f"({PROPOSE_ATTEMPTS} attempts); steer it with new ideas in TASK.md")
+
+    def record_refusal(self, proposal: Proposal, repeats: str, how: str, backend: str) -> None:
+        """A proposal refused as a repeat: appended to .autosae/refused.jsonl (`autosae status`
+        counts them)."""
+        self.project.private.mkdir(parents=True, exist_ok=True)
+        with open(self.project.private / REFUSED, "a") as f:
+            f.write(json.dumps({"at": iso(), "title": proposal.title, "repeats": repeats, "how": how,
+                                "backend": backend, "config": proposal.config}) + "\n")
+        self.say("ideation", "refused", f"{proposal.title!r} repeats {repeats} ({how})")
 
     # -- the phases ----------------------------------------------------------------------
 
@@ -499,6 +515,13 @@ class Engine:
 PROPOSING = "_proposing"
 
 
+def is_exploration(sprint_number: int, share: float) -> bool:
+    """Whether sprint `sprint_number` (0-based) explores: every 1/share-th sprint does."""
+    if share <= 0:
+        return False
+    return math.floor((sprint_number + 1) * share + 1e-9) > math.floor(sprint_number * share + 1e-9)
+
+
 def budget_left(cfg: TaskConfig, rows: list[dict], spent: float, usd_cap: float | None) -> float | None:
     """What the agent may still spend now: the least of what is left of the sprint's cap, the
     project's cap (TASK.md budgets) and the caller's (the loop's --budget-usd)."""
@@ -539,7 +562,7 @@ def ledger_row(state: SprintState, results: dict | None) -> dict:
         "wall_s": (results or {}).get("wall_s"), "started": state.started, "finished": state.finished,
         "branch": state.branch, "commit": state.commit, "profile": state.profile, "setting": state.setting,
         "seeds": state.seeds, "config": state.config, "variant_sha256": (results or {}).get("variant_sha256"),
-        "user_idea": state.user_idea,
+        "user_idea": state.user_idea, "explore": state.explore,
     }
 
 

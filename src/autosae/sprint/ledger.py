@@ -76,12 +76,13 @@ def normalise_text(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9.]+", text.lower()))
 
 
-def find_duplicate(rows: list[dict], idea: str, config: dict | None) -> tuple[dict, str] | None:
+def find_duplicate(rows: list[dict], idea: str, config: dict | None, title: str | None = None) -> tuple[dict, str] | None:
     """The past sprint that `idea`/`config` repeats, and how; None if it is new. Two sprints
     that both carry a configuration are compared by it alone (generated titles such as "3
-    levels" and "5 levels" read alike); otherwise by the text of the idea."""
+    levels" and "5 levels" read alike); otherwise by the normalised text of the idea and the
+    title against each past sprint's idea and title."""
     key = json.dumps(config, sort_keys=True) if config is not None else None
-    mine = normalise_text(idea)
+    texts = [t for t in (normalise_text(idea), normalise_text(title or "")) if t]
     for row in rows:
         if key is not None and row.get("config") is not None:
             if json.dumps(row["config"], sort_keys=True) == key:
@@ -89,7 +90,7 @@ def find_duplicate(rows: list[dict], idea: str, config: dict | None) -> tuple[di
             continue
         for field in ("idea", "title"):
             theirs = normalise_text(row.get(field) or "")
-            if mine and theirs:
+            for mine in texts if theirs else ():
                 ratio = difflib.SequenceMatcher(None, mine, theirs).ratio()
                 if ratio >= DUPLICATE_RATIO:
                     return row, f"a near-identical idea ({ratio:.0%} similar)"

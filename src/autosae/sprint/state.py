@@ -68,6 +68,8 @@ class SprintState:
     branch: str
     task_sha256: str
     user_idea: bool = False
+    explore: bool = False
+    """An exploration sprint: its idea was asked to go far from the best."""
     task: dict[str, Any] = field(default_factory=dict)
     """TASK.md's settings when the sprint started: a resumed sprint keeps running under them."""
     task_body: str = ""
