@@ -89,6 +89,15 @@ class DiversitySettings(_Strict):
     sees no past sprints then). 0 turns exploration off."""
 
 
+class HeldOutSettings(_Strict):
+    auto: bool = True
+    """Verify every new best on the held-out suite before it is confirmed (and becomes the parent)."""
+    models: int = Field(3, ge=0, le=5)
+    """How many models of the held-out suite to use (see `autosae verify`)."""
+    seeds: int = Field(2, ge=1)
+    """Seeds per held-out model, for the sprint's variant and its parent's alike."""
+
+
 class NotifySettings(_Strict):
     slack_webhook: str | None = None
     """A Slack incoming-webhook URL for sprint verdicts and loop stops. TASK.md is committed,
@@ -120,6 +129,7 @@ class TaskConfig(_Strict):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     diversity: DiversitySettings = Field(default_factory=DiversitySettings)
+    heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("profile")

@@ -174,7 +174,7 @@ def test_report_re_renders_recorded_sprints(night):
     assert autosae("report", one, cwd=root).returncode == 0
     assert not repo.is_dirty(untracked_files=True)
     missing = autosae("report", "no-such-sprint", cwd=root)
-    assert missing.returncode == 1 and missing.stderr.startswith("error: no recorded sprint 'no-such-sprint'")
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no sprint matches 'no-such-sprint'")
     assert "Traceback" not in missing.stderr
 
 

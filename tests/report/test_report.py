@@ -83,12 +83,16 @@ def test_warnings_breach_held_out_and_no_op(tmp_path):
     write_report(tmp_path / "a", SPRINT, breach, verdict(verdict="failed", reason="seed 0: L0 7.1 exceeds k 5"))
     md = (tmp_path / "a" / "report.md").read_text()
     assert "**Constraint breach:** seed 0: L0 7.1 exceeds k 5" in md and "**Not a benchmark result:**" in md
-    held = [{"model_seed": 7, "f1": {"mean": 0.70, "std": 0.01}, "mcc": {"mean": 0.7, "std": 0.0},
-             "delta_parent": -0.02, "verdict": "worse"}]
-    write_report(tmp_path / "b", dict(SPRINT, stop="budget reached: $5 spent"), results_ok(), verdict(held_out=held))
+    held = [{"name": "correlated", "f1": {"mean": 0.70, "std": 0.01}, "mcc": {"mean": 0.7, "std": 0.0},
+             "parent_f1": {"mean": 0.72, "std": 0.01}, "delta_parent": -0.02, "p_value": 0.03, "verdict": "worse"}]
+    write_report(tmp_path / "b", dict(SPRINT, stop="budget reached: $5 spent"), results_ok(),
+                 verdict(held_out=held, confirmed=False, new_best=False,
+                         held_out_reason="not confirmed: correlated says worse or failed"))
     md = (tmp_path / "b" / "report.md").read_text()
-    assert "## Held-out models" in md and "| 7 | 0.7000 ± 0.0100 |" in md
-    assert "**Held-out model (seed 7) disagrees:** worse there (-0.0200 vs the parent)." in md
+    assert "## Held-out models" in md and "| correlated | 0.7000 ± 0.0100 | 0.7000 ± 0.0000 | 0.7200 ± 0.0100 |" in md
+    assert "| the benchmark's model | 0.7900 ± 0.0100 |" in md
+    assert "**Held-out model correlated disagrees:** worse there (-0.0200 vs the parent)." in md
+    assert "**Not confirmed on held-out models:** not confirmed: correlated says worse or failed" in md
     assert "**The loop stopped after this sprint:** budget reached: $5 spent." in md
     write_report(tmp_path / "c", SPRINT, results_ok(), verdict(verdict="no change", noop=True, new_best=False,
                                                               noop_reason="variant.py is byte-for-byte the parent's"))

@@ -25,6 +25,9 @@ agent:
   options: {options}
 loop:
   max_consecutive_failures: {max_failures}
+heldout:
+  auto: {heldout_auto}
+  models: 2
 ---
 """
 
@@ -48,11 +51,12 @@ def autosae(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
 
 
 def write_task(root: Path, backend: str = "scripted", objective: str = "f1", max_failures: int = 3,
-               options: dict | None = None, body: str = BODY) -> None:
+               options: dict | None = None, body: str = BODY, heldout: bool = False) -> None:
     if options is None:
         options = {"script": "script.yaml"} if backend == "scripted" else {}
     (root / "TASK.md").write_text(FAST_FRONT.format(objective=objective, backend=backend, max_failures=max_failures,
-                                                    options=json.dumps(options)) + body)
+                                                    options=json.dumps(options),
+                                                    heldout_auto=str(heldout).lower()) + body)
 
 
 def write_script(root: Path, actions: list[dict]) -> None:

@@ -32,6 +32,11 @@ def test_verdicts():
     assert judge([0.761, 0.766, 0.754])["verdict"] == "no change"
     # beyond the noise floor, but three noisy seeds cannot confirm it
     assert judge([0.77, 0.81, 0.85])["verdict"] == "inconclusive"
+    # one lucky seed, within the parent's spread or far beyond it: never a finding
+    for lucky in ([0.762], [0.90]):
+        single = judge(lucky, mcc=[0.7])
+        assert single["verdict"] == "inconclusive" and "a single seed never counts" in single["reason"]
+        assert not single["new_best"]
     failed = compute_verdict({"status": "failed", "reason": "seed 0: NaN"}, "s", PARENT, None, {}, "f1", 0.05)
     assert failed["verdict"] == "failed" and failed["reason"] == "seed 0: NaN"
 

@@ -119,6 +119,18 @@ def leaderboard(
     typer.echo(f"full report: {project.reports_dir / 'leaderboard.md'}")
 
 
+def resolve_id(sprint_id: str, ids) -> str:
+    """The one sprint id that `sprint_id` is, or is a unique part of."""
+    if sprint_id in ids:
+        return sprint_id
+    matches = sorted(i for i in ids if sprint_id in i)
+    if not matches:
+        raise AutosaeError(f"no sprint matches {sprint_id!r}; `autosae leaderboard` lists them")
+    if len(matches) > 1:
+        raise AutosaeError(f"{sprint_id!r} matches {len(matches)} sprints ({', '.join(matches[:4])}...); be more specific")
+    return matches[0]
+
+
 def show(
     sprint_id: Annotated[str, typer.Argument(help="Sprint id, or any unique part of it.")],
     project_dir: ProjectDir = None,
@@ -132,14 +144,7 @@ def show(
     project = Project.find(project_dir)
     rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
     states = {s.id: s for s in StateStore(project.state_dir).all()}
-    matches = sorted(i for i in {*rows, *states} if sprint_id in i)
-    if sprint_id in rows or sprint_id in states:
-        matches = [sprint_id]
-    if not matches:
-        raise AutosaeError(f"no sprint matches {sprint_id!r}; `autosae leaderboard` lists them")
-    if len(matches) > 1:
-        raise AutosaeError(f"{sprint_id!r} matches {len(matches)} sprints ({', '.join(matches[:4])}...); be more specific")
-    sid = matches[0]
+    sid = resolve_id(sprint_id, {*rows, *states})
     row, state = rows.get(sid), states.get(sid)
     src = row or {}
     emit("id", sid)
@@ -182,12 +187,57 @@ def report(
     with ProjectLock(project, "autosae report"):
         if all_:
             ids = None
-        elif sprint_id:
-            ids = [sprint_id]
         else:
             rows = read_ledger(project.ledger_path)
-            ids = [rows[-1]["id"]] if rows else None
+            if sprint_id:
+                ids = [resolve_id(sprint_id, {r["id"] for r in rows})]
+            else:
+                ids = [rows[-1]["id"]] if rows else None
         done = rerender(project, ids, log=lambda line: emit("rendered", line))
     emit("sprints", len(done))
     emit("leaderboard", project.reports_dir / "leaderboard.md")
     emit("progress", project.reports_dir / "progress.pdf")
+
+
+def verify(
+    sprint_id: Annotated[str, typer.Argument(help="Sprint id, or any unique part of it.")],
+    project_dir: ProjectDir = None,
+) -> None:
+    """Train a recorded sprint's variant and its parent's on the held-out suite (TASK.md's
+    heldout settings), record the held-out F1 and MCC in its verdict.json and report, and commit."""
+    from autosae.config import load_task
+    from autosae.harness.run import resolve_device
+    from autosae.report import fmt_pm
+    from autosae.report.record import read_json, write_json
+    from autosae.report.rerender import rerender
+    from autosae.sprint.engine import Engine, setting_of
+    from autosae.sprint.ledger import read_ledger
+    from autosae.sprint.project import Project, ProjectLock
+
+    project = Project.find(project_dir)
+    with ProjectLock(project, "autosae verify"):
+        rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
+        sid = resolve_id(sprint_id, rows)
+        row = rows[sid]
+        cfg = load_task(project.task_path).config
+        if cfg.heldout.models == 0:
+            raise AutosaeError("TASK.md's heldout.models is 0: there is no held-out model to verify on")
+        profile = cfg.model_copy(update={"profile": row["profile"]}).build_profile()
+        if setting_of(profile) != row.get("setting"):
+            raise AutosaeError(f"sprint {sid} ran under another model or other constraints than TASK.md sets now; "
+                               f"restore them in TASK.md to verify it")
+        folder = project.sprints_dir / sid
+        verdict = read_json(folder / "verdict.json")
+        if verdict is None or not (folder / "variant.py").is_file():
+            raise AutosaeError(f"sprint {sid} has no verdict.json or variant.py to verify")
+        engine = Engine(project, status=typer.echo, detail=lambda line: typer.echo(line, err=True))
+        out = engine.verify_on_heldout(row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device))
+        verdict.update(held_out=out["models"], confirmed=out["confirmed"], held_out_reason=out["reason"])
+        write_json(folder / "verdict.json", verdict)
+        rerender(project, [sid], log=lambda line: None)
+    for m in out["models"]:
+        emit(f"held-out {m['name']}", f"F1 {fmt_pm(m['f1'], 4)} vs parent {fmt_pm(m['parent_f1'], 4)}, "
+                                      f"{m['verdict']}")
+    emit("confirmed", "yes" if out["confirmed"] else "no")
+    emit("reason", out["reason"])
+    emit("report", project.sprints_dir / sid / "report.md")

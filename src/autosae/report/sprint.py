@@ -98,10 +98,13 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
     if results.get("counted") is False:
         out.append("**Not a benchmark result:** this run used changed constraints or data, so it is compared only "
                    "with runs under the same ones.")
+    if verdict.get("confirmed") is False:
+        out.append(f"**Not confirmed on held-out models:** {verdict.get('held_out_reason')}; so it is not the "
+                   f"new best, whatever it scored on the benchmark's model.")
     for h in verdict.get("held_out") or []:
         if h.get("verdict") and h.get("verdict") != verdict.get("verdict"):
-            out.append(f"**Held-out model (seed {h.get('model_seed')}) disagrees:** {h.get('verdict')} there "
-                       f"({fmt_delta(h.get('delta_parent'), 4)} vs the parent).")
+            out.append(f"**Held-out model {h.get('name') or h.get('model_seed')} disagrees:** {h.get('verdict')} "
+                       f"there ({fmt_delta(h.get('delta_parent'), 4)} vs the parent).")
     if sprint.get("stop"):
         out.append(f"**The loop stopped after this sprint:** {sprint['stop']}.")
     return out

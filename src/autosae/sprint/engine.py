@@ -283,7 +283,7 @@ class Engine:
         agent = self.agent(cfg, state.backend)
         baselines = self.baselines(cfg, profile, device)
         runners = {"proposed": self._implement, "implementing": self._implement, "training": self._train,
-                   "scoring": self._score, "reporting": self._report}
+                   "scoring": self._score, "verifying": self._verify, "reporting": self._report}
         while state.phase not in ("done", "abandoned"):
             runners[state.phase](state, cfg, profile, device, agent, baselines)
         return state
@@ -385,9 +385,47 @@ class Engine:
             verdict["reason"] = state.failure
         crash_point("scoring")
         state.verdict = verdict
-        state.phase = "reporting"
+        state.phase = "verifying"
         self.store.save(state)
         self.say(state, "scoring", f"{verdict['verdict']}: {verdict['reason']}")
+
+    def _verify(self, state, cfg, profile, device, agent, baselines) -> None:
+        """A new best is trained on the held-out suite, beside its parent, before it is
+        confirmed; one that does not hold up there is not the new best (nor the next parent)."""
+        v = state.verdict
+        if v.get("new_best") and cfg.heldout.auto and cfg.heldout.models > 0 and v.get("held_out") is None:
+            self.enter(state, "verifying", f"{cfg.heldout.models} held-out models, {cfg.heldout.seeds} seeds each, "
+                                           f"beside the parent {state.parent}")
+            _, folder = self.worktree(state)
+            try:
+                out = self.verify_on_heldout(state.parent, folder / "variant.py", profile, cfg, device)
+            except AutosaeError as exc:
+                out = {"models": [], "confirmed": False, "reason": f"not confirmed: {exc}"}
+            v.update(held_out=out["models"], confirmed=out["confirmed"], held_out_reason=out["reason"])
+            if not out["confirmed"]:
+                v["new_best"] = False
+            self.say(state, "verifying", out["reason"])
+        crash_point("verifying")
+        state.phase = "reporting"
+        self.store.save(state)
+
+    def verify_on_heldout(self, parent: str, variant: Path, profile, cfg: TaskConfig, device: str) -> dict:
+        from autosae.sprint.heldout import suite, verify
+
+        models = suite(profile, gitops.root_commit(self.repo), cfg.heldout.models)
+        parent_variant = self.parent_variant_path(parent)
+        return verify(models, variant, parent_variant, parent, list(range(cfg.heldout.seeds)), cfg.objective,
+                      cfg.significance, device, self.detail)
+
+    def parent_variant_path(self, parent: str) -> Path:
+        from autosae.variants import reference_variants
+
+        if parent.startswith("baseline:"):
+            ref = reference_variants().get(parent.removeprefix("baseline:"))
+            if ref is None:
+                raise AutosaeError(f"unknown baseline {parent}")
+            return ref
+        return self.project.sprints_dir / parent / "variant.py"
 
     def _report(self, state, cfg, profile, device, agent, baselines) -> None:
         from autosae.report import write_leaderboard, write_report
@@ -436,14 +474,11 @@ class Engine:
 
     def parent_source(self, state: SprintState) -> str | None:
         """The parent's variant.py as recorded on the main branch (or the baseline's)."""
-        from autosae.variants import reference_variants
-
-        parent = state.parent or ""
-        if parent.startswith("baseline:"):
-            ref = reference_variants().get(parent.removeprefix("baseline:"))
-            return ref.read_text() if ref else None
-        path = self.project.sprints_dir / parent / "variant.py"
-        return path.read_text() if parent and path.is_file() else None
+        try:
+            path = self.parent_variant_path(state.parent or "")
+        except AutosaeError:
+            return None
+        return path.read_text() if state.parent and path.is_file() else None
 
     @staticmethod
     def diff_against_parent(state: SprintState, tree, folder: Path) -> dict:
@@ -553,7 +588,7 @@ def ledger_row(state: SprintState, results: dict | None) -> dict:
     return {
         "id": state.id, "title": state.title, "idea": state.idea, "parent": state.parent,
         "verdict": v.get("verdict", "failed"), "reason": v.get("reason"), "noop": v.get("noop", False),
-        "new_best": v.get("new_best", False), "objective": state.objective,
+        "new_best": v.get("new_best", False), "confirmed": v.get("confirmed"), "objective": state.objective,
         "f1": summary.get("f1"), "mcc": summary.get("mcc"), "l0": (summary.get("l0") or {}).get("mean"),
         "per_seed": {m: [r[m] for r in ok if m in r] for m in ("f1", "mcc")},
         "delta_parent": v.get("delta_parent"), "p_value": v.get("p_value"), "noise_floor": v.get("noise_floor"),

@@ -57,6 +57,11 @@ def commit_paths(repo: git.Repo, message: str, paths: list[str]) -> str | None:
     return repo.head.commit.hexsha
 
 
+def root_commit(repo: git.Repo) -> str:
+    """The repository's first commit: a stable name for the project, wherever it is cloned."""
+    return repo.git.rev_list("--max-parents=0", "HEAD").split()[0]
+
+
 def current_branch(repo: git.Repo) -> str:
     if repo.head.is_detached:
         raise AutosaeError("HEAD is detached; check out the branch that records your sprints "

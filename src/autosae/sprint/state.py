@@ -22,7 +22,7 @@ from typing import Any
 
 from autosae.errors import AutosaeError
 
-PHASES = ("proposed", "implementing", "training", "scoring", "reporting", "done")
+PHASES = ("proposed", "implementing", "training", "scoring", "verifying", "reporting", "done")
 FINAL = ("done", "abandoned")
 
 

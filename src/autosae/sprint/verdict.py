@@ -128,16 +128,21 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
     name = objective.upper()
     if reason is not None:
         verdict.update(verdict="no change", reason=f"no-op: {reason}")
-    elif p is not None and p < alpha:
+    elif p is None:  # one seed on either side: no test, so no claim either way
+        verdict.update(verdict="inconclusive",
+                       reason=f"{name} {delta:+.4f} vs {parent.id} from {len(mine)} seed(s) against "
+                              f"{len(theirs)}: a test needs at least 2 on each side, and a single seed never "
+                              f"counts (noise floor {floor:.4f})")
+    elif p < alpha:
         verdict.update(verdict="improved" if delta > 0 else "worse",
                        reason=f"{name} {delta:+.4f} vs {parent.id}, p = {p:.3g} < {alpha:g}")
     elif abs(delta) <= floor:
         verdict.update(verdict="no change",
                        reason=f"{name} {delta:+.4f} vs {parent.id} is within the noise floor {floor:.4f}")
     else:
-        why = f"p = {p:.3g} >= {alpha:g}" if p is not None else "too few seeds for a test"
         verdict.update(verdict="inconclusive",
-                       reason=f"{name} {delta:+.4f} vs {parent.id} exceeds the noise floor {floor:.4f} but {why}")
+                       reason=f"{name} {delta:+.4f} vs {parent.id} exceeds the noise floor {floor:.4f} but "
+                              f"p = {p:.3g} >= {alpha:g}")
     if best is not None and best.values.get(objective):
         verdict["delta_best"] = mean - statistics.fmean(best.values[objective])
     # A new best must beat its parent significantly and sit above everything before it.

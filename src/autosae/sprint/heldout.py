@@ -1,0 +1,138 @@
+"""The held-out suite: models the agent never sees, on which a new best must hold up before it
+is confirmed.
+
+Each project draws its own secret model seeds once and keeps them in the user cache folder,
+outside the project (whose sprints/ every agent can read). The suite is, in order:
+
+    heldout-a    the profile's generator with secret seed a
+    correlated   secret seed b, feature correlations 3x stronger
+    superposed   secret seed c, hidden dimension 3/4 of the profile's (more superposition)
+    heldout-d    secret seed d
+    shallow      secret seed e, hierarchy one level shallower
+
+TASK.md's heldout.models takes the first N. The sprint's variant and its parent's are trained
+on each with heldout.seeds seeds (runs are cached by variant, model and seeds, so a parent
+verified before costs nothing) and judged by the same test as on the main model. Nothing
+committed names the seeds: records carry the model's name and hash only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import secrets
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from autosae.bench.build import cache_root
+from autosae.bench.profiles import Profile
+from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.sprint.verdict import Reference, compute_verdict
+
+SUITE = ("heldout-a", "correlated", "superposed", "heldout-d", "shallow")
+
+
+@dataclass
+class HeldOutModel:
+    name: str
+    profile: Profile
+
+
+def secret_seeds(project_key: str) -> list[int]:
+    """The project's secret model seeds, drawn on first use and kept in the cache folder."""
+    path = cache_root() / "heldout" / f"{project_key}.json"
+    try:
+        seeds = json.loads(path.read_text())["seeds"]
+        if isinstance(seeds, list) and len(seeds) == len(SUITE) and all(isinstance(s, int) for s in seeds):
+            return seeds
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    seeds = [1_000 + secrets.randbelow(10**9) for _ in SUITE]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"seeds": seeds}))
+    tmp.replace(path)
+    return seeds
+
+
+def suite(profile: Profile, project_key: str, count: int) -> list[HeldOutModel]:
+    seeds = secret_seeds(project_key)
+    m = profile.model
+    changes = {
+        "heldout-a": {"seed": seeds[0]},
+        "correlated": {"seed": seeds[1], "correlation_scale": m.correlation_scale * 3},
+        "superposed": {"seed": seeds[2], "hidden_dim": max(8, round(m.hidden_dim * 3 / 4))},
+        "heldout-d": {"seed": seeds[3]},
+        "shallow": {"seed": seeds[4], "max_depth": max(1, m.max_depth - 1)},
+    }
+    return [HeldOutModel(name, dataclasses.replace(profile, model=dataclasses.replace(m, **changes[name])))
+            for name in SUITE[:count]]
+
+
+def run_cached(variant: Path, profile: Profile, seeds: list[int], device: str,
+               log: Callable[[str], None]) -> dict:
+    """The variant's results on a held-out model, from the cache when an intact run exists."""
+    from autosae.harness.run import RunOptions, run_variant, sha256_file
+
+    key = json.dumps({"variant": sha256_file(variant), "model": profile.model_hash(), "seeds": seeds,
+                      "constraints": dataclasses.asdict(profile.constraints)}, sort_keys=True)
+    out = cache_root() / "heldout-runs" / hashlib.sha256(key.encode()).hexdigest()[:20]
+    try:
+        done = json.loads((out / "results.json").read_text())
+        if done.get("status") not in (None, "running"):
+            return done
+    except (OSError, ValueError):
+        pass
+    try:
+        return run_variant(variant, profile, out, RunOptions(seeds=seeds, device=device, log=log))
+    except (VariantFailed, ConstraintBreach):
+        return json.loads((out / "results.json").read_text())
+
+
+def _stat(results: dict, metric: str) -> dict | None:
+    return (results.get("summary") or {}).get(metric)
+
+
+def verify(models: list[HeldOutModel], variant: Path, parent_variant: Path, parent_id: str, seeds: list[int],
+           objective: str, alpha: float, device: str, log: Callable[[str], None]) -> dict:
+    """Train the sprint's variant and its parent's on every held-out model and judge each pair.
+
+    Confirmed when the sprint's mean advantage over the parent across the models is positive
+    and no model says worse (or failed)."""
+    if not parent_variant.is_file():
+        raise AutosaeError(f"the parent's variant {parent_variant} is missing: nothing to compare with")
+    rows = []
+    for model in models:
+        log(f"held-out model {model.name}: the sprint's variant, then the parent's ({len(seeds)} seeds)")
+        mine = run_cached(variant, model.profile, seeds, device, log)
+        theirs = run_cached(parent_variant, model.profile, seeds, device, log)
+        parent = Reference.from_results(parent_id, theirs)
+        v = compute_verdict(mine, "held-out", parent, None, {}, objective, alpha)
+        if theirs.get("status") != "ok":
+            v.update(verdict="failed", reason=f"the parent failed: {theirs.get('reason')}")
+        rows.append({"name": model.name, "model_hash": model.profile.model_hash(),
+                     "f1": _stat(mine, "f1"), "mcc": _stat(mine, "mcc"),
+                     "parent_f1": _stat(theirs, "f1"), "parent_mcc": _stat(theirs, "mcc"),
+                     "delta_parent": v["delta_parent"], "p_value": v["p_value"], "verdict": v["verdict"],
+                     "reason": v["reason"]})
+    return {"models": rows, "seeds": seeds, **judge(rows, objective)}
+
+
+def judge(rows: list[dict], objective: str) -> dict:
+    """{"confirmed", "mean_delta", "reason"} from the per-model rows of verify()."""
+    deltas = [r["delta_parent"] for r in rows if r["delta_parent"] is not None]
+    bad = [r["name"] for r in rows if r["verdict"] in ("worse", "failed")]
+    mean = statistics.fmean(deltas) if deltas else None
+    confirmed = bool(rows) and mean is not None and mean > 0 and not bad
+    if confirmed:
+        reason = (f"confirmed on {len(rows)} held-out models: {objective.upper()} {mean:+.4f} vs the parent on "
+                  f"average, worse on none")
+    elif bad:
+        reason = f"not confirmed: {', '.join(bad)} {'says' if len(bad) == 1 else 'say'} worse or failed"
+    else:
+        reason = ("not confirmed: " + (f"{objective.upper()} {mean:+.4f} vs the parent on average"
+                                       if mean is not None else "no held-out model produced scores"))
+    return {"confirmed": confirmed, "mean_delta": mean, "reason": reason}
