@@ -16,7 +16,13 @@ import pytest
 
 from tests.sprint.conftest import autosae, head_ledger, ledger, one_line_error, sprint_commits, write_script, write_task
 
-CRASH_POINTS = ["proposed", "implementing", "training", "scoring", "reporting", "merging", "merged"]
+# The points where half-done work must be reused or undone run by default; the others (16 s
+# each) run with `make test-all`, to keep the default suite near 10 minutes.
+SLOW = pytest.mark.slow
+ORDER = ["proposed", "implementing", "training", "scoring", "verifying", "reporting", "merging", "merged"]
+CRASH_POINTS = ["implementing", "training", "reporting", "merging",
+                pytest.param("proposed", marks=SLOW), pytest.param("scoring", marks=SLOW),
+                pytest.param("verifying", marks=SLOW), pytest.param("merged", marks=SLOW)]
 
 
 def states(root):
@@ -44,7 +50,7 @@ def test_sigkill_in_each_phase_then_resume(project, point):
     git.Repo(project).git.cat_file("-e", f"HEAD:sprints/{state['id']}/DONE")
     if point == "training":  # killed after the harness recorded its results: reused, not retrained
         assert "reusing the results" in resumed.stdout
-    elif CRASH_POINTS.index(point) > CRASH_POINTS.index("training"):
+    elif ORDER.index(point) > ORDER.index("training"):
         assert " | training" not in resumed.stdout
     assert [s["phase"] for s in states(project)] == ["done"]
     assert autosae("resume", cwd=project).stdout.startswith("nothing to resume")
