@@ -65,9 +65,9 @@ def _title_page(pdf, plt, sprint: dict, results: dict, verdict: dict) -> None:
     fig = plt.figure(figsize=PAGE)
     fig.text(0.05, 0.93, "\n".join(textwrap.wrap(sprint.get("title") or sprint.get("id") or "sprint", 60)),
              fontsize=22, weight="bold", va="top")
-    fig.text(0.05, 0.80, f"sprint {sprint.get('id')}   ·   parent {sprint.get('parent') or MISSING}   ·   agent "
-             f"{sprint.get('backend') or MISSING}   ·   profile {sprint.get('profile') or MISSING}", fontsize=10,
-             color="#57606a")
+    fig.text(0.05, 0.80, f"sprint {sprint.get('id')}   ·   parent {sprint.get('parent') or MISSING}\n"
+             f"agent {sprint.get('backend') or MISSING}   ·   profile {sprint.get('profile') or MISSING}", fontsize=10,
+             color="#57606a", va="center", linespacing=1.6)
     name = verdict.get("verdict") or "unknown"
     fig.text(0.05, 0.70, f"Verdict: {name}" + ("  (new best)" if verdict.get("new_best") else ""), fontsize=20,
              weight="bold", color="white", va="center",
@@ -81,6 +81,8 @@ def _title_page(pdf, plt, sprint: dict, results: dict, verdict: dict) -> None:
             ("noise floor: sprint / profile", f"{fmt_num(verdict.get('noise_floor'), 4)} / "
              f"{fmt_num(baseline_noise(verdict.get('baselines')).get(verdict.get('objective', 'f1')), 4)}"),
             ("seeds scored", f"{n if n is not None else 0} of {len(sprint.get('seeds') or [])}"),
+            ("held-out models", {True: "confirmed", False: "not confirmed"}.get(verdict.get("confirmed"),
+                                                                              "not verified")),
             ("agent cost", MISSING if sprint.get("cost_usd") is None else f"${sprint['cost_usd']:.2f}"),
             ("sprint wall time", f"{fmt_num(wall_time(sprint), 0)} s")]
     y = 0.50

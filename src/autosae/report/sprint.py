@@ -101,8 +101,11 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
     if verdict.get("confirmed") is False:
         out.append(f"**Not confirmed on held-out models:** {verdict.get('held_out_reason')}; so it is not the "
                    f"new best, whatever it scored on the benchmark's model.")
+    main = verdict.get("delta_parent")
     for h in verdict.get("held_out") or []:
-        if h.get("verdict") and h.get("verdict") != verdict.get("verdict"):
+        delta = h.get("delta_parent")
+        opposite = main is not None and delta is not None and (delta > 0) != (main > 0)
+        if h.get("verdict") in ("worse", "failed") or opposite:
             out.append(f"**Held-out model {h.get('name') or h.get('model_seed')} disagrees:** {h.get('verdict')} "
                        f"there ({fmt_delta(h.get('delta_parent'), 4)} vs the parent).")
     if sprint.get("stop"):
