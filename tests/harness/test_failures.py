@@ -161,3 +161,16 @@ def test_an_l0_breach_is_rejected_with_its_distance(quick, write_variant, tmp_pa
     message, results = run_failing(path, quick, tmp_path / "run", error=ConstraintBreach)
     assert results["failure_kind"] == "constraint:l0"
     assert "l0: measured 10.000, the profile requires 5 ± 0.25 (off by +5.000)" in message
+
+
+def test_the_guard_refuses_before_importing_the_parent_package():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom autosae.harness import guard\nguard.install()\n"
+            "for stmt in ('from sae_lens import synthetic', 'import sae_lens.synthetic.evals',\n"
+            "             'import importlib; importlib.import_module(\"autosae.bench.metrics\")'):\n"
+            "    try:\n        exec(stmt)\n    except guard.GroundTruthImportError:\n        print('blocked')\n"
+            "print('sae_lens' in sys.modules)\nimport json\nprint('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["blocked", "blocked", "blocked", "False", "ok"], out.stdout + out.stderr

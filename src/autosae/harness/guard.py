@@ -11,6 +11,8 @@ cache files from disk by hand is outside what an import hook can see.
 
 from __future__ import annotations
 
+import builtins
+import importlib
 import importlib.abc
 import sys
 
@@ -28,11 +30,35 @@ class GroundTruthImportError(ImportError):
 class _Guard(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if is_blocked(fullname):
-            raise GroundTruthImportError(
-                f"{fullname} is blocked in the variant's process: the ground truth lives only "
-                "in autosae's trusted scorer"
-            )
+            _refuse(fullname)
         return None
+
+
+def _refuse(name: str) -> None:
+    raise GroundTruthImportError(
+        f"{name} is blocked in the variant's process: the ground truth lives only in autosae's trusted scorer")
+
+
+def _checked(original, by_name: bool):
+    """Wrap __import__ / import_module so a blocked name is refused before its parent
+    packages are imported (sae_lens's own import takes many seconds on a CPU)."""
+    if getattr(original, "_autosae_guard", False):
+        return original
+
+    def guarded(name, *args, **kwargs):
+        if isinstance(name, str) and not name.startswith("."):
+            if is_blocked(name):
+                _refuse(name)
+            if not by_name:  # __import__(name, globals, locals, fromlist, level)
+                fromlist = args[2] if len(args) > 2 else kwargs.get("fromlist")
+                level = args[3] if len(args) > 3 else kwargs.get("level", 0)
+                for item in (fromlist or ()) if level == 0 else ():
+                    if isinstance(item, str) and is_blocked(f"{name}.{item}"):
+                        _refuse(f"{name}.{item}")
+        return original(name, *args, **kwargs)
+
+    guarded._autosae_guard = True
+    return guarded
 
 
 def install() -> None:
@@ -41,3 +67,5 @@ def install() -> None:
         del sys.modules[name]
     if not any(isinstance(f, _Guard) for f in sys.meta_path):
         sys.meta_path.insert(0, _Guard())
+    builtins.__import__ = _checked(builtins.__import__, by_name=False)
+    importlib.import_module = _checked(importlib.import_module, by_name=True)
