@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from autosae.report.format import fmt_pm
+
 ENV = "AUTOSAE_SLACK_WEBHOOK"
 TIMEOUT_S = 10.0
 
@@ -39,10 +41,6 @@ def post(url: str | None, text: str, log: Callable[[str], None]) -> bool:
     return False
 
 
-def _pm(stat: dict | None) -> str:
-    return "—" if not stat or stat.get("mean") is None else f"{stat['mean']:.4f} ± {stat.get('std') or 0:.4f}"
-
-
 def sprint_notice(project_name: str, row: dict, report: Path) -> str:
     verdict = row.get("verdict") or "?"
     head = f"*{project_name}* sprint `{row.get('id')}`: *{verdict}*" + (" (new best)" if row.get("new_best") else "")
@@ -50,7 +48,7 @@ def sprint_notice(project_name: str, row: dict, report: Path) -> str:
     lines = [head, f"{row.get('title')}"]
     if row.get("f1") or row.get("mcc"):
         delta = row.get("delta_parent")
-        lines.append(f"F1 {_pm(row.get('f1'))} · MCC {_pm(row.get('mcc'))}"
+        lines.append(f"F1 {fmt_pm(row.get('f1'), 4)} · MCC {fmt_pm(row.get('mcc'), 4)}"
                      + (f" · Δ{(row.get('objective') or 'f1').upper()} vs parent {delta:+.4f}" if delta is not None else "")
                      + (f" (p = {row['p_value']:.3g})" if row.get("p_value") is not None else ""))
     else:
@@ -62,5 +60,5 @@ def sprint_notice(project_name: str, row: dict, report: Path) -> str:
 def loop_notice(project_name: str, sprints: int, reason: str, best: dict | None) -> str:
     text = f"*{project_name}*: the autosae loop stopped after {sprints} sprint{'s' if sprints != 1 else ''}: {reason}"
     if best:
-        text += f"\nbest so far: `{best.get('id')}` {best.get('title')}, F1 {_pm(best.get('f1'))}, MCC {_pm(best.get('mcc'))}"
+        text += f"\nbest so far: `{best.get('id')}` {best.get('title')}, F1 {fmt_pm(best.get('f1'), 4)}, MCC {fmt_pm(best.get('mcc'), 4)}"
     return text

@@ -63,7 +63,7 @@ def status(project_dir: ProjectDir = None) -> None:
                     f"{sum(r['verdict'] == 'failed' for r in rows)} failed), "
                     f"cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}"
                     + _tokens(token_totals(rows)))
-    refused = project.private / "refused.jsonl"
+    refused = project.refused_path
     count = len(refused.read_text().splitlines()) if refused.is_file() else 0
     emit("refused repeats", f"{count} proposals refused as repeats of past sprints"
                             + (f" (see {refused})" if count else ""))

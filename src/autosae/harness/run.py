@@ -82,8 +82,6 @@ class Worker:
 
     def __init__(self, variant: Path, spec: VariantSpec, seed_dir: Path, opts: RunOptions):
         self.spec, self.seed_dir = spec, seed_dir
-        self.executed_lines: list[int] | None = None
-        """Lines of the variant's file seen running (import, build, traced steps, eval)."""
         seed_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = seed_dir / "worker.log"
         self.log_path.write_text("")
@@ -237,7 +235,7 @@ def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: Run
     check_width(ready["width"], c.width)  # fail before training; re-checked on the decoder
     train_s = train(worker, profile, model, pool, seed, opts)
     metrics, decoder = score(worker, profile, model)
-    worker_memory = save_sae(worker, decoder)
+    worker_memory, executed_lines = save_sae(worker, decoder)
     worker.stop()
     return {"seed": seed, "status": "ok", **metrics,
             "wall_s": round(time.monotonic() - started, 2), "startup_s": round(startup_s, 2),
@@ -245,7 +243,7 @@ def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: Run
             "samples_per_s": round(spec.total_steps * c.batch_size / max(train_s, 1e-9)),
             "architecture": ready["architecture"], "parameters": ready["parameters"],
             "dead_window_steps": dead_window(spec), "worker_memory": worker_memory,
-            "executed_lines": worker.executed_lines}
+            "executed_lines": executed_lines}
 
 
 def dead_window(spec: VariantSpec) -> int:
@@ -342,13 +340,12 @@ def probe_sketch(recon: torch.Tensor) -> list[float]:
     return [float(f"{v:.6g}") for v in values]
 
 
-def save_sae(worker: Worker, decoder: torch.Tensor) -> dict:
+def save_sae(worker: Worker, decoder: torch.Tensor) -> tuple[dict, list[int]]:
     """Write the SAE (SAELens format when the variant can export to it) and its full
-    state; returns the variant process's peak memory."""
+    state; returns the variant process's peak memory and the lines of its file that ran."""
     spec, out = worker.spec, worker.seed_dir
     worker.send("state")
-    _, state, export, worker_memory, lines = worker.wait("state")
-    worker.executed_lines = lines
+    _, state, export, worker_memory, executed_lines = worker.wait("state")
     sae_dir = out / "sae"
     sae_dir.mkdir(exist_ok=True)
     try:  # what the variant hands back is checked like everything else it reports
@@ -364,7 +361,7 @@ def save_sae(worker: Worker, decoder: torch.Tensor) -> dict:
         (sae_dir / "cfg.json").write_text(json.dumps(cfg, indent=2))
     except (TypeError, ValueError, AttributeError) as exc:
         raise SeedFailure("failed", "export", f"the SAE could not be saved: {exc}") from None
-    return worker_memory
+    return worker_memory, executed_lines
 
 
 def summarize(per_seed: list[dict]) -> dict:

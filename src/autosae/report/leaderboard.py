@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autosae.report.format import environment, fmt_delta, fmt_p, fmt_pm
+from autosae.report.sprint import baseline_noise, probe_ceiling
 from autosae.sprint.ledger import token_totals
 
 
@@ -34,8 +35,6 @@ def render_leaderboard(ledger: list[dict], baselines: dict | None, objective: st
               "cost": sum(r.get("cost_usd") or 0.0 for r in ledger),
               "tokens": token_totals(ledger)}
     profile = ledger[-1].get("profile", "?") if ledger else "?"
-    from autosae.report.sprint import baseline_noise
-
     return environment().get_template("leaderboard.md.j2").render(
         ranked=ranked if ledger else [], chronological=ledger, totals=totals, profile=profile,
         objective=objective, obj_name=objective.upper(), noise=baseline_noise(baselines))
@@ -123,8 +122,6 @@ def write_leaderboard(reports_dir: Path, ledger: list[dict], baselines: dict | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
-
-    from autosae.report.sprint import probe_ceiling
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     md, png, pdf_path = reports_dir / "leaderboard.md", reports_dir / "progress.png", reports_dir / "progress.pdf"

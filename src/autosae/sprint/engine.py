@@ -26,7 +26,7 @@ from autosae.agents.pricing import add_usage
 from autosae.agents.transcript import merge_transcripts
 from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
-from autosae.report.record import folder_files, variant_diff
+from autosae.report.record import folder_files, read_json, variant_diff
 from autosae.sprint import gitops
 from autosae.sprint.coverage import never_ran
 from autosae.sprint.ledger import (best_row, dump_row, find_duplicate, in_setting, parse_ledger,
@@ -36,7 +36,6 @@ from autosae.sprint.state import SprintState, StateStore, iso, new_sprint_id
 from autosae.sprint.verdict import Reference, compute_verdict, probes_of
 
 PROPOSE_ATTEMPTS = 3
-REFUSED = "refused.jsonl"
 REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf")
 """What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
 TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "transcript.jsonl", "sprint.json", "curves.json",
@@ -165,7 +164,7 @@ class Engine:
                     seeds=[seed], device=resolve_device(cfg.device), counted=False, time_limit_s=limit,
                     log=lambda line: self.detail(f"{state.id} experiment: {line}")))
             except (VariantFailed, ConstraintBreach) as exc:
-                results = _read_json(out / "results.json") or {}
+                results = read_json(out / "results.json") or {}
                 return {"status": "failed", "reason": str(exc), "log_tail": results.get("log_tail", "")[-3000:]}
             summary = {m: v["mean"] for m, v in results["summary"].items() if isinstance(v, dict) and "mean" in v}
             return {"status": "ok", "profile": name, "training_samples": samples, "seed": seed,
@@ -262,7 +261,7 @@ class Engine:
         """A proposal refused as a repeat: appended to .autosae/refused.jsonl (`autosae status`
         counts them)."""
         self.project.private.mkdir(parents=True, exist_ok=True)
-        with open(self.project.private / REFUSED, "a") as f:
+        with open(self.project.refused_path, "a") as f:
             f.write(json.dumps({"at": iso(), "title": proposal.title, "repeats": repeats, "how": how,
                                 "backend": backend, "config": proposal.config}) + "\n")
         self.say("ideation", "refused", f"{proposal.title!r} repeats {repeats} ({how})")
@@ -344,7 +343,7 @@ class Engine:
         self.enter(state, "training", f"{len(state.seeds)} seeds on {profile.name} ({device})")
         _, folder = self.worktree(state)
         variant = folder / "variant.py"
-        done = _read_json(run_dir / "results.json")
+        done = read_json(run_dir / "results.json")
         if done and done.get("status") not in (None, "running") and done.get("variant_sha256") == sha256_file(variant):
             self.say(state, "training", "reusing the results recorded before the interruption")
         else:
@@ -364,13 +363,13 @@ class Engine:
 
     def _score(self, state, cfg, profile, device, agent, baselines) -> None:
         self.enter(state, "scoring", None)  # its one status line carries the verdict
-        results = None if state.failure else _read_json(self.project.runs_dir / state.id / "results.json")
+        results = None if state.failure else read_json(self.project.runs_dir / state.id / "results.json")
         rows = read_ledger(self.project.ledger_path)
         by_id = {r["id"]: r for r in rows}
         refs = {name: Reference.from_results(f"baseline:{name}", res) for name, res in baselines.items()}
         if state.parent in by_id:
             parent = reference(by_id[state.parent])
-            parent.probes = probes_of(_read_json(self.project.sprints_dir / state.parent / "results.json"))
+            parent.probes = probes_of(read_json(self.project.sprints_dir / state.parent / "results.json"))
         else:
             parent = refs.get((state.parent or "").removeprefix("baseline:"), refs["matryoshka"])
         best = best_row(rows, state.setting)
@@ -433,7 +432,7 @@ class Engine:
 
         self.enter(state, "reporting", "conclusions, report.md, report.pdf, commit, ledger")
         run_dir = self.project.runs_dir / state.id
-        results = _read_json(run_dir / "results.json") if not state.failure else None
+        results = read_json(run_dir / "results.json") if not state.failure else None
         if state.conclusion is None:
             state.conclusion = self._conclude(state, cfg, profile, agent, results, baselines)
             self.store.save(state)
@@ -480,18 +479,17 @@ class Engine:
             return None
         return path.read_text() if state.parent and path.is_file() else None
 
-    @staticmethod
-    def diff_against_parent(state: SprintState, tree, folder: Path) -> dict:
+    def diff_against_parent(self, state: SprintState, tree, folder: Path) -> dict:
         """What the agent changed in code: its folder against the parent sprint's (as the
         sprint's branch has it) or against the baseline's variant.py. README.md, the agent's
         notes, is left out on both sides."""
-        from autosae.variants import reference_variants
-
         skip = (*TRUSTED_FILES, "README.md")
         parent = state.parent or ""
         if parent.startswith("baseline:"):
-            ref = reference_variants().get(parent.removeprefix("baseline:"))
-            parent_files = {"variant.py": ref.read_text()} if ref else {}
+            try:
+                parent_files = {"variant.py": self.parent_variant_path(parent).read_text()}
+            except AutosaeError:
+                parent_files = {}
         else:
             parent_files = folder_files(Path(tree.working_tree_dir) / "sprints" / parent, skip) if parent else {}
         return variant_diff(parent or "—", parent_files, folder_files(folder, skip))
@@ -599,13 +597,6 @@ def ledger_row(state: SprintState, results: dict | None) -> dict:
         "seeds": state.seeds, "config": state.config, "variant_sha256": (results or {}).get("variant_sha256"),
         "user_idea": state.user_idea, "explore": state.explore,
     }
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _baselines_cached(profile, cfg: TaskConfig) -> bool:

@@ -30,6 +30,7 @@ from typing import Callable
 from autosae.bench.build import cache_root
 from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.report.record import read_json
 from autosae.sprint.verdict import Reference, compute_verdict
 
 SUITE = ("heldout-a", "correlated", "superposed", "heldout-d", "shallow")
@@ -80,16 +81,13 @@ def run_cached(variant: Path, profile: Profile, seeds: list[int], device: str,
     key = json.dumps({"variant": sha256_file(variant), "model": profile.model_hash(), "seeds": seeds,
                       "constraints": dataclasses.asdict(profile.constraints)}, sort_keys=True)
     out = cache_root() / "heldout-runs" / hashlib.sha256(key.encode()).hexdigest()[:20]
-    try:
-        done = json.loads((out / "results.json").read_text())
-        if done.get("status") not in (None, "running"):
-            return done
-    except (OSError, ValueError):
-        pass
+    done = read_json(out / "results.json")
+    if done and done.get("status") not in (None, "running"):
+        return done
     try:
         return run_variant(variant, profile, out, RunOptions(seeds=seeds, device=device, log=log))
     except (VariantFailed, ConstraintBreach):
-        return json.loads((out / "results.json").read_text())
+        return read_json(out / "results.json") or {"status": "failed", "reason": "no results were recorded"}
 
 
 def _stat(results: dict, metric: str) -> dict | None:

@@ -73,6 +73,11 @@ class Project:
         return self.private / "STOP"
 
     @property
+    def refused_path(self) -> Path:
+        """Proposals refused as repeats, one JSON line each (`autosae status` counts them)."""
+        return self.private / "refused.jsonl"
+
+    @property
     def lock_path(self) -> Path:
         return self.private / "lock"
 
