@@ -111,6 +111,33 @@ class NotifySettings(_Strict):
         return value
 
 
+class LauncherSettings(_Strict):
+    """Where counted runs execute: here (`local`) or as Slurm jobs through submitit.
+    `submitit-local` runs the same jobs through submitit's local executor (a dry run of a
+    Slurm set-up on one machine, and what the tests use)."""
+
+    kind: Literal["local", "slurm", "submitit-local"] = "local"
+    partition: str | None = None
+    account: str | None = None
+    time_min: int = Field(60, ge=1)
+    """Slurm time limit of one job, in minutes."""
+    gpus_per_node: int = Field(1, ge=0)
+    cpus_per_task: int = Field(8, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+    max_requeue: int = Field(2, ge=0)
+    """Resubmissions of a job that died (preempted, node failure, killed) before it is
+    recorded as failed."""
+    folder: str = ".autosae/slurm"
+    """submitit's job folder (logs, pickles), relative to the project."""
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Further submitit parameters, passed as they are (e.g. slurm_qos, slurm_constraint)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_alone(cls, value):
+        return {"kind": value} if isinstance(value, str) else value
+
+
 class TaskConfig(_Strict):
     profile: str = "tiny"
     """Benchmark profile (see `autosae bench list`)."""
@@ -124,6 +151,10 @@ class TaskConfig(_Strict):
     """Alpha of the Welch t-test behind improved/worse verdicts."""
     device: str | None = None
     """cpu, cuda or cuda:N; None: cuda when visible, else cpu."""
+    gpus: int | str | list[int | str] | None = None
+    """Device slots that run seeds (and parallel sprints) at once: GPU indices ([0, 1] or
+    "0,1"), "all", or cpu entries (CPU slots as processes); None: one device, seeds in turn."""
+    launcher: LauncherSettings = Field(default_factory=lambda: LauncherSettings())
     constraints: ConstraintOverrides = Field(default_factory=ConstraintOverrides)
     budgets: Budgets = Field(default_factory=Budgets)
     agent: AgentSettings = Field(default_factory=AgentSettings)
@@ -155,6 +186,17 @@ class TaskConfig(_Strict):
     def _device(cls, value):
         if value is not None and value != "cpu" and not value.startswith("cuda"):
             raise ValueError("expected cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, value):
+        from autosae.harness.slots import parse_gpus
+
+        try:
+            parse_gpus(value) if value != "all" else None
+        except AutosaeError as exc:
+            raise ValueError(str(exc).removeprefix(f"gpus {value!r}: ")) from None
         return value
 
     def seed_list(self) -> list[int]:

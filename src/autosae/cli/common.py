@@ -11,6 +11,7 @@ Profile = Annotated[str, typer.Option("--profile", "-p", help="Benchmark profile
 ModelSeed = Annotated[Optional[int], typer.Option(help="Seed of the synthetic model: another seed is a held-out model.")]
 Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override a model or profile field, e.g. --set correlation_scale=0.2 (repeatable).")]
 Device = Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when visible, else cpu).")]
+Gpus = Annotated[Optional[str], typer.Option(help="Device slots to run seeds on at once: GPU indices (0,1), all, or cpu entries (cpu,cpu: CPU slots as processes). Default: one device.")]
 Seeds = Annotated[int, typer.Option("--seeds", "-s", min=1, help="Number of seeds (0, 1, ... N-1).")]
 
 
@@ -20,3 +21,11 @@ def emit(key: str, value) -> None:
         value = f"{value:.6g}"
     typer.echo(f"{key}: {value}")
 ProjectDir = Annotated[Optional[Path], typer.Option("--project", "-C", help="Research project folder (default: the one holding the current folder).")]
+
+
+def slot_pool(gpus: str | None):
+    """The SlotPool that --gpus asks for, or None (one device, seeds in turn)."""
+    from autosae.harness.slots import SlotPool, check_devices, parse_gpus
+
+    devices = parse_gpus(gpus)
+    return SlotPool(check_devices(devices)) if devices else None

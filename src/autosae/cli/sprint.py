@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from autosae.cli.common import ProjectDir, emit
+from autosae.cli.common import Gpus, ProjectDir, emit, slot_pool
 from autosae.errors import AutosaeError
 
 Backend = Annotated[Optional[str], typer.Option(help="Agent backend: anthropic, claude_code, recipe, scripted (default: TASK.md's, else automatic).")]
@@ -45,14 +45,14 @@ def _interrupted(engine_store) -> None:
 
 
 @contextmanager
-def _locked_engine(project_dir, command: str, verbose: bool):
+def _locked_engine(project_dir, command: str, verbose: bool, gpus: str | None = None):
     """The project, locked for `command`, and its engine; Ctrl-C says what is left to resume."""
     from autosae.sprint.engine import Engine
     from autosae.sprint.project import Project, ProjectLock
 
     project = Project.find(project_dir)
     with ProjectLock(project, command, log=_status):
-        engine = Engine(project, status=_status, detail=_detail(project, verbose))
+        engine = Engine(project, status=_status, detail=_detail(project, verbose), pool=slot_pool(gpus))
         try:
             yield project, engine
         except KeyboardInterrupt:
@@ -79,13 +79,14 @@ def sprint(
     allow_duplicate: Annotated[bool, typer.Option(help="Run --idea even if it repeats a past sprint.")] = False,
     model: Model = None,
     max_turns: MaxTurns = None,
+    gpus: Gpus = None,
     project_dir: ProjectDir = None,
     verbose: Verbose = False,
 ) -> int:
     """Run one sprint: ideation, branch and worktree, implement, counted run, verdict, report, record."""
     from autosae.sprint.engine import SprintRequest
 
-    with _locked_engine(project_dir, "autosae sprint", verbose) as (project, engine):
+    with _locked_engine(project_dir, "autosae sprint", verbose, gpus) as (project, engine):
         pending = engine.store.unfinished()
         if pending:
             raise AutosaeError(f"sprint {pending[0].id} was interrupted in phase {pending[0].phase}; "
@@ -98,10 +99,11 @@ def sprint(
 def resume(
     project_dir: ProjectDir = None,
     abandon: Annotated[bool, typer.Option(help="Give the interrupted sprint up instead (its branch is kept).")] = False,
+    gpus: Gpus = None,
     verbose: Verbose = False,
 ) -> None:
     """Continue an interrupted sprint from its last completed phase."""
-    with _locked_engine(project_dir, "autosae resume", verbose) as (project, engine):
+    with _locked_engine(project_dir, "autosae resume", verbose, gpus) as (project, engine):
         pending = engine.store.unfinished()
         if not pending:
             typer.echo("nothing to resume: no sprint was interrupted")
@@ -123,6 +125,8 @@ def loop(
     profile: ProfileOpt = None,
     model: Model = None,
     max_turns: MaxTurns = None,
+    parallel: Annotated[int, typer.Option(min=1, help="Sprints at once, each in its own worktree, sharing the device slots.")] = 1,
+    gpus: Gpus = None,
     project_dir: ProjectDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -136,7 +140,8 @@ def loop(
     limits = LoopLimits(max_sprints, parse_until(until) if until else None, budget_usd)
     try:
         outcome = run_loop(project, limits, SprintRequest(backend=backend, profile=profile, model=model, max_turns=max_turns),
-                           status=_status, detail=_detail(project, verbose))
+                           status=_status, detail=_detail(project, verbose), parallel=parallel,
+                           pool=slot_pool(gpus))
     except KeyboardInterrupt:
         _interrupted(StateStore(project.state_dir))
         raise

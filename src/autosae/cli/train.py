@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from autosae.cli.common import Device, ModelSeed, Overrides, Profile, Seeds, emit
+from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Seeds, emit, slot_pool
 from autosae.errors import AutosaeError
 
 SUMMARY_KEYS = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance")
@@ -42,7 +42,7 @@ def print_results(results: dict, out: Path) -> None:
     for row in results["per_seed"]:
         if row.get("status") == "ok":
             emit(f"seed_{row['seed']}", f"f1={row['f1']:.4f} mcc={row['mcc']:.4f} "
-                 f"l0={row['l0']:.2f} wall_s={row['wall_s']}")
+                 f"l0={row['l0']:.2f} wall_s={row['wall_s']}" + (f" device={row['device']}" if row.get('device') else ""))
     emit("wall_s", results["wall_s"])
     emit("results", out / "results.json")
 
@@ -53,6 +53,7 @@ def train(
     seeds: Seeds = 3,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<profile>-<variant>-<time>).")] = None,
     device: Device = None,
+    gpus: Gpus = None,
     model_seed: ModelSeed = None,
     set_: Overrides = None,
     samples: Annotated[Optional[int], typer.Option(help="Training samples (only with --uncounted).")] = None,
@@ -79,7 +80,7 @@ def train(
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d--%H-%M-%S")
         out = Path("runs") / f"{prof.name}-{path.stem}-{stamp}"
     opts = RunOptions(seeds=list(range(seeds)), device=device, time_limit_s=time_limit,
-                      memory_limit_gb=memory_limit_gb, counted=not uncounted)
+                      memory_limit_gb=memory_limit_gb, counted=not uncounted, pool=slot_pool(gpus))
     results = run_variant(path, prof, out, opts)
     print_results(results, out)
 

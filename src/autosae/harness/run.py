@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 from safetensors.torch import save_file
@@ -29,6 +29,9 @@ from safetensors.torch import save_file
 from autosae.bench.profiles import PROFILES, Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.spec import VariantSpec
+
+if TYPE_CHECKING:
+    from autosae.harness.slots import SlotPool
 
 METRICS = ("f1", "mcc", "precision", "recall", "accuracy", "l0", "true_l0", "dead_latents",
            "explained_variance", "shrinkage", "uniqueness")
@@ -51,6 +54,11 @@ class RunOptions:
     """Address-space cap for the variant's process on CPU (None: no cap)."""
     counted: bool = True
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+    pool: "SlotPool | None" = None
+    """Device slots to spread the seeds over (see autosae.harness.slots); None: every seed
+    in turn on `device`, fed from this process."""
+    cpu_threads: int | None = None
+    """Threads of a variant on CPU (default: all cores but one)."""
 
 
 class SeedFailure(Exception):
@@ -98,7 +106,7 @@ class Worker:
         self.eval_recon = buffer(eval_rows, spec.d_in)
         ctx = mp.get_context("spawn")
         self.cmd_q, self.reply_q = ctx.Queue(), ctx.Queue()
-        threads = max(1, (os.cpu_count() or 2) - 1) if device == "cpu" else 1
+        threads = (opts.cpu_threads or max(1, (os.cpu_count() or 2) - 1)) if device == "cpu" else 1
         mem = int(opts.memory_limit_gb * 2**30) if opts.memory_limit_gb and device == "cpu" else None
         from autosae.harness import worker
 
@@ -394,8 +402,8 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
     if not variant.is_file():
         raise AutosaeError(f"variant file not found: {variant}")
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(opts.device)
-    c = profile.constraints
+    pool = opts.pool
+    device = resolve_device(opts.device) if pool is None else pool.alive[0] if pool.alive else "none"
     started = time.monotonic()
     results: dict = {
         "status": "running", "reason": None, "counted": opts.counted and is_counted(profile),
@@ -404,28 +412,54 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
         "variant_sha256": sha256_file(variant), "seeds": list(opts.seeds), "device": device,
         "versions": {"autosae": __version__, "torch": torch.__version__},
     }
+    from importlib.metadata import version
 
-    def spec_for(seed: int) -> VariantSpec:
-        return VariantSpec(d_in=profile.model.hidden_dim, width=c.width, k=c.k,
-                           batch_size=c.batch_size, total_steps=c.training_samples // c.batch_size,
-                           lr=c.lr, seed=seed, device=device, profile=profile.name)
+    results["versions"]["sae_lens"] = version("sae-lens")
+    if pool is None:
+        per_seed = _run_here(variant, profile, out, opts, device)
+    else:
+        per_seed = _run_on_slots(variant, profile, out, opts, pool)
+        results["devices"] = sorted({r["device"] for r in per_seed if r.get("device")})
+    failed = next((r for r in per_seed if r.get("status") != "ok"), None)
+    results["per_seed"] = per_seed
+    results["summary"] = summarize(per_seed)
+    results["wall_s"] = round(time.monotonic() - started, 2)
+    if failed is not None:
+        results["status"] = failed["status"]
+        results["reason"] = f"seed {failed['seed']}: {failed['reason']}"
+        results["failure_kind"] = failed["kind"]
+        results["log_tail"] = failed.get("log_tail", "")
+    else:
+        results["status"] = "ok"
+    write_json(out / "results.json", results)
+    if failed is not None:
+        where = f"(log: {out / ('seed_' + str(failed['seed'])) / 'worker.log'})"
+        err = ConstraintBreach if failed["status"] == "rejected" else VariantFailed
+        raise err(f"{results['reason']} {where}")
+    return results
 
+
+def spec_for(profile: Profile, seed: int, device: str) -> VariantSpec:
+    c = profile.constraints
+    return VariantSpec(d_in=profile.model.hidden_dim, width=c.width, k=c.k, batch_size=c.batch_size,
+                       total_steps=c.training_samples // c.batch_size, lr=c.lr, seed=seed, device=device,
+                       profile=profile.name)
+
+
+def _run_here(variant: Path, profile: Profile, out: Path, opts: RunOptions, device: str) -> list[dict]:
+    """Every seed in turn on one device, fed from this process; stops at the first failure."""
     workers: list[Worker] = []
 
     def start(i: int) -> None:
         if i < len(opts.seeds):
             seed = opts.seeds[i]
-            workers.append(Worker(variant, spec_for(seed), out / f"seed_{seed}", opts))
+            workers.append(Worker(variant, spec_for(profile, seed, device), out / f"seed_{seed}", opts))
 
     per_seed: list[dict] = []
-    failure: SeedFailure | None = None
     start(0)  # the variant's process imports and builds while we load the model
     try:
-        from importlib.metadata import version
-
         from autosae.bench.build import load
 
-        results["versions"]["sae_lens"] = version("sae-lens")
         model, pool = load(profile, device=device, log=opts.log)
         for i, seed in enumerate(opts.seeds):
             start(i + 1)  # warm the next seed's process while this one trains
@@ -434,27 +468,34 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
             except SeedFailure as exc:
                 per_seed.append({"seed": seed, "status": exc.status, "kind": exc.kind,
                                  "reason": exc.message, "log_tail": workers[i].log_tail()})
-                failure = exc
                 break
     finally:  # on success, failure or Ctrl-C: no variant process outlives the run
         for w in workers:
             w.kill()
-    results["per_seed"] = per_seed
-    results["summary"] = summarize(per_seed)
-    results["wall_s"] = round(time.monotonic() - started, 2)
-    if failure is not None:
-        results["status"] = failure.status
-        results["reason"] = f"seed {per_seed[-1]['seed']}: {failure.message}"
-        results["failure_kind"] = failure.kind
-        results["log_tail"] = per_seed[-1]["log_tail"]
-    else:
-        results["status"] = "ok"
-    write_json(out / "results.json", results)
-    if failure is not None:
-        where = f"(log: {out / ('seed_' + str(per_seed[-1]['seed'])) / 'worker.log'})"
-        err = ConstraintBreach if failure.status == "rejected" else VariantFailed
-        raise err(f"{results['reason']} {where}")
-    return results
+    return per_seed
+
+
+def _run_on_slots(variant: Path, profile: Profile, out: Path, opts: RunOptions, pool: "SlotPool") -> list[dict]:
+    """The seeds at once, one per free slot of the pool, each in a trusted slot process; the
+    first failure of the variant stops the others. Records come back in seed order."""
+    from autosae.harness.slots import SlotRun, slot_main
+
+    ctx = mp.get_context("spawn")
+    limit = opts.time_limit_s or profile.time_limit_s
+
+    def start_job(seed: int, device: str):
+        reply = ctx.Queue()
+        proc = ctx.Process(target=slot_main, daemon=False,
+                           args=(str(variant), profile, str(out), seed, device, limit, opts.memory_limit_gb,
+                                 pool.cpu_threads(), opts.counted, reply))
+        proc.start()
+        return proc, reply
+
+    owner = f"{out}#{time.monotonic_ns()}"
+    records = SlotRun(pool, owner, start_job, opts.log).run(list(opts.seeds), guard_s=limit + 900)
+    per_seed = [records[s] for s in opts.seeds if s in records]
+    failed = [r for r in per_seed if r.get("status") != "ok"]
+    return [r for r in per_seed if r.get("status") == "ok"] + failed[:1] if failed else per_seed
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import signal
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -77,13 +78,39 @@ def setting_of(profile) -> str:
 
 
 class Engine:
+    """Runs sprints. Parallel sprints (`autosae loop --parallel N`) each have an Engine of
+    their own, sharing `lock` (held wherever the main checkout, the ledger or git's refs are
+    touched, so that one sprint records at a time) and `pool` (the device slots)."""
+
     def __init__(self, project: Project, status: Callable[[str], None] = print,
-                 detail: Callable[[str], None] | None = None):
+                 detail: Callable[[str], None] | None = None, pool=None, lock=None):
         self.project = project
         self.repo = gitops.open_repo(project.root)
         self.store = StateStore(project.state_dir)
         self.status = status
         self.detail = detail or self._log_to_file
+        self.lock = lock or threading.RLock()
+        self.shared_pool = pool
+        self._pools: dict[tuple, object] = {}
+
+    def pool_for(self, cfg: TaskConfig):
+        """The device slots runs use: the loop's shared pool, else TASK.md's `gpus` (None:
+        one device, seeds in turn)."""
+        if self.shared_pool is not None:
+            return self.shared_pool
+        if not cfg.gpus:
+            return None
+        from autosae.harness.slots import SlotPool, check_devices, parse_gpus
+
+        devices = tuple(parse_gpus(cfg.gpus))
+        if devices not in self._pools:
+            self._pools[devices] = SlotPool(check_devices(list(devices)))
+        return self._pools[devices]
+
+    def run_options(self, cfg: TaskConfig, device: str, **kw):
+        from autosae.harness.run import RunOptions
+
+        return RunOptions(device=device, pool=self.pool_for(cfg), **kw)
 
     def _log_to_file(self, line: str) -> None:
         self.project.private.mkdir(parents=True, exist_ok=True)
@@ -104,9 +131,9 @@ class Engine:
 
     def baselines(self, cfg: TaskConfig, profile, device: str) -> dict[str, dict]:
         from autosae.harness.baselines import run_baselines
-        from autosae.harness.run import RunOptions
 
-        return run_baselines(profile, RunOptions(seeds=cfg.seed_list(), device=device, log=self.detail))
+        with self.lock:  # parallel sprints train a missing baseline once
+            return run_baselines(profile, self.run_options(cfg, device, seeds=cfg.seed_list(), log=self.detail))
 
     def agent(self, cfg: TaskConfig, backend: str):
         options = {"seed": cfg.agent.seed, "project": str(self.project.root), "model": cfg.agent.model,
@@ -142,7 +169,7 @@ class Engine:
     def experimenter(self, state: SprintState, cfg: TaskConfig):
         """The agent's `run_experiment`: a quick, uncounted harness run of a variant."""
         from autosae.bench.profiles import get_profile
-        from autosae.harness.run import RunOptions, resolve_device, run_variant
+        from autosae.harness.run import resolve_device, run_variant
 
         def experiment(variant: Path, samples: int | None, profile: str | None, seed: int = 0) -> dict:
             name = profile or state.profile
@@ -160,8 +187,8 @@ class Engine:
             out = out / f"{len(list(out.glob('*'))) if out.exists() else 0:03d}"
             limit = min(short.time_limit_s, 1800.0)
             try:
-                results = run_variant(variant, short, out, RunOptions(
-                    seeds=[seed], device=resolve_device(cfg.device), counted=False, time_limit_s=limit,
+                results = run_variant(variant, short, out, self.run_options(
+                    cfg, resolve_device(cfg.device), seeds=[seed], counted=False, time_limit_s=limit,
                     log=lambda line: self.detail(f"{state.id} experiment: {line}")))
             except (VariantFailed, ConstraintBreach) as exc:
                 results = read_json(out / "results.json") or {}
@@ -182,6 +209,17 @@ class Engine:
     # -- ideation ------------------------------------------------------------------------
 
     def start(self, req: SprintRequest) -> SprintState:
+        with self.lock:
+            return self._start(req)
+
+    def in_flight(self) -> list[dict]:
+        """Unfinished sprints as ledger-like rows: parallel sprints see each other's ideas
+        (and are refused as repeats of them) and take distinct sprint numbers."""
+        return [{"id": s.id, "title": s.title, "idea": s.idea, "config": s.config, "parent": s.parent,
+                 "verdict": "in progress", "setting": s.setting, "cost_usd": s.cost_usd}
+                for s in self.store.unfinished()]
+
+    def _start(self, req: SprintRequest) -> SprintState:
         from autosae.harness.run import resolve_device
 
         task = load_task(self.project.task_path)  # re-read: the user steers by editing it
@@ -204,19 +242,20 @@ class Engine:
         self.say("baselines", "training" if not _baselines_cached(profile, cfg) else "cached",
                  f"{profile.name}, {len(cfg.seed_list())} seeds")
         baselines = self.baselines(cfg, profile, device)
-        rows = read_ledger(self.project.ledger_path)
+        recorded = read_ledger(self.project.ledger_path)
+        rows = recorded + self.in_flight()
         ctx = self.context(cfg, task.body, profile, setting, rows, baselines, usd_cap=req.usd_cap)
         ctx.explore = req.idea is None and is_exploration(len(rows), cfg.diversity.explore_share)
         shutil.rmtree(ctx.record_dir, ignore_errors=True)
         proposal = self._propose(agent, ctx, req, in_setting(rows, setting))
         parent = proposal.parent
-        known = {r["id"] for r in rows}
+        known = {r["id"] for r in recorded}
         if ctx.explore and not (parent or "").startswith("baseline:"):
             parent = "baseline:matryoshka"  # far from the best: from the baseline
         elif not (parent in known or (parent or "").startswith("baseline:")):
-            best = best_row(rows, setting)
+            best = best_row(recorded, setting)
             parent = best["id"] if best else "baseline:matryoshka"
-        taken = known | {s.id for s in self.store.all()}
+        taken = {r["id"] for r in rows} | {s.id for s in self.store.all()}
         sid = new_sprint_id(proposal.title, taken)
         state = SprintState(
             id=sid, phase="proposed", title=proposal.title, idea=proposal.idea,
@@ -295,7 +334,8 @@ class Engine:
             self.say(state, phase, text)
 
     def worktree(self, state: SprintState):
-        tree = gitops.add_worktree(self.repo, self.project.worktrees_dir / state.id, state.branch)
+        with self.lock:
+            tree = gitops.add_worktree(self.repo, self.project.worktrees_dir / state.id, state.branch)
         return tree, Path(tree.working_tree_dir) / state.sprint_path
 
     def _implement(self, state, cfg, profile, device, agent, baselines) -> None:
@@ -327,13 +367,14 @@ class Engine:
             crash_point("implementing")
             if not any(folder.iterdir()):
                 (folder / "README.md").write_text(f"# {state.title}\n\n{state.idea}\n")
-            state.commit = gitops.commit_paths(tree, f"{state.id}: implement: {state.title}",
-                                               [state.sprint_path]) or state.commit
+            with self.lock:
+                state.commit = gitops.commit_paths(tree, f"{state.id}: implement: {state.title}",
+                                                   [state.sprint_path]) or state.commit
         self.store.save(state)
         state.phase = "training"
 
     def _train(self, state, cfg, profile, device, agent, baselines) -> None:
-        from autosae.harness.run import RunOptions, run_variant, sha256_file
+        from autosae.harness.run import run_variant, sha256_file
 
         run_dir = self.project.runs_dir / state.id
         if state.failure:
@@ -351,8 +392,8 @@ class Engine:
             limit = None
             if cfg.budgets.hours_per_sprint:
                 limit = min(profile.time_limit_s, cfg.budgets.hours_per_sprint * 3600 / len(state.seeds))
-            opts = RunOptions(seeds=list(state.seeds), device=device, time_limit_s=limit,
-                              log=lambda line: self.detail(f"{state.id}: {line}"))
+            opts = self.run_options(cfg, device, seeds=list(state.seeds), time_limit_s=limit,
+                                    log=lambda line: self.detail(f"{state.id}: {line}"))
             try:
                 run_variant(variant, profile, run_dir, opts)
             except (VariantFailed, ConstraintBreach) as exc:
@@ -362,6 +403,10 @@ class Engine:
         self.store.save(state)
 
     def _score(self, state, cfg, profile, device, agent, baselines) -> None:
+        with self.lock:  # the ledger as it stands: the parent and the best so far
+            self._score_locked(state, cfg, profile, baselines)
+
+    def _score_locked(self, state, cfg, profile, baselines) -> None:
         self.enter(state, "scoring", None)  # its one status line carries the verdict
         results = None if state.failure else read_json(self.project.runs_dir / state.id / "results.json")
         rows = read_ledger(self.project.ledger_path)
@@ -414,7 +459,7 @@ class Engine:
         models = suite(profile, gitops.root_commit(self.repo), cfg.heldout.models)
         parent_variant = self.parent_variant_path(parent)
         return verify(models, variant, parent_variant, parent, list(range(cfg.heldout.seeds)), cfg.objective,
-                      cfg.significance, device, self.detail)
+                      cfg.significance, self.run_options(cfg, device, log=self.detail))
 
     def parent_variant_path(self, parent: str) -> Path:
         from autosae.variants import reference_variants
@@ -456,12 +501,14 @@ class Engine:
             write_report(folder, record, shown, state.verdict, curves)
             (folder / "DONE").write_text(json.dumps({"id": state.id, "verdict": state.verdict["verdict"],
                                                      "finished": state.finished}) + "\n")
-            state.commit = gitops.commit_paths(tree, f"{state.id}: {state.verdict['verdict']}: {state.title}",
-                                               [state.sprint_path]) or state.commit
+            with self.lock:
+                state.commit = gitops.commit_paths(tree, f"{state.id}: {state.verdict['verdict']}: {state.title}",
+                                                   [state.sprint_path]) or state.commit
             self.store.save(state)
         crash_point("reporting")
-        self._merge(state, cfg, results, baselines, write_leaderboard)
-        gitops.remove_worktree(self.repo, self.project.worktrees_dir / state.id)
+        with self.lock:
+            self._merge(state, cfg, results, baselines, write_leaderboard)
+            gitops.remove_worktree(self.repo, self.project.worktrees_dir / state.id)
         state.phase = "done"
         self.store.save(state)
         v = state.verdict
@@ -539,7 +586,8 @@ class Engine:
         crash_point("merged")
 
     def abandon(self, state: SprintState) -> None:
-        gitops.remove_worktree(self.repo, self.project.worktrees_dir / state.id)
+        with self.lock:
+            gitops.remove_worktree(self.repo, self.project.worktrees_dir / state.id)
         state.phase = "abandoned"
         state.finished = iso()
         self.store.save(state)

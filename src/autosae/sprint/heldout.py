@@ -25,13 +25,16 @@ import secrets
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from autosae.bench.build import cache_root
 from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.report.record import read_json
 from autosae.sprint.verdict import Reference, compute_verdict
+
+if TYPE_CHECKING:
+    from autosae.harness.run import RunOptions
 
 SUITE = ("heldout-a", "correlated", "superposed", "heldout-d", "shallow")
 
@@ -73,10 +76,10 @@ def suite(profile: Profile, project_key: str, count: int) -> list[HeldOutModel]:
             for name in SUITE[:count]]
 
 
-def run_cached(variant: Path, profile: Profile, seeds: list[int], device: str,
-               log: Callable[[str], None]) -> dict:
-    """The variant's results on a held-out model, from the cache when an intact run exists."""
-    from autosae.harness.run import RunOptions, run_variant, sha256_file
+def run_cached(variant: Path, profile: Profile, seeds: list[int], opts: RunOptions) -> dict:
+    """The variant's results on a held-out model, from the cache when an intact run exists.
+    `opts` says where to run (device, slots) and where to log; the seeds are `seeds`."""
+    from autosae.harness.run import run_variant, sha256_file
 
     key = json.dumps({"variant": sha256_file(variant), "model": profile.model_hash(), "seeds": seeds,
                       "constraints": dataclasses.asdict(profile.constraints)}, sort_keys=True)
@@ -85,7 +88,7 @@ def run_cached(variant: Path, profile: Profile, seeds: list[int], device: str,
     if done and done.get("status") not in (None, "running"):
         return done
     try:
-        return run_variant(variant, profile, out, RunOptions(seeds=seeds, device=device, log=log))
+        return run_variant(variant, profile, out, dataclasses.replace(opts, seeds=seeds, counted=True))
     except (VariantFailed, ConstraintBreach):
         return read_json(out / "results.json") or {"status": "failed", "reason": "no results were recorded"}
 
@@ -95,7 +98,7 @@ def _stat(results: dict, metric: str) -> dict | None:
 
 
 def verify(models: list[HeldOutModel], variant: Path, parent_variant: Path, parent_id: str, seeds: list[int],
-           objective: str, alpha: float, device: str, log: Callable[[str], None]) -> dict:
+           objective: str, alpha: float, opts: RunOptions) -> dict:
     """Train the sprint's variant and its parent's on every held-out model and judge each pair.
 
     Confirmed when the sprint's mean advantage over the parent across the models is positive
@@ -104,9 +107,9 @@ def verify(models: list[HeldOutModel], variant: Path, parent_variant: Path, pare
         raise AutosaeError(f"the parent's variant {parent_variant} is missing: nothing to compare with")
     rows = []
     for model in models:
-        log(f"held-out model {model.name}: the sprint's variant, then the parent's ({len(seeds)} seeds)")
-        mine = run_cached(variant, model.profile, seeds, device, log)
-        theirs = run_cached(parent_variant, model.profile, seeds, device, log)
+        opts.log(f"held-out model {model.name}: the sprint's variant, then the parent's ({len(seeds)} seeds)")
+        mine = run_cached(variant, model.profile, seeds, opts)
+        theirs = run_cached(parent_variant, model.profile, seeds, opts)
         parent = Reference.from_results(parent_id, theirs)
         v = compute_verdict(mine, "held-out", parent, None, {}, objective, alpha)
         if theirs.get("status") != "ok":

@@ -3,6 +3,7 @@ failures in a row. An interrupted sprint is resumed first."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -49,11 +50,18 @@ def parse_until(text: str, now: datetime | None = None) -> datetime:
 
 
 def run_loop(project: Project, limits: LoopLimits, request: SprintRequest,
-             status: Callable[[str], None] = print, detail: Callable[[str], None] | None = None) -> LoopOutcome:
-    """Run sprints until a stop; the Slack webhook, when set, hears why it stopped."""
+             status: Callable[[str], None] = print, detail: Callable[[str], None] | None = None,
+             parallel: int = 1, pool=None) -> LoopOutcome:
+    """Run sprints until a stop; the Slack webhook, when set, hears why it stopped.
+
+    With `parallel` > 1, that many sprints run at once (see Lanes), sharing `pool`'s device
+    slots (default: TASK.md's gpus, else the one device)."""
     progress = {"started": False, "sprints": 0}
     try:
-        outcome = _run_loop(project, limits, request, status, detail, progress)
+        if parallel > 1:
+            outcome = Lanes(project, limits, request, status, detail, progress, parallel, pool).run()
+        else:
+            outcome = _run_loop(project, limits, request, status, detail, progress, pool)
     except (KeyboardInterrupt, AutosaeError) as exc:
         if progress["started"]:  # not when another loop holds the project
             why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -77,11 +85,11 @@ def _notify_stop(project: Project, sprints: int, reason: str, status: Callable[[
 
 
 def _run_loop(project: Project, limits: LoopLimits, request: SprintRequest, status: Callable[[str], None],
-              detail: Callable[[str], None] | None, progress: dict) -> LoopOutcome:
+              detail: Callable[[str], None] | None, progress: dict, pool=None) -> LoopOutcome:
     with ProjectLock(project, "autosae loop", log=status):
         progress["started"] = True
         project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
-        engine = Engine(project, status=status, detail=detail)
+        engine = Engine(project, status=status, detail=detail, pool=pool)
         count, failures, spent, last, capped = 0, 0, 0.0, "", None
 
         def after(state) -> None:
@@ -140,3 +148,103 @@ def stop_reason(project: Project, limits: LoopLimits, cfg, count: int, spent: fl
         if hours >= cfg.budgets.hours_total:
             return f"TASK.md budgets.hours_total {cfg.budgets.hours_total:g} used ({hours:.2f} h of training)"
     return None
+
+
+class Lanes:
+    """`autosae loop --parallel N`: N sprints at once, each with its own engine, branch and
+    worktree. They share one lock (ideation, scoring against the ledger and the record on
+    the main branch happen one sprint at a time) and one SlotPool (training takes turns
+    fairly on the device slots); agents write and the harness trains concurrently.
+    The limits count sprints as they start; a lane's error stops the others from starting
+    new sprints, lets running ones finish, and is raised when all are done."""
+
+    def __init__(self, project: Project, limits: LoopLimits, request: SprintRequest, status, detail,
+                 progress: dict, parallel: int, pool):
+        self.project, self.limits, self.request = project, limits, request
+        self.status, self.detail, self.progress, self.parallel = status, detail, progress, parallel
+        self.pool = pool
+        self.lock = threading.RLock()
+        self.count, self.finished, self.failures, self.spent = 0, 0, 0, 0.0
+        self.last, self.capped, self.reason = "", None, None
+        self.error: BaseException | None = None
+        self.resume: list = []
+
+    def run(self) -> LoopOutcome:
+        with ProjectLock(self.project, "autosae loop", log=self.status):
+            self.progress["started"] = True
+            self.project.stop_path.unlink(missing_ok=True)
+            cfg = load_task(self.project.task_path).config
+            if self.pool is None:
+                from autosae.harness.run import resolve_device
+                from autosae.harness.slots import SlotPool, check_devices, parse_gpus
+
+                self.pool = SlotPool(check_devices(parse_gpus(cfg.gpus) or [resolve_device(cfg.device)]))
+            self.say(f"{self.parallel} sprints at once on {len(self.pool.devices)} device slot"
+                     f"{'' if len(self.pool.devices) == 1 else 's'} ({', '.join(self.pool.devices)})")
+            self.resume = Engine(self.project, status=self.status, detail=self.detail).store.unfinished()
+            lanes = [threading.Thread(target=self.lane, args=(i,), name=f"lane-{i}", daemon=True)
+                     for i in range(self.parallel)]
+            for t in lanes:
+                t.start()
+            for t in lanes:
+                while t.is_alive():
+                    t.join(timeout=0.5)
+            self.project.stop_path.unlink(missing_ok=True)
+            if self.error is not None:
+                raise self.error
+            if self.failures >= cfg.loop.max_consecutive_failures and not self.capped:
+                raise TooManyFailures(f"loop stopped after {self.finished} sprints: {self.reason}; {self.last}")
+            return LoopOutcome(self.finished, self.reason or "all lanes stopped", self.spent)
+
+    def say(self, text: str) -> None:
+        self.status(f"{time.strftime('%H:%M:%S')} loop | {text}")
+
+    def lane(self, number: int) -> None:
+        engine = Engine(self.project, status=self.status, detail=self.detail, pool=self.pool, lock=self.lock)
+        try:
+            while True:
+                with self.lock:
+                    if self.error is not None or self.reason:
+                        return
+                    if self.resume:
+                        state = self.resume.pop(0)
+                        self.count += 1
+                        self.say(f"lane {number} resumes {state.id} from phase {state.phase}")
+                    else:
+                        state = None
+                        cfg = load_task(self.project.task_path).config
+                        self.reason = self.capped or stop_reason(self.project, self.limits, cfg, self.count,
+                                                                 self.spent, self.failures)
+                        if self.reason:
+                            return
+                        self.count += 1
+                        cap = None if self.limits.budget_usd is None else max(0.0, self.limits.budget_usd - self.spent)
+                if state is None:
+                    try:
+                        state = engine.start(replace(self.request, usd_cap=cap))
+                    except BudgetExhausted as exc:
+                        with self.lock:
+                            self.capped, self.count = str(exc), self.count - 1
+                        continue
+                    except SprintNotStarted as exc:
+                        with self.lock:
+                            self.say(f"lane {number}: no sprint started: {exc}")
+                            self.count -= 1
+                            self.failures, self.last = self.failures + 1, f"the last attempt: {exc}"
+                        continue
+                self.after(engine.run(state))
+        except BaseException as exc:  # an error in one lane: the others finish their sprints and stop
+            with self.lock:
+                if self.error is None:
+                    self.error = exc
+                    self.reason = str(exc)
+
+    def after(self, state) -> None:
+        with self.lock:
+            self.capped = self.capped or state.stop
+            self.finished += 1
+            self.progress["sprints"] = self.finished
+            self.spent += state.cost_usd
+            failed = (state.verdict or {}).get("verdict") == "failed"
+            self.failures = self.failures + 1 if failed else 0
+            self.last = f"the last, {state.id}: {state.verdict['reason']}" if failed else ""

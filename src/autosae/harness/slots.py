@@ -1,0 +1,302 @@
+"""Device slots: several seeds, or several sprints, training at once, one per slot.
+
+A slot is a device: `cuda:N` for a GPU, or `cpu` (a CPU slot is a process of its own; the
+tests use CPU slots to exercise the same scheduling on machines without a GPU). A SlotPool
+is shared by every run of one autosae process (the seeds of a run, the runs of parallel
+sprints, baselines and held-out runs) and hands slots out fairly: when one frees, it goes
+to the waiting run that holds the fewest slots, the earliest among equals, so that one
+sprint's seeds cannot starve another's.
+
+Each seed on a slot runs in a trusted slot process (autosae.harness.slots.slot_main): it
+loads the benchmark model on its device, starts the variant's process and streams it data
+exactly as the single-device path does, and reports the seed's record back. A slot whose
+trusted side fails (a GPU error, a dead process) is retired and the seed goes to another
+slot; when no slot is left the run fails with the reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from autosae.errors import AutosaeError
+
+
+def parse_gpus(text: str | list | int | None) -> list[str] | None:
+    """`0,1` / [0, 1] / `all` / `cpu,cpu` -> device strings (None: no slots asked for)."""
+    if text is None:
+        return None
+    if isinstance(text, int):
+        items = [text]
+    elif isinstance(text, str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+    else:
+        items = list(text)
+    if items == ["all"]:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise AutosaeError("gpus all: no CUDA GPU is visible")
+        return [f"cuda:{i}" for i in range(count)]
+    devices = []
+    for item in items:
+        name = str(item)
+        if name.isdigit():
+            devices.append(f"cuda:{int(name)}")
+        elif name == "cpu" or name.startswith("cuda:") and name[5:].isdigit():
+            devices.append(name)
+        else:
+            raise AutosaeError(f"gpus {text!r}: expected GPU indices (0,1), cuda:N, cpu or all; got {name!r}")
+    if not devices:
+        raise AutosaeError(f"gpus {text!r}: no device named")
+    gpus = [d for d in devices if d != "cpu"]
+    if len(set(gpus)) != len(gpus):
+        raise AutosaeError(f"gpus {text!r}: a GPU is named twice")
+    return devices
+
+
+def check_devices(devices: list[str]) -> list[str]:
+    """Refuse GPUs that are not there, in one line, before anything starts."""
+    import torch
+
+    gpus = [d for d in devices if d != "cpu"]
+    if gpus:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        missing = [d for d in gpus if int(d.split(":")[1]) >= count]
+        if missing:
+            raise AutosaeError(f"gpus: {', '.join(missing)} not visible ({count} CUDA GPU"
+                               f"{'' if count == 1 else 's'} visible, CUDA_VISIBLE_DEVICES="
+                               f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    return devices
+
+
+@dataclass
+class SlotPool:
+    devices: list[str]
+    retired: dict[str, str] = field(default_factory=dict)
+    """Slots taken out of service, with the error that retired them."""
+
+    def __post_init__(self):
+        if not self.devices:
+            raise AutosaeError("a slot pool needs at least one device")
+        self._free = list(self.devices)
+        self._held: dict[str, int] = {}
+        self._waiting: list[tuple[int, str]] = []
+        self._tickets = itertools.count()
+        self._cond = threading.Condition()
+
+    @property
+    def alive(self) -> list[str]:
+        return [d for d in self.devices if d not in self.retired]
+
+    def cpu_threads(self) -> int:
+        """Threads for a variant on a CPU slot: the cores shared among the CPU slots."""
+        cpu_slots = sum(1 for d in self.alive if d == "cpu") or 1
+        return max(1, ((os.cpu_count() or 2) - 1) // cpu_slots)
+
+    def acquire(self, owner: str, cancelled: threading.Event | None = None) -> str | None:
+        """A free slot for `owner` (a run), waiting for one; None when every slot is retired
+        or `cancelled` is set."""
+        with self._cond:
+            ticket = (next(self._tickets), owner)
+            self._waiting.append(ticket)
+            try:
+                while True:
+                    if not self.alive or (cancelled is not None and cancelled.is_set()):
+                        return None
+                    if self._free and self._next() == ticket:
+                        device = self._free.pop(0)
+                        self._held[owner] = self._held.get(owner, 0) + 1
+                        return device
+                    self._cond.wait(timeout=0.5)
+            finally:
+                self._waiting.remove(ticket)
+                self._cond.notify_all()
+
+    def _next(self) -> tuple[int, str]:
+        """Fair share: the waiter whose run holds the fewest slots, the earliest first."""
+        return min(self._waiting, key=lambda t: (self._held.get(t[1], 0), t[0]))
+
+    def release(self, owner: str, device: str, error: str | None = None) -> None:
+        with self._cond:
+            self._held[owner] -= 1
+            if error is not None:
+                self.retired[device] = error
+            elif device not in self.retired:
+                self._free.append(device)
+            self._cond.notify_all()
+
+
+def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limit_s, memory_limit_gb,
+              threads: int, counted: bool, reply) -> None:
+    """One seed on one slot, in a process of its own: the trusted producer and scorer for
+    that seed. Reports ("log", line)*, then ("seed", record) or ("slot_error", message)."""
+    from pathlib import Path
+
+    import torch
+
+    from autosae.harness import run
+
+    os.setpgrp()
+    workers: list = []
+
+    def bail(*_):
+        for w in workers:
+            w.kill()
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, bail)
+    parent = os.getppid()
+
+    def orphan_watch():  # the loop was killed: take the variant's process down with us
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                bail()
+
+    threading.Thread(target=orphan_watch, daemon=True).start()
+    torch.set_num_threads(1 if device != "cpu" else max(1, threads // 2))
+    opts = run.RunOptions(seeds=[seed], device=device, time_limit_s=time_limit_s,
+                          memory_limit_gb=memory_limit_gb, counted=counted, cpu_threads=threads,
+                          log=lambda line: reply.put(("log", line)))
+    try:
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))
+        from autosae.bench.build import load
+
+        model, pool = load(profile, device=device, log=opts.log)
+        worker = run.Worker(Path(variant), run.spec_for(profile, seed, device), Path(out) / f"seed_{seed}", opts)
+        workers.append(worker)
+        try:
+            record = run.run_seed(worker, profile, model, pool, seed, opts)
+        except run.SeedFailure as exc:
+            record = {"seed": seed, "status": exc.status, "kind": exc.kind, "reason": exc.message,
+                      "log_tail": worker.log_tail()}
+        finally:
+            worker.kill()
+        record["device"] = device
+        reply.put(("seed", record))
+    except BaseException as exc:  # the trusted side failed on this slot: not the variant's doing
+        reply.put(("slot_error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500]))
+    finally:
+        reply.close()
+        reply.join_thread()
+
+
+class SlotRun:
+    """The seeds of one run spread over a pool's slots (see run.run_variant)."""
+
+    def __init__(self, pool: SlotPool, owner: str, start_job, log):
+        self.pool, self.owner, self.start_job, self.log = pool, owner, start_job, log
+        self.cancelled = threading.Event()
+        self.records: dict[int, dict] = {}
+        self.lock = threading.Lock()
+        self.procs: set = set()
+
+    def run(self, seeds: list[int], guard_s: float) -> dict[int, dict]:
+        threads = [threading.Thread(target=self._seed, args=(s, guard_s), daemon=True) for s in seeds]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.5)
+        except BaseException:  # Ctrl-C: stop every seed of this run
+            self.cancel()
+            raise
+        return self.records
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        with self.lock:
+            procs = list(self.procs)
+        for proc in procs:
+            stop_process(proc)
+
+    def _seed(self, seed: int, guard_s: float) -> None:
+        while not self.cancelled.is_set():
+            device = self.pool.acquire(self.owner, self.cancelled)
+            if device is None:
+                if not self.cancelled.is_set():
+                    self._record(seed, {"seed": seed, "status": "failed", "kind": "device",
+                                        "reason": "no device slot left: " + "; ".join(
+                                            f"{d}: {e}" for d, e in self.pool.retired.items()),
+                                        "log_tail": ""})
+                return
+            error = None
+            try:
+                outcome = self._attempt(seed, device, guard_s)
+                if outcome[0] == "seed":
+                    self._record(seed, outcome[1])
+                    return
+                error = outcome[1]
+            finally:
+                self.pool.release(self.owner, device, error if not self.cancelled.is_set() else None)
+            if error is not None:
+                self.log(f"slot {device} retired: {error}; seed {seed} moves to another slot")
+
+    def _attempt(self, seed: int, device: str, guard_s: float) -> tuple[str, object]:
+        proc, reply = self.start_job(seed, device)
+        with self.lock:
+            self.procs.add(proc)
+        deadline = time.monotonic() + guard_s
+        finished = False
+        try:
+            while True:
+                if self.cancelled.is_set():
+                    return "cancelled", None
+                try:
+                    msg = reply.get(timeout=0.5)
+                except queue.Empty:
+                    if time.monotonic() > deadline:
+                        return "slot_error", f"the slot process gave no result in {guard_s:.0f} s"
+                    if not proc.is_alive():
+                        try:
+                            msg = reply.get(timeout=1.0)
+                        except queue.Empty:
+                            return "slot_error", f"the slot process died (exit code {proc.exitcode})"
+                    else:
+                        continue
+                if msg[0] == "log":
+                    self.log(f"[{device}] {msg[1]}")
+                    continue
+                finished = True
+                return msg[0], msg[1]
+        finally:
+            stop_process(proc, grace_s=30 if finished else 0)
+            with self.lock:
+                self.procs.discard(proc)
+            reply.cancel_join_thread()
+            reply.close()
+
+    def _record(self, seed: int, record: dict) -> None:
+        with self.lock:
+            self.records[seed] = record
+        if record.get("status") != "ok":  # one failed seed fails the run: stop the others
+            self.cancel()
+
+
+def stop_process(proc, grace_s: float = 0) -> None:
+    """End a slot process: let it finish for `grace_s`, then SIGTERM (it kills the variant's
+    process), then SIGKILL."""
+    if grace_s:
+        proc.join(timeout=grace_s)
+    if proc.exitcode is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    proc.join(timeout=10)
+    if proc.exitcode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        proc.join(timeout=5)
