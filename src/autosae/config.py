@@ -127,8 +127,10 @@ class LauncherSettings(_Strict):
     max_requeue: int = Field(2, ge=0)
     """Resubmissions of a job that died (preempted, node failure, killed) before it is
     recorded as failed."""
-    folder: str = ".autosae/slurm"
-    """submitit's job folder (logs, pickles), relative to the project."""
+    folder: str | None = None
+    """submitit's job folder (logs, pickles), relative to the project; default:
+    $AUTOSAE_CACHE/slurm/<project>, out of the agent's worktree (held-out jobs' pickles name
+    the held-out models). It, the project and $AUTOSAE_CACHE must be on storage the nodes share."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Further submitit parameters, passed as they are (e.g. slurm_qos, slurm_constraint)."""
 

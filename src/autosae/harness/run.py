@@ -31,6 +31,7 @@ from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.spec import VariantSpec
 
 if TYPE_CHECKING:
+    from autosae.config import LauncherSettings
     from autosae.harness.slots import SlotPool
 
 METRICS = ("f1", "mcc", "precision", "recall", "accuracy", "l0", "true_l0", "dead_latents",
@@ -59,6 +60,9 @@ class RunOptions:
     in turn on `device`, fed from this process."""
     cpu_threads: int | None = None
     """Threads of a variant on CPU (default: all cores but one)."""
+    launcher: "LauncherSettings | None" = None
+    """Run as a Slurm (or submitit-local) job instead (see autosae.harness.launch)."""
+    launcher_folder: str | None = None
 
 
 class SeedFailure(Exception):
@@ -401,6 +405,10 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
     variant = variant.resolve()
     if not variant.is_file():
         raise AutosaeError(f"variant file not found: {variant}")
+    if opts.launcher is not None and opts.launcher.kind != "local":
+        from autosae.harness.launch import submit_run
+
+        return submit_run(variant, profile, out, opts)
     out.mkdir(parents=True, exist_ok=True)
     pool = opts.pool
     device = resolve_device(opts.device) if pool is None else pool.alive[0] if pool.alive else "none"

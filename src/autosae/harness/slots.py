@@ -142,6 +142,7 @@ def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limi
     import torch
 
     from autosae.harness import run
+    from autosae.harness.worker import exit_when_orphaned
 
     os.setpgrp()
     workers: list = []
@@ -152,15 +153,7 @@ def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limi
         os._exit(143)
 
     signal.signal(signal.SIGTERM, bail)
-    parent = os.getppid()
-
-    def orphan_watch():  # the loop was killed: take the variant's process down with us
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                bail()
-
-    threading.Thread(target=orphan_watch, daemon=True).start()
+    exit_when_orphaned(lambda: [w.kill() for w in workers])  # the loop was killed: so is the variant
     torch.set_num_threads(1 if device != "cpu" else max(1, threads // 2))
     opts = run.RunOptions(seeds=[seed], device=device, time_limit_s=time_limit_s,
                           memory_limit_gb=memory_limit_gb, counted=counted, cpu_threads=threads,

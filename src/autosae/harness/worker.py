@@ -163,6 +163,7 @@ def main(variant_path: str, spec_dict: dict, log_path: str, threads: int,
          memory_limit_bytes: int | None, cmd_q, reply_q, train_slots, eval_in, eval_latents,
          eval_recon, log_every: int, dead_window: int) -> None:
     os.setpgrp()  # so that the trusted side can kill the variant and anything it started
+    exit_when_orphaned()
     log = open(log_path, "a", buffering=1)
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
@@ -234,6 +235,25 @@ def serve(variant_path, spec: VariantSpec, cmd_q, reply_q, train_slots, eval_in,
                 return
             case _:
                 raise ValueError(f"unknown harness command {cmd[0]!r}")
+
+
+def exit_when_orphaned(cleanup=None, interval_s: float = 1.0) -> None:
+    """Exit (after `cleanup`) once the process that started us is gone: a trusted side that
+    was SIGKILLed (a killed loop, a Slurm job that died) leaves no training behind."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                if cleanup is not None:
+                    cleanup()
+                os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def finish_reading(device: str) -> None:

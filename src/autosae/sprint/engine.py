@@ -107,10 +107,19 @@ class Engine:
             self._pools[devices] = SlotPool(check_devices(list(devices)))
         return self._pools[devices]
 
-    def run_options(self, cfg: TaskConfig, device: str, **kw):
+    def run_options(self, cfg: TaskConfig, device: str, launch: bool = True, **kw):
+        """Where runs execute: the device slots, and for counted runs (launch) TASK.md's
+        launcher (Slurm jobs through submitit)."""
         from autosae.harness.run import RunOptions
 
-        return RunOptions(device=device, pool=self.pool_for(cfg), **kw)
+        launcher = cfg.launcher if launch and cfg.launcher.kind != "local" else None
+        folder = None
+        if launcher:
+            from autosae.bench.build import cache_root
+
+            folder = str(self.project.root / cfg.launcher.folder if cfg.launcher.folder
+                         else cache_root() / "slurm" / gitops.root_commit(self.repo))
+        return RunOptions(device=device, pool=self.pool_for(cfg), launcher=launcher, launcher_folder=folder, **kw)
 
     def _log_to_file(self, line: str) -> None:
         self.project.private.mkdir(parents=True, exist_ok=True)
@@ -188,7 +197,7 @@ class Engine:
             limit = min(short.time_limit_s, 1800.0)
             try:
                 results = run_variant(variant, short, out, self.run_options(
-                    cfg, resolve_device(cfg.device), seeds=[seed], counted=False, time_limit_s=limit,
+                    cfg, resolve_device(cfg.device), launch=False, seeds=[seed], counted=False, time_limit_s=limit,
                     log=lambda line: self.detail(f"{state.id} experiment: {line}")))
             except (VariantFailed, ConstraintBreach) as exc:
                 results = read_json(out / "results.json") or {}
@@ -388,7 +397,8 @@ class Engine:
         if done and done.get("status") not in (None, "running") and done.get("variant_sha256") == sha256_file(variant):
             self.say(state, "training", "reusing the results recorded before the interruption")
         else:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if not (run_dir / "launcher.json").is_file():  # else: a job to wait for again (launch.py)
+                shutil.rmtree(run_dir, ignore_errors=True)
             limit = None
             if cfg.budgets.hours_per_sprint:
                 limit = min(profile.time_limit_s, cfg.budgets.hours_per_sprint * 3600 / len(state.seeds))
