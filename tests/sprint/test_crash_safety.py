@@ -20,7 +20,7 @@ from tests.sprint.conftest import autosae, head_ledger, ledger, one_line_error, 
 # each) run with `make test-all`, to keep the default suite near 10 minutes.
 SLOW = pytest.mark.slow
 ORDER = ["proposed", "implementing", "training", "scoring", "verifying", "reporting", "merging", "merged"]
-CRASH_POINTS = ["implementing", "training", "reporting", "merging",
+CRASH_POINTS = ["training", "reporting", "merging", pytest.param("implementing", marks=SLOW),
                 pytest.param("proposed", marks=SLOW), pytest.param("scoring", marks=SLOW),
                 pytest.param("verifying", marks=SLOW), pytest.param("merged", marks=SLOW)]
 

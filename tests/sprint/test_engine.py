@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import git
+import pytest
 
 from tests.sprint.conftest import (SPRINT_ID, autosae, head_ledger, ledger, one_line_error, sprint_commits,
                                    write_script, write_task)
@@ -135,14 +136,31 @@ def test_a_task_md_edit_steers_the_next_sprint(project):
     assert second["noop"] and second["verdict"] == "no change"
 
 
-def test_the_recipe_agent_runs_a_loop_of_three(project):
+def test_the_recipe_agent_runs_two_sprints_at_once_as_jobs(project):
+    """`loop --parallel 2` on two CPU slots, the counted runs as submitit-local jobs (the
+    Slurm path without Slurm): two distinct sprints (the second proposer sees the first in
+    flight), recorded one after the other."""
+    pytest.importorskip("submitit")
     write_task(project, backend="recipe")
-    proc = autosae("loop", "--max-sprints", "3", cwd=project)
+    task = (project / "TASK.md").read_text()
+    (project / "TASK.md").write_text(task.replace("seeds: 2\n", "seeds: 2\nlauncher: submitit-local\n", 1))
+    proc = autosae("loop", "--max-sprints", "2", "--parallel", "2", "--gpus", "cpu,cpu", cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 sprints at once on 2 device slots (cpu, cpu)" in proc.stdout
     rows = ledger(project)
-    assert len(rows) == 3 and len(sprint_commits(project)) == 3
+    assert len(rows) == 2 and len(sprint_commits(project)) == 2
     configs = [json.dumps(r["config"], sort_keys=True) for r in rows]
-    assert len(set(configs)) == 3
-    assert "--max-sprints 3 reached" in proc.stdout
+    assert len(set(configs)) == 2
+    assert "--max-sprints 2 reached" in proc.stdout
+    repo = git.Repo(project)
+    assert len(repo.git.worktree("list").splitlines()) == 1
+    spans = []
+    for row in rows:
+        state = json.loads((project / ".autosae" / "state" / f"{row['id']}.json").read_text())
+        spans.append((state["phase_started"]["implementing"], state["finished"]))
+        jobs = json.loads((project / ".autosae" / "runs" / row["id"] / "launcher.json").read_text())["jobs"]
+        assert [j["outcome"] for j in jobs] == ["finished"]
+    spans.sort()
+    assert spans[1][0] < spans[0][1], "the second sprint started only after the first had finished"
     for row in rows:
         assert (project / "sprints" / row["id"] / "variant.py").read_text().startswith('"""')

@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
-from autosae.cli.common import Device, ModelSeed, Overrides, Profile, Seeds, emit
+from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Seeds, emit, slot_pool
 
 
 def baselines(
     profile: Profile = "tiny",
     seeds: Seeds = 3,
     device: Device = None,
+    gpus: Gpus = None,
     model_seed: ModelSeed = None,
     set_: Overrides = None,
     force: Annotated[bool, typer.Option(help="Retrain even when cached results exist.")] = False,
@@ -23,7 +24,7 @@ def baselines(
     from autosae.harness.run import RunOptions
 
     prof = get_profile(profile, model_seed, set_)
-    found = run_baselines(prof, RunOptions(seeds=list(range(seeds)), device=device), force=force)
+    found = run_baselines(prof, RunOptions(seeds=list(range(seeds)), device=device, pool=slot_pool(gpus)), force=force)
     emit("profile", prof.name)
     emit("seeds", seeds)
     for name, results in found.items():

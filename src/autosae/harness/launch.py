@@ -34,7 +34,7 @@ POLL_S = 2.0
 
 
 def job_main(variant: str, profile, out: str, seeds: list[int], counted: bool, time_limit_s,
-             memory_limit_gb) -> dict:
+             memory_limit_gb, matmul_precision: str = "highest") -> dict:
     """What a job runs on its node: the counted run on the node's GPUs (or CPU)."""
     import torch
 
@@ -51,6 +51,7 @@ def job_main(variant: str, profile, out: str, seeds: list[int], counted: bool, t
     pool = SlotPool([f"cuda:{i}" for i in range(gpus)]) if gpus > 1 else None
     opts = RunOptions(seeds=list(seeds), device=default_device(), time_limit_s=time_limit_s,
                       memory_limit_gb=memory_limit_gb, counted=counted, pool=pool,
+                      matmul_precision=matmul_precision,
                       log=lambda line: print(line, flush=True))
     try:
         return run_variant(Path(variant), profile, Path(out), opts)
@@ -115,7 +116,7 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
             if len(died) > settings.max_requeue:
                 return _record_death(out, record, died, opts)
             job = executor.submit(job_main, str(variant), profile, str(out), list(opts.seeds), opts.counted,
-                                  opts.time_limit_s, opts.memory_limit_gb)
+                                  opts.time_limit_s, opts.memory_limit_gb, opts.matmul_precision)
             entry = {"job_id": str(job.job_id), "submitted": time.time(), "outcome": None}
             proc = getattr(job, "_process", None)
             if proc is not None:

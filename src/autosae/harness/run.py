@@ -60,6 +60,9 @@ class RunOptions:
     in turn on `device`, fed from this process."""
     cpu_threads: int | None = None
     """Threads of a variant on CPU (default: all cores but one)."""
+    matmul_precision: str = "highest"
+    """torch.set_float32_matmul_precision in the variant's process: "high" allows TF32 on
+    GPUs. The harness's data and scoring always run at full precision."""
     launcher: "LauncherSettings | None" = None
     """Run as a Slurm (or submitit-local) job instead (see autosae.harness.launch)."""
     launcher_folder: str | None = None
@@ -118,7 +121,7 @@ class Worker:
             target=worker.main, daemon=True,
             args=(str(variant), asdict(spec), str(self.log_path), threads, mem, self.cmd_q,
                   self.reply_q, self.slots, self.eval_in, self.eval_latents, self.eval_recon,
-                  LOG_EVERY, dead_window(spec)))
+                  LOG_EVERY, dead_window(spec), opts.matmul_precision))
         self.proc.start()
         self.limit_s, self.deadline = math.inf, math.inf
 
@@ -495,7 +498,7 @@ def _run_on_slots(variant: Path, profile: Profile, out: Path, opts: RunOptions, 
         reply = ctx.Queue()
         proc = ctx.Process(target=slot_main, daemon=False,
                            args=(str(variant), profile, str(out), seed, device, limit, opts.memory_limit_gb,
-                                 pool.cpu_threads(), opts.counted, reply))
+                                 pool.cpu_threads(), opts.counted, reply, opts.matmul_precision))
         proc.start()
         return proc, reply
 

@@ -134,7 +134,7 @@ class SlotPool:
 
 
 def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limit_s, memory_limit_gb,
-              threads: int, counted: bool, reply) -> None:
+              threads: int, counted: bool, reply, matmul_precision: str = "highest") -> None:
     """One seed on one slot, in a process of its own: the trusted producer and scorer for
     that seed. Reports ("log", line)*, then ("seed", record) or ("slot_error", message)."""
     from pathlib import Path
@@ -157,6 +157,7 @@ def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limi
     torch.set_num_threads(1 if device != "cpu" else max(1, threads // 2))
     opts = run.RunOptions(seeds=[seed], device=device, time_limit_s=time_limit_s,
                           memory_limit_gb=memory_limit_gb, counted=counted, cpu_threads=threads,
+                          matmul_precision=matmul_precision,
                           log=lambda line: reply.put(("log", line)))
     try:
         if device.startswith("cuda"):

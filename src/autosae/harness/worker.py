@@ -123,7 +123,7 @@ class Trainer:
             else:
                 out = self._step(x)
             with torch.no_grad():
-                self.last_fired[(out.latents != 0).any(dim=0)] = self.step
+                self.last_fired.masked_fill_((out.latents != 0).any(dim=0), self.step)  # no host sync
             self.step += 1
             if self.step % self.log_every == 0 or self.step in (1, self.spec.total_steps):
                 logs.append(self._log(out, x.shape[0]))
@@ -161,7 +161,7 @@ class Trainer:
 
 def main(variant_path: str, spec_dict: dict, log_path: str, threads: int,
          memory_limit_bytes: int | None, cmd_q, reply_q, train_slots, eval_in, eval_latents,
-         eval_recon, log_every: int, dead_window: int) -> None:
+         eval_recon, log_every: int, dead_window: int, matmul_precision: str = "highest") -> None:
     os.setpgrp()  # so that the trusted side can kill the variant and anything it started
     exit_when_orphaned()
     log = open(log_path, "a", buffering=1)
@@ -170,6 +170,7 @@ def main(variant_path: str, spec_dict: dict, log_path: str, threads: int,
     sys.stdout = sys.stderr = log
     guard.install()
     torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(matmul_precision)  # "high": TF32 on GPUs that have it
     if memory_limit_bytes:
         import resource
 
