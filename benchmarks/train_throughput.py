@@ -12,8 +12,8 @@ greppable `key: value` lines, with the ratios last:
 `--full` trains the profile's own sample count (200M on synth-16k): the wall time of a whole
 counted run, eval included. With `--seeds N` both sides train N seeds and the metric lines
 are means; `delta_f1_*` / `delta_mcc_*` are |ours - SAELens| of those means. Peak memory:
-`*_peak_gpu_mb` on CUDA (ours: the variant's process and, separately, the trusted producer),
-`*_peak_rss_mb` on CPU.
+`*_peak_gpu_mb` on CUDA (ours: the variant's process and, separately, the trusted producer);
+on CPU memory is not compared (SAELens trains inside this process, beside everything else).
 
 Both sides train SAELens's BatchTopK defaults. "ours (pool)" is what the profile runs; "ours (stream)" draws fresh samples every
 batch exactly as the runner does, so its ratio isolates the harness itself (process split,
@@ -87,9 +87,8 @@ def ours(profile, device: str, out: Path, variant_name: str, seeds: int, precisi
     rows = results["per_seed"]
     row = {"train_samples_per_s": round(mean(rows, "samples_per_s")), "wall_s": round(mean(rows, "wall_s"), 2),
            "startup_s": round(mean(rows, "startup_s"), 2), "f1": mean(rows, "f1"), "mcc": mean(rows, "mcc")}
-    for key in ("peak_gpu_mb", "peak_rss_mb"):
-        if key in rows[0]["worker_memory"]:
-            row[key] = max(r["worker_memory"][key] for r in rows)
+    if "peak_gpu_mb" in rows[0]["worker_memory"]:
+        row["peak_gpu_mb"] = max(r["worker_memory"]["peak_gpu_mb"] for r in rows)
     if device.startswith("cuda"):
         row["producer_peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return row
@@ -99,9 +98,8 @@ def saelens(profile, device: str, variant_name: str, seeds: int, precision: str)
     rows = [saelens_seed(profile, device, variant_name, seed, precision) for seed in range(seeds)]
     out = {k: round(mean(rows, k), 2) if k == "wall_s" else mean(rows, k) for k in ("wall_s", "f1", "mcc")}
     out["train_samples_per_s"] = round(mean(rows, "train_samples_per_s"))
-    for key in ("peak_gpu_mb", "peak_rss_mb"):
-        if key in rows[0]:
-            out[key] = max(r[key] for r in rows)
+    if "peak_gpu_mb" in rows[0]:
+        out["peak_gpu_mb"] = max(r["peak_gpu_mb"] for r in rows)
     return out
 
 
@@ -138,10 +136,6 @@ def saelens_seed(profile, device: str, variant_name: str, seed: int, precision: 
            "mcc": result.final_eval.mcc}
     if device.startswith("cuda"):
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    else:
-        import resource
-
-        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     torch.set_float32_matmul_precision("highest")
     return out
 

@@ -17,6 +17,7 @@ import importlib.util
 import os
 import sys
 import traceback
+from pathlib import Path
 from dataclasses import asdict
 
 import torch
@@ -268,9 +269,21 @@ def peak_memory(device: str) -> dict:
     """This process's peak memory: GPU allocations on CUDA, resident set size on CPU."""
     if device.startswith("cuda"):
         return {"peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+    return {"peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set: VmHWM, which starts afresh at exec (ru_maxrss keeps
+    the high-water mark of the process we were forked from)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     import resource
 
-    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 @torch.no_grad()
