@@ -115,8 +115,12 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
             died = [j for j in record["jobs"] if j.get("outcome") not in (None, "finished")]
             if len(died) > settings.max_requeue:
                 return _record_death(out, record, died, opts)
-            job = executor.submit(job_main, str(variant), profile, str(out), list(opts.seeds), opts.counted,
-                                  opts.time_limit_s, opts.memory_limit_gb, opts.matmul_precision)
+            try:
+                job = executor.submit(job_main, str(variant), profile, str(out), list(opts.seeds), opts.counted,
+                                      opts.time_limit_s, opts.memory_limit_gb, opts.matmul_precision)
+            except Exception as exc:  # no sbatch, a refused partition or account, ...
+                raise AutosaeError(f"launcher {settings.kind}: the job could not be submitted: "
+                                   f"{_first_line(exc)}") from None
             entry = {"job_id": str(job.job_id), "submitted": time.time(), "outcome": None}
             proc = getattr(job, "_process", None)
             if proc is not None:
@@ -144,7 +148,7 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
 def _as_local(results: dict, out: Path) -> dict:
     if results.get("status") == "ok":
         return results
-    where = f"(log: {out / ('seed_' + str(results.get('per_seed', [{}])[-1].get('seed'))) / 'worker.log'})"
+    where = f"(log: {out / ('seed_' + str((results.get('per_seed') or [{}])[-1].get('seed'))) / 'worker.log'})"
     err = ConstraintBreach if results.get("status") == "rejected" else VariantFailed
     raise err(f"{results.get('reason')} {where}")
 

@@ -98,7 +98,7 @@ class Engine:
         one device, seeds in turn)."""
         if self.shared_pool is not None:
             return self.shared_pool
-        if not cfg.gpus:
+        if cfg.gpus is None:
             return None
         from autosae.harness.slots import SlotPool, check_devices, parse_gpus
 
