@@ -59,10 +59,21 @@ def test_seeds_constraints_and_profile():
     ("---\nloop:\n  max_consecutive_failures: 0\n---\n", 3, "loop.max_consecutive_failures"),
     ("---\nconstraints:\n  widht: 4\n---\n", 3, "constraints.widht: unknown field"),
     ("---\nprofile: [tiny\n---\n", 3, "YAML syntax error"),
+    ("---\nprofile: tiny\ngpus: gpu0\n---\n", 3, "gpus: expected GPU indices (0,1), cuda:N, cpu or all"),
+    ("---\ngpus: [1, 1]\n---\n", 2, "gpus: a GPU is named twice"),
+    ("---\nlauncher: pbs\n---\n", 2, "launcher.kind: expected 'local', 'slurm' or 'submitit-local'"),
+    ("---\nlauncher:\n  kind: slurm\n  max_requeue: -1\n---\n", 4, "launcher.max_requeue"),
 ])
 def test_errors_name_the_line_and_field(text, line, field):
     message = error_of(text)
     assert message.startswith(f"TASK.md line {line}: ") and field in message
+
+
+def test_gpus_and_launcher():
+    cfg = parse_task("---\ngpus: 0,1\nlauncher:\n  kind: slurm\n  partition: gpu\n---\n").config
+    assert cfg.gpus == "0,1" and cfg.launcher.kind == "slurm" and cfg.launcher.partition == "gpu"
+    cfg = parse_task("---\ngpus: [cpu, cpu]\nlauncher: submitit-local\n---\n").config
+    assert cfg.gpus == ["cpu", "cpu"] and cfg.launcher.kind == "submitit-local" and cfg.launcher.max_requeue == 2
 
 
 def test_missing_or_unclosed_front_matter():
