@@ -168,13 +168,15 @@ class BatchTopKSAE(nn.Module):
 
     @torch.no_grad()
     def track_firing(self, latents: torch.Tensor) -> None:
+        # The same updates as SAELens's, written without host synchronisation (no boolean
+        # indexing, no branch on a GPU value), so that a step never waits for the GPU.
         fired = (latents != 0).any(dim=0)
         self.steps_since_fired += 1
-        self.steps_since_fired[fired] = 0
-        positive = latents[latents > 0]
-        if positive.numel():
-            lr = self.topk_threshold_lr
-            self.topk_threshold.mul_(1 - lr).add_(lr * positive.min().double())
+        self.steps_since_fired.masked_fill_(fired, 0)
+        smallest = torch.where(latents > 0, latents, torch.inf).min().double()
+        lr = self.topk_threshold_lr
+        updated = self.topk_threshold * (1 - lr) + lr * smallest
+        self.topk_threshold.copy_(torch.where(torch.isfinite(smallest), updated, self.topk_threshold))
 
     # --- export ----------------------------------------------------------------------
     @torch.no_grad()
