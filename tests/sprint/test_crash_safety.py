@@ -21,9 +21,9 @@ from tests.sprint.conftest import autosae, head_ledger, ledger, one_line_error, 
 # (16 s each) run with `make test-all`, to keep the default suite near 10 minutes.
 SLOW = pytest.mark.slow
 ORDER = ["proposed", "implementing", "training", "scoring", "verifying", "reporting", "merging", "merged"]
-CRASH_POINTS = ["reporting", "merging", pytest.param("training", marks=SLOW),
-                pytest.param("implementing", marks=SLOW), pytest.param("proposed", marks=SLOW), pytest.param("scoring", marks=SLOW),
-                pytest.param("verifying", marks=SLOW), pytest.param("merged", marks=SLOW)]
+CRASH_POINTS = ["reporting", "merging",
+                *(pytest.param(point, marks=SLOW)
+                  for point in ("training", "implementing", "proposed", "scoring", "verifying", "merged"))]
 
 
 def states(root):
