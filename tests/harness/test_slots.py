@@ -105,3 +105,30 @@ def test_a_crashing_seed_stops_the_seeds_still_running(tmp_path, write_variant, 
         run_variant(variant, profile, tmp_path / "run",
                     RunOptions(seeds=[0, 1], pool=SlotPool(["cpu", "cpu"]), log=lambda _: None))
     assert time.monotonic() - started < 90
+
+
+def test_closing_the_pool_stops_its_runs_at_once(tmp_path, write_variant, short_tiny):
+    """What Ctrl-C does to `loop --parallel`: the slot processes (and the variant's) stop now."""
+    variant = write_variant("""
+        import time
+
+        def build(spec):
+            time.sleep(600)
+    """)
+    pool, outcome = SlotPool(["cpu"]), {}
+
+    def run() -> None:
+        try:
+            run_variant(variant, short_tiny, tmp_path / "run", RunOptions(seeds=[0, 1], pool=pool, log=lambda _: None))
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what came out
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(8)  # the first seed's variant is hanging in build() by now
+    started = time.monotonic()
+    pool.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and time.monotonic() - started < 30
+    assert isinstance(outcome.get("error"), KeyboardInterrupt)
+    assert pool.acquire("late") is None

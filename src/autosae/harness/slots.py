@@ -90,6 +90,8 @@ class SlotPool:
         self._waiting: list[tuple[int, str]] = []
         self._tickets = itertools.count()
         self._cond = threading.Condition()
+        self._runs: set[SlotRun] = set()
+        self.closed = False
 
     @property
     def alive(self) -> list[str]:
@@ -108,7 +110,7 @@ class SlotPool:
             self._waiting.append(ticket)
             try:
                 while True:
-                    if not self.alive or (cancelled is not None and cancelled.is_set()):
+                    if self.closed or not self.alive or (cancelled is not None and cancelled.is_set()):
                         return None
                     if self._free and self._next() == ticket:
                         device = self._free.pop(0)
@@ -122,6 +124,19 @@ class SlotPool:
     def _next(self) -> tuple[int, str]:
         """Fair share: the waiter whose run holds the fewest slots, the earliest first."""
         return min(self._waiting, key=lambda t: (self._held.get(t[1], 0), t[0]))
+
+    def close(self) -> None:
+        """Ctrl-C: hand out no more slots and stop every run's slot processes now."""
+        with self._cond:
+            self.closed = True
+            runs = list(self._runs)
+            self._cond.notify_all()
+        for run in runs:
+            run.cancel()
+
+    def register(self, run: SlotRun, active: bool) -> None:
+        with self._cond:
+            (self._runs.add if active else self._runs.discard)(run)
 
     def release(self, owner: str, device: str, error: str | None = None) -> None:
         with self._cond:
@@ -145,12 +160,13 @@ def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limi
     from autosae.harness.worker import exit_when_orphaned
 
     os.setpgrp()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     workers: list = []
 
-    def bail(*_):
+    def bail(*_):  # cancelled: the variant's process goes first (it has a process group of its own)
         for w in workers:
             w.kill()
-        os._exit(143)
+        raise SystemExit(143)  # unwinds, so that multiprocessing cleans up after us
 
     signal.signal(signal.SIGTERM, bail)
     exit_when_orphaned(lambda: [w.kill() for w in workers])  # the loop was killed: so is the variant
@@ -176,9 +192,12 @@ def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limi
             worker.kill()
         record["device"] = device
         reply.put(("seed", record))
+    except SystemExit:
+        raise
     except BaseException as exc:  # the trusted side failed on this slot: not the variant's doing
         reply.put(("slot_error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500]))
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # done: a late cancel must not break the exit
         reply.close()
         reply.join_thread()
 
@@ -194,6 +213,7 @@ class SlotRun:
         self.procs: set = set()
 
     def run(self, seeds: list[int], guard_s: float) -> dict[int, dict]:
+        self.pool.register(self, True)
         threads = [threading.Thread(target=self._seed, args=(s, guard_s), daemon=True) for s in seeds]
         for t in threads:
             t.start()
@@ -204,6 +224,10 @@ class SlotRun:
         except BaseException:  # Ctrl-C: stop every seed of this run
             self.cancel()
             raise
+        finally:
+            self.pool.register(self, False)
+        if self.pool.closed:
+            raise KeyboardInterrupt("the device slots were closed")
         return self.records
 
     def cancel(self) -> None:
@@ -217,7 +241,7 @@ class SlotRun:
         while not self.cancelled.is_set():
             device = self.pool.acquire(self.owner, self.cancelled)
             if device is None:
-                if not self.cancelled.is_set():
+                if not (self.cancelled.is_set() or self.pool.closed):
                     self._record(seed, {"seed": seed, "status": "failed", "kind": "device",
                                         "reason": "no device slot left: " + "; ".join(
                                             f"{d}: {e}" for d, e in self.pool.retired.items()),
@@ -236,8 +260,17 @@ class SlotRun:
                 self.log(f"slot {device} retired: {error}; seed {seed} moves to another slot")
 
     def _attempt(self, seed: int, device: str, guard_s: float) -> tuple[str, object]:
-        proc, reply = self.start_job(seed, device)
         with self.lock:
+            if self.cancelled.is_set():
+                return "cancelled", None
+            # SIGINT blocked while the slot process starts (it inherits the mask and unblocks
+            # it once in a process group of its own): a Ctrl-C meant for the loop must not
+            # land in its bootstrap. The loop stops it through cancel().
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                proc, reply = self.start_job(seed, device)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
             self.procs.add(proc)
         deadline = time.monotonic() + guard_s
         finished = False

@@ -186,9 +186,15 @@ class Lanes:
                      for i in range(self.parallel)]
             for t in lanes:
                 t.start()
-            for t in lanes:
-                while t.is_alive():
-                    t.join(timeout=0.5)
+            try:
+                for t in lanes:
+                    while t.is_alive():
+                        t.join(timeout=0.5)
+            except BaseException:  # Ctrl-C: no new sprint, every slot process stopped now
+                with self.lock:
+                    self.reason = self.reason or "interrupted"
+                self.pool.close()
+                raise
             self.project.stop_path.unlink(missing_ok=True)
             if self.error is not None:
                 raise self.error
