@@ -207,3 +207,32 @@ def test_components_compose_into_the_seed_recipe():
     assert isinstance(built.encoder, LISTA) and isinstance(built.reducer, TERM)
     assert built.detach_inner and built.sort_by_frequency
     assert built.current_k == pytest.approx(2.4 * 4)  # the decreasing K starts high
+
+
+def test_the_host_side_dead_bound_changes_nothing():
+    """Skipping the GPU query while no latent can be dead trains exactly as asking every step,
+    through the stretch before the first dead latents and after them."""
+
+    def train(ask_every_step: bool) -> tuple[list[float], BatchTopKSAE]:
+        torch.manual_seed(0)
+        sae = BatchTopKSAE(16, 64, 2, dead_steps=5)
+        opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
+        losses = []
+        for step in range(40):
+            if ask_every_step:
+                sae.dead_bound = None
+            x = torch.randn(32, 16)
+            out = sae.training_loss(x, StepInfo(step=step, total_steps=40))
+            out.loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(float(out.loss.detach()))
+        return losses, sae
+
+    gated, sae = train(False)
+    asked, reference = train(True)
+    assert gated == asked
+    assert torch.equal(sae.W_dec, reference.W_dec) and torch.equal(sae.steps_since_fired, reference.steps_since_fired)
+    assert int((reference.steps_since_fired > 5).sum()) > 0  # dead latents did appear
+    sae.load_state_dict(reference.state_dict())
+    assert sae.dead_bound is None  # loaded counters: the bound is unknown again

@@ -85,6 +85,12 @@ class BatchTopKSAE(nn.Module):
         # Running mean of the smallest kept activation: SAELens saves BatchTopK SAEs as
         # JumpReLU SAEs with this threshold.
         self.register_buffer("topk_threshold", torch.zeros((), dtype=torch.float64))
+        # A host-side upper bound on max(steps_since_fired) (None: unknown): while it is at
+        # most dead_steps no latent can be dead, and the auxiliary loss is skipped exactly as
+        # when the GPU is asked, without asking it (a host sync per step). Code that raises
+        # steps_since_fired by hand must set it to None.
+        self.dead_bound: int | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: setattr(module, "dead_bound", None))
 
     # --- pieces that components override or reuse -------------------------------------
     def decoder_norms(self) -> torch.Tensor:
@@ -152,8 +158,11 @@ class BatchTopKSAE(nn.Module):
 
     def aux_loss(self, x: torch.Tensor, recon: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
         """SAELens's top-k auxiliary loss: the top dead latents reconstruct the residual."""
+        if self.dead_bound is not None and self.dead_bound <= self.dead_steps:
+            return recon.new_zeros(())
         dead = self.dead_mask()
-        num_dead = int(dead.sum())
+        num_dead, longest = (int(v) for v in torch.stack([dead.sum(), self.steps_since_fired.max()]).tolist())
+        self.dead_bound = longest
         if num_dead == 0:
             return recon.new_zeros(())
         k_aux = x.shape[-1] // 2
@@ -173,6 +182,8 @@ class BatchTopKSAE(nn.Module):
         fired = (latents != 0).any(dim=0)
         self.steps_since_fired += 1
         self.steps_since_fired.masked_fill_(fired, 0)
+        if self.dead_bound is not None:
+            self.dead_bound += 1
         smallest = torch.where(latents > 0, latents, torch.inf).min().double()
         lr = self.topk_threshold_lr
         updated = self.topk_threshold * (1 - lr) + lr * smallest
