@@ -16,14 +16,14 @@ import pytest
 
 from tests.sprint.conftest import autosae, head_ledger, ledger, one_line_error, sprint_commits, write_script, write_task
 
-# Two points where half-done work must be reused or undone run by default (a kill in the
-# middle of training is test_sigkill_mid_training_from_outside_then_loop_resumes); the others
-# (16 s each) run with `make test-all`, to keep the default suite near 10 minutes.
+# The point where a half-done merge must be undone runs by default (a kill in the middle of
+# training is test_sigkill_mid_training_from_outside_then_loop_resumes); the others (16 s
+# each) run with `make test-all`, to keep the default suite near 10 minutes.
 SLOW = pytest.mark.slow
 ORDER = ["proposed", "implementing", "training", "scoring", "verifying", "reporting", "merging", "merged"]
-CRASH_POINTS = ["reporting", "merging",
+CRASH_POINTS = ["merging",
                 *(pytest.param(point, marks=SLOW)
-                  for point in ("training", "implementing", "proposed", "scoring", "verifying", "merged"))]
+                  for point in ("training", "implementing", "reporting", "proposed", "scoring", "verifying", "merged"))]
 
 
 def states(root):
