@@ -29,6 +29,31 @@ class LoopLimits:
 
 
 @dataclass
+class Tally:
+    """What a loop's sprints came to so far: the stop rules and the outcome read it."""
+
+    finished: int = 0
+    failures: int = 0
+    """Failed sprints (or sprints that could not start) in a row."""
+    spent: float = 0.0
+    last: str = ""
+    """Why the last of those failures failed."""
+    capped: str | None = None
+    """A spending cap reached by a sprint, or while proposing."""
+
+    def add(self, state) -> None:
+        self.capped = self.capped or state.stop
+        self.finished += 1
+        self.spent += state.cost_usd
+        failed = (state.verdict or {}).get("verdict") == "failed"
+        self.failures = self.failures + 1 if failed else 0
+        self.last = f"the last, {state.id}: {state.verdict['reason']}" if failed else ""
+
+    def not_started(self, exc: Exception) -> None:
+        self.failures, self.last = self.failures + 1, f"the last attempt: {exc}"
+
+
+@dataclass
 class LoopOutcome:
     sprints: int
     reason: str
@@ -90,38 +115,32 @@ def _run_loop(project: Project, limits: LoopLimits, request: SprintRequest, stat
         progress["started"] = True
         project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
         engine = Engine(project, status=status, detail=detail, pool=pool)
-        count, failures, spent, last, capped = 0, 0, 0.0, "", None
+        tally = Tally()
 
         def after(state) -> None:
-            nonlocal count, failures, spent, last, capped
-            capped = capped or state.stop
-            count += 1
-            progress["sprints"] = count
-            spent += state.cost_usd
-            failed = (state.verdict or {}).get("verdict") == "failed"
-            failures = failures + 1 if failed else 0
-            last = f"the last, {state.id}: {state.verdict['reason']}" if failed else ""
+            tally.add(state)
+            progress["sprints"] = tally.finished
 
         for state in engine.store.unfinished():
             status(f"{time.strftime('%H:%M:%S')} loop | resuming {state.id} from phase {state.phase}")
             after(engine.run(state))
         while True:
             cfg = load_task(project.task_path).config  # re-read: limits in TASK.md steer too
-            reason = capped or stop_reason(project, limits, cfg, count, spent, failures)
+            reason = tally.capped or stop_reason(project, limits, cfg, tally.finished, tally.spent, tally.failures)
             if reason:
                 project.stop_path.unlink(missing_ok=True)
-                if failures >= cfg.loop.max_consecutive_failures and not capped:
-                    raise TooManyFailures(f"loop stopped after {count} sprints: {reason}; {last}")
-                return LoopOutcome(count, reason, spent)
-            cap = None if limits.budget_usd is None else max(0.0, limits.budget_usd - spent)
+                if tally.failures >= cfg.loop.max_consecutive_failures and not tally.capped:
+                    raise TooManyFailures(f"loop stopped after {tally.finished} sprints: {reason}; {tally.last}")
+                return LoopOutcome(tally.finished, reason, tally.spent)
+            cap = None if limits.budget_usd is None else max(0.0, limits.budget_usd - tally.spent)
             try:
                 state = engine.start(replace(request, usd_cap=cap))
             except BudgetExhausted as exc:
-                capped = str(exc)
+                tally.capped = str(exc)
                 continue
             except SprintNotStarted as exc:
                 status(f"{time.strftime('%H:%M:%S')} loop | no sprint started: {exc}")
-                failures, last = failures + 1, f"the last attempt: {exc}"
+                tally.not_started(exc)
                 continue
             after(engine.run(state))
 
@@ -164,8 +183,10 @@ class Lanes:
         self.status, self.detail, self.progress, self.parallel = status, detail, progress, parallel
         self.pool = pool
         self.lock = threading.RLock()
-        self.count, self.finished, self.failures, self.spent = 0, 0, 0, 0.0
-        self.last, self.capped, self.reason = "", None, None
+        self.tally = Tally()
+        self.count = 0
+        """Sprints started (resumed ones included): what --max-sprints counts here."""
+        self.reason: str | None = None
         self.error: BaseException | None = None
         self.resume: list = []
 
@@ -198,9 +219,10 @@ class Lanes:
             self.project.stop_path.unlink(missing_ok=True)
             if self.error is not None:
                 raise self.error
-            if self.failures >= cfg.loop.max_consecutive_failures and not self.capped:
-                raise TooManyFailures(f"loop stopped after {self.finished} sprints: {self.reason}; {self.last}")
-            return LoopOutcome(self.finished, self.reason or "all lanes stopped", self.spent)
+            t = self.tally
+            if t.failures >= cfg.loop.max_consecutive_failures and not t.capped:
+                raise TooManyFailures(f"loop stopped after {t.finished} sprints: {self.reason}; {t.last}")
+            return LoopOutcome(t.finished, self.reason or "all lanes stopped", t.spent)
 
     def say(self, text: str) -> None:
         self.status(f"{time.strftime('%H:%M:%S')} loop | {text}")
@@ -219,24 +241,25 @@ class Lanes:
                     else:
                         state = None
                         cfg = load_task(self.project.task_path).config
-                        self.reason = self.capped or stop_reason(self.project, self.limits, cfg, self.count,
-                                                                 self.spent, self.failures)
+                        t = self.tally
+                        self.reason = t.capped or stop_reason(self.project, self.limits, cfg, self.count, t.spent,
+                                                              t.failures)
                         if self.reason:
                             return
                         self.count += 1
-                        cap = None if self.limits.budget_usd is None else max(0.0, self.limits.budget_usd - self.spent)
+                        cap = None if self.limits.budget_usd is None else max(0.0, self.limits.budget_usd - t.spent)
                 if state is None:
                     try:
                         state = engine.start(replace(self.request, usd_cap=cap))
                     except BudgetExhausted as exc:
                         with self.lock:
-                            self.capped, self.count = str(exc), self.count - 1
+                            self.tally.capped, self.count = str(exc), self.count - 1
                         continue
                     except SprintNotStarted as exc:
                         with self.lock:
                             self.say(f"lane {number}: no sprint started: {exc}")
                             self.count -= 1
-                            self.failures, self.last = self.failures + 1, f"the last attempt: {exc}"
+                            self.tally.not_started(exc)
                         continue
                 self.after(engine.run(state))
         except BaseException as exc:  # an error in one lane: the others finish their sprints and stop
@@ -247,10 +270,5 @@ class Lanes:
 
     def after(self, state) -> None:
         with self.lock:
-            self.capped = self.capped or state.stop
-            self.finished += 1
-            self.progress["sprints"] = self.finished
-            self.spent += state.cost_usd
-            failed = (state.verdict or {}).get("verdict") == "failed"
-            self.failures = self.failures + 1 if failed else 0
-            self.last = f"the last, {state.id}: {state.verdict['reason']}" if failed else ""
+            self.tally.add(state)
+            self.progress["sprints"] = self.tally.finished
