@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Seeds, emit, slot_pool
+from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Seeds, emit
+from autosae.harness.slots import pool_for_gpus
 
 
 def baselines(
@@ -24,7 +25,7 @@ def baselines(
     from autosae.harness.run import RunOptions
 
     prof = get_profile(profile, model_seed, set_)
-    found = run_baselines(prof, RunOptions(seeds=list(range(seeds)), device=device, pool=slot_pool(gpus)), force=force)
+    found = run_baselines(prof, RunOptions(seeds=list(range(seeds)), device=device, pool=pool_for_gpus(gpus)), force=force)
     emit("profile", prof.name)
     emit("seeds", seeds)
     for name, results in found.items():

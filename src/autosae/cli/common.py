@@ -21,11 +21,3 @@ def emit(key: str, value) -> None:
         value = f"{value:.6g}"
     typer.echo(f"{key}: {value}")
 ProjectDir = Annotated[Optional[Path], typer.Option("--project", "-C", help="Research project folder (default: the one holding the current folder).")]
-
-
-def slot_pool(gpus: str | None):
-    """The SlotPool that --gpus asks for, or None (one device, seeds in turn)."""
-    from autosae.harness.slots import SlotPool, check_devices, parse_gpus
-
-    devices = parse_gpus(gpus)
-    return SlotPool(check_devices(devices)) if devices else None

@@ -10,8 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from autosae.cli.common import Gpus, ProjectDir, emit, slot_pool
+from autosae.cli.common import Gpus, ProjectDir, emit
 from autosae.errors import AutosaeError
+from autosae.harness.slots import pool_for_gpus
 
 Backend = Annotated[Optional[str], typer.Option(help="Agent backend: anthropic, claude_code, recipe, scripted (default: TASK.md's, else automatic).")]
 Model = Annotated[Optional[str], typer.Option(help="Model for the LLM backends (default: TASK.md's agent.model).")]
@@ -52,7 +53,7 @@ def _locked_engine(project_dir, command: str, verbose: bool, gpus: str | None = 
 
     project = Project.find(project_dir)
     with ProjectLock(project, command, log=_status):
-        engine = Engine(project, status=_status, detail=_detail(project, verbose), pool=slot_pool(gpus))
+        engine = Engine(project, status=_status, detail=_detail(project, verbose), pool=pool_for_gpus(gpus))
         try:
             yield project, engine
         except KeyboardInterrupt:
@@ -141,7 +142,7 @@ def loop(
     try:
         outcome = run_loop(project, limits, SprintRequest(backend=backend, profile=profile, model=model, max_turns=max_turns),
                            status=_status, detail=_detail(project, verbose), parallel=parallel,
-                           pool=slot_pool(gpus))
+                           pool=pool_for_gpus(gpus))
     except KeyboardInterrupt:
         _interrupted(StateStore(project.state_dir))
         raise

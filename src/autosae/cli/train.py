@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Seeds, emit, slot_pool
+from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Seeds, emit
 from autosae.errors import AutosaeError
+from autosae.harness.slots import pool_for_gpus
 
 SUMMARY_KEYS = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance")
 
@@ -80,7 +81,7 @@ def train(
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d--%H-%M-%S")
         out = Path("runs") / f"{prof.name}-{path.stem}-{stamp}"
     opts = RunOptions(seeds=list(range(seeds)), device=device, time_limit_s=time_limit,
-                      memory_limit_gb=memory_limit_gb, counted=not uncounted, pool=slot_pool(gpus))
+                      memory_limit_gb=memory_limit_gb, counted=not uncounted, pool=pool_for_gpus(gpus))
     results = run_variant(path, prof, out, opts)
     print_results(results, out)
 

@@ -76,6 +76,23 @@ def check_devices(devices: list[str]) -> list[str]:
     return devices
 
 
+def pool_for_gpus(gpus) -> SlotPool | None:
+    """The SlotPool that `--gpus` / TASK.md `gpus` ask for (visible GPUs only), or None: one
+    device, seeds in turn."""
+    devices = parse_gpus(gpus)
+    return SlotPool(check_devices(devices)) if devices else None
+
+
+def wait_all(threads: list[threading.Thread]) -> None:
+    """Start the threads and wait for them in short joins, so that Ctrl-C reaches the
+    caller (a plain join() defers it until the thread ends)."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.5)
+
+
 @dataclass
 class SlotPool:
     devices: list[str]
@@ -214,13 +231,8 @@ class SlotRun:
 
     def run(self, seeds: list[int], guard_s: float) -> dict[int, dict]:
         self.pool.register(self, True)
-        threads = [threading.Thread(target=self._seed, args=(s, guard_s), daemon=True) for s in seeds]
-        for t in threads:
-            t.start()
         try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.5)
+            wait_all([threading.Thread(target=self._seed, args=(s, guard_s), daemon=True) for s in seeds])
         except BaseException:  # Ctrl-C: stop every seed of this run
             self.cancel()
             raise

@@ -91,7 +91,7 @@ class Engine:
         self.detail = detail or self._log_to_file
         self.lock = lock or threading.RLock()
         self.shared_pool = pool
-        self._pools: dict[tuple, object] = {}
+        self._pools: dict[str, object] = {}
 
     def pool_for(self, cfg: TaskConfig):
         """The device slots runs use: the loop's shared pool, else TASK.md's `gpus` (None:
@@ -100,12 +100,12 @@ class Engine:
             return self.shared_pool
         if cfg.gpus is None:
             return None
-        from autosae.harness.slots import SlotPool, check_devices, parse_gpus
+        from autosae.harness.slots import pool_for_gpus
 
-        devices = tuple(parse_gpus(cfg.gpus))
-        if devices not in self._pools:
-            self._pools[devices] = SlotPool(check_devices(list(devices)))
-        return self._pools[devices]
+        key = repr(cfg.gpus)  # one pool per setting, kept across the runs that use it
+        if key not in self._pools:
+            self._pools[key] = pool_for_gpus(cfg.gpus)
+        return self._pools[key]
 
     def run_options(self, cfg: TaskConfig, device: str, launch: bool = True, **kw):
         """Where runs execute: the device slots, and for counted runs (launch) TASK.md's

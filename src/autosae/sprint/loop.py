@@ -195,22 +195,18 @@ class Lanes:
             self.progress["started"] = True
             self.project.stop_path.unlink(missing_ok=True)
             cfg = load_task(self.project.task_path).config
+            from autosae.harness.slots import SlotPool, pool_for_gpus, wait_all
+
             if self.pool is None:
                 from autosae.harness.run import resolve_device
-                from autosae.harness.slots import SlotPool, check_devices, parse_gpus
 
-                self.pool = SlotPool(check_devices(parse_gpus(cfg.gpus) or [resolve_device(cfg.device)]))
+                self.pool = pool_for_gpus(cfg.gpus) or SlotPool([resolve_device(cfg.device)])
             self.say(f"{self.parallel} sprints at once on {len(self.pool.devices)} device slot"
                      f"{'' if len(self.pool.devices) == 1 else 's'} ({', '.join(self.pool.devices)})")
             self.resume = Engine(self.project, status=self.status, detail=self.detail).store.unfinished()
-            lanes = [threading.Thread(target=self.lane, args=(i,), name=f"lane-{i}", daemon=True)
-                     for i in range(self.parallel)]
-            for t in lanes:
-                t.start()
             try:
-                for t in lanes:
-                    while t.is_alive():
-                        t.join(timeout=0.5)
+                wait_all([threading.Thread(target=self.lane, args=(i,), name=f"lane-{i}", daemon=True)
+                          for i in range(self.parallel)])
             except BaseException:  # Ctrl-C: no new sprint, every slot process stopped now
                 with self.lock:
                     self.reason = self.reason or "interrupted"
