@@ -17,8 +17,8 @@ import importlib.util
 import os
 import sys
 import traceback
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
@@ -69,9 +69,14 @@ class LineRecorder:
     def __init__(self, path: str):
         self.path = os.path.realpath(path)
         self.lines: set[int] = set()
+        self._ours: dict[str, bool] = {}  # filename -> is the variant's file (one realpath each)
 
     def _global(self, frame, event, arg):
-        if os.path.realpath(frame.f_code.co_filename) != self.path:
+        name = frame.f_code.co_filename
+        ours = self._ours.get(name)
+        if ours is None:
+            ours = self._ours[name] = os.path.realpath(name) == self.path
+        if not ours:
             return None
         self.lines.add(frame.f_lineno)
         return self._local
