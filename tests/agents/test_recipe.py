@@ -10,7 +10,7 @@ import torch
 
 from autosae.agents import AgentContext, AgentError, PastSprint, create_agent
 from autosae.agents.recipe import BASELINE_CONFIGS, RecipeAgent, config_key, normalise, render_variant
-from autosae.harness.spec import VariantSpec
+from autosae.sandboxed.spec import VariantSpec
 from autosae.variants import reference_variants
 
 SPEC = VariantSpec(d_in=16, width=32, k=4, batch_size=8, total_steps=100, lr=1e-3, seed=0, device="cpu",

@@ -16,20 +16,14 @@ from autosae.harness.run import RunOptions, run_variant
 
 pytest.importorskip("submitit")
 
-# Builds a BatchTopK SAE, except on the first attempt: then it records the pid of the
-# trusted process that started it (the job) and hangs, so that the test can kill the job.
-DIES_ONCE = """
-import os, time
-from pathlib import Path
-from autosae.sae import BatchTopKSAE
-
-MARK = Path({mark!r})
+# Hangs, and says so in its log (the variant is sandboxed: the log is all it can reach), so
+# that the test can kill the job that runs it.
+HANGS = """
+import time
 
 def build(spec):
-    if not MARK.exists() or {always}:
-        MARK.write_text(str(os.getppid()))
-        time.sleep(600)
-    return BatchTopKSAE(spec.d_in, spec.width, spec.k)
+    print("HANGING", flush=True)
+    time.sleep(600)
 """
 
 
@@ -45,15 +39,23 @@ def opts_for(tmp_path, **launcher) -> RunOptions:
                       launcher_folder=str(tmp_path / "jobs"), log=lambda _: None)
 
 
-def kill_job_when_it_hangs(mark) -> threading.Thread:
-    """SIGKILL the job's process once the variant says it is hanging: a node failure."""
+def kill_jobs_when_they_hang(run, attempts: int) -> threading.Thread:
+    """SIGKILL each job's process once its variant says it is hanging: a node failure."""
 
     def kill() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if mark.exists() and mark.read_text().strip():
-                os.kill(int(mark.read_text()), signal.SIGKILL)
-                return
+        killed: set[str] = set()
+        deadline = time.monotonic() + 240
+        while len(killed) < attempts and time.monotonic() < deadline:
+            log = run / "seed_0" / "worker.log"
+            try:
+                jobs = json.loads((run / "launcher.json").read_text())["jobs"]
+                # this job's variant says so (not the log of the attempt before it)
+                hanging = "HANGING" in log.read_text() and log.stat().st_mtime >= jobs[-1]["submitted"]
+            except (OSError, ValueError, KeyError, IndexError):
+                jobs, hanging = [], False
+            if jobs and hanging and jobs[-1]["job_id"] not in killed and jobs[-1].get("pid"):
+                os.kill(int(jobs[-1]["pid"]), signal.SIGKILL)
+                killed.add(jobs[-1]["job_id"])
             time.sleep(0.2)
 
     thread = threading.Thread(target=kill, daemon=True)
@@ -64,18 +66,8 @@ def kill_job_when_it_hangs(mark) -> threading.Thread:
 def test_a_job_that_dies_is_submitted_again_then_recorded_as_failed(tmp_path, write_variant, short_tiny):
     """Every attempt hangs and is killed (a node failure): with max_requeue 1 the job is
     submitted twice, then the run is recorded as failed, with the reason."""
-    mark = tmp_path / "hung"
-    variant = write_variant(DIES_ONCE.format(mark=str(mark), always=True))
-    killers = []
-
-    def kill_each_attempt() -> None:
-        for _ in range(2):
-            killers.append(kill_job_when_it_hangs(mark))
-            killers[-1].join(timeout=120)
-            mark.unlink(missing_ok=True)
-
-    watcher = threading.Thread(target=kill_each_attempt, daemon=True)
-    watcher.start()
+    variant = write_variant(HANGS)
+    watcher = kill_jobs_when_they_hang(tmp_path / "run", attempts=2)
     with pytest.raises(VariantFailed, match=r"the submitit-local job died 2 times \(max_requeue 1\)"):
         run_variant(variant, short_tiny, tmp_path / "run", opts_for(tmp_path, max_requeue=1))
     watcher.join(timeout=5)

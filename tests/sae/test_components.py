@@ -182,7 +182,7 @@ def _load(path):
 
 
 def test_reference_variants_build_and_take_a_training_step():
-    from autosae.harness.spec import VariantSpec
+    from autosae.sandboxed.spec import VariantSpec
     from autosae.variants import reference_variants
 
     spec = VariantSpec(d_in=16, width=64, k=4, batch_size=32, total_steps=100, lr=1e-3, seed=0,
@@ -197,7 +197,7 @@ def test_reference_variants_build_and_take_a_training_step():
 
 
 def test_components_compose_into_the_seed_recipe():
-    from autosae.harness.spec import VariantSpec
+    from autosae.sandboxed.spec import VariantSpec
     from autosae.variants import reference_variants
 
     spec = VariantSpec(d_in=16, width=64, k=4, batch_size=32, total_steps=100, lr=1e-3, seed=0,

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from autosae.agents.sandbox import redact, secret_values
+from autosae.redaction import redact, secret_values
 
 
 class Transcript:

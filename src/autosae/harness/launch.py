@@ -17,7 +17,6 @@ Slurm; the tests use it.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -33,14 +32,14 @@ if TYPE_CHECKING:
 POLL_S = 2.0
 
 
-def job_main(variant: str, profile, out: str, seeds: list[int], counted: bool, time_limit_s,
-             memory_limit_gb, matmul_precision: str = "highest") -> dict:
-    """What a job runs on its node: the counted run on the node's GPUs (or CPU)."""
+def job_main(variant: str, profile, out: str, seeds: list[int], settings: dict) -> dict:
+    """What a job runs on its node: the counted run on the node's GPUs (or CPU). `settings`:
+    the run's options (run.SLOT_SETTINGS and the time limit); the sandbox is resolved on the node."""
     import torch
 
     from autosae.harness.run import RunOptions, default_device, run_variant
+    from autosae.harness.seal import read_verified
     from autosae.harness.slots import SlotPool
-    from autosae.report.record import read_json
 
     def stop(signum, _frame):  # scancel / preemption / timeout: stop the variant's processes too
         raise KeyboardInterrupt(f"signal {signum}")
@@ -49,14 +48,12 @@ def job_main(variant: str, profile, out: str, seeds: list[int], counted: bool, t
         signal.signal(sig, stop)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     pool = SlotPool([f"cuda:{i}" for i in range(gpus)]) if gpus > 1 else None
-    opts = RunOptions(seeds=list(seeds), device=default_device(), time_limit_s=time_limit_s,
-                      memory_limit_gb=memory_limit_gb, counted=counted, pool=pool,
-                      matmul_precision=matmul_precision,
+    opts = RunOptions(seeds=list(seeds), device=default_device(), pool=pool, **settings,
                       log=lambda line: print(line, flush=True))
     try:
         return run_variant(Path(variant), profile, Path(out), opts)
     except (VariantFailed, ConstraintBreach):
-        return read_json(Path(out) / "results.json") or {"status": "failed", "reason": "no results were recorded"}
+        return read_verified(Path(out) / "results.json") or {"status": "failed", "reason": "no results were recorded"}
 
 
 def executor_for(settings: LauncherSettings, folder: Path):
@@ -93,7 +90,7 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
     ConstraintBreach after a results.json that says why."""
     from submitit.core.utils import UncompletedJobError
 
-    from autosae.harness.run import write_json
+    from autosae.harness.run import SLOT_SETTINGS, write_json
     from autosae.report.record import read_json
 
     settings, folder = opts.launcher, Path(opts.launcher_folder)
@@ -116,8 +113,9 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
             if len(died) > settings.max_requeue:
                 return _record_death(out, record, died, opts)
             try:
-                job = executor.submit(job_main, str(variant), profile, str(out), list(opts.seeds), opts.counted,
-                                      opts.time_limit_s, opts.memory_limit_gb, opts.matmul_precision)
+                run_settings = {name: getattr(opts, name) for name in SLOT_SETTINGS} | {
+                    "time_limit_s": opts.time_limit_s, "sandboxed": None}
+                job = executor.submit(job_main, str(variant), profile, str(out), list(opts.seeds), run_settings)
             except Exception as exc:  # no sbatch, a refused partition or account, ...
                 raise AutosaeError(f"launcher {settings.kind}: the job could not be submitted: "
                                    f"{_first_line(exc)}") from None
@@ -154,11 +152,11 @@ def _as_local(results: dict, out: Path) -> dict:
 
 
 def _record_death(out: Path, record: dict, died: list[dict], opts: RunOptions) -> dict:
-    from autosae.harness.run import write_json
+    from autosae.harness.seal import write_sealed
 
     reason = (f"the {record['kind']} job died {len(died)} time{'s' if len(died) > 1 else ''} "
               f"(max_requeue {opts.launcher.max_requeue}); last: {died[-1]['outcome']}")
-    write_json(out / "results.json", {"status": "failed", "reason": reason, "failure_kind": "launcher",
+    write_sealed(out / "results.json", {"status": "failed", "reason": reason, "failure_kind": "launcher",
                                       "per_seed": [], "summary": {}, "seeds": list(opts.seeds),
                                       "counted": opts.counted, "launcher": record})
     raise VariantFailed(f"{reason} (jobs: {', '.join(j['job_id'] for j in died)})")

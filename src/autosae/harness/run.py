@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import multiprocessing as mp
 import os
-import queue
-import signal
+import shutil
 import statistics
 import sys
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -28,7 +27,8 @@ from safetensors.torch import save_file
 
 from autosae.bench.profiles import PROFILES, Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
-from autosae.harness.spec import VariantSpec
+from autosae.harness.variant_process import Confinement, SeedFailure, VariantProcess
+from autosae.sandboxed.spec import VariantSpec
 
 if TYPE_CHECKING:
     from autosae.config import LauncherSettings
@@ -42,7 +42,8 @@ LOG_EVERY = 50           # steps between train_log.jsonl entries
 PROBE_ROWS, PROBE_DIMS = 64, 8
 """The probe sketch: the SAE's reconstructions of the first PROBE_ROWS eval samples, projected
 on PROBE_DIMS fixed random directions. Two SAEs that behave the same have the same sketch."""
-POLL_S = 0.25
+MAX_VARIANT_FILES, MAX_VARIANT_BYTES = 200, 4 << 20
+"""The most Python files (and bytes each) copied from a variant's folder into its run."""
 
 
 @dataclass
@@ -52,7 +53,15 @@ class RunOptions:
     time_limit_s: float | None = None
     """Per-seed limit; the profile's when None."""
     memory_limit_gb: float | None = None
-    """Address-space cap for the variant's process on CPU (None: no cap)."""
+    """Memory cap for each variant's sandbox, in GiB (None: 3/4 of this machine's memory)."""
+    disk_limit_gb: float = 8.0
+    """Most a variant's process may write (its work folder and /tmp), in GiB."""
+    max_processes: int = 512
+    """Most tasks (processes and threads) in a variant's sandbox: no fork bomb."""
+    sandbox: str = "auto"
+    """required | auto | off: run variants under bubblewrap (see autosae.sandbox)."""
+    sandboxed: bool | None = None
+    """Whether this run's variants are sandboxed (resolved from `sandbox` when the run starts)."""
     counted: bool = True
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
     pool: "SlotPool | None" = None
@@ -66,12 +75,6 @@ class RunOptions:
     launcher: "LauncherSettings | None" = None
     """Run as a Slurm (or submitit-local) job instead (see autosae.harness.launch)."""
     launcher_folder: str | None = None
-
-
-class SeedFailure(Exception):
-    def __init__(self, status: str, kind: str, message: str):
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
 
 
 def sha256_file(path: Path) -> str:
@@ -90,91 +93,6 @@ def resolve_device(device: str | None) -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise AutosaeError(f"--device {device}: expected cpu, cuda or cuda:N")
     return device
-
-
-class Worker:
-    """One seed's variant process and the shared buffers it trains from."""
-
-    def __init__(self, variant: Path, spec: VariantSpec, seed_dir: Path, opts: RunOptions):
-        self.spec, self.seed_dir = spec, seed_dir
-        seed_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = seed_dir / "worker.log"
-        self.log_path.write_text("")
-        device, rows = spec.device, spec.batch_size * CHUNK_BATCHES
-        eval_rows = spec.batch_size * EVAL_CHUNK_BATCHES
-
-        def buffer(*shape):
-            t = torch.zeros(*shape, device=device)
-            return t if device != "cpu" else t.share_memory_()
-
-        self.slots = [buffer(rows, spec.d_in) for _ in range(2)]
-        self.eval_in = buffer(eval_rows, spec.d_in)
-        self.eval_latents = buffer(eval_rows, spec.width)
-        self.eval_recon = buffer(eval_rows, spec.d_in)
-        ctx = mp.get_context("spawn")
-        self.cmd_q, self.reply_q = ctx.Queue(), ctx.Queue()
-        threads = (opts.cpu_threads or max(1, (os.cpu_count() or 2) - 1)) if device == "cpu" else 1
-        mem = int(opts.memory_limit_gb * 2**30) if opts.memory_limit_gb and device == "cpu" else None
-        from autosae.harness import worker
-
-        self.proc = ctx.Process(
-            target=worker.main, daemon=True,
-            args=(str(variant), asdict(spec), str(self.log_path), threads, mem, self.cmd_q,
-                  self.reply_q, self.slots, self.eval_in, self.eval_latents, self.eval_recon,
-                  LOG_EVERY, dead_window(spec), opts.matmul_precision))
-        self.proc.start()
-        self.limit_s, self.deadline = math.inf, math.inf
-
-    def send(self, *cmd) -> None:
-        if self.spec.device != "cpu":
-            torch.cuda.synchronize()
-        self.cmd_q.put(cmd)
-
-    def wait(self, tag: str):
-        """The worker's next reply, which must be `tag`; failures become SeedFailure."""
-        while True:
-            if time.monotonic() > self.deadline:
-                self.kill()
-                raise SeedFailure("failed", "timeout",
-                                  f"the variant exceeded its time limit of {self.limit_s:g} s")
-            try:
-                msg = self.reply_q.get(timeout=POLL_S)
-            except queue.Empty:
-                if self.proc.is_alive():
-                    continue
-                try:  # the error report may have landed just before the exit
-                    msg = self.reply_q.get(timeout=1.0)
-                except queue.Empty:
-                    raise SeedFailure("failed", "crashed",
-                                      f"the variant's process died (exit code {self.proc.exitcode})") from None
-            if msg[0] == "error":
-                raise SeedFailure("failed", msg[1], msg[2])
-            if msg[0] != tag:
-                raise SeedFailure("failed", "protocol", f"expected {tag!r} from the worker, got {msg[0]!r}")
-            return msg
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.is_alive():
-            self.cmd_q.put(("stop",))
-            self.proc.join(timeout=10)
-        self.kill()
-
-    def kill(self) -> None:
-        if self.proc.pid is not None and self.proc.exitcode is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
-            self.proc.join(timeout=5)
-        for q in (self.cmd_q, self.reply_q):
-            q.cancel_join_thread()
-            q.close()
 
 
 def train_chunks(profile: Profile, model, pool, seed: int, device: str) -> Iterator[torch.Tensor]:
@@ -239,20 +157,20 @@ def check_width(width: int, required: int) -> None:
                           f"{required} (off by {width - required:+d})")
 
 
-def run_seed(worker: Worker, profile: Profile, model, pool, seed: int, opts: RunOptions) -> dict:
+def run_seed(worker: VariantProcess, profile: Profile, model, pool, seed: int, opts: RunOptions) -> dict:
     """Train, score and save one seed; raises SeedFailure with the reason otherwise."""
     c, spec = profile.constraints, worker.spec
     started = time.monotonic()
     worker.limit_s = opts.time_limit_s or profile.time_limit_s
     worker.deadline = started + worker.limit_s
-    ready = worker.wait("ready")[1]
+    ready = worker.wait("ready")
     startup_s = time.monotonic() - started
     check_width(ready["width"], c.width)  # fail before training; re-checked on the decoder
     train_s = train(worker, profile, model, pool, seed, opts)
     metrics, decoder = score(worker, profile, model)
     worker_memory, executed_lines = save_sae(worker, decoder)
     worker.stop()
-    return {"seed": seed, "status": "ok", **metrics,
+    return {"seed": seed, "status": "ok", **metrics, "sandboxed": bool(worker.box.sandboxed),
             "wall_s": round(time.monotonic() - started, 2), "startup_s": round(startup_s, 2),
             "train_s": round(train_s, 2),
             "samples_per_s": round(spec.total_steps * c.batch_size / max(train_s, 1e-9)),
@@ -267,7 +185,7 @@ def dead_window(spec: VariantSpec) -> int:
     return max(1, min(1000, spec.total_steps // 10))
 
 
-def train(worker: Worker, profile: Profile, model, pool, seed: int, opts: RunOptions) -> float:
+def train(worker: VariantProcess, profile: Profile, model, pool, seed: int, opts: RunOptions) -> float:
     """Stream the seed's training rows through the two shared slots: we fill one while the
     variant trains on the other. Returns the training time."""
     spec = worker.spec
@@ -276,7 +194,10 @@ def train(worker: Worker, profile: Profile, model, pool, seed: int, opts: RunOpt
     with open(worker.seed_dir / "train_log.jsonl", "w") as train_log:
 
         def collect() -> int:
-            _, slot, logs = worker.wait("trained")
+            reply = worker.wait("trained")
+            slot, logs = reply["slot"], reply["logs"]
+            if slot not in (0, 1) or slot in free:
+                raise SeedFailure("failed", "protocol", f"the variant's process reported buffer {slot}, not in use")
             for entry in logs:
                 train_log.write(json.dumps(entry) + "\n")
                 progress.update(entry)
@@ -289,24 +210,27 @@ def train(worker: Worker, profile: Profile, model, pool, seed: int, opts: RunOpt
                 in_flight -= 1
             slot = free.pop()
             worker.slots[slot][:rows.shape[0]].copy_(rows)
-            worker.send("train", slot, rows.shape[0])
+            worker.send("train", slot=slot, rows=rows.shape[0])
             in_flight += 1
         for _ in range(in_flight):
             collect()
     return time.monotonic() - started
 
 
-def score(worker: Worker, profile: Profile, model) -> tuple[dict, torch.Tensor]:
+def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.Tensor]:
     """Have the variant encode the eval samples, score its latents, check width and L0."""
     from autosae.bench.metrics import Scorer
 
     c, spec = profile.constraints, worker.spec
     worker.send("decoder")
-    decoder = worker.wait("decoder")[1]
-    check_width(decoder.shape[0], c.width)
-    if decoder.shape[1] != spec.d_in:
-        raise SeedFailure("failed", "shape", f"decoder directions have dimension {decoder.shape[1]}, "
+    shape = worker.wait("decoder")["shape"]
+    if len(shape) != 2:
+        raise SeedFailure("failed", "shape", f"decoder directions of shape {shape}: expected (width, d_in)")
+    check_width(shape[0], c.width)
+    if shape[1] != spec.d_in:
+        raise SeedFailure("failed", "shape", f"decoder directions have dimension {shape[1]}, "
                                              f"the hidden activations have {spec.d_in}")
+    decoder = worker.buffers["decoder"].clone()
     features = model.feature_dict.feature_vectors.detach()
     scorer = Scorer(decoder.to(features.device), features)
     pending: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -314,10 +238,11 @@ def score(worker: Worker, profile: Profile, model) -> tuple[dict, torch.Tensor]:
 
     def flush() -> None:
         rows = sum(h.shape[0] for _, h in pending)
-        worker.eval_in[:rows].copy_(torch.cat([h for _, h in pending]))
-        worker.send("eval", rows)
-        worker.wait("evaluated")
-        latents, recon = worker.eval_latents[:rows], worker.eval_recon[:rows]
+        worker.buffers["eval_in"][:rows].copy_(torch.cat([h for _, h in pending]))
+        worker.send("eval", rows=rows)
+        if worker.wait("evaluated")["rows"] != rows:
+            raise SeedFailure("failed", "protocol", "the variant's process evaluated another number of rows")
+        latents, recon = worker.buffers["eval_latents"][:rows], worker.buffers["eval_recon"][:rows]
         if not (torch.isfinite(latents).all() and torch.isfinite(recon).all()):
             raise SeedFailure("failed", "nan", "the SAE produced NaN or inf on the eval samples")
         if not sketch:
@@ -355,28 +280,33 @@ def probe_sketch(recon: torch.Tensor) -> list[float]:
     return [float(f"{v:.6g}") for v in values]
 
 
-def save_sae(worker: Worker, decoder: torch.Tensor) -> tuple[dict, list[int]]:
-    """Write the SAE (SAELens format when the variant can export to it) and its full
-    state; returns the variant process's peak memory and the lines of its file that ran."""
+def save_sae(worker: VariantProcess, decoder: torch.Tensor) -> tuple[dict, list[int]]:
+    """Write the SAE (SAELens format when the variant can export to it) and its full state,
+    from the safetensors files the variant wrote, read back as tensors and rewritten by us;
+    returns the variant process's peak memory and the lines of its file that ran."""
     spec, out = worker.spec, worker.seed_dir
     worker.send("state")
-    _, state, export, worker_memory, executed_lines = worker.wait("state")
+    reply = worker.wait("state")
+    state = worker.read_tensors("variant_state.safetensors")
+    if state is None:
+        raise SeedFailure("failed", "export", "the variant's process wrote no state")
+    export = reply["export"]
+    weights = worker.read_tensors("sae_weights.safetensors") if export is not None else None
+    if export is not None and weights is None:
+        raise SeedFailure("failed", "export", "the variant exported a SAELens cfg without its weights")
     sae_dir = out / "sae"
     sae_dir.mkdir(exist_ok=True)
-    try:  # what the variant hands back is checked like everything else it reports
-        save_file(state, out / "variant_state.safetensors")
-        if export is not None:
-            cfg, weights = export
-            save_file({k: v.contiguous() for k, v in weights.items()}, sae_dir / "sae_weights.safetensors")
-        else:
-            cfg = {"architecture": "autosae-variant", "d_in": spec.d_in, "d_sae": spec.width,
-                   "note": "not representable in SAELens; reload with the variant's build() and "
-                           "variant_state.safetensors"}
-            save_file({"W_dec": decoder.contiguous()}, sae_dir / "sae_weights.safetensors")
-        (sae_dir / "cfg.json").write_text(json.dumps(cfg, indent=2))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise SeedFailure("failed", "export", f"the SAE could not be saved: {exc}") from None
-    return worker_memory, executed_lines
+    save_file(state, out / "variant_state.safetensors")
+    if export is not None:
+        cfg = export
+        save_file(weights, sae_dir / "sae_weights.safetensors")
+    else:
+        cfg = {"architecture": "autosae-variant", "d_in": spec.d_in, "d_sae": spec.width,
+               "note": "not representable in SAELens; reload with the variant's build() and "
+                       "variant_state.safetensors"}
+        save_file({"W_dec": decoder.contiguous()}, sae_dir / "sae_weights.safetensors")
+    (sae_dir / "cfg.json").write_text(json.dumps(cfg, indent=2))
+    return reply["memory"], reply["lines"]
 
 
 def summarize(per_seed: list[dict]) -> dict:
@@ -405,6 +335,9 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
     Raises VariantFailed / ConstraintBreach after writing a results.json that says why."""
     from autosae import __version__
 
+    from autosae import sandbox
+    from autosae.harness.seal import write_sealed
+
     variant = variant.resolve()
     if not variant.is_file():
         raise AutosaeError(f"variant file not found: {variant}")
@@ -412,7 +345,10 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
         from autosae.harness.launch import submit_run
 
         return submit_run(variant, profile, out, opts)
+    if opts.sandboxed is None:
+        opts = dataclasses.replace(opts, sandboxed=sandbox.resolve(opts.sandbox, opts.log))
     out.mkdir(parents=True, exist_ok=True)
+    variant = stage_variant(variant, out / "variant")
     pool = opts.pool
     device = resolve_device(opts.device) if pool is None else pool.alive[0] if pool.alive else "none"
     started = time.monotonic()
@@ -422,6 +358,7 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
         "constraints": asdict(profile.constraints), "variant": str(variant),
         "variant_sha256": sha256_file(variant), "seeds": list(opts.seeds), "device": device,
         "versions": {"autosae": __version__, "torch": torch.__version__},
+        "sandbox": {"mode": opts.sandbox, "enabled": opts.sandboxed},
     }
     from importlib.metadata import version
 
@@ -442,12 +379,43 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
         results["log_tail"] = failed.get("log_tail", "")
     else:
         results["status"] = "ok"
-    write_json(out / "results.json", results)
+    write_sealed(out / "results.json", results)
     if failed is not None:
         where = f"(log: {out / ('seed_' + str(failed['seed'])) / 'worker.log'})"
         err = ConstraintBreach if failed["status"] == "rejected" else VariantFailed
         raise err(f"{results['reason']} {where}")
     return results
+
+
+SLOT_SETTINGS = ("memory_limit_gb", "disk_limit_gb", "max_processes", "sandbox", "sandboxed", "counted",
+                 "matmul_precision")
+"""The RunOptions a slot process needs (the rest, a log function and the pool, stay here)."""
+
+
+def start_variant(variant: Path, profile: Profile, seed: int, device: str, seed_dir: Path,
+                  opts: RunOptions) -> VariantProcess:
+    c = profile.constraints
+    spec = spec_for(profile, seed, device)
+    confinement = Confinement(bool(opts.sandboxed), opts.memory_limit_gb, opts.disk_limit_gb, opts.max_processes,
+                              opts.cpu_threads, opts.matmul_precision)
+    return VariantProcess(variant, spec, seed_dir, confinement, chunk_rows=c.batch_size * CHUNK_BATCHES,
+                          eval_rows=c.batch_size * EVAL_CHUNK_BATCHES, log_every=LOG_EVERY,
+                          dead_window=dead_window(spec))
+
+
+def stage_variant(variant: Path, folder: Path) -> Path:
+    """Copy the variant's Python files (regular files only, no links) into the run: the
+    sandbox shows the variant this copy, never the folder it came from, and what ran is what
+    the run's hash names."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    sources = sorted(p for p in variant.parent.glob("*.py") if p.is_file() and not p.is_symlink())
+    for path in sources[:MAX_VARIANT_FILES]:
+        if path.stat().st_size <= MAX_VARIANT_BYTES or path == variant:
+            shutil.copyfile(path, folder / path.name)
+    if variant.is_symlink() or not (folder / variant.name).is_file():
+        shutil.copyfile(variant, folder / variant.name)
+    return folder / variant.name
 
 
 def spec_for(profile: Profile, seed: int, device: str) -> VariantSpec:
@@ -459,12 +427,12 @@ def spec_for(profile: Profile, seed: int, device: str) -> VariantSpec:
 
 def _run_here(variant: Path, profile: Profile, out: Path, opts: RunOptions, device: str) -> list[dict]:
     """Every seed in turn on one device, fed from this process; stops at the first failure."""
-    workers: list[Worker] = []
+    workers: list[VariantProcess] = []
 
     def start(i: int) -> None:
         if i < len(opts.seeds):
             seed = opts.seeds[i]
-            workers.append(Worker(variant, spec_for(profile, seed, device), out / f"seed_{seed}", opts))
+            workers.append(start_variant(variant, profile, seed, device, out / f"seed_{seed}", opts))
 
     per_seed: list[dict] = []
     start(0)  # the variant's process imports and builds while we load the model
@@ -496,9 +464,10 @@ def _run_on_slots(variant: Path, profile: Profile, out: Path, opts: RunOptions, 
 
     def start_job(seed: int, device: str):
         reply = ctx.Queue()
+        settings = {name: getattr(opts, name) for name in SLOT_SETTINGS} | {
+            "time_limit_s": limit, "cpu_threads": pool.cpu_threads()}
         proc = ctx.Process(target=slot_main, daemon=False,
-                           args=(str(variant), profile, str(out), seed, device, limit, opts.memory_limit_gb,
-                                 pool.cpu_threads(), opts.counted, reply, opts.matmul_precision))
+                           args=(str(variant), profile, str(out), seed, device, settings, reply))
         proc.start()
         return proc, reply
 

@@ -165,16 +165,17 @@ class SlotPool:
             self._cond.notify_all()
 
 
-def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limit_s, memory_limit_gb,
-              threads: int, counted: bool, reply, matmul_precision: str = "highest") -> None:
+def slot_main(variant: str, profile, out: str, seed: int, device: str, settings: dict, reply) -> None:
     """One seed on one slot, in a process of its own: the trusted producer and scorer for
-    that seed. Reports ("log", line)*, then ("seed", record) or ("slot_error", message)."""
+    that seed. Reports ("log", line)*, then ("seed", record) or ("slot_error", message).
+    `settings` holds the run's options that matter here (run.SLOT_SETTINGS, the time limit
+    and the CPU threads)."""
     from pathlib import Path
 
     import torch
 
     from autosae.harness import run
-    from autosae.harness.worker import exit_when_orphaned
+    from autosae.sandboxed.worker import exit_when_orphaned
 
     os.setpgrp()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -187,18 +188,16 @@ def slot_main(variant: str, profile, out: str, seed: int, device: str, time_limi
 
     signal.signal(signal.SIGTERM, bail)
     exit_when_orphaned(lambda: [w.kill() for w in workers])  # the loop was killed: so is the variant
+    threads = settings["cpu_threads"]
     torch.set_num_threads(1 if device != "cpu" else max(1, threads // 2))
-    opts = run.RunOptions(seeds=[seed], device=device, time_limit_s=time_limit_s,
-                          memory_limit_gb=memory_limit_gb, counted=counted, cpu_threads=threads,
-                          matmul_precision=matmul_precision,
-                          log=lambda line: reply.put(("log", line)))
+    opts = run.RunOptions(seeds=[seed], device=device, **settings, log=lambda line: reply.put(("log", line)))
     try:
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))
         from autosae.bench.build import load
 
         model, pool = load(profile, device=device, log=opts.log)
-        worker = run.Worker(Path(variant), run.spec_for(profile, seed, device), Path(out) / f"seed_{seed}", opts)
+        worker = run.start_variant(Path(variant), profile, seed, device, Path(out) / f"seed_{seed}", opts)
         workers.append(worker)
         try:
             record = run.run_seed(worker, profile, model, pool, seed, opts)
