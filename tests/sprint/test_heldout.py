@@ -8,12 +8,15 @@ import os
 from pathlib import Path
 
 import git
+import pytest
 
 from autosae.sprint.heldout import SUITE, judge, suite
+from autosae.sprint.project_secrets import eval_seed, secrets_path
 from autosae.bench.profiles import get_profile
 from tests.sprint.conftest import SPRINT_ID, autosae, ledger, write_script, write_task
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_a_truly_better_variant_is_confirmed_on_held_out_models(project):
     write_task(project, heldout=True)  # one held-out model here (2 in conftest's task): enough to test the phase
     task = project / "TASK.md"
@@ -38,8 +41,11 @@ def test_a_truly_better_variant_is_confirmed_on_held_out_models(project):
     # the secret seeds are in the cache folder, and in nothing committed or under the project
     repo = git.Repo(project)
     key = repo.git.rev_list("--max-parents=0", "HEAD")
-    seeds = json.loads((Path(os.environ["AUTOSAE_CACHE"]) / "heldout" / f"{key}.json").read_text())["seeds"]
-    assert len(seeds) == len(SUITE)
+    path = secrets_path(key)
+    assert path.parent == Path(os.environ["AUTOSAE_CACHE"]) / "secrets" and path.stat().st_mode & 0o777 == 0o600
+    data = json.loads(path.read_text())
+    assert len(data["heldout_seeds"]) == len(SUITE)
+    seeds = data["heldout_seeds"] + [eval_seed()]  # the eval samples' seed is as secret
     for seed in seeds:
         assert not repo.git.grep("-l", str(seed), "HEAD", with_exceptions=False)
         assert not any(str(seed) in p.read_text(errors="ignore") for p in project.rglob("*.json"))

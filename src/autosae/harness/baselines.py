@@ -10,23 +10,24 @@ from pathlib import Path
 from autosae.bench.build import cache_root
 from autosae.bench.profiles import Profile
 from autosae.harness.run import RunOptions, run_variant, sha256_file
+from autosae.harness.seal import read_verified
 from autosae.variants import reference_variants
 
 BASELINES = ("batchtopk", "matryoshka")
 
 
 def baseline_dir(profile: Profile, seeds: list[int]) -> Path:
-    key = json.dumps({"model": profile.model_hash(), "constraints": dataclasses.asdict(profile.constraints),
-                      "seeds": seeds}, sort_keys=True)
+    key = {"model": profile.model_hash(), "constraints": dataclasses.asdict(profile.constraints), "seeds": seeds}
+    if profile.eval_seed != Profile.eval_seed:  # a project's secret eval samples (the public seed keeps its old key)
+        key["eval_seed"] = profile.eval_seed
+    key = json.dumps(key, sort_keys=True)
     return cache_root() / "baselines" / f"{profile.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def cached(out: Path, variant: Path) -> dict | None:
-    try:
-        results = json.loads((out / "results.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if results.get("status") == "ok" and results.get("variant_sha256") == sha256_file(variant):
+    """The cached result, when the harness sealed it (see autosae.harness.seal)."""
+    results = read_verified(out / "results.json")
+    if results is not None and results.get("status") == "ok" and results.get("variant_sha256") == sha256_file(variant):
         return results
     return None
 

@@ -1,8 +1,8 @@
 """The held-out suite: models the agent never sees, on which a new best must hold up before it
 is confirmed.
 
-Each project draws its own secret model seeds once and keeps them in the user cache folder,
-outside the project (whose sprints/ every agent can read). The suite is, in order:
+Each project draws its own secret model seeds at init and keeps them in the user cache folder,
+outside the project and out of every sandbox's sight (see project_secrets). The suite is, in order:
 
     heldout-a    the profile's generator with secret seed a
     correlated   secret seed b, feature correlations 3x stronger
@@ -21,16 +21,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import secrets
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autosae.bench.build import cache_root
+from autosae.sprint.project_secrets import heldout_seeds
 from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
-from autosae.report.record import read_json
+from autosae.harness.seal import read_verified
 from autosae.sprint.verdict import Reference, compute_verdict
 
 if TYPE_CHECKING:
@@ -46,20 +46,8 @@ class HeldOutModel:
 
 
 def secret_seeds(project_key: str) -> list[int]:
-    """The project's secret model seeds, drawn on first use and kept in the cache folder."""
-    path = cache_root() / "heldout" / f"{project_key}.json"
-    try:
-        seeds = json.loads(path.read_text())["seeds"]
-        if isinstance(seeds, list) and len(seeds) == len(SUITE) and all(isinstance(s, int) for s in seeds):
-            return seeds
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    seeds = [1_000 + secrets.randbelow(10**9) for _ in SUITE]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"seeds": seeds}))
-    tmp.replace(path)
-    return seeds
+    """The project's secret model seeds (drawn at init; see project_secrets)."""
+    return heldout_seeds(project_key)
 
 
 def suite(profile: Profile, project_key: str, count: int) -> list[HeldOutModel]:
@@ -84,13 +72,13 @@ def run_cached(variant: Path, profile: Profile, seeds: list[int], opts: RunOptio
     key = json.dumps({"variant": sha256_file(variant), "model": profile.model_hash(), "seeds": seeds,
                       "constraints": dataclasses.asdict(profile.constraints)}, sort_keys=True)
     out = cache_root() / "heldout-runs" / hashlib.sha256(key.encode()).hexdigest()[:20]
-    done = read_json(out / "results.json")
-    if done and done.get("status") not in (None, "running"):
+    done = read_verified(out / "results.json")  # reused only when the harness sealed it
+    if done and done.get("status") not in (None, "running") and done.get("variant_sha256") == sha256_file(variant):
         return done
     try:
         return run_variant(variant, profile, out, dataclasses.replace(opts, seeds=seeds, counted=True))
     except (VariantFailed, ConstraintBreach):
-        return read_json(out / "results.json") or {"status": "failed", "reason": "no results were recorded"}
+        return read_verified(out / "results.json") or {"status": "failed", "reason": "no results were recorded"}
 
 
 def _stat(results: dict, metric: str) -> dict | None:

@@ -179,4 +179,8 @@ def init_project(root: Path, profile: str = "tiny", backend: str | None = None, 
     paths = ["TASK.md", ".gitignore", *(p for p in ("sprints", "reports") if any((root / p).iterdir()))]
     commit = gitops.commit_paths(repo, "autosae init: TASK.md, sprints/, reports/", paths)
     done.append(f"commit: {commit[:10]}" if commit else "commit: nothing new to commit")
+    from autosae.sprint.project_secrets import draw_all
+
+    files = draw_all(gitops.root_commit(repo))  # held-out and eval seeds, before any agent runs
+    done.append(f"secrets: held-out model seeds and the eval seed in {files[0].parent} (outside the project)")
     return project, done
