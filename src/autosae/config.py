@@ -140,6 +140,18 @@ class LauncherSettings(_Strict):
         return {"kind": value} if isinstance(value, str) else value
 
 
+class LimitSettings(_Strict):
+    """Bounds on every sandboxed process tree: a variant's training process, an agent's
+    command. A breach ends it and is recorded as a failed run or command with the reason."""
+
+    memory_gb: float | None = Field(None, gt=0)
+    """Memory of one variant's sandbox (None: 3/4 of this machine's memory); agent commands get 4 GiB."""
+    disk_gb: float = Field(8.0, gt=0)
+    """Most a variant's process or an agent's command may write (its folders and its /tmp)."""
+    processes: int = Field(512, ge=8)
+    """Most tasks (processes and threads) in one sandbox: no fork bomb."""
+
+
 class TaskConfig(_Strict):
     profile: str = "tiny"
     """Benchmark profile (see `autosae bench list`)."""
@@ -164,6 +176,16 @@ class TaskConfig(_Strict):
     diversity: DiversitySettings = Field(default_factory=DiversitySettings)
     heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    sandbox: Literal["auto", "required", "off"] | None = None
+    """Run agent-written code and agent commands under bubblewrap: required (refuse to start
+    without it), auto (fall back with a loud warning), off (only when asked for). None:
+    required for the LLM backends (anthropic, claude_code), auto for the others."""
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    def sandbox_mode(self, backend: str | None) -> str:
+        if self.sandbox is not None:
+            return self.sandbox
+        return "required" if backend in ("anthropic", "claude_code") else "auto"
 
     @field_validator("profile")
     @classmethod

@@ -4,8 +4,11 @@ fake Messages API, drives real sprints (real git, the real harness on a shortene
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import git
@@ -145,9 +148,14 @@ def test_the_budget_reached_mid_sprint_ends_it_with_a_record_and_stops_the_loop(
 
 
 def test_sigkill_mid_conversation_then_resume_continues_it(project):
+    def kill_autosae() -> None:  # from outside: the agent's sandboxed bash cannot see autosae's process
+        time.sleep(2)
+        os.kill(json.loads((project / ".autosae" / "lock").read_text())["pid"], signal.SIGKILL)
+
     def killer(body: dict) -> list[dict]:
         if phase_of(body) == "implement" and turn_of(body) == 2:
-            return [use("bash", {"command": "kill -9 $PPID"})]  # SIGKILL to autosae, mid-tool-call
+            threading.Thread(target=kill_autosae, daemon=True).start()
+            return [use("bash", {"command": "kill -9 $PPID; sleep 30"})]  # SIGKILL to autosae, mid-tool-call
         return research_policy(body)
 
     idea = "a one-step LISTA encoder on the Matryoshka baseline, from the command line"

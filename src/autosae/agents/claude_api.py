@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +26,7 @@ from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclus
 from autosae.agents.pricing import Price, add_usage, usage_dict
 from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, propose_prompt,
                                     system_prompt, turn_limits)
-from autosae.agents.sandbox import Files, ToolError, redact, run_bash
+from autosae.agents.sandbox import Files, Shell, ToolError, redact
 from autosae.agents.transcript import Transcript
 
 RETRYABLE = (408, 409, 429, 500, 502, 503, 504, 529)
@@ -77,8 +79,11 @@ class AnthropicAgent:
     def __init__(self, model: str = "claude-sonnet-4-5", project: str | None = None, seed: int = 0,
                  max_turns: dict | int | None = None, max_tokens: int = 8192, bash_timeout_s: float = 600,
                  max_retries: int = 4, request_timeout_s: float = 600, outage_s: float = 1800,
-                 backoff_s: float = 30, price: dict | None = None, base_url: str | None = None, **_ignored):
+                 backoff_s: float = 30, price: dict | None = None, base_url: str | None = None,
+                 sandbox: str = "required", limits: dict | None = None, **_ignored):
         import anthropic
+
+        from autosae.sandbox import resolve
 
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
@@ -91,6 +96,8 @@ class AnthropicAgent:
                                           timeout=float(request_timeout_s))
         self.cost_usd = 0.0
         self.tokens: dict[str, int] = {}
+        self.sandboxed = resolve(sandbox, lambda line: print(line, file=sys.stderr, flush=True))
+        self.limits = limits or {}
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -126,10 +133,16 @@ class AnthropicAgent:
                 raise ToolError(f"variant.py does not compile: {exc}") from None
             return args
 
-        handlers = {"bash": lambda a: run_bash(_string(a, "command"), worktree, self.bash_timeout_s),
+        shell = Shell(worktree, Path(ctx.record_dir or worktree.parent) / "shell-tmp", self.bash_timeout_s,
+                      self.sandboxed, ctx.project_root, int(self.limits.get("disk_gb", 8) * 2**30),
+                      int(self.limits.get("processes", 512)))
+        handlers = {"bash": lambda a: shell.run(_string(a, "command")),
                     "str_replace_based_edit_tool": files.call, "run_experiment": experiment}
-        self.converse("implement", ctx, prompt, [BASH, EDITOR, EXPERIMENT, FINISH["implement"]], handlers,
-                      finish_check)
+        try:
+            self.converse("implement", ctx, prompt, [BASH, EDITOR, EXPERIMENT, FINISH["implement"]], handlers,
+                          finish_check)
+        finally:
+            shutil.rmtree(shell.scratch, ignore_errors=True)  # the shell's private /tmp
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)

@@ -10,8 +10,14 @@ session's cost comes from the CLI's result line (or, for a session cut short, fr
 of its messages at the price table's rates); `--max-budget-usd` and `--max-turns` bound it,
 and a time limit kills the process group. After a kill, `--resume <session>` continues it.
 
+The whole session runs in the OS sandbox (autosae.sandbox), with the network (Claude Code
+must reach the API) but nothing else of the host: when implementing, the worktree read-write
+and the project's git history read-only; when proposing, sprints/, reports/ and TASK.md
+read-only and a scratch folder; when concluding, the worktree read-only; always a private
+$HOME for Claude Code's own state, the system and the venv read-only, its own processes only.
 Claude Code needs its credentials in its own environment, so its Bash tool can see
-ANTHROPIC_API_KEY; every other secret is removed, and transcripts are redacted.
+ANTHROPIC_API_KEY (and reach the network); every other secret is removed, and transcripts
+are redacted.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -29,7 +35,7 @@ from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclus
 from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, propose_prompt,
                                     system_prompt, turn_limits)
 from autosae.agents.pricing import Price, add_usage
-from autosae.agents.sandbox import scrubbed_env
+from autosae.agents.sandbox import git_view, redact, scrubbed_env
 from autosae.agents.transcript import Transcript
 
 INSTALL = ("the claude_code backend needs the Claude Code CLI: `npm install -g @anthropic-ai/claude-code` "
@@ -43,10 +49,16 @@ class ClaudeCodeAgent:
     name = "claude_code"
 
     def __init__(self, model: str = "claude-sonnet-4-5", project: str | None = None, max_turns: dict | int | None = None,
-                 claude: str = "claude", time_limit_s: float = 3600, price: dict | None = None, **_ignored):
+                 claude: str = "claude", time_limit_s: float = 3600, price: dict | None = None,
+                 sandbox: str = "required", limits: dict | None = None, **_ignored):
+        from autosae.sandbox import resolve
+
         self.exe = shutil.which(claude)
         if self.exe is None:
             raise AgentError(INSTALL)
+        self.exe = str(Path(self.exe).resolve())
+        self.sandboxed = resolve(sandbox, lambda line: print(line, file=sys.stderr, flush=True))
+        self.limits = limits or {}
         self.model, self.time_limit_s = model, float(time_limit_s)
         self.turns = turn_limits(max_turns)
         try:
@@ -61,7 +73,10 @@ class ClaudeCodeAgent:
         scratch.mkdir(parents=True, exist_ok=True)
         prompt = propose_prompt(ctx, idea) + (f"\nThe project is at {ctx.project_root} (read it; change nothing). Instead of calling `finish`, "
                    "end with one JSON object with the keys title, idea, hypothesis, plan, parent.")
-        out = _json_answer(self.session("propose", ctx, prompt, scratch, READ_ONLY, [str(ctx.project_root)]),
+        root = Path(ctx.project_root or ".")
+        shown = [p for p in (root / "sprints", root / "reports", root / "TASK.md") if p.exists()]
+        out = _json_answer(self.session("propose", ctx, prompt, scratch, READ_ONLY, [str(root)],
+                                        writable=[scratch], readable=shown),
                            ("title", "idea", "hypothesis", "plan"))
         return Proposal(title=str(out["title"])[:120], idea=idea or str(out["idea"]), hypothesis=str(out["hypothesis"]),
                         plan=str(out["plan"]), parent=str(out.get("parent") or "") or None)
@@ -70,17 +85,19 @@ class ClaudeCodeAgent:
         worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
         prompt += (f"\nIn place of `run_experiment`, run `autosae train {folder}/variant.py --profile tiny --seeds 1 "
                    "--samples 100000 --out /tmp/autosae-try` (uncounted). Stop when both files are written.")
-        self.session("implement", ctx, prompt, worktree, WRITE, [])
+        self.session("implement", ctx, prompt, worktree, WRITE, [], writable=[worktree], git=True)
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)
         prompt += "\nInstead of calling `finish`, end with one JSON object with those four keys. Change no file."
-        return conclusion_markdown(_json_answer(self.session("conclude", ctx, prompt, worktree, READ_ONLY, []),
+        return conclusion_markdown(_json_answer(self.session("conclude", ctx, prompt, worktree, READ_ONLY, [],
+                                                             readable=[worktree]),
                                                 ("checks", "alternatives", "conclusion", "next_steps")))
 
     # -- one Claude Code session ----------------------------------------------------------
 
-    def session(self, phase: str, ctx: AgentContext, prompt: str, cwd: Path, tools: str, dirs: list[str]) -> str:
+    def session(self, phase: str, ctx: AgentContext, prompt: str, cwd: Path, tools: str, dirs: list[str],
+                writable: list[Path] = (), readable: list[Path] = (), git: bool = False) -> str:
         record = Transcript(Path(ctx.record_dir or cwd) / f"{phase}.jsonl")
         earlier = record.records()
         session_id = next((r.get("session_id") for r in earlier if r.get("session_id")), None)
@@ -100,14 +117,10 @@ class ClaudeCodeAgent:
             if ctx.budget_usd <= 0:
                 raise BudgetReached("the agent's budget for this sprint is spent")
             cmd += ["--max-budget-usd", f"{ctx.budget_usd:.4f}"]
-        env = scrubbed_env()
-        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-            if os.environ.get(name):
-                env[name] = os.environ[name]
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        box = self._spawn(cmd, ctx, cwd, list(writable), list(readable), git)
+        proc = box.proc
         timed_out = threading.Event()
-        timer = threading.Timer(self.time_limit_s, lambda: (timed_out.set(), _kill(proc.pid)))
+        timer = threading.Timer(self.time_limit_s, lambda: (timed_out.set(), box.kill()))
         timer.start()
         lines = []
         try:
@@ -121,19 +134,46 @@ class ClaudeCodeAgent:
         finally:
             timer.cancel()
             proc.wait()
-            _kill(proc.pid)
+            stderr = proc.stderr.read()[-300:].decode(errors="replace").strip()
+            box.close()
         result = next((r for r in reversed(lines) if r.get("type") == "result"), None)
         everything = earlier + lines
         if result is None:
             self._account(None, everything)
             why = f"killed at the {self.time_limit_s:g} s time limit" if timed_out.is_set() else f"exit status {proc.returncode}"
-            raise AgentError(f"Claude Code ended without a result ({why}): {proc.stderr.read()[-300:].strip()}")
+            if box.breach:
+                why = f"stopped: {box.breach}"
+            raise AgentError(f"Claude Code ended without a result ({why}): {redact(stderr)}")
         text = self._account(result, everything)
         if result.get("is_error") or result.get("subtype", "success") != "success":
             if "budget" in str(result.get("subtype", "")):
                 raise BudgetReached(f"Claude Code stopped at its budget (${self.cost_usd:.2f})")
             raise AgentError(f"Claude Code stopped: {result.get('subtype')}")
         return text
+
+    def _spawn(self, cmd: list[str], ctx: AgentContext, cwd: Path, writable: list[Path], readable: list[Path],
+               git: bool):
+        """The Claude Code process in the sandbox: the network, a private $HOME (kept across a
+        kill, so that --resume finds its session), only the folders named here, and with `git`
+        the project's history read-only (see agents.sandbox.git_view)."""
+        from autosae.sandbox import Limits, Policy, spawn
+
+        home = Path(ctx.record_dir or cwd) / "claude-home"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in scrubbed_env().items() if k not in ("AUTOSAE_CACHE", "XDG_CACHE_HOME")}
+        env.update(HOME=str(home), TMPDIR="/tmp", PATH=f"{Path(self.exe).parent}:{env.get('PATH', '/usr/bin:/bin')}")
+        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        git_dirs, replaced = git_view(ctx.project_root, home.parent) if git else ([], {})
+        policy = Policy(cwd=cwd, env=env, writable=[*writable, home],
+                        readable=[*readable, *git_dirs, Path(self.exe).parent.parent],
+                        read_only_within=[p for p in (cwd / ".git",) if p.exists() and cwd in writable],
+                        replaced=replaced, tmp=None, network=True)
+        disk = int(float(self.limits.get("disk_gb", 8)) * 2**30)
+        limits = Limits(memory_bytes=8 << 30, processes=int(self.limits.get("processes", 512)), disk_bytes=disk,
+                        file_bytes=min(disk, 4 << 30))
+        return spawn(cmd, policy, limits, self.sandboxed, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def _account(self, result: dict | None, events: list[dict]) -> str:
         usage: dict[str, int] = {}
@@ -146,13 +186,6 @@ class ClaudeCodeAgent:
         elif self.price is not None:
             self.cost_usd += self.price.cost(usage)
         return str((result or {}).get("result") or "")
-
-
-def _kill(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _json_answer(text: str, keys: tuple[str, ...]) -> dict:

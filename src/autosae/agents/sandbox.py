@@ -1,21 +1,16 @@
-"""What an LLM agent may touch: a bash confined to its worktree with no secrets in sight, and
-file tools that refuse any path outside the worktree.
-
-The bash is not an OS sandbox (a determined process can still read files by absolute path);
-it removes the credentials from the agent's environment, bounds its time and output, and
-kills every process it started when a command ends.
+"""What an LLM agent may touch: a bash in an OS sandbox (bubblewrap, see autosae.sandbox) that
+sees its worktree and nothing secret, and file tools that refuse any path outside the worktree.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|WEBHOOK", re.I)
+from autosae.redaction import SECRET_NAME, redact
+
 KEEP = {"PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "TMPDIR", "SHELL", "TZ",
         "AUTOSAE_CACHE", "XDG_CACHE_HOME", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED"}
 OUTPUT_LIMIT = 12_000
@@ -23,20 +18,6 @@ OUTPUT_LIMIT = 12_000
 
 class ToolError(Exception):
     """The tool call cannot be carried out; the message goes back to the model as an error."""
-
-
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of environment variables whose names look like credentials (long enough to
-    be worth hiding), longest first so that one secret containing another is hidden whole."""
-    environ = os.environ if environ is None else environ
-    values = {v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= 8}
-    return sorted(values, key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str] | None = None) -> str:
-    for value in secret_values() if secrets is None else secrets:
-        text = text.replace(value, "[redacted]")
-    return text
 
 
 def scrubbed_env() -> dict[str, str]:
@@ -55,28 +36,92 @@ def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
     return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"
 
 
-def run_bash(command: str, cwd: Path, timeout_s: float) -> str:
-    """Run `command` in bash in `cwd`; the output (stdout and stderr together, truncated) and
-    the exit status. Every process of the command's session is killed when it returns."""
-    proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=scrubbed_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-        status = f"exit status {proc.returncode}"
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
-        out, _ = proc.communicate()
-        status = f"killed after the {timeout_s:g} s time limit"
-    finally:
-        _kill_group(proc.pid)  # background children too
-    return redact(truncate(out.decode(errors="replace"))) + f"\n[{status}]"
+AGENT_MEMORY_BYTES = 4 << 30
+"""Memory of one agent command's sandbox (its `autosae train` runs are bounded again inside)."""
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+@dataclass
+class Shell:
+    """The agent's bash: its worktree read-write, the project's git history read-only, a
+    private /tmp, the system and the venv read-only, and nothing else (no network, no other
+    process, no $HOME, no model cache, no .autosae/); bounded in time, memory, processes and
+    disk, and every process it started is killed when a command returns."""
+
+    worktree: Path
+    scratch: Path
+    """A host folder, outside the worktree, that is the command's /tmp."""
+    timeout_s: float = 600
+    enabled: bool = True
+    """Under bubblewrap (TASK.md sandbox; off: the same bounds without the namespaces)."""
+    project_root: Path | None = None
+    """The main checkout, whose .git is shown read-only so that git works in the worktree."""
+    disk_bytes: int = 8 << 30
+    processes: int = 512
+
+    def policy(self):
+        from autosae.sandbox import Policy
+
+        readable, replaced = git_view(self.project_root, self.scratch.parent)
+        protected = [self.worktree / ".git"]
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp",
+               "TMPDIR": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1",
+               "AUTOSAE_CACHE": "/tmp/autosae-cache", "GIT_CONFIG_NOSYSTEM": "1"}
+        return Policy(cwd=self.worktree, env=env, writable=[self.worktree], readable=readable,
+                      read_only_within=[p for p in protected if p.exists()], replaced=replaced, tmp=self.scratch,
+                      network=False)
+
+    def run(self, command: str) -> str:
+        """The command's output (stdout and stderr together, truncated, redacted) and how it ended."""
+        from autosae.sandbox import Limits, run
+
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        limits = Limits(memory_bytes=AGENT_MEMORY_BYTES, processes=self.processes, disk_bytes=self.disk_bytes,
+                        file_bytes=min(self.disk_bytes, 4 << 30))
+        result = run(["bash", "-c", command], self.policy(), limits, self.enabled, timeout_s=self.timeout_s,
+                     output_limit=4 * OUTPUT_LIMIT)
+        if result.breach:
+            status = f"stopped: {result.breach}"
+        elif result.timed_out:
+            status = f"killed after the {self.timeout_s:g} s time limit"
+        else:
+            status = f"exit status {result.returncode}"
+        return redact(truncate(result.output.decode(errors="replace"))) + f"\n[{status}]"
+
+
+def git_view(project_root: Path | None, folder: Path) -> tuple[list[Path], dict[Path, Path]]:
+    """What a sandbox needs for git to work read-only in a worktree of `project_root`: its .git
+    read-only, with the config replaced by `safe_git_config` (written to `folder`)."""
+    git_dir = project_root / ".git" if project_root is not None else None
+    if git_dir is None or not git_dir.is_dir():
+        return [], {}
+    return [git_dir], {git_dir / "config": safe_git_config(git_dir, folder)}
+
+
+def safe_git_config(git_dir: Path, folder: Path) -> Path:
+    """The repository's git config with only its [core] and [extensions] settings (what git
+    needs to read the repository), written to `folder`: remotes, credential helpers and
+    includes, which may hold or point at secrets, are left out."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(["git", "config", "--file", str(git_dir / "config"), "--get-regexp", r"^(core|extensions)\."],
+                         capture_output=True, text=True).stdout
+    lines = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        section, _, name = key.partition(".")
+        lines.setdefault(section, []).append(f"\t{name} = {value}")
+    path = folder / "git-config"
+    path.write_text("".join(f"[{section}]\n" + "\n".join(entries) + "\n" for section, entries in lines.items()))
+    return path
+
+
+def run_bash(command: str, cwd: Path, timeout_s: float, scratch: Path | None = None, enabled: bool = True) -> str:
+    """One command in a Shell on `cwd` (see Shell)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="autosae-shell-") as tmp:
+        return Shell(cwd, scratch or Path(tmp), timeout_s, enabled).run(command)
 
 
 class Files:
@@ -91,8 +136,9 @@ class Files:
         target = (self.root / path).resolve()  # follows symlinks, so a link out is caught too
         if target != self.root and self.root not in target.parents:
             raise ToolError(f"{path}: outside the worktree ({self.root}); paths are relative to it")
-        if ".git" in target.relative_to(self.root).parts:
-            raise ToolError(f"{path}: git's own files are off limits")
+        parts = target.relative_to(self.root).parts
+        if ".git" in parts or ".autosae" in parts:
+            raise ToolError(f"{path}: git's and autosae's own files are off limits")
         return target
 
     def view(self, path: str, view_range: list[int] | None = None) -> str:

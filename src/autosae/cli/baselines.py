@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Seeds, emit
+from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Sandbox, Seeds, emit, sandbox_mode
 from autosae.harness.slots import pool_for_gpus
 
 
@@ -18,6 +18,7 @@ def baselines(
     model_seed: ModelSeed = None,
     set_: Overrides = None,
     force: Annotated[bool, typer.Option(help="Retrain even when cached results exist.")] = False,
+    sandbox: Sandbox = "auto",
 ) -> None:
     """Train and cache the BatchTopK and Matryoshka reference SAEs, then print their scores."""
     from autosae.bench.profiles import get_profile
@@ -25,7 +26,8 @@ def baselines(
     from autosae.harness.run import RunOptions
 
     prof = get_profile(profile, model_seed, set_)
-    found = run_baselines(prof, RunOptions(seeds=list(range(seeds)), device=device, pool=pool_for_gpus(gpus)), force=force)
+    opts = RunOptions(seeds=list(range(seeds)), device=device, pool=pool_for_gpus(gpus), sandbox=sandbox_mode(sandbox))
+    found = run_baselines(prof, opts, force=force)
     emit("profile", prof.name)
     emit("seeds", seeds)
     for name, results in found.items():

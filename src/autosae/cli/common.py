@@ -13,6 +13,15 @@ Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override 
 Device = Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when visible, else cpu).")]
 Gpus = Annotated[Optional[str], typer.Option(help="Device slots to run seeds on at once: GPU indices (0,1), all, or cpu entries (cpu,cpu: CPU slots as processes). Default: one device.")]
 Seeds = Annotated[int, typer.Option("--seeds", "-s", min=1, help="Number of seeds (0, 1, ... N-1).")]
+Sandbox = Annotated[str, typer.Option(help="Run the variant under bubblewrap: required, auto (fall back with a warning) or off.")]
+
+
+def sandbox_mode(value: str) -> str:
+    from autosae.errors import AutosaeError
+
+    if value not in ("required", "auto", "off"):
+        raise AutosaeError(f"--sandbox {value}: expected required, auto or off")
+    return value
 
 
 def emit(key: str, value) -> None:

@@ -56,6 +56,8 @@ def status(project_dir: ProjectDir = None) -> None:
         emit("title", state.title)
         emit("phase", f"{state.phase} (for {_elapsed(since)}; sprint started {_elapsed(state.started)} ago)")
         emit("agent", f"{state.backend}, ${state.cost_usd:.2f} so far{_tokens(state.tokens)}")
+        emit("sandboxed", {True: "yes", False: "NO: the agent and the variant run without the OS sandbox"}
+             .get(state.sandboxed, "not yet known"))
         if not running:
             emit("resume", "interrupted: `autosae resume` continues it from this phase")
     rows = read_ledger(project.ledger_path)
@@ -69,6 +71,12 @@ def status(project_dir: ProjectDir = None) -> None:
                             + (f" (see {refused})" if count else ""))
     explored = sum(bool(r.get("explore")) for r in rows)
     emit("exploration", f"{explored} of {len(rows)} sprints explored far from the best")
+    bare = [r["id"] for r in rows if r.get("sandboxed") is False]
+    emit("unsandboxed", f"{len(bare)} of {len(rows)} sprints ran without the OS sandbox"
+                        + (f" ({', '.join(bare[-3:])}{', ...' if len(bare) > 3 else ''})" if bare else ""))
+    from autosae.sandbox import availability
+
+    emit("sandbox", availability()[1])
     best = best_row(rows, rows[-1]["setting"]) if rows else None
     if best:
         obj = best.get("objective", "f1")
@@ -231,7 +239,8 @@ def verify(
         if verdict is None or not (folder / "variant.py").is_file():
             raise AutosaeError(f"sprint {sid} has no verdict.json or variant.py to verify")
         engine = Engine(project, status=typer.echo, detail=lambda line: typer.echo(line, err=True))
-        out = engine.verify_on_heldout(row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device))
+        out = engine.verify_on_heldout(row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device),
+                                       row.get("backend"))
         verdict.update(held_out=out["models"], confirmed=out["confirmed"], held_out_reason=out["reason"])
         write_json(folder / "verdict.json", verdict)
         rerender(project, [sid], log=lambda line: None)

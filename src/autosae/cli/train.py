@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Seeds, emit
+from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Sandbox, Seeds, emit, sandbox_mode
 from autosae.errors import AutosaeError
 from autosae.harness.slots import pool_for_gpus
 
@@ -32,6 +32,7 @@ def resolve_variant(name_or_path: str) -> Path:
 def print_results(results: dict, out: Path) -> None:
     emit("status", results["status"])
     emit("counted", "yes" if results["counted"] else "no")
+    emit("sandboxed", "yes" if (results.get("sandbox") or {}).get("enabled") else "NO")
     emit("profile", results["profile"])
     emit("variant_sha256", results["variant_sha256"][:16])
     emit("seeds", len(results["per_seed"]))
@@ -62,7 +63,9 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (only with --uncounted).")] = None,
     uncounted: Annotated[bool, typer.Option(help="Exploratory run: constraints may change; never counted.")] = False,
     time_limit: Annotated[Optional[float], typer.Option(help="Per-seed time limit in seconds (default: the profile's).")] = None,
-    memory_limit_gb: Annotated[Optional[float], typer.Option(help="Memory cap for the variant's process (CPU only).")] = None,
+    memory_limit_gb: Annotated[Optional[float], typer.Option(help="Memory cap for each variant's sandbox in GiB (default: 3/4 of this machine's).")] = None,
+    disk_limit_gb: Annotated[float, typer.Option(help="Most each variant's process may write, in GiB.")] = 8.0,
+    sandbox: Sandbox = "auto",
 ) -> None:
     """Train VARIANT on a profile in a sandboxed process and score it here (F1, MCC, ...).
 
@@ -81,7 +84,8 @@ def train(
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d--%H-%M-%S")
         out = Path("runs") / f"{prof.name}-{path.stem}-{stamp}"
     opts = RunOptions(seeds=list(range(seeds)), device=device, time_limit_s=time_limit,
-                      memory_limit_gb=memory_limit_gb, counted=not uncounted, pool=pool_for_gpus(gpus))
+                      memory_limit_gb=memory_limit_gb, disk_limit_gb=disk_limit_gb, counted=not uncounted,
+                      pool=pool_for_gpus(gpus), sandbox=sandbox_mode(sandbox))
     results = run_variant(path, prof, out, opts)
     print_results(results, out)
 

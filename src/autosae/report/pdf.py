@@ -83,6 +83,7 @@ def _title_page(pdf, plt, sprint: dict, results: dict, verdict: dict) -> None:
             ("seeds scored", f"{n if n is not None else 0} of {len(sprint.get('seeds') or [])}"),
             ("held-out models", {True: "confirmed", False: "not confirmed"}.get(verdict.get("confirmed"),
                                                                               "not verified")),
+            ("OS sandbox", {True: "yes", False: "NO"}.get(sprint.get("sandboxed"), "not recorded")),
             ("agent cost", MISSING if sprint.get("cost_usd") is None else f"${sprint['cost_usd']:.2f}"),
             ("sprint wall time", f"{fmt_num(wall_time(sprint), 0)} s")]
     y = 0.50

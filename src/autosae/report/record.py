@@ -81,8 +81,8 @@ def folder_files(folder: Path, skip: tuple[str, ...]) -> dict[str, str]:
         return files
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if not path.is_file() or rel in skip or "__pycache__" in rel:
-            continue
+        if path.is_symlink() or not path.is_file() or rel in skip or "__pycache__" in rel:
+            continue  # never follow a link out of the folder (see engine.refuse_links)
         try:
             files[rel] = path.read_text()
         except (UnicodeDecodeError, OSError):

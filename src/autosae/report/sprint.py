@@ -77,6 +77,10 @@ def comparison(sprint: dict, results: dict, verdict: dict) -> list[dict]:
 def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
     """What a reader must not miss: a no-op, a breach, failed seeds, a run that does not count."""
     out = []
+    if sprint.get("sandboxed") is False or (results.get("sandbox") or {}).get("enabled") is False:
+        out.append("**Ran without the OS sandbox** (TASK.md `sandbox: off`, or `auto` where bubblewrap could not "
+                   "run): the agent's commands and the variant could reach this machine's files, processes and "
+                   "network, so nothing but the harness's own checks stands behind these numbers.")
     if verdict.get("noop"):
         out.append(f"**No-op suspected:** {verdict.get('noop_reason')}. Whatever this sprint changed did not "
                    f"change the trained SAE, so it is not a finding.")

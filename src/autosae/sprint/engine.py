@@ -27,6 +27,7 @@ from autosae.agents.pricing import add_usage
 from autosae.agents.transcript import merge_transcripts
 from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.harness.seal import read_verified
 from autosae.report.record import folder_files, read_json, variant_diff
 from autosae.sprint import gitops
 from autosae.sprint.coverage import never_ran
@@ -107,9 +108,10 @@ class Engine:
             self._pools[key] = pool_for_gpus(cfg.gpus)
         return self._pools[key]
 
-    def run_options(self, cfg: TaskConfig, device: str, launch: bool = True, **kw):
+    def run_options(self, cfg: TaskConfig, device: str, launch: bool = True, backend: str | None = None, **kw):
         """Where runs execute: the device slots, and for counted runs (launch) TASK.md's
-        launcher (Slurm jobs through submitit)."""
+        launcher (Slurm jobs through submitit); under which sandbox and bounds (TASK.md's
+        sandbox, for the sprint's backend, and limits)."""
         from autosae.harness.run import RunOptions
 
         launcher = cfg.launcher if launch and cfg.launcher.kind != "local" else None
@@ -119,7 +121,9 @@ class Engine:
 
             folder = str(self.project.root / cfg.launcher.folder if cfg.launcher.folder
                          else cache_root() / "slurm" / gitops.root_commit(self.repo))
-        return RunOptions(device=device, pool=self.pool_for(cfg), launcher=launcher, launcher_folder=folder, **kw)
+        return RunOptions(device=device, pool=self.pool_for(cfg), launcher=launcher, launcher_folder=folder,
+                          sandbox=cfg.sandbox_mode(backend), memory_limit_gb=cfg.limits.memory_gb,
+                          disk_limit_gb=cfg.limits.disk_gb, max_processes=cfg.limits.processes, **kw)
 
     def _log_to_file(self, line: str) -> None:
         self.project.private.mkdir(parents=True, exist_ok=True)
@@ -136,7 +140,13 @@ class Engine:
         return TaskConfig.model_validate(state.task)
 
     def profile_for(self, cfg: TaskConfig, profile_name: str):
-        return cfg.model_copy(update={"profile": profile_name}).build_profile()
+        return self.secret_eval(cfg.model_copy(update={"profile": profile_name}).build_profile())
+
+    def secret_eval(self, profile):
+        """The profile scored on this project's secret eval samples (see project_secrets)."""
+        from autosae.sprint.project_secrets import with_secret_eval
+
+        return with_secret_eval(profile)
 
     def baselines(self, cfg: TaskConfig, profile, device: str) -> dict[str, dict]:
         from autosae.harness.baselines import run_baselines
@@ -146,7 +156,8 @@ class Engine:
 
     def agent(self, cfg: TaskConfig, backend: str):
         options = {"seed": cfg.agent.seed, "project": str(self.project.root), "model": cfg.agent.model,
-                   "max_turns": cfg.agent.max_turns.model_dump(), **cfg.agent.options}
+                   "max_turns": cfg.agent.max_turns.model_dump(), "sandbox": cfg.sandbox_mode(backend),
+                   "limits": cfg.limits.model_dump(), **cfg.agent.options}
         try:
             return create_agent(backend, **options)
         except AgentError as exc:
@@ -191,13 +202,14 @@ class Engine:
             samples = int(samples or max(c.batch_size * 10, c.training_samples // 10))
             samples = min(max(samples, c.batch_size), c.training_samples)
             overrides = [o for o in (cfg.profile_overrides() if own else []) if not o.startswith("training_samples=")]
-            short = get_profile(name, cfg.model_seed if own else None, overrides + [f"training_samples={samples}"])
+            short = self.secret_eval(get_profile(name, cfg.model_seed if own else None,
+                                                 overrides + [f"training_samples={samples}"]))
             out = self.project.runs_dir / f"{state.id}.experiments"
             out = out / f"{len(list(out.glob('*'))) if out.exists() else 0:03d}"
             limit = min(short.time_limit_s, 1800.0)
             try:
                 results = run_variant(variant, short, out, self.run_options(
-                    cfg, resolve_device(cfg.device), launch=False, seeds=[seed], counted=False, time_limit_s=limit,
+                    cfg, resolve_device(cfg.device), launch=False, backend=state.backend, seeds=[seed], counted=False, time_limit_s=limit,
                     log=lambda line: self.detail(f"{state.id} experiment: {line}")))
             except (VariantFailed, ConstraintBreach) as exc:
                 results = read_json(out / "results.json") or {}
@@ -214,6 +226,13 @@ class Engine:
         branch = gitops.current_branch(self.repo)
         gitops.refuse_dirty(self.repo, allow)
         return branch
+
+    def check_sandbox(self, cfg: TaskConfig, backend: str) -> bool:
+        """Whether this sprint runs sandboxed; `required` without a working bubblewrap stops
+        here, before anything starts, with one line that says why and how to fix it."""
+        from autosae.sandbox import resolve
+
+        return resolve(cfg.sandbox_mode(backend), lambda line: self.say("sandbox", "warning", line))
 
     # -- ideation ------------------------------------------------------------------------
 
@@ -242,10 +261,11 @@ class Engine:
             agent_update["max_turns"] = MaxTurns.model_validate(req.max_turns)
         if agent_update:
             cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update=agent_update)})
-        profile = cfg.build_profile()
+        profile = self.secret_eval(cfg.build_profile())
         device = resolve_device(cfg.device)
         base_branch = self.check_tree()
         backend = req.backend or cfg.agent.backend or default_backend()
+        sandboxed = self.check_sandbox(cfg, backend)
         agent = self.agent(cfg, backend)
         setting = setting_of(profile)
         self.say("baselines", "training" if not _baselines_cached(profile, cfg) else "cached",
@@ -272,7 +292,7 @@ class Engine:
             backend=backend, profile=profile.name, objective=cfg.objective, seeds=cfg.seed_list(),
             setting=setting, base_branch=base_branch, branch=f"sprint/{sid}", task_sha256=task.sha256,
             user_idea=req.idea is not None, explore=ctx.explore, cost_usd=agent.cost_usd, tokens=dict(getattr(agent, "tokens", {})),
-            usd_cap=req.usd_cap, task=cfg.model_dump(mode="json"), task_body=task.body)
+            usd_cap=req.usd_cap, task=cfg.model_dump(mode="json"), task_body=task.body, sandboxed=sandboxed)
         if ctx.record_dir.exists():
             ctx.record_dir.rename(self.agent_dir(sid))
         self.store.save(state)
@@ -327,6 +347,9 @@ class Engine:
         if current != state.base_branch:
             raise AutosaeError(f"sprint {state.id} records onto branch {state.base_branch}, but {current} "
                                f"is checked out; `git checkout {state.base_branch}` and resume")
+        sandboxed = self.check_sandbox(cfg, state.backend)
+        if state.sandboxed is not False:  # a sprint that ran without it once is recorded as such
+            state.sandboxed = sandboxed
         agent = self.agent(cfg, state.backend)
         baselines = self.baselines(cfg, profile, device)
         runners = {"proposed": self._implement, "implementing": self._implement, "training": self._train,
@@ -373,6 +396,10 @@ class Engine:
             self.charge(state, agent, before, tokens)
             for name in TRUSTED_FILES:
                 (folder / name).unlink(missing_ok=True)
+            refused = refuse_links(folder)
+            if refused and not state.failure:
+                state.failure = (f"refused: the sprint folder held {', '.join(refused[:5])} (a symlink or a "
+                                 f"file that is not a regular file); they were removed, nothing was trained")
             crash_point("implementing")
             if not any(folder.iterdir()):
                 (folder / "README.md").write_text(f"# {state.title}\n\n{state.idea}\n")
@@ -393,7 +420,7 @@ class Engine:
         self.enter(state, "training", f"{len(state.seeds)} seeds on {profile.name} ({device})")
         _, folder = self.worktree(state)
         variant = folder / "variant.py"
-        done = read_json(run_dir / "results.json")
+        done = read_verified(run_dir / "results.json")  # only a record the harness sealed is reused
         if done and done.get("status") not in (None, "running") and done.get("variant_sha256") == sha256_file(variant):
             self.say(state, "training", "reusing the results recorded before the interruption")
         else:
@@ -402,7 +429,7 @@ class Engine:
             limit = None
             if cfg.budgets.hours_per_sprint:
                 limit = min(profile.time_limit_s, cfg.budgets.hours_per_sprint * 3600 / len(state.seeds))
-            opts = self.run_options(cfg, device, seeds=list(state.seeds), time_limit_s=limit,
+            opts = self.run_options(cfg, device, backend=state.backend, seeds=list(state.seeds), time_limit_s=limit,
                                     log=lambda line: self.detail(f"{state.id}: {line}"))
             try:
                 run_variant(variant, profile, run_dir, opts)
@@ -418,7 +445,7 @@ class Engine:
 
     def _score_locked(self, state, cfg, profile, baselines) -> None:
         self.enter(state, "scoring", None)  # its one status line carries the verdict
-        results = None if state.failure else read_json(self.project.runs_dir / state.id / "results.json")
+        results = None if state.failure else read_verified(self.project.runs_dir / state.id / "results.json")
         rows = read_ledger(self.project.ledger_path)
         by_id = {r["id"]: r for r in rows}
         refs = {name: Reference.from_results(f"baseline:{name}", res) for name, res in baselines.items()}
@@ -452,7 +479,7 @@ class Engine:
                                            f"beside the parent {state.parent}")
             _, folder = self.worktree(state)
             try:
-                out = self.verify_on_heldout(state.parent, folder / "variant.py", profile, cfg, device)
+                out = self.verify_on_heldout(state.parent, folder / "variant.py", profile, cfg, device, state.backend)
             except AutosaeError as exc:
                 out = {"models": [], "confirmed": False, "reason": f"not confirmed: {exc}"}
             v.update(held_out=out["models"], confirmed=out["confirmed"], held_out_reason=out["reason"])
@@ -463,13 +490,14 @@ class Engine:
         state.phase = "reporting"
         self.store.save(state)
 
-    def verify_on_heldout(self, parent: str, variant: Path, profile, cfg: TaskConfig, device: str) -> dict:
+    def verify_on_heldout(self, parent: str, variant: Path, profile, cfg: TaskConfig, device: str,
+                          backend: str | None = None) -> dict:
         from autosae.sprint.heldout import suite, verify
 
-        models = suite(profile, gitops.root_commit(self.repo), cfg.heldout.models)
+        models = suite(self.secret_eval(profile), gitops.root_commit(self.repo), cfg.heldout.models)
         parent_variant = self.parent_variant_path(parent)
         return verify(models, variant, parent_variant, parent, list(range(cfg.heldout.seeds)), cfg.objective,
-                      cfg.significance, self.run_options(cfg, device, log=self.detail))
+                      cfg.significance, self.run_options(cfg, device, backend=backend, log=self.detail))
 
     def parent_variant_path(self, parent: str) -> Path:
         from autosae.variants import reference_variants
@@ -487,7 +515,7 @@ class Engine:
 
         self.enter(state, "reporting", "conclusions, report.md, report.pdf, commit, ledger")
         run_dir = self.project.runs_dir / state.id
-        results = read_json(run_dir / "results.json") if not state.failure else None
+        results = read_verified(run_dir / "results.json") if not state.failure else None
         if state.conclusion is None:
             state.conclusion = self._conclude(state, cfg, profile, agent, results, baselines)
             self.store.save(state)
@@ -606,6 +634,17 @@ class Engine:
 PROPOSING = "_proposing"
 
 
+def refuse_links(folder: Path) -> list[str]:
+    """Remove every symlink and non-regular file from a sprint folder (a link to ~/.netrc or
+    to the held-out seeds must never be read, copied or committed); returns what was removed."""
+    removed = []
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            removed.append(path.relative_to(folder).as_posix())
+            path.unlink(missing_ok=True)
+    return sorted(removed)
+
+
 def is_exploration(sprint_number: int, share: float) -> bool:
     """Whether sprint `sprint_number` (0-based) explores: every 1/share-th sprint does."""
     if share <= 0:
@@ -634,7 +673,7 @@ def proposal_of(state: SprintState) -> Proposal:
 def report_info(state: SprintState) -> dict:
     return {k: getattr(state, k) for k in ("id", "title", "idea", "hypothesis", "plan", "parent", "backend",
                                            "profile", "objective", "seeds", "started", "finished",
-                                           "cost_usd", "tokens", "branch", "config")}
+                                           "cost_usd", "tokens", "branch", "config", "sandboxed")}
 
 
 def ledger_row(state: SprintState, results: dict | None) -> dict:
@@ -653,7 +692,7 @@ def ledger_row(state: SprintState, results: dict | None) -> dict:
         "wall_s": (results or {}).get("wall_s"), "started": state.started, "finished": state.finished,
         "branch": state.branch, "commit": state.commit, "profile": state.profile, "setting": state.setting,
         "seeds": state.seeds, "config": state.config, "variant_sha256": (results or {}).get("variant_sha256"),
-        "user_idea": state.user_idea, "explore": state.explore,
+        "user_idea": state.user_idea, "explore": state.explore, "sandboxed": state.sandboxed,
     }
 
 

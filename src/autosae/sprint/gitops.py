@@ -118,7 +118,9 @@ def add_worktree(repo: git.Repo, path: Path, branch: str) -> git.Repo:
     if path.exists():
         try:
             tree = git.Repo(path)
-            if tree.active_branch.name == branch:
+            # the tree must still be this repository's (an agent may not re-point its .git file)
+            ours = Path(tree.common_dir).resolve() == Path(repo.common_dir).resolve()
+            if ours and tree.active_branch.name == branch:
                 return tree
         except (git.InvalidGitRepositoryError, TypeError):
             pass

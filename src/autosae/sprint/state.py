@@ -91,6 +91,9 @@ class SprintState:
     commit: str | None = None
     """The sprint's last commit on its branch."""
     pid: int | None = None
+    sandboxed: bool | None = None
+    """Whether the agent's commands and the variant ran under the OS sandbox (None: not known,
+    a sprint from before it existed)."""
 
     @property
     def sprint_path(self) -> str:
