@@ -3,6 +3,8 @@ from the best, from the Matryoshka baseline, in a component family the best does
 
 from __future__ import annotations
 
+import pytest
+
 from autosae.agents import AgentContext, PastSprint
 from autosae.agents.prompts import propose_prompt
 from autosae.agents.recipe import BASELINE_CONFIGS, FAMILY, RecipeAgent, changes, normalise
@@ -43,6 +45,7 @@ def test_an_llm_proposer_sees_no_past_sprints_when_exploring():
     assert "s1 | LISTA" in propose_prompt(context(False), None)
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_a_loop_explores_on_schedule(project):
     write_task(project, backend="recipe")
     task = (project / "TASK.md").read_text().replace("loop:\n", "diversity:\n  explore_share: 0.5\nloop:\n", 1)

@@ -89,6 +89,7 @@ def test_a_held_out_model_seed_is_recorded(tmp_path):
     assert results["model_seed"] == 7
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_matryoshka_beats_batchtopk_on_tiny_beyond_the_seed_spread():
     """The demo's claim, with the real 3-seed counted runs; the second call is cached."""
     proc = run_cli("baselines", "--profile", "tiny")

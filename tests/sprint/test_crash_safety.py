@@ -99,6 +99,7 @@ def test_a_live_lock_keeps_a_second_run_out(project):
     assert ledger(project) == []
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_stop_file_ends_the_loop_after_the_current_sprint(project):
     write_script(project, [{"title": f"idea {i}", "idea": f"variant number {i} " + "x" * i * 7,
                             "variant": "lista_matryoshka", "sleep": {"implement": 3}} for i in range(5)])

@@ -121,6 +121,7 @@ def test_repeated_ideas_are_refused_and_counted(project):
     assert len(ledger(project)) == 1
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_a_task_md_edit_steers_the_next_sprint(project):
     write_script(project, [{"title": "first", "idea": "seed recipe", "variant": "lista_matryoshka"},
                            {"title": "second", "idea": "plain matryoshka", "variant": "matryoshka"}])
@@ -136,6 +137,7 @@ def test_a_task_md_edit_steers_the_next_sprint(project):
     assert second["noop"] and second["verdict"] == "no change"
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_the_recipe_agent_runs_two_sprints_at_once_as_jobs(project):
     """`loop --parallel 2` on two CPU slots, the counted runs as submitit-local jobs (the
     Slurm path without Slurm): two distinct sprints (the second proposer sees the first in
