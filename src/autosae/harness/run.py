@@ -9,6 +9,7 @@ feature vectors, and nothing it reports is taken as a metric.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
@@ -17,7 +18,6 @@ import shutil
 import statistics
 import sys
 import time
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -242,7 +242,8 @@ def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.
         worker.send("eval", rows=rows)
         if worker.wait("evaluated")["rows"] != rows:
             raise SeedFailure("failed", "protocol", "the variant's process evaluated another number of rows")
-        latents, recon = worker.buffers["eval_latents"][:rows], worker.buffers["eval_recon"][:rows]
+        # copies: the variant's process could still write to the shared buffers while we score
+        latents, recon = worker.buffers["eval_latents"][:rows].clone(), worker.buffers["eval_recon"][:rows].clone()
         if not (torch.isfinite(latents).all() and torch.isfinite(recon).all()):
             raise SeedFailure("failed", "nan", "the SAE produced NaN or inf on the eval samples")
         if not sketch:

@@ -143,7 +143,7 @@ class Engine:
         return self.secret_eval(cfg.model_copy(update={"profile": profile_name}).build_profile())
 
     def secret_eval(self, profile):
-        """The profile scored on this project's secret eval samples (see project_secrets)."""
+        """The profile scored on the secret eval samples (see project_secrets)."""
         from autosae.sprint.project_secrets import with_secret_eval
 
         return with_secret_eval(profile)
