@@ -30,6 +30,16 @@ def tiny():
     return profile, model, pool
 
 
+@pytest.fixture
+def quick(tiny):
+    """`tiny` shortened to 20,480 training and 4,096 eval samples: a run of seconds."""
+    import dataclasses
+
+    profile, _, _ = tiny
+    return dataclasses.replace(profile, constraints=dataclasses.replace(
+        profile.constraints, training_samples=20_480, eval_samples=4096))
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real `autosae` entry point in a subprocess."""
     return subprocess.run([sys.executable, "-m", "autosae", *args], capture_output=True, text=True,

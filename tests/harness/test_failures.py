@@ -3,7 +3,6 @@ recorded as failed, with a reason and a log tail, and nothing of it reaches the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -18,13 +17,6 @@ from autosae.sae import BatchTopKSAE
 def build(spec):
     return BatchTopKSAE(spec.d_in, spec.width, spec.k)
 """
-
-
-@pytest.fixture
-def quick(tiny):
-    profile, _, _ = tiny
-    return dataclasses.replace(profile, constraints=dataclasses.replace(
-        profile.constraints, training_samples=20_480, eval_samples=4096))
 
 
 def run_failing(path, profile, out, error=VariantFailed, **opts):

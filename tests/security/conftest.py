@@ -3,7 +3,6 @@ runs of hostile variants through the real harness in the real sandbox."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
 import threading
@@ -21,13 +20,6 @@ from autosae.sae import BatchTopKSAE
 def build(spec):
     return BatchTopKSAE(spec.d_in, spec.width, spec.k)
 """
-
-
-@pytest.fixture
-def quick(tiny):
-    profile, _, _ = tiny
-    return dataclasses.replace(profile, constraints=dataclasses.replace(
-        profile.constraints, training_samples=20_480, eval_samples=4096))
 
 
 def attack(path: Path, profile, out: Path, **opts) -> dict:

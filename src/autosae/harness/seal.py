@@ -24,26 +24,35 @@ def key_path() -> Path:
     return cache_root() / "keys" / "results.key"
 
 
+def write_private(path: Path, data: bytes, replace: bool = False) -> bytes:
+    """Create `path` with `data`, readable by this user only (0600, in a 0700 folder), and
+    return what the file holds: the first writer wins a race, so two processes never end up
+    with two different secrets (unless `replace`, for a file found unusable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        if replace:
+            os.replace(tmp, path)
+    tmp.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
 def _key() -> bytes:
     path = key_path()
     try:
         key = path.read_bytes()
         if len(key) >= 32:
             return key
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_bytes(32))
-    try:
-        os.link(tmp, path)  # the first writer wins: two processes never seal with two keys
-    except FileExistsError:
-        pass
-    tmp.unlink(missing_ok=True)
-    return path.read_bytes()
+        broken = True
+    except FileNotFoundError:
+        broken = False
+    return write_private(path, secrets.token_bytes(32), replace=broken)
 
 
 def _digest(data: dict) -> str:

@@ -17,7 +17,6 @@ hours on synth-16k.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -33,25 +32,18 @@ def secrets_path(project_key: str) -> Path:
 def _draw(path: Path, valid, fresh) -> dict:
     """The JSON at `path` when `valid`, else `fresh()` written there (mode 0600; the first
     writer wins when two processes race)."""
+    from autosae.harness.seal import write_private
+
     try:
         data = json.loads(path.read_text())
         if valid(data):
             return data
+        broken = True  # there, but not usable: replace it
+    except FileNotFoundError:
+        broken = False  # not there yet: a racing writer's file wins over ours
     except (OSError, ValueError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(fresh(), f)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        if not valid(json.loads(path.read_text())):
-            os.replace(tmp, path)
-    tmp.unlink(missing_ok=True)
-    return json.loads(path.read_text())
+        broken = True
+    return json.loads(write_private(path, json.dumps(fresh()).encode(), replace=broken))
 
 
 def heldout_seeds(project_key: str) -> list[int]:
