@@ -166,3 +166,21 @@ def test_the_guard_refuses_before_importing_the_parent_package():
             "print('sae_lens' in sys.modules)\nimport json\nprint('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["blocked", "blocked", "blocked", "False", "ok"], out.stdout + out.stderr
+
+
+def test_a_variant_imports_the_python_files_beside_it(quick, write_variant, tmp_path):
+    write_variant("""
+        from autosae.sae import BatchTopKSAE
+
+        def make(spec):
+            return BatchTopKSAE(spec.d_in, spec.width, spec.k)
+    """, name="helpers.py")
+    path = write_variant("""
+        import helpers
+
+        def build(spec):
+            return helpers.make(spec)
+    """)
+    results = run_variant(path, quick, tmp_path / "run", RunOptions(seeds=[0], counted=False))
+    assert results["status"] == "ok"
+    assert sorted(p.name for p in (tmp_path / "run" / "variant").iterdir()) == ["helpers.py", "variant.py"]

@@ -199,6 +199,7 @@ def serve(config: dict, spec: VariantSpec, send) -> None:
     out = Path(config["out"])
     variant_path = config["variant"]
     torch.manual_seed(spec.seed)
+    sys.path.insert(0, str(Path(variant_path).parent))  # its own folder's *.py files (a copy)
     recorder = LineRecorder(variant_path)
     with recorder:
         module = load_variant(variant_path)
