@@ -4,6 +4,7 @@ sees its worktree and nothing secret, and file tools that refuse any path outsid
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -58,7 +59,9 @@ class Shell:
     disk_bytes: int = 8 << 30
     processes: int = 512
 
+    @functools.cached_property
     def policy(self):
+        """What every command of this shell sees (made once: the git config is read once)."""
         from autosae.sandbox import Policy
 
         readable, replaced = git_view(self.project_root, self.scratch.parent)
@@ -77,7 +80,7 @@ class Shell:
         self.scratch.mkdir(parents=True, exist_ok=True)
         limits = Limits(memory_bytes=AGENT_MEMORY_BYTES, processes=self.processes, disk_bytes=self.disk_bytes,
                         file_bytes=min(self.disk_bytes, 4 << 30))
-        result = run(["bash", "-c", command], self.policy(), limits, self.enabled, timeout_s=self.timeout_s,
+        result = run(["bash", "-c", command], self.policy, limits, self.enabled, timeout_s=self.timeout_s,
                      output_limit=4 * OUTPUT_LIMIT)
         if result.breach:
             status = f"stopped: {result.breach}"

@@ -137,9 +137,13 @@ class VariantProcess:
                         disk_bytes=int(opts.disk_limit_gb * gib) + protocol.buffer_bytes(shapes),
                         file_bytes=int(min(opts.disk_limit_gb, 8) * gib))
         self.log = open(self.log_path, "wb")
-        self.box = spawn([sys.executable, "-I", "-m", WORKER_MODULE, json.dumps(config)], policy, limits,
-                         opts.sandboxed, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=self.log)
+        try:
+            self.box = spawn([sys.executable, "-I", "-m", WORKER_MODULE, json.dumps(config)], policy, limits,
+                             opts.sandboxed, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        except BaseException:  # nothing started: leave no buffers in RAM behind
+            self.log.close()
+            shutil.rmtree(self.buffer_dir, ignore_errors=True)
+            raise
         self.replies: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, name=f"variant-replies-{spec.seed}", daemon=True).start()
         self.limit_s, self.deadline = float("inf"), float("inf")
