@@ -243,7 +243,7 @@ def test_the_variant_cannot_reach_the_network(quick, write_variant, tmp_path, li
     assert listener.accepted == 0
 
 
-@pytest.mark.parametrize("bomb", ["fork", "memory", "disk"])
+@pytest.mark.parametrize("bomb", ["fork", "memory", "disk", "log"])
 def test_a_variant_that_takes_without_bound_is_stopped_and_recorded(quick, write_variant, tmp_path, bomb):
     path = write_variant(HONEST, f"""
     import os
@@ -259,6 +259,9 @@ def test_a_variant_that_takes_without_bound_is_stopped_and_recorded(quick, write
             hog = []
             while True:
                 hog.append(bytearray(b"x") * (64 << 20))  # touched, not just reserved
+        if "{bomb}" == "log":
+            while True:
+                print("x" * (1 << 20))
         if "{bomb}" == "disk":
             n = 0
             while True:
@@ -267,12 +270,13 @@ def test_a_variant_that_takes_without_bound_is_stopped_and_recorded(quick, write
                 n += 1
     """)
     limits = {"fork": {"max_processes": 64}, "memory": {"memory_limit_gb": 1.5},
-              "disk": {"disk_limit_gb": 0.05}}[bomb]
+              "disk": {"disk_limit_gb": 0.05}, "log": {"disk_limit_gb": 0.05}}[bomb]
     results = attack(path, quick, tmp_path / "run", time_limit_s=90, **limits)
     assert results["status"] == "failed", results
-    expected = {"fork": "processes", "memory": "memory", "disk": "disk"}[bomb]
+    expected = {"fork": "processes", "memory": "memory", "disk": "disk", "log": "file size"}[bomb]
     assert results["failure_kind"] in ("resource_limit", "out_of_memory") and expected in results["reason"], results
     assert "timeout" not in results["failure_kind"]
+    assert (tmp_path / "run" / "seed_0" / "worker.log").stat().st_size <= 0.05 * 2**30  # the log is bounded too
     left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(path.parent))]
     assert not left  # nothing of the variant outlives its run
 

@@ -135,7 +135,9 @@ class VariantProcess:
         limits = Limits(memory_bytes=int(opts.memory_limit_gb * gib) if opts.memory_limit_gb else default_memory(),
                         processes=opts.max_processes,
                         disk_bytes=int(opts.disk_limit_gb * gib) + protocol.buffer_bytes(shapes),
-                        file_bytes=int(min(opts.disk_limit_gb, 8) * gib))
+                        # one file, worker.log included (it lies outside the watched folders)
+                        file_bytes=int(min(opts.disk_limit_gb, 2) * gib))
+        self.file_bytes = limits.file_bytes
         self.log = open(self.log_path, "wb")
         try:
             self.box = spawn([sys.executable, "-I", "-m", WORKER_MODULE, json.dumps(config)], policy, limits,
@@ -208,6 +210,11 @@ class VariantProcess:
             self.kill()
             code = self.box.poll()
         breach = self.box.breach
+        try:
+            if breach is None and self.log_path.stat().st_size >= self.file_bytes:
+                breach = f"file size: its log reached the bound of {self.file_bytes / 2**20:.0f} MiB on one file"
+        except OSError:
+            pass
         if breach:
             kind = "out_of_memory" if breach.startswith("memory") else "resource_limit"
             return SeedFailure("failed", kind, f"the variant's sandbox hit a bound: {breach}")
