@@ -18,7 +18,7 @@ BASELINES = ("batchtopk", "matryoshka")
 
 def baseline_dir(profile: Profile, seeds: list[int]) -> Path:
     key = {"model": profile.model_hash(), "constraints": dataclasses.asdict(profile.constraints), "seeds": seeds}
-    if profile.eval_seed != Profile.eval_seed:  # a project's secret eval samples (the public seed keeps its old key)
+    if profile.eval_seed != Profile.eval_seed:  # the secret eval samples (the public seed keeps its old key)
         key["eval_seed"] = profile.eval_seed
     key = json.dumps(key, sort_keys=True)
     return cache_root() / "baselines" / f"{profile.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"

@@ -90,7 +90,7 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
     ConstraintBreach after a results.json that says why."""
     from submitit.core.utils import UncompletedJobError
 
-    from autosae.harness.run import SLOT_SETTINGS, write_json
+    from autosae.harness.run import portable_settings, write_json
     from autosae.report.record import read_json
 
     settings, folder = opts.launcher, Path(opts.launcher_folder)
@@ -113,8 +113,7 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
             if len(died) > settings.max_requeue:
                 return _record_death(out, record, died, opts)
             try:
-                run_settings = {name: getattr(opts, name) for name in SLOT_SETTINGS} | {
-                    "time_limit_s": opts.time_limit_s, "sandboxed": None}
+                run_settings = portable_settings(opts, time_limit_s=opts.time_limit_s, sandboxed=None)
                 job = executor.submit(job_main, str(variant), profile, str(out), list(opts.seeds), run_settings)
             except Exception as exc:  # no sbatch, a refused partition or account, ...
                 raise AutosaeError(f"launcher {settings.kind}: the job could not be submitted: "

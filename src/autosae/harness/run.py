@@ -390,7 +390,13 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
 
 SLOT_SETTINGS = ("memory_limit_gb", "disk_limit_gb", "max_processes", "sandbox", "sandboxed", "counted",
                  "matmul_precision")
-"""The RunOptions a slot process needs (the rest, a log function and the pool, stay here)."""
+"""The RunOptions a slot process or a launcher job needs (the rest, a log function and the
+pool, stay here)."""
+
+
+def portable_settings(opts: RunOptions, **extra) -> dict:
+    """SLOT_SETTINGS of `opts` as plain keyword arguments for RunOptions in another process."""
+    return {name: getattr(opts, name) for name in SLOT_SETTINGS} | extra
 
 
 def start_variant(variant: Path, profile: Profile, seed: int, device: str, seed_dir: Path,
@@ -465,8 +471,7 @@ def _run_on_slots(variant: Path, profile: Profile, out: Path, opts: RunOptions, 
 
     def start_job(seed: int, device: str):
         reply = ctx.Queue()
-        settings = {name: getattr(opts, name) for name in SLOT_SETTINGS} | {
-            "time_limit_s": limit, "cpu_threads": pool.cpu_threads()}
+        settings = portable_settings(opts, time_limit_s=limit, cpu_threads=pool.cpu_threads())
         proc = ctx.Process(target=slot_main, daemon=False,
                            args=(str(variant), profile, str(out), seed, device, settings, reply))
         proc.start()

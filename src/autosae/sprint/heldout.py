@@ -45,13 +45,8 @@ class HeldOutModel:
     profile: Profile
 
 
-def secret_seeds(project_key: str) -> list[int]:
-    """The project's secret model seeds (drawn at init; see project_secrets)."""
-    return heldout_seeds(project_key)
-
-
 def suite(profile: Profile, project_key: str, count: int) -> list[HeldOutModel]:
-    seeds = secret_seeds(project_key)
+    seeds = heldout_seeds(project_key)
     m = profile.model
     changes = {
         "heldout-a": {"seed": seeds[0]},
