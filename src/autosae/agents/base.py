@@ -81,6 +81,18 @@ class AgentContext:
     explore: bool = False
     """An exploration sprint (TASK.md diversity.explore_share): propose something far from the
     best, from the Matryoshka baseline, in a component family the best does not use."""
+    backend: str = ""
+    """The backend the prompts are rendered for (each names its own tools)."""
+    card: str = ""
+    """The contract and benchmark card (Markdown), rendered from the profile and TASK.md's
+    settings by autosae.agents.card; part of every LLM backend's system prompt."""
+    literature: dict[str, Any] | None = None
+    """TASK.md's agent.literature, resolved: web search and fetch for the LLM backends
+    (None: off)."""
+    parent_metrics: dict[str, Any] | None = None
+    """The parent's full summary (conclude): {metric: {mean, std, n}}."""
+    curves: dict[str, Any] | None = None
+    """The sprint's training curves (conclude), including the variant's own logged metrics."""
 
 
 @dataclass
@@ -95,6 +107,12 @@ class Proposal:
     """Sprint id (or "baseline:<name>") that this idea builds on."""
     config: dict[str, Any] | None = None
     """A normalised description of what is tried, used to refuse repeats."""
+    origin: str = ""
+    """Where the idea comes from (a paper, a neighbouring field, a past sprint), in the
+    agent's words."""
+    sources: list[dict[str, str]] = field(default_factory=list)
+    """What the agent read while proposing: [{"url": .., "title": ..}], recorded by the
+    backend from the tools' results (never from the agent's say-so)."""
 
 
 @dataclass

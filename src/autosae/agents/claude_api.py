@@ -14,6 +14,7 @@ sprint's or the project's cap raises BudgetReached, which ends the sprint with a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -24,8 +25,8 @@ from typing import Any, Callable
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
 from autosae.agents.pricing import Price, add_usage, usage_dict
-from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, propose_prompt,
-                                    system_prompt, turn_limits)
+from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, library_mounts,
+                                    propose_prompt, system_prompt, turn_limits)
 from autosae.agents.sandbox import Files, Shell, ToolError, redact
 from autosae.agents.transcript import Transcript
 
@@ -44,7 +45,8 @@ EDITOR = tool("str_replace_based_edit_tool",
               {"command": {"type": "string", "enum": ["view", "create", "str_replace"]}, "path": STR,
                "file_text": STR, "old_str": STR, "new_str": STR,
                "view_range": {"type": "array", "items": {"type": "integer"}}}, ["command", "path"])
-VIEW = tool("str_replace_based_edit_tool", "View a file or folder (read-only in this phase).",
+VIEW = tool("str_replace_based_edit_tool", "View a file or folder (read-only in this phase); autosae/sae/ and "
+            "autosae/variants/ are the component library and the reference variants.",
             {"command": {"type": "string", "enum": ["view"]}, "path": STR,
              "view_range": {"type": "array", "items": {"type": "integer"}}}, ["command", "path"])
 BASH = tool("bash", "Run a bash command in the worktree (no network, no credentials, a time limit).",
@@ -57,8 +59,10 @@ EXPERIMENT = tool("run_experiment",
                    "seed": {"type": "integer"}}, [])
 FINISH = {
     "propose": tool("finish", "Submit this sprint's proposal.",
-                    {"title": STR, "idea": STR, "hypothesis": STR, "plan": STR, "parent": STR},
-                    ["title", "idea", "hypothesis", "plan"]),
+                    {"title": STR, "idea": STR, "hypothesis": STR, "plan": STR, "parent": STR,
+                     "origin": {"type": "string", "description": "where the idea comes from: a paper or method "
+                                "and its field, a past sprint's result, or your own reasoning"}},
+                    ["title", "idea", "hypothesis", "plan", "origin"]),
     "implement": tool("finish", "Declare the implementation done (README.md and variant.py written).",
                       {"summary": STR}, ["summary"]),
     "conclude": tool("finish", "Submit the conclusions.",
@@ -102,15 +106,17 @@ class AnthropicAgent:
     # -- the protocol ----------------------------------------------------------------------
 
     def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
-        files = Files(Path(ctx.project_root or "."), writable=False)
+        ctx = dataclasses.replace(ctx, backend=self.name)
+        files = Files(Path(ctx.project_root or "."), writable=False, mounts=library_mounts())
         prompt = propose_prompt(ctx, idea)
         out = self.converse("propose", ctx, prompt, [VIEW, FINISH["propose"]],
                             {"str_replace_based_edit_tool": files.call}, self._check_proposal)
         return Proposal(title=out["title"].strip()[:120], idea=idea or out["idea"].strip(),
                         hypothesis=out["hypothesis"].strip(), plan=out["plan"].strip(),
-                        parent=(out.get("parent") or "").strip() or None)
+                        parent=(out.get("parent") or "").strip() or None, origin=(out.get("origin") or "").strip())
 
     def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
+        ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
         files = Files(worktree)
 
@@ -145,6 +151,7 @@ class AnthropicAgent:
             shutil.rmtree(shell.scratch, ignore_errors=True)  # the shell's private /tmp
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
+        ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)
         out = self.converse("conclude", ctx, prompt, [VIEW, FINISH["conclude"]],
                             {"str_replace_based_edit_tool": Files(worktree, writable=False).call},
@@ -268,9 +275,11 @@ class AnthropicAgent:
 
     @staticmethod
     def _check_proposal(args: dict) -> dict:
-        for key in ("title", "idea", "hypothesis", "plan"):
+        for key in ("title", "idea", "hypothesis", "plan", "origin"):
             if not isinstance(args.get(key), str) or not args[key].strip():
-                raise ToolError(f"{key}: expected a non-empty string")
+                raise ToolError(f"{key}: expected a non-empty string" + (
+                    " (where the idea comes from: a paper or method and its field, a past sprint, your own "
+                    "reasoning)" if key == "origin" else ""))
         if args.get("parent") is not None and not isinstance(args["parent"], str):
             raise ToolError("parent: expected a sprint id or baseline:matryoshka / baseline:batchtopk")
         return args

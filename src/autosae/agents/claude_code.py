@@ -22,6 +22,7 @@ are redacted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,8 +33,8 @@ import threading
 from pathlib import Path
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
-from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, propose_prompt,
-                                    system_prompt, turn_limits)
+from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, library_paths,
+                                    propose_prompt, system_prompt, turn_limits)
 from autosae.agents.pricing import Price, add_usage
 from autosae.agents.sandbox import git_view, redact, scrubbed_env
 from autosae.agents.transcript import Transcript
@@ -69,27 +70,29 @@ class ClaudeCodeAgent:
         self.tokens: dict[str, int] = {}
 
     def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
+        ctx = dataclasses.replace(ctx, backend=self.name)
         scratch = Path(ctx.record_dir or ".") / "propose-scratch"
         scratch.mkdir(parents=True, exist_ok=True)
-        prompt = propose_prompt(ctx, idea) + (f"\nThe project is at {ctx.project_root} (read it; change nothing). Instead of calling `finish`, "
-                   "end with one JSON object with the keys title, idea, hypothesis, plan, parent.")
+        prompt = propose_prompt(ctx, idea) + f"\nThe project is at {ctx.project_root} (read it; change nothing).\n"
         root = Path(ctx.project_root or ".")
         shown = [p for p in (root / "sprints", root / "reports", root / "TASK.md") if p.exists()]
-        out = _json_answer(self.session("propose", ctx, prompt, scratch, READ_ONLY, [str(root)],
-                                        writable=[scratch], readable=shown),
+        library = [Path(p) for p in library_paths().values()]
+        out = _json_answer(self.session("propose", ctx, prompt, scratch, READ_ONLY,
+                                        [str(root), *map(str, library)], writable=[scratch],
+                                        readable=[*shown, *library]),
                            ("title", "idea", "hypothesis", "plan"))
         return Proposal(title=str(out["title"])[:120], idea=idea or str(out["idea"]), hypothesis=str(out["hypothesis"]),
-                        plan=str(out["plan"]), parent=str(out.get("parent") or "") or None)
+                        plan=str(out["plan"]), parent=str(out.get("parent") or "") or None,
+                        origin=str(out.get("origin") or ""))
 
     def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
+        ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
-        prompt += (f"\nIn place of `run_experiment`, run `autosae train {folder}/variant.py --profile tiny --seeds 1 "
-                   "--samples 100000 --out /tmp/autosae-try` (uncounted). Stop when both files are written.")
         self.session("implement", ctx, prompt, worktree, WRITE, [], writable=[worktree], git=True)
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
+        ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)
-        prompt += "\nInstead of calling `finish`, end with one JSON object with those four keys. Change no file."
         return conclusion_markdown(_json_answer(self.session("conclude", ctx, prompt, worktree, READ_ONLY, [],
                                                              readable=[worktree]),
                                                 ("checks", "alternatives", "conclusion", "next_steps")))

@@ -19,7 +19,15 @@ DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
 def render(name: str, **values) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
-    return env.get_template(name).render(**values)
+    return env.get_template(name).render(**{"library": library_paths(), **values})
+
+
+def library_paths() -> dict[str, str]:
+    """Where the component library and the reference variants are (the agents read them)."""
+    import autosae.sae
+    import autosae.variants
+
+    return {"sae": str(Path(autosae.sae.__file__).parent), "variants": str(Path(autosae.variants.__file__).parent)}
 
 
 def turn_limits(max_turns: dict | int | None) -> dict[str, int]:
@@ -29,26 +37,35 @@ def turn_limits(max_turns: dict | int | None) -> dict[str, int]:
     return {**DEFAULT_TURNS, **{k: int(v) for k, v in turns.items()}}
 
 
+def library_mounts() -> dict[str, Path]:
+    """The library as the `view` tool shows it, read-only: autosae/sae/ and autosae/variants/."""
+    return {f"autosae/{name}": Path(path) for name, path in library_paths().items()}
+
+
 def system_prompt(ctx: AgentContext) -> str:
-    return render("system.md.j2", profile=ctx.profile, width=ctx.width, k=ctx.k, objective=ctx.objective,
-                  task_body=ctx.task_body)
+    """The system prompt of every phase: the role, the contract and benchmark card, TASK.md's body."""
+    return render("system.md.j2", ctx=ctx)
 
 
 def propose_prompt(ctx: AgentContext, idea: str | None) -> str:
-    return render("propose.md.j2", number=ctx.sprint_number + 1, baselines=ctx.baselines, best=ctx.best,
-                  past=[p for p in ctx.past if p.id == "(refused)"] if ctx.explore else ctx.past, idea=idea, explore=ctx.explore)
+    return render("propose.md.j2", ctx=ctx, number=ctx.sprint_number + 1, baselines=ctx.baselines, best=ctx.best,
+                  past=[p for p in ctx.past if p.id == "(refused)"] if ctx.explore else ctx.past, idea=idea,
+                  explore=ctx.explore, backend=ctx.backend)
 
 
 def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> tuple[Path, str, str]:
-    """(the worktree, the sprint folder relative to it, the prompt)."""
+    """(the worktree, the sprint folder relative to it, the prompt). The prompt inlines the
+    parent's variant, which the sprint starts from."""
     worktree = Path(ctx.worktree or sprint_dir.parent.parent)
     folder = sprint_dir.relative_to(worktree).as_posix()
     parent = parent_variant(worktree, proposal.parent)
-    prompt = render("implement.md.j2", folder=folder, title=proposal.title, idea=proposal.idea,
-                    hypothesis=proposal.hypothesis, plan=proposal.plan, parent=proposal.parent or "-",
+    prompt = render("implement.md.j2", ctx=ctx, backend=ctx.backend, folder=folder, title=proposal.title,
+                    idea=proposal.idea, hypothesis=proposal.hypothesis, plan=proposal.plan,
+                    parent=proposal.parent or "baseline:matryoshka",
                     parent_variant=parent.relative_to(worktree).as_posix()
                     if parent and worktree in parent.parents else None,
-                    reference=reference_source(), width=ctx.width, k=ctx.k)
+                    parent_source=parent.read_text().strip() if parent and parent.is_file() else "",
+                    width=ctx.width, k=ctx.k)
     return worktree, folder, prompt
 
 
@@ -56,8 +73,8 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
     """(the worktree, the prompt)."""
     worktree = Path(ctx.worktree or ".")
     mine = worktree / "sprints" / (ctx.sprint_id or "?") / "variant.py"
-    prompt = render("conclude.md.j2", sprint_id=ctx.sprint_id or "?", title=proposal.title,
-                    hypothesis=proposal.hypothesis, parent=proposal.parent or "-",
+    prompt = render("conclude.md.j2", ctx=ctx, backend=ctx.backend, sprint_id=ctx.sprint_id or "?",
+                    title=proposal.title, hypothesis=proposal.hypothesis, parent=proposal.parent or "-",
                     results=json.dumps(results_digest(results), indent=1, default=float),
                     verdict=json.dumps(verdict, indent=1, default=float), noop=verdict.get("noop_reason"),
                     never_ran=spans((verdict.get("coverage") or {}).get("never_ran") or []),
@@ -84,12 +101,6 @@ def parent_variant(worktree: Path, parent: str | None) -> Path | None:
     if parent and (worktree / "sprints" / parent / "variant.py").is_file():
         return worktree / "sprints" / parent / "variant.py"
     return reference_variants().get("matryoshka")
-
-
-def reference_source() -> str:
-    from autosae.variants import reference_variants
-
-    return reference_variants()["lista_matryoshka"].read_text().strip()
 
 
 def diff(parent: Path | None, mine: Path | None) -> str:

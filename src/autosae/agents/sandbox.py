@@ -128,10 +128,31 @@ def run_bash(command: str, cwd: Path, timeout_s: float, scratch: Path | None = N
 
 
 class Files:
-    """view / create / str_replace, confined to `root`."""
+    """view / create / str_replace, confined to `root`; `mounts` ({"autosae/sae": folder})
+    show more folders under a prefix, read-only."""
 
-    def __init__(self, root: Path, writable: bool = True):
+    def __init__(self, root: Path, writable: bool = True, mounts: dict[str, Path] | None = None):
         self.root, self.writable = root.resolve(), writable
+        self.mounts = {prefix.strip("/"): Path(folder).resolve() for prefix, folder in (mounts or {}).items()}
+
+    def mounted(self, path: str) -> Path | None:
+        """The file a mounted path names (None: not under a mount); never outside the mount."""
+        clean = path.strip("/")
+        for prefix, folder in self.mounts.items():
+            if clean == prefix or clean.startswith(prefix + "/"):
+                target = (folder / clean[len(prefix):].lstrip("/")).resolve()
+                if target != folder and folder not in target.parents:
+                    raise ToolError(f"{path}: outside {prefix}/")
+                return target
+        return None
+
+    def view_mounted(self, target: Path, view_range: list[int] | None) -> str:
+        if target.is_dir():
+            return "\n".join(sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir()
+                                    if p.name != "__pycache__")) or "(empty folder)"
+        if not target.is_file():
+            raise ToolError(f"{target.name}: no such file")
+        return self._numbered(target, view_range)
 
     def resolve(self, path: str) -> Path:
         if not isinstance(path, str) or not path:
@@ -145,6 +166,8 @@ class Files:
         return target
 
     def view(self, path: str, view_range: list[int] | None = None) -> str:
+        if isinstance(path, str) and self.mounts and (mounted := self.mounted(path)) is not None:
+            return self.view_mounted(mounted, view_range)
         target = self.resolve(path)
         if target.is_dir():
             entries = sorted(p.relative_to(self.root).as_posix() + ("/" if p.is_dir() else "")
@@ -152,6 +175,10 @@ class Files:
             return "\n".join(entries) or "(empty folder)"
         if not target.is_file():
             raise ToolError(f"{path}: no such file")
+        return self._numbered(target, view_range)
+
+    @staticmethod
+    def _numbered(target: Path, view_range: list[int] | None) -> str:
         lines = target.read_text(errors="replace").splitlines()
         first, last = 1, len(lines)
         if view_range:
