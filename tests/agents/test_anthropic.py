@@ -34,7 +34,8 @@ def sprint_folder(body: dict) -> str:
 def propose(body: dict) -> list[dict]:
     return [use("finish", {"title": "one-step LISTA on Matryoshka", "hypothesis": "LISTA sharpens the encoder",
                            "idea": "a one-step LISTA encoder on the Matryoshka baseline, eta 0.3",
-                           "plan": "compose LISTA(iterations=1) with Matryoshka", "parent": "baseline:matryoshka"})]
+                           "plan": "compose LISTA(iterations=1) with Matryoshka", "parent": "baseline:matryoshka",
+                           "origin": "LISTA (Gregor & LeCun 2010), from sparse coding"})]
 
 
 def conclude(body: dict) -> list[dict]:
