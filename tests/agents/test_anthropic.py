@@ -24,6 +24,12 @@ VARIANT = reference_variants()["lista_matryoshka"].read_text()
 ESCAPE = "../../../../outside-the-worktree.txt"
 
 
+def texts_of(body: dict) -> str:
+    """The text of a request's first message (the phase's prompt)."""
+    first = body["messages"][0]["content"]
+    return first if isinstance(first, str) else first[0]["text"]
+
+
 def sprint_folder(body: dict) -> str:
     """The sprint folder named in the implement prompt."""
     first = body["messages"][0]["content"]
@@ -117,6 +123,13 @@ def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     first = api.answered("implement")[0]
     assert first["system"][0]["cache_control"] == {"type": "ephemeral"}  # the stable prefix is cached
     assert "Beat the Matryoshka baseline" in first["system"][0]["text"]  # TASK.md's body, verbatim
+    card = first["system"][0]["text"]  # the contract and benchmark card, from the profile and TASK.md
+    assert "The contract and the benchmark (profile `tiny`)" in card and "5 ± 0.25" in card, card
+    assert "204,800 training samples" in card and "2 seeds (0, 1)" in card and "alpha = 0.05" in card, card
+    assert "512 ground-truth features in a 64-dimensional space" in card and "on_step_end" in card, card
+    implement = texts_of(first)
+    assert 'from autosae.sae import MatryoshkaBatchTopKSAE' in implement  # the parent's variant, inlined
+    assert "python -m autosae.sae" in implement and "run_experiment" in implement and "Read," not in implement
 
     transcript = (folder / "transcript.jsonl").read_text()
     assert len(transcript.splitlines()) >= 10 and KEY not in transcript

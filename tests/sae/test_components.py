@@ -236,3 +236,30 @@ def test_the_host_side_dead_bound_changes_nothing():
     assert int((reference.steps_since_fired > 5).sum()) > 0  # dead latents did appear
     sae.load_state_dict(reference.state_dict())
     assert sae.dead_bound is None  # loaded counters: the bound is unknown again
+
+
+@pytest.mark.parametrize("cls", [BatchTopKSAE, MatryoshkaBatchTopKSAE])
+def test_the_dead_latent_window_scales_with_a_short_run(cls):
+    """A variant that leaves dead_steps out must still run the dead-latent loss on a short run
+    (SAELens's fixed 1000 steps would never be reached in 40)."""
+    torch.manual_seed(0)
+    extra = {"levels": [16, 64]} if cls is MatryoshkaBatchTopKSAE else {}
+    sae = cls(16, 64, 2, **extra)
+    assert sae.dead_steps is None
+    with pytest.raises(RuntimeError, match="scales with the run"):
+        sae.dead_mask()  # asked before training: a clear error, never a silent window
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
+    aux = []
+    for step in range(40):
+        out = sae.training_loss(torch.randn(32, 16), StepInfo(step=step, total_steps=40))
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        aux.append(float(out.metrics["aux"]))
+    assert sae.dead_steps == 10  # a quarter of the run
+    assert any(a > 0 for a in aux)  # the aux loss did switch on
+    long = cls(16, 64, 2, **extra)
+    long.training_loss(torch.randn(32, 16), StepInfo(step=0, total_steps=200_000))
+    assert long.dead_steps == 1000  # SAELens's window on a long run
+    with pytest.raises(ValueError, match="dead_steps"):
+        cls(16, 64, 2, dead_steps=0, **extra)

@@ -43,6 +43,9 @@ class BatchTopKSAE(nn.Module):
         reducer: reduces per-sample losses to a scalar; the mean when None, or TERM(tilt).
         aux_coefficient: weight of the dead-latent auxiliary loss (0 disables it).
         dead_steps: steps without firing after which a latent counts as dead for the aux loss.
+            None (the default) scales with the run: min(1000, total_steps // 4), SAELens's 1000
+            on long runs and a quarter of training on short ones, where a fixed 1000 would
+            silently never switch the aux loss on. Set at the first training step.
         decoder_init_norm: norm of decoder rows at init (SAELens's 0.1 heuristic).
         rescale_by_decoder_norm: treat decoder rows as unit norm, as SAELens does by default.
     """
@@ -57,7 +60,7 @@ class BatchTopKSAE(nn.Module):
         encoder: object | None = None,
         reducer: Reducer | None = None,
         aux_coefficient: float = 1.0,
-        dead_steps: int = 1000,
+        dead_steps: int | None = None,
         decoder_init_norm: float | None = 0.1,
         rescale_by_decoder_norm: bool = True,
         topk_threshold_lr: float = 0.01,
@@ -68,7 +71,9 @@ class BatchTopKSAE(nn.Module):
         self.encoder = encoder
         self.reducer = reducer or MeanLoss()
         self.aux_coefficient = aux_coefficient
-        self.dead_steps = dead_steps
+        if dead_steps is not None and int(dead_steps) < 1:
+            raise ValueError(f"dead_steps must be at least 1 (or None to scale with the run), got {dead_steps}")
+        self.dead_steps = None if dead_steps is None else int(dead_steps)
         self.rescale_by_decoder_norm = rescale_by_decoder_norm
         self.topk_threshold_lr = topk_threshold_lr
         self.current_k = float(self.k_schedule(0.0))
@@ -140,6 +145,7 @@ class BatchTopKSAE(nn.Module):
         return per_sample, recon
 
     def training_loss(self, x: torch.Tensor, step: StepInfo) -> TrainOutput:
+        self.scale_dead_steps(step.total_steps)
         self.current_k = float(self.k_schedule(step.progress))
         latents, pre = self.encode_with_pre(x, self.current_k)
         metrics: dict[str, torch.Tensor] = {}
@@ -153,7 +159,15 @@ class BatchTopKSAE(nn.Module):
         return TrainOutput(loss=loss, latents=latents, metrics=metrics)
 
     # --- dead latents and threshold bookkeeping --------------------------------------
+    def scale_dead_steps(self, total_steps: int) -> None:
+        """Fix dead_steps for this run when it was left to scale with it (see __init__)."""
+        if self.dead_steps is None:
+            self.dead_steps = max(1, min(1000, total_steps // 4))
+
     def dead_mask(self) -> torch.Tensor:
+        if self.dead_steps is None:
+            raise RuntimeError("dead_steps scales with the run and is set at the first training step; "
+                               "call scale_dead_steps(total_steps) first")
         return self.steps_since_fired > self.dead_steps
 
     def aux_loss(self, x: torch.Tensor, recon: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from typing import Callable
 
 from autosae import notify
 from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, create_agent, default_backend
+from autosae.agents.card import render_card
 from autosae.agents.pricing import add_usage
 from autosae.agents.transcript import merge_transcripts
 from autosae.config import MaxTurns, TaskConfig, load_task
@@ -180,7 +181,8 @@ class Engine:
                             sprint_id=state.id if state else None, project_root=self.project.root,
                             worktree=self.project.worktrees_dir / state.id if state else None,
                             record_dir=self.agent_dir(state.id if state else PROPOSING),
-                            experiment=self.experimenter(state, cfg) if state else None, log=self.detail)
+                            experiment=self.experimenter(state, cfg) if state else None, log=self.detail,
+                            card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile)))
 
     def agent_dir(self, name: str) -> Path:
         """An LLM agent's transcripts for one sprint, outside its worktree."""
@@ -428,7 +430,7 @@ class Engine:
                 shutil.rmtree(run_dir, ignore_errors=True)
             limit = None
             if cfg.budgets.hours_per_sprint:
-                limit = min(profile.time_limit_s, cfg.budgets.hours_per_sprint * 3600 / len(state.seeds))
+                limit = counted_time_limit(cfg, profile)
             opts = self.run_options(cfg, device, backend=state.backend, seeds=list(state.seeds), time_limit_s=limit,
                                     log=lambda line: self.detail(f"{state.id}: {line}"))
             try:
@@ -643,6 +645,14 @@ def refuse_links(folder: Path) -> list[str]:
             removed.append(path.relative_to(folder).as_posix())
             path.unlink(missing_ok=True)
     return sorted(removed)
+
+
+def counted_time_limit(cfg: TaskConfig, profile) -> float:
+    """Each seed's time limit in a counted run: the profile's, or less when TASK.md's
+    budgets.hours_per_sprint, shared by the seeds, leaves less."""
+    if cfg.budgets.hours_per_sprint:
+        return min(profile.time_limit_s, cfg.budgets.hours_per_sprint * 3600 / len(cfg.seed_list()))
+    return profile.time_limit_s
 
 
 def is_exploration(sprint_number: int, share: float) -> bool:

@@ -1,0 +1,36 @@
+"""The contract and benchmark card: what an LLM agent must know to write a variant that can
+win, rendered from the profile and the project's settings (never hand-kept prose that drifts
+from what the harness does). Part of every LLM backend's system prompt."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autosae.bench.profiles import Profile
+    from autosae.config import TaskConfig
+
+
+def render_card(profile: "Profile", cfg: "TaskConfig", baselines: dict[str, dict] | None = None,
+                time_limit_s: float | None = None) -> str:
+    """The card for `profile` under TASK.md's settings; `baselines` (the harness's results per
+    baseline) give the measured true L0; `time_limit_s` is the per-seed limit of counted runs."""
+    from autosae.agents.prompts import render
+
+    c = profile.constraints
+    true_l0 = next((res["summary"]["true_l0"]["mean"] for res in (baselines or {}).values()
+                    if isinstance((res.get("summary") or {}).get("true_l0"), dict)), None)
+    limit = time_limit_s or profile.time_limit_s
+    return render("card.md.j2", p=profile, c=c, m=profile.model, steps=c.training_samples // c.batch_size,
+                  objective=cfg.objective, seeds=cfg.seed_list(), alpha=cfg.significance, time_limit=duration(limit),
+                  heldout_models=cfg.heldout.models if cfg.heldout.auto else 0, heldout_seeds=cfg.heldout.seeds,
+                  true_l0=true_l0)
+
+
+def duration(seconds: float) -> str:
+    """4 h, 20 min, 300 s: the time limit as a researcher would say it."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:g} s"
