@@ -62,11 +62,18 @@ class MaxTurns(_Strict):
         return {"propose": value, "implement": value, "conclude": value} if isinstance(value, int) else value
 
 
+def _default_model() -> str:
+    from autosae.agents.pricing import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
 class AgentSettings(_Strict):
     backend: str | None = None
     """Agent backend by name; None: automatic (anthropic when ANTHROPIC_API_KEY is set, else recipe)."""
-    model: str = "claude-sonnet-4-5"
-    """Model name for the LLM backends."""
+    model: str = Field(default_factory=lambda: _default_model())
+    """Model name for the LLM backends (default: the strongest current model the price table
+    knows, autosae.agents.pricing.DEFAULT_MODEL)."""
     max_turns: MaxTurns = Field(default_factory=lambda: MaxTurns())
     """The most model calls per phase (LLM backends); an int sets all three."""
     seed: int = 0

@@ -96,3 +96,16 @@ def test_prices_come_from_the_table_or_task_md():
 
     with pytest.raises(AgentError, match="no price known"):
         Price.of("gpt-4")
+    with pytest.raises(AgentError, match="no price known"):
+        Price.of("claude-fable-5-3")  # a new point release never borrows its family's price
+
+
+def test_the_default_model_is_priced_and_its_cache_reads_are_cheaper():
+    from autosae.agents.pricing import DEFAULT_MODEL
+    from autosae.config import TaskConfig
+
+    assert TaskConfig().agent.model == DEFAULT_MODEL == "claude-fable-5-2"
+    usage = {"input_tokens": 1_000_000, "output_tokens": 1_000_000,
+             "cache_creation_input_tokens": 1_000_000, "cache_read_input_tokens": 1_000_000}
+    assert Price.of(DEFAULT_MODEL).cost(usage) == pytest.approx(8 + 40 + 10 + 0.2)
+    assert Price.of("claude-opus-5-5").cost(usage) == pytest.approx(4 + 20 + 5 + 0.4)

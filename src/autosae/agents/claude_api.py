@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
-from autosae.agents.pricing import Price, add_usage, usage_dict
+from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage, usage_dict
 from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, library_mounts,
                                     propose_prompt, system_prompt, turn_limits)
 from autosae.agents.sandbox import Files, Shell, ToolError, redact
@@ -80,8 +80,8 @@ class Finished(Exception):
 class AnthropicAgent:
     name = "anthropic"
 
-    def __init__(self, model: str = "claude-sonnet-4-5", project: str | None = None, seed: int = 0,
-                 max_turns: dict | int | None = None, max_tokens: int = 8192, bash_timeout_s: float = 600,
+    def __init__(self, model: str = DEFAULT_MODEL, project: str | None = None, seed: int = 0,
+                 max_turns: dict | int | None = None, max_tokens: int = 16_000, bash_timeout_s: float = 600,
                  max_retries: int = 4, request_timeout_s: float = 600, outage_s: float = 1800,
                  backoff_s: float = 30, price: dict | None = None, base_url: str | None = None,
                  sandbox: str = "required", limits: dict | None = None, **_ignored):

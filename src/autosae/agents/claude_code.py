@@ -35,7 +35,7 @@ from pathlib import Path
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
 from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, library_paths,
                                     propose_prompt, system_prompt, turn_limits)
-from autosae.agents.pricing import Price, add_usage
+from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage
 from autosae.agents.sandbox import git_view, redact, scrubbed_env
 from autosae.agents.transcript import Transcript
 
@@ -49,7 +49,7 @@ WRITE = "Read,Write,Edit,Bash,Glob,Grep"
 class ClaudeCodeAgent:
     name = "claude_code"
 
-    def __init__(self, model: str = "claude-sonnet-4-5", project: str | None = None, max_turns: dict | int | None = None,
+    def __init__(self, model: str = DEFAULT_MODEL, project: str | None = None, max_turns: dict | int | None = None,
                  claude: str = "claude", time_limit_s: float = 3600, price: dict | None = None,
                  sandbox: str = "required", limits: dict | None = None, **_ignored):
         from autosae.sandbox import resolve

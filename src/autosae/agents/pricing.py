@@ -1,18 +1,31 @@
 """Dollar cost of a Messages-API response, from its usage.
 
 Prices are USD per million tokens (Anthropic's list prices). Cache writes (5-minute
-ephemeral) cost 1.25x the input price and cache reads 0.1x. A model missing from the table
-is refused unless TASK.md gives its price (`agent.options.price: {input: 3, output: 15}`),
-so that spending is never uncounted.
+ephemeral) cost 1.25x the input price and cache reads 0.1x (0.025x for the Fable 5.1 and 5.2
+family). A model is priced only by its own row (or its dated snapshot's): a new point release
+never borrows its family's price. A model missing from the table is refused unless TASK.md
+gives its price (`agent.options.price: {input: 3, output: 15}`), so that spending is never
+uncounted or miscounted.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from autosae.agents.base import AgentError
 
-PRICES = {  # model name prefix: (input, output) USD per million tokens
+PRICES = {  # model id: (input, output) USD per million tokens, or (input, output, cache-read multiplier)
+    "claude-fable-5-2": (8.0, 40.0, 0.025),     # released 2026-11-09; cache reads $0.20
+    "claude-mythos-5-2": (8.0, 40.0, 0.025),
+    "claude-fable-5-1": (10.0, 50.0, 0.025),
+    "claude-mythos-5-1": (10.0, 50.0, 0.025),
+    "claude-fable-5": (10.0, 50.0),
+    "claude-mythos-5": (10.0, 50.0),
+    "claude-opus-5-5": (4.0, 20.0),
+    "claude-opus-5": (5.0, 25.0),
+    "claude-sonnet-5-5": (2.0, 10.0),
+    "claude-sonnet-5": (2.0, 10.0),
     "claude-opus-4-5": (5.0, 25.0),
     "claude-opus-4-1": (15.0, 75.0),
     "claude-opus-4": (15.0, 75.0),
@@ -22,13 +35,18 @@ PRICES = {  # model name prefix: (input, output) USD per million tokens
     "claude-haiku-4-5": (1.0, 5.0),
     "claude-3-5-haiku": (0.8, 4.0),
 }
+DEFAULT_MODEL = "claude-fable-5-2"
+"""The strongest current Claude model the table knows (TASK.md agent.model's default)."""
+DATED = re.compile(r"-(\d{8}|latest)$")
 CACHE_WRITE, CACHE_READ = 1.25, 0.1
+"""Cache writes and, unless the table says otherwise, cache reads, as multiples of the input price."""
 
 
 @dataclass(frozen=True)
 class Price:
     input: float
     output: float
+    cache_read: float = CACHE_READ
 
     @classmethod
     def of(cls, model: str, override: dict | None = None) -> "Price":
@@ -37,9 +55,9 @@ class Price:
                 return cls(float(override["input"]), float(override["output"]))
             except (KeyError, TypeError, ValueError):
                 raise AgentError("agent.options.price: expected {input: USD per Mtok, output: USD per Mtok}") from None
-        for prefix in sorted(PRICES, key=len, reverse=True):
-            if model.startswith(prefix):
-                return cls(*PRICES[prefix])
+        base = DATED.sub("", model)  # a dated snapshot (claude-sonnet-4-5-20250929) costs what its model does
+        if base in PRICES:
+            return cls(*PRICES[base])
         raise AgentError(f"no price known for model {model!r}; set agent.options.price "
                          f"({{input: .., output: ..}}, USD per million tokens) in TASK.md")
 
@@ -47,7 +65,7 @@ class Price:
         per = 1e-6
         return (usage.get("input_tokens", 0) * self.input
                 + usage.get("cache_creation_input_tokens", 0) * self.input * CACHE_WRITE
-                + usage.get("cache_read_input_tokens", 0) * self.input * CACHE_READ
+                + usage.get("cache_read_input_tokens", 0) * self.input * self.cache_read
                 + usage.get("output_tokens", 0) * self.output) * per
 
 
