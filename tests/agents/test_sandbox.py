@@ -109,3 +109,36 @@ def test_the_default_model_is_priced_and_its_cache_reads_are_cheaper():
              "cache_creation_input_tokens": 1_000_000, "cache_read_input_tokens": 1_000_000}
     assert Price.of(DEFAULT_MODEL).cost(usage) == pytest.approx(8 + 40 + 10 + 0.2)
     assert Price.of("claude-opus-5-5").cost(usage) == pytest.approx(4 + 20 + 5 + 0.4)
+
+
+def test_the_proposer_reads_the_component_library_and_nothing_beside_it(tree):
+    """propose's `view` shows autosae/sae/ and autosae/variants/ read-only; a path that climbs
+    out of a mount (to the package, the venv, the home folder) is refused like one out of the
+    worktree."""
+    from autosae.agents.prompts import library_mounts
+
+    files = Files(tree, writable=False, mounts=library_mounts())
+    listing = files.view("autosae/sae")
+    assert "batchtopk.py" in listing and "__pycache__" not in listing
+    assert "class BatchTopKSAE" in files.view("autosae/sae/batchtopk.py")
+    assert "def build(spec)" in files.view("/autosae/variants/matryoshka.py")
+    for escape in ("autosae/sae/../../config.py", "autosae/variants/../../../../etc/passwd", "autosae/sae/../sandbox"):
+        with pytest.raises(ToolError, match="outside autosae/"):
+            files.view(escape)
+    with pytest.raises(ToolError, match="read-only"):
+        files.create("autosae/sae/evil.py", "x = 1")
+
+
+def test_python_m_autosae_sae_prints_the_components_source():
+    """The command the implement prompt gives prints real source, module by module."""
+    import subprocess
+    import sys
+
+    listing = subprocess.run([sys.executable, "-m", "autosae.sae"], capture_output=True, text=True)
+    assert listing.returncode == 0 and "matryoshka" in listing.stdout and "lista" in listing.stdout
+    source = subprocess.run([sys.executable, "-m", "autosae.sae", "batchtopk", "lista.py"], capture_output=True,
+                            text=True)
+    assert source.returncode == 0
+    assert "class BatchTopKSAE(nn.Module)" in source.stdout and "class LISTA" in source.stdout
+    unknown = subprocess.run([sys.executable, "-m", "autosae.sae", "nope"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: no module nope")
