@@ -26,20 +26,21 @@ def test_train_prints_greppable_results_and_writes_the_record(quick_run):
     for key in ("f1", "f1_std", "mcc", "mcc_std", "precision", "recall", "l0", "dead_latents",
                 "explained_variance", "wall_s"):
         float(lines[key])
-    assert "progress: seed=0" in proc.stderr and "eta=" in proc.stderr
+    assert "progress: seed=900000" in proc.stderr and "eta=" in proc.stderr  # quick seed 0 trains as 900000
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "ok" and len(results["variant_sha256"]) == 64
-    assert [r["seed"] for r in results["per_seed"]] == [0, 1]
+    assert [r["seed"] for r in results["per_seed"]] == [900_000, 900_001]  # quick seeds: no counted run's
+    assert results["quick"]["requested_seeds"] == [0, 1] and results["quick"]["eval_set"] == "validation"
     assert results["summary"]["f1"]["n"] == 2
     assert results["summary"]["f1"]["mean"] == pytest.approx(float(lines["f1"]), abs=1e-5)
 
 
 def test_each_seed_keeps_its_training_log_and_sae(quick_run):
     _, out = quick_run
-    for seed in (0, 1):
+    for seed in (900_000, 900_001):  # the quick seeds 0 and 1
         log = [json.loads(line) for line in (out / f"seed_{seed}" / "train_log.jsonl").read_text().splitlines()]
         assert log[-1]["samples"] == 40960
-        assert {"loss", "l0", "dead", "k", "mse"} <= set(log[0])
+        assert {"loss", "l0", "dead", "k", "variant/mse"} <= set(log[0])  # the variant's own under its prefix
         assert log[0]["k"] > log[-1]["k"] == pytest.approx(5.0)  # the decreasing K is logged
         cfg = json.loads((out / f"seed_{seed}" / "sae" / "cfg.json").read_text())
         assert cfg["architecture"] == "autosae-variant"  # LISTA has no SAELens equivalent

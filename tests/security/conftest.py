@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from autosae.errors import ConstraintBreach, VariantFailed
+from autosae.harness.quick import quick_seed
 from autosae.harness.run import RunOptions, run_variant
 from tests.sprint.conftest import project  # noqa: F401  (the fixture)
 
@@ -32,8 +33,14 @@ def attack(path: Path, profile, out: Path, **opts) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+def seed_dir(out: Path, seed: int = 0) -> Path:
+    """The run's folder for `seed`: attacks are uncounted runs, whose seed s trains as the
+    quick seed harness.quick.quick_seed(s)."""
+    return out / f"seed_{quick_seed(seed)}"
+
+
 def worker_log(out: Path, seed: int = 0) -> str:
-    return (out / f"seed_{seed}" / "worker.log").read_text(errors="replace")
+    return (seed_dir(out, seed) / "worker.log").read_text(errors="replace")
 
 
 class Listener:

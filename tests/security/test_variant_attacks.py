@@ -15,7 +15,7 @@ import pytest
 from autosae.bench.build import cache_root
 from autosae.harness.seal import key_path, verified
 from autosae.sprint.project_secrets import draw_all, secrets_path
-from tests.security.conftest import HONEST, attack, worker_log
+from tests.security.conftest import HONEST, attack, seed_dir, worker_log
 
 
 @pytest.mark.parametrize("payload", ["reduce", "unimportable", "schema", "flood"])
@@ -136,7 +136,7 @@ def test_training_outside_the_harness_step_is_rejected(quick, write_variant, tmp
 
 def test_the_variant_cannot_write_a_result_anywhere_the_harness_reads(quick, write_variant, tmp_path):
     run = tmp_path / "run"
-    targets = [run / "results.json", run / "seed_0" / "results.json",
+    targets = [run / "results.json", seed_dir(run) / "results.json",
                cache_root() / "heldout-runs" / "forged" / "results.json",
                cache_root() / "baselines" / "forged" / "results.json", tmp_path / "project" / ".autosae" / "x"]
     path = write_variant(HONEST, f"""
@@ -276,7 +276,7 @@ def test_a_variant_that_takes_without_bound_is_stopped_and_recorded(quick, write
     expected = {"fork": "processes", "memory": "memory", "disk": "disk", "log": "file size"}[bomb]
     assert results["failure_kind"] in ("resource_limit", "out_of_memory") and expected in results["reason"], results
     assert "timeout" not in results["failure_kind"]
-    assert (tmp_path / "run" / "seed_0" / "worker.log").stat().st_size <= 0.05 * 2**30  # the log is bounded too
+    assert (seed_dir(tmp_path / "run") / "worker.log").stat().st_size <= 0.05 * 2**30  # the log is bounded too
     left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(path.parent))]
     assert not left  # nothing of the variant outlives its run
 

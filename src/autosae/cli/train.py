@@ -11,8 +11,13 @@ import typer
 from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Sandbox, Seeds, emit, sandbox_mode
 from autosae.errors import AutosaeError
 from autosae.harness.slots import pool_for_gpus
+from autosae.report.format import measured, not_measurable
 
 SUMMARY_KEYS = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance")
+UNCOUNTED_HELP = ("Exploratory run: constraints may change; never counted. It trains on seeds and is scored on "
+                  "validation samples that no counted run uses.")
+PARENT_HELP = ("With --uncounted: also train this variant (a path, or a reference variant name such as the "
+               "parent's) at the same budget, seeds and validation samples (cached), and print the difference.")
 
 
 def resolve_variant(name_or_path: str) -> Path:
@@ -29,9 +34,14 @@ def resolve_variant(name_or_path: str) -> Path:
                        f"({', '.join(refs)})")
 
 
-def print_results(results: dict, out: Path) -> None:
+def print_results(results: dict, out: Path, quick: dict | None = None) -> None:
+    """The run's greppable lines; for a quick run (`quick`: its report, see harness.quick) also
+    the validation set and seeds it used, its training log's summary and the parent beside it."""
     emit("status", results["status"])
     emit("counted", "yes" if results["counted"] else "no")
+    if quick is not None:
+        emit("eval_set", quick["eval_set"])
+        emit("train_seeds", " ".join(str(s) for s in quick["train_seeds"] or []))
     emit("sandboxed", "yes" if (results.get("sandbox") or {}).get("enabled") else "NO")
     emit("profile", results["profile"])
     emit("variant_sha256", results["variant_sha256"][:16])
@@ -40,13 +50,45 @@ def print_results(results: dict, out: Path) -> None:
         stats = results["summary"].get(key)
         if stats:
             emit(key, stats["mean"])
-            emit(f"{key}_std", stats["std"])
+            emit(f"{key}_std", stats["std"] if measured(stats) else not_measurable(stats.get("n")))
     for row in results["per_seed"]:
         if row.get("status") == "ok":
             emit(f"seed_{row['seed']}", f"f1={row['f1']:.4f} mcc={row['mcc']:.4f} "
                  f"l0={row['l0']:.2f} wall_s={row['wall_s']}" + (f" device={row['device']}" if row.get('device') else ""))
+    if quick is not None:
+        print_quick(quick)
     emit("wall_s", results["wall_s"])
     emit("results", out / "results.json")
+
+
+def print_quick(quick: dict) -> None:
+    """Each seed's training log in brief (`log_<name>` from the harness, `variant_<name>` from the
+    variant's own metrics), then the parent's metrics and the differences."""
+    def brief(stats: dict) -> str:
+        return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items())
+
+    for seed, logged in quick["logged"].items():
+        for group, prefix in (("harness", "log"), ("variant", "variant")):
+            for name, stats in (logged.get(group) or {}).items():
+                emit(f"{prefix}_{name}", f"seed={seed} {brief(stats)}")
+        if logged.get("variant_left_out"):
+            emit("variant_left_out", logged["variant_left_out"])
+    parent = quick.get("parent")
+    if parent is None:
+        return
+    emit("parent", parent["variant"])
+    emit("parent_status", parent["status"])
+    if parent.get("reason"):
+        emit("parent_reason", parent["reason"])
+    if "cached" in parent:
+        emit("parent_cached", "yes" if parent["cached"] else "no")
+    for key in SUMMARY_KEYS:
+        if key in parent.get("metrics", {}):
+            emit(f"parent_{key}", parent["metrics"][key])
+    for key, delta in quick.get("delta_vs_parent", {}).items():
+        emit(f"delta_{key}", f"{delta:+.6g}")
+    if parent.get("run_folder"):
+        emit("parent_results", Path(parent["run_folder"]) / "results.json")
 
 
 def train(
@@ -61,7 +103,8 @@ def train(
     samples: Annotated[Optional[int], typer.Option(help="Training samples (only with --uncounted).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (only with --uncounted).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (only with --uncounted).")] = None,
-    uncounted: Annotated[bool, typer.Option(help="Exploratory run: constraints may change; never counted.")] = False,
+    uncounted: Annotated[bool, typer.Option(help=UNCOUNTED_HELP)] = False,
+    parent: Annotated[Optional[str], typer.Option(help=PARENT_HELP)] = None,
     time_limit: Annotated[Optional[float], typer.Option(help="Per-seed time limit in seconds (default: the profile's).")] = None,
     memory_limit_gb: Annotated[Optional[float], typer.Option(help="Memory cap for each variant's sandbox in GiB (default: 3/4 of this machine's).")] = None,
     disk_limit_gb: Annotated[float, typer.Option(help="Most each variant's process may write, in GiB.")] = 8.0,
@@ -77,6 +120,9 @@ def train(
     from autosae.harness.run import RunOptions, run_variant
 
     path = resolve_variant(variant)
+    if parent is not None and not uncounted:
+        raise AutosaeError("--parent trains a comparison beside a quick run: it needs --uncounted")
+    parent_path = resolve_variant(parent) if parent is not None else None
     prof = get_profile(profile, model_seed, set_)
     prof = apply_requests(prof, {"training_samples": samples, "lr": lr, "batch_size": batch_size},
                           counted=not uncounted)
@@ -87,7 +133,13 @@ def train(
                       memory_limit_gb=memory_limit_gb, disk_limit_gb=disk_limit_gb, counted=not uncounted,
                       pool=pool_for_gpus(gpus), sandbox=sandbox_mode(sandbox))
     results = run_variant(path, prof, out, opts)
-    print_results(results, out)
+    quick = None
+    if uncounted:
+        from autosae.harness.quick import beside, quick_report
+
+        side = beside(parent_path, parent, prof, opts, True) if parent_path is not None else None
+        quick = quick_report(results, out, side)
+    print_results(results, out, quick)
 
 
 def variants() -> None:

@@ -337,11 +337,17 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
     from autosae import __version__
 
     from autosae import sandbox
+    from autosae.harness.quick import check_counted_seeds, validation_run
     from autosae.harness.seal import write_sealed
 
     variant = variant.resolve()
     if not variant.is_file():
         raise AutosaeError(f"variant file not found: {variant}")
+    quick = None  # an uncounted run never sees a counted run's seeds or eval samples (see harness.quick)
+    if opts.counted:
+        check_counted_seeds(opts.seeds)
+    else:
+        profile, opts, quick = validation_run(profile, opts)
     if opts.launcher is not None and opts.launcher.kind != "local":
         from autosae.harness.launch import submit_run
 
@@ -361,6 +367,8 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
         "versions": {"autosae": __version__, "torch": torch.__version__},
         "sandbox": {"mode": opts.sandbox, "enabled": opts.sandboxed},
     }
+    if quick is not None:
+        results["quick"] = quick
     from importlib.metadata import version
 
     results["versions"]["sae_lens"] = version("sae-lens")

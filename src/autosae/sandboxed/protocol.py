@@ -31,6 +31,11 @@ MAX_LINE = 4 << 20
 MAX_TEXT = 20_000
 """The longest string a reply may carry (an error message, an architecture name)."""
 FAILURE_KINDS = ("error", "nan", "out_of_memory", "blocked_import")
+VARIANT_METRIC_PREFIX = "variant/"
+"""Training-log keys of the variant's own metrics (TrainOutput.metrics) start with this, so
+that a variant's "loss" never overwrites or passes for the harness's (whose keys have no /)."""
+VARIANT_METRICS_PER_ENTRY = 32
+"""The most variant metrics one training-log entry carries (the first ones the variant returns)."""
 
 
 class ProtocolError(ValueError):

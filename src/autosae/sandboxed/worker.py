@@ -156,8 +156,19 @@ class Trainer:
         k = getattr(self.sae, "current_k", None)
         if k is not None:
             entry["k"] = float(k)
-        entry.update({name: float(v) for name, v in out.metrics.items()})
+        entry.update(variant_metrics(out.metrics))
         return entry
+
+
+def variant_metrics(metrics: dict) -> dict[str, float]:
+    """The variant's own scalars as training-log fields under their own prefix, bounded in
+    number and name length; a non-finite value is left out (it would break the reply line)."""
+    out = {}
+    for name, value in list(metrics.items())[:protocol.VARIANT_METRICS_PER_ENTRY]:
+        number = float(value)
+        if number == number and number not in (float("inf"), float("-inf")):
+            out[f"{protocol.VARIANT_METRIC_PREFIX}{str(name)[:64]}"] = number
+    return out
 
 
 def main(argv: list[str]) -> None:
