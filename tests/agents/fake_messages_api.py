@@ -1,8 +1,10 @@
 """A local fake of Anthropic's Messages API (HTTP on 127.0.0.1) for the real anthropic SDK.
 
-The "model" is a policy: a function from the request body to a list of content blocks. Faults
-are injected by request number (429, 500, 529, a dropped connection) before the policy runs;
-every request body is kept for the tests to inspect.
+The "model" is a policy: a function from the request body to a list of content blocks, or to
+a dict {"content": [...], "usage": {...}, "stop_reason": ...} where one response needs its own
+usage (e.g. `server_tool_use` counts) or stop reason (e.g. "pause_turn"). Faults are injected
+by request number (429, 500, 529, a dropped connection) before the policy runs; every request
+body (and its headers) is kept for the tests to inspect.
 """
 
 from __future__ import annotations
@@ -102,33 +104,46 @@ class FakeMessagesAPI:
                     return self._send(int(fault), {"type": "error", "error": {"type": ERRORS.get(int(fault), "api_error"),
                                                                                "message": f"injected {fault}"}})
                 try:
-                    content = api.policy(body)
+                    answer = api.policy(body)
                 except Exception as exc:  # a broken test policy shows up as a 400
                     return self._send(400, {"type": "error", "error": {"type": "invalid_request_error",
                                                                        "message": f"policy: {exc!r}"}})
-                stop = "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
+                answer = answer if isinstance(answer, dict) else {"content": answer}
+                content = answer["content"]
+                stop = answer.get("stop_reason") or (
+                    "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn")
                 message = {"id": f"msg_{n}", "type": "message", "role": "assistant", "model": body["model"],
-                           "content": content, "stop_reason": stop, "stop_sequence": None, "usage": api.usage}
+                           "content": content, "stop_reason": stop, "stop_sequence": None,
+                           "usage": {**api.usage, **answer.get("usage", {})}}
                 if body.get("stream"):
                     return self._stream(message)
                 self._send(200, message)
 
             def _stream(self, message: dict) -> None:
                 """The same message as server-sent events, as the streaming Messages API sends it."""
+                usage = message["usage"]
                 events = [("message_start", {"message": {**message, "content": [], "stop_reason": None,
-                                                         "usage": {**api.usage, "output_tokens": 0}}})]
+                                                         "usage": {**usage, "output_tokens": 0}}})]
                 for i, block in enumerate(message["content"]):
-                    if block["type"] == "tool_use":
+                    if block["type"] in ("tool_use", "server_tool_use"):
                         events += [("content_block_start", {"index": i, "content_block": {**block, "input": {}}}),
                                    ("content_block_delta", {"index": i, "delta": {
                                        "type": "input_json_delta", "partial_json": json.dumps(block["input"])}})]
-                    else:
-                        events += [("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}}),
+                    elif block["type"] == "text":
+                        start = {"type": "text", "text": "", **({"citations": []} if "citations" in block else {})}
+                        events += [("content_block_start", {"index": i, "content_block": start}),
                                    ("content_block_delta", {"index": i, "delta": {"type": "text_delta",
                                                                                   "text": block["text"]}})]
+                        events += [("content_block_delta", {"index": i, "delta": {"type": "citations_delta",
+                                                                                  "citation": c}})
+                                   for c in block.get("citations") or []]
+                    else:  # server tool results arrive whole
+                        events.append(("content_block_start", {"index": i, "content_block": block}))
                     events.append(("content_block_stop", {"index": i}))
+                final = {"output_tokens": usage.get("output_tokens", 0),
+                         **({"server_tool_use": usage["server_tool_use"]} if "server_tool_use" in usage else {})}
                 events += [("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                                              "usage": {"output_tokens": api.usage.get("output_tokens", 0)}}),
+                                              "usage": final}),
                            ("message_stop", {})]
                 data = "".join(f"event: {name}\ndata: {json.dumps({'type': name, **payload})}\n\n"
                                for name, payload in events).encode()

@@ -2,8 +2,10 @@
 
 Prices are USD per million tokens (Anthropic's list prices). Cache writes (5-minute
 ephemeral) cost 1.25x the input price and cache reads 0.1x (0.025x for the Fable 5.1 and 5.2
-family). A model is priced only by its own row (or its dated snapshot's): a new point release
-never borrows its family's price. A model missing from the table is refused unless TASK.md
+family); a web search (Anthropic's server-side web_search tool) costs $10 per 1,000 on top
+of the tokens of its results, and a web fetch only the tokens of the page. A model is priced
+only by its own row (or its dated snapshot's): a new point release never borrows its
+family's price. A model missing from the table is refused unless TASK.md
 gives its price (`agent.options.price: {input: 3, output: 15}`), so that spending is never
 uncounted or miscounted.
 """
@@ -63,20 +65,39 @@ class Price:
 
     def cost(self, usage: dict) -> float:
         per = 1e-6
-        return (usage.get("input_tokens", 0) * self.input
-                + usage.get("cache_creation_input_tokens", 0) * self.input * CACHE_WRITE
-                + usage.get("cache_read_input_tokens", 0) * self.input * self.cache_read
-                + usage.get("output_tokens", 0) * self.output) * per
+        return ((usage.get("input_tokens", 0) * self.input
+                 + usage.get("cache_creation_input_tokens", 0) * self.input * CACHE_WRITE
+                 + usage.get("cache_read_input_tokens", 0) * self.input * self.cache_read
+                 + usage.get("output_tokens", 0) * self.output) * per
+                + usage.get("web_search_requests", 0) * WEB_SEARCH_USD)
 
 
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+SERVER_TOOL_KINDS = ("web_search_requests", "web_fetch_requests")
+"""Server-side tool calls, from a response's `usage.server_tool_use`: searches are billed per
+call (WEB_SEARCH_USD); a fetch costs only the tokens of the text it brings into the context."""
+USAGE_KINDS = TOKEN_KINDS + SERVER_TOOL_KINDS
+WEB_SEARCH_USD = 10.0 / 1000
+"""Anthropic's web search tool: $10 per 1,000 searches, on top of the tokens its results add."""
+
+
+def _count(source, kind: str) -> int:
+    value = source.get(kind) if isinstance(source, dict) else getattr(source, kind, 0)
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def usage_dict(usage) -> dict[str, int]:
-    """The token counts of an SDK `Usage` (missing or None counts are 0)."""
-    return {kind: int(getattr(usage, kind, 0) or 0) for kind in TOKEN_KINDS}
+    """The token and server-tool counts of an SDK `Usage` or its dict (missing or None counts
+    are 0; the server-tool counts sit in its nested `server_tool_use`)."""
+    server = usage.get("server_tool_use") if isinstance(usage, dict) else getattr(usage, "server_tool_use", None)
+    return {**{kind: _count(usage, kind) for kind in TOKEN_KINDS},
+            **{kind: _count(server, kind) for kind in SERVER_TOOL_KINDS if _count(server, kind)}}
 
 
 def add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
-    for kind in TOKEN_KINDS:
-        total[kind] = total.get(kind, 0) + usage.get(kind, 0)
+    for kind in USAGE_KINDS:
+        if kind in TOKEN_KINDS or usage.get(kind):
+            total[kind] = total.get(kind, 0) + usage.get(kind, 0)

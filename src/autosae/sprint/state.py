@@ -94,6 +94,11 @@ class SprintState:
     sandboxed: bool | None = None
     """Whether the agent's commands and the variant ran under the OS sandbox (None: not known,
     a sprint from before it existed)."""
+    origin: str = ""
+    """Where the idea comes from, in the agent's words (the proposal's `origin`)."""
+    sources: list[dict[str, str]] = field(default_factory=list)
+    """What the agent read on the web ([{"url", "title"}]), recorded by the backend from its web
+    tools' results (autosae.agents.literature), never from the agent's own text."""
 
     @property
     def sprint_path(self) -> str:
