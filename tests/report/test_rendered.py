@@ -97,7 +97,8 @@ def test_a_scored_sprint_report_holds_its_numbers(night):
     for words in ("Verdict:", "LISTA Matryoshka", "Training curves, every seed", "training samples",
                   "probe ceiling", "baseline", "next: try 2 steps", "explaining away sharpens the latents"):
         assert words.lower() in text.lower(), words
-    assert pdftools.pages(folder / "report.pdf") == 5  # title, scores, curves, metrics, conclusions
+    assert pdftools.pages(folder / "report.pdf") == 6  # title, scores, curves, the variant's own, metrics, conclusions
+    assert "The variant's own logged metrics" in text and "mse" in text  # LISTA-Matryoshka logs its mse
     md = (folder / "report.md").read_text()
     assert f"| F1 | {results['summary']['f1']['mean']:.4f} ± {results['summary']['f1']['std']:.4f} |" in md
     assert "baseline matryoshka (the parent)" in md and "probe ceiling (not measured for `tiny`)" in md
@@ -108,6 +109,7 @@ def test_a_scored_sprint_report_holds_its_numbers(night):
     assert record["diff"]["added"] > 0 and record["hypothesis"] == "explaining away sharpens the latents"
     curves = json.loads((folder / "curves.json").read_text())
     assert sorted(curves) == ["0", "1"] and curves["0"]["samples"][-1] == results["constraints"]["training_samples"]
+    assert len(curves["1"]["variant"]["mse"]) == len(curves["1"]["samples"]) and "| `mse` | " in md
 
 
 def test_every_page_renders_and_is_not_blank(night):
@@ -129,7 +131,8 @@ def test_a_failed_sprint_still_gets_both_reports(night):
     assert "| this sprint | — | — | — |" in md  # missing is shown as missing, never as a zero
     text = pdftools.text(folder / "report.pdf")
     assert "Verdict: failed" in text and "cannot even be imported" in text and "No training curves" in text
-    assert pdftools.pages(folder / "report.pdf") == 4  # title, failure, curves (none), conclusions
+    assert "The variant logged no metrics of its own" in text and "The variant logged no metrics" in md
+    assert pdftools.pages(folder / "report.pdf") == 5  # title, failure, curves, the variant's (none), conclusions
 
 
 def test_the_leaderboard_and_progress_update_after_the_second_sprint(night):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from autosae.report import fmt_pm, leaderboard_rows, render_leaderboard, write_leaderboard, write_report
-from autosae.report.record import CURVE_POINTS, read_curves, variant_diff
+from autosae.report.format import fmt_row_floor, fmt_stat
+from autosae.report.record import CURVE_POINTS, MAX_VARIANT_METRICS, compact_curves, read_curves, variant_diff
 from tests.report import pdftools
 
 SPRINT = {"id": "2026-11-24--10-00-00-lista", "title": "one-step LISTA", "idea": "add a LISTA step",
@@ -40,7 +41,7 @@ def test_a_report_for_an_improvement(tmp_path):
     for seed in range(3):
         (run / f"seed_{seed}").mkdir(parents=True)
         lines = [json.dumps({"step": i, "samples": i * 1024, "loss": 10.0 / (i + 1), "l0": 5.0, "dead": 0,
-                             "k": 6.0 - i / 4}) for i in range(5)]
+                             "k": 6.0 - i / 4, "variant/lista_eta": 0.3 + i / 100}) for i in range(5)]
         (run / f"seed_{seed}" / "train_log.jsonl").write_text("\n".join(lines) + "\n{\"step\": 9, \"sampl")
     curves = read_curves(run)
     assert sorted(curves) == ["0", "1", "2"] and curves["0"]["k"] == [6.0, 5.75, 5.5, 5.25, 5.0]  # torn line skipped
@@ -53,8 +54,11 @@ def test_a_report_for_an_improvement(tmp_path):
     assert "## Conclusions and next steps (agent)\n\nIt works." in md and "baseline batchtopk" in md
     assert "2 files changed, +2 −1 lines" in md and "| `util.py` | added | 1 | 0 |" in md and "+c" in md
     assert "## Warnings" not in md
-    assert pdftools.pages(tmp_path / "sprint" / "report.pdf") == 5 and len(paths) == 2
-    assert "K (scheduled)" in pdftools.text(tmp_path / "sprint" / "report.pdf")
+    assert "sprint's noise floor (the larger seed std of it and its parent) 0.0100;" in md
+    assert "| `lista_eta` | 0.3 → 0.34 | 0.3 → 0.34 | 0.3 → 0.34 |" in md  # the variant's own, first → last
+    assert pdftools.pages(tmp_path / "sprint" / "report.pdf") == 6 and len(paths) == 2
+    text = pdftools.text(tmp_path / "sprint" / "report.pdf")
+    assert "K (scheduled)" in text and "The variant's own logged metrics" in text and "lista_eta" in text
 
 
 def test_curves_are_thinned_but_keep_the_last_step(tmp_path):
@@ -74,7 +78,8 @@ def test_a_report_for_a_failure(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "**Verdict: failed**" in md and "training loss became nan" in md and "ValueError: nan" in md
     assert "**Seed 0 failed** (nan)" in md and "— (no diff was recorded)" in md
-    assert pdftools.pages(tmp_path / "report.pdf") == 4
+    assert "The variant logged no metrics of its own" in md
+    assert pdftools.pages(tmp_path / "report.pdf") == 5
 
 
 def test_warnings_breach_held_out_and_no_op(tmp_path):
@@ -125,3 +130,57 @@ def test_the_leaderboard_ranks_best_first_with_baselines(tmp_path):
 def test_an_empty_leaderboard():
     assert "No sprints yet" in render_leaderboard([], None)
     assert fmt_pm(None) == "—" and fmt_pm({"mean": 0.5, "std": 0.01}) == "0.500 ± 0.010"
+
+
+def test_one_seed_stds_and_noise_floors_are_not_measurable(tmp_path):
+    one = {"mean": 0.78, "std": 0.0, "n": 1}
+    assert fmt_pm(one, 4) == "0.7800 ± not measurable (n = 1)" and fmt_pm({"mean": 0.78, "std": 0.0}, 4) == \
+        "0.7800 ± 0.0000"  # n not recorded: as it was
+    assert fmt_pm({"mean": 0.97, "std": None}, 2) == "0.97"  # a probe ceiling has no spread to show
+    assert fmt_stat({"mean": 0.78, "std": 0.01, "n": 3}) == "0.7800 ± 0.0100 (n = 3)"
+    assert fmt_stat(one) == fmt_pm(one, 4)
+    results = {"status": "ok", "counted": True, "per_seed": [{"seed": 0, "status": "ok", "f1": 0.78, "mcc": 0.7}],
+               "summary": {"f1": one, "mcc": {"mean": 0.7, "std": 0.0, "n": 1}}}
+    single = {"baselines": {n: {"f1": {"mean": 0.7, "std": 0.0, "n": 1}, "mcc": {"mean": 0.7, "std": 0.0, "n": 1}}
+                            for n in ("batchtopk", "matryoshka")}}
+    # a verdict recorded before noise_floor_note (0.0 from one seed): its seed counts give it away
+    old = verdict(verdict="inconclusive", new_best=False, p_value=None, noise_floor=0.0, reason="one seed",
+                  parent={"id": "baseline:matryoshka", "mean": 0.76, "std": 0.0, "values": [0.76]}, **single)
+    write_report(tmp_path, dict(SPRINT, seeds=[0]), results, old)
+    md = (tmp_path / "report.md").read_text()
+    assert "F1 0.780 ± not measurable (n = 1) vs parent 0.760 ± not measurable (n = 1)" in md
+    assert "parent) not measurable (n = 1);" in md and "F1 not measurable (n = 1), MCC not measurable (n = 1)." in md
+    assert "± 0.0000" not in md and "0.0000;" not in md
+    text = pdftools.text(tmp_path / "report.pdf")
+    assert "not measurable (n = 1)" in text and "± 0.0000" not in text
+    rows = [dict(row(0, 0.78), f1=one, noise_floor=0.0, per_seed={"f1": [0.78]}, objective="f1")]
+    board = render_leaderboard(rows, single["baselines"])
+    assert "0.7800 ± not measurable (n = 1)" in board and "baselines): F1 not measurable (n = 1)," in board
+    assert fmt_row_floor(rows[0]) == "not measurable (n = 1)"
+    assert fmt_row_floor({"noise_floor": None, "noise_floor_note": "not measurable (n = 1)"}) == \
+        "not measurable (n = 1)"
+    assert fmt_row_floor({"noise_floor": 0.0123, "per_seed": {"f1": [0.7, 0.8]}}) == "0.0123"
+
+
+def test_the_variants_own_metrics_are_cleaned_and_bounded(tmp_path):
+    """The variant is untrusted: its names and values reach Markdown, a PDF and a prompt."""
+    (tmp_path / "seed_0").mkdir()
+    entries = []
+    for i in range(30):
+        entry = {"step": i, "samples": i * 64, "loss": 1.0 / (i + 1), "l0": 5.0, "dead": 0,
+                 "variant/loss": 99.0, "variant/`x`|<script>": i, "variant/" + "n" * 200: 1.0,
+                 "variant/nan": float("nan") if i % 2 else 0.5, "mse": 7.0}  # an unprefixed name is not the variant's
+        entry.update({f"variant/m{j:02d}": j for j in range(i)})  # a new name every step
+        entries.append(json.dumps(entry))
+    (tmp_path / "seed_0" / "train_log.jsonl").write_text("\n".join(entries))
+    seed = read_curves(tmp_path)["0"]
+    own = seed["variant"]
+    assert len(own) == MAX_VARIANT_METRICS and list(own)[:4] == ["loss", "_x___script_", "n" * 40, "nan"]
+    assert seed["loss"][0] == 1.0 and own["loss"][0] == 99.0 and "mse" not in own  # the harness's loss is its own
+    assert own["nan"][:2] == [0.5, None] and seed["variant_dropped"] == 29 - (MAX_VARIANT_METRICS - 4)
+    json.dumps(seed, allow_nan=False)  # curves.json stays strict JSON
+    write_report(tmp_path / "r", SPRINT, results_ok(), verdict(), {"0": seed})
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| `_x___script_` | 0 → 29 |" in md and "<script>" not in md and "more metric names: only the first" in md
+    compact = compact_curves({"0": seed}, points=4)["0"]
+    assert compact["samples"] == [0, 640, 1216, 1856] and compact["variant"]["loss"] == [99.0] * 4

@@ -37,6 +37,10 @@ def test_verdicts():
         single = judge(lucky, mcc=[0.7])
         assert single["verdict"] == "inconclusive" and "a single seed never counts" in single["reason"]
         assert not single["new_best"]
+        # no noise floor from one seed: None and why, never 0.0
+        assert single["noise_floor"] is None and single["noise_floor_note"] == "not measurable (n = 1)"
+        assert "noise floor not measurable (n = 1)" in single["reason"] and "0.0000" not in single["reason"]
+    assert judge([0.80, 0.81, 0.805])["noise_floor"] > 0 and judge([0.80, 0.81, 0.805])["noise_floor_note"] is None
     failed = compute_verdict({"status": "failed", "reason": "seed 0: NaN"}, "s", PARENT, None, {}, "f1", 0.05)
     assert failed["verdict"] == "failed" and failed["reason"] == "seed 0: NaN"
 

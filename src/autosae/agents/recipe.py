@@ -358,9 +358,10 @@ class RecipeAgent:
 
 
 def _pm(stat: dict | None) -> str:
-    if not stat or stat.get("mean") is None:
-        return "no score"
-    return f"{stat['mean']:.4f} ± {stat.get('std') or 0.0:.4f}"
+    """`0.7810 ± 0.0060`, or `0.7810 ± not measurable (n = 1)` from a single seed."""
+    from autosae.report.format import fmt_pm
+
+    return fmt_pm(stat, 4, missing="no score")
 
 
 def conclusion_text(proposal: Proposal, results: dict, verdict: dict, past: list[PastSprint]) -> str:
@@ -376,12 +377,14 @@ def conclusion_text(proposal: Proposal, results: dict, verdict: dict, past: list
                   f"trained. Next: check the worker log in the report before retrying this configuration."]
         return "\n".join(lines)
     stat = summary[obj]
-    delta, p, floor = verdict.get("delta_parent"), verdict.get("p_value"), verdict.get("noise_floor")
+    delta, p = verdict.get("delta_parent"), verdict.get("p_value")
+    floor = verdict.get("noise_floor_note") or (None if verdict.get("noise_floor") is None
+                                                else f"{verdict['noise_floor']:.4f}")
     lines.append(f"**Result.** {name} {_pm(stat)} over {stat.get('n')} seeds against the parent "
                  f"`{parent.get('id')}` at {_pm(parent)}: "
                  + (f"{delta:+.4f}" if delta is not None else "no difference computed")
                  + (f", Welch p = {p:.3g}" if p is not None else "")
-                 + (f", noise floor {floor:.4f}." if floor is not None else "."))
+                 + (f", noise floor {floor}." if floor is not None else "."))
     other = "mcc" if obj == "f1" else "f1"
     lines.append(f"{other.upper()} is {_pm(summary.get(other))}; L0 {_pm(summary.get('l0'))}, dead latents "
                  f"{_pm(summary.get('dead_latents'))}, explained variance {_pm(summary.get('explained_variance'))}.")

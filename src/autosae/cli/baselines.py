@@ -24,6 +24,7 @@ def baselines(
     from autosae.bench.profiles import get_profile
     from autosae.harness.baselines import run_baselines
     from autosae.harness.run import RunOptions
+    from autosae.report.format import fmt_pm
 
     prof = get_profile(profile, model_seed, set_)
     opts = RunOptions(seeds=list(range(seeds)), device=device, pool=pool_for_gpus(gpus), sandbox=sandbox_mode(sandbox))
@@ -32,8 +33,8 @@ def baselines(
     emit("seeds", seeds)
     for name, results in found.items():
         s = results["summary"]
-        emit(f"{name}_f1", f"{s['f1']['mean']:.4f} ± {s['f1']['std']:.4f}")
-        emit(f"{name}_mcc", f"{s['mcc']['mean']:.4f} ± {s['mcc']['std']:.4f}")
+        emit(f"{name}_f1", fmt_pm(s["f1"], 4))  # one seed: "± not measurable (n = 1)"
+        emit(f"{name}_mcc", fmt_pm(s["mcc"], 4))
         emit(f"{name}_wall_s", results["wall_s"])
         emit(f"{name}_cached", "yes" if results["cached"] else "no")
         emit(f"{name}_results", f"{results['run_dir']}/results.json")

@@ -77,12 +77,25 @@ def status(project_dir: ProjectDir = None) -> None:
     from autosae.sandbox import availability
 
     emit("sandbox", availability()[1])
+    if rows:
+        emit("latest", latest_line(rows[-1]))
     best = best_row(rows, rows[-1]["setting"]) if rows else None
     if best:
         obj = best.get("objective", "f1")
         emit("best", f"{best['id']}: {obj.upper()} {fmt_pm(best.get(obj), 4)} ({best['title']})")
     else:
         emit("best", "the Matryoshka baseline (no sprint has improved on it yet)")
+
+
+def latest_line(row: dict) -> str:
+    """The last recorded sprint in one line: verdict, score, difference, p and noise floor (a
+    single seed's std and noise floor are "not measurable (n = 1)", never 0)."""
+    from autosae.report.format import fmt_delta, fmt_p, fmt_pm, fmt_row_floor
+
+    obj = row.get("objective", "f1")
+    return (f"{row['id']}: {row.get('verdict')}, {obj.upper()} {fmt_pm(row.get(obj), 4)}, "
+            f"Δ parent {fmt_delta(row.get('delta_parent'), 4)}, p {fmt_p(row.get('p_value'))}, "
+            f"noise floor {fmt_row_floor(row)}")
 
 
 def _tokens(tokens: dict | None) -> str:
@@ -145,6 +158,7 @@ def show(
 ) -> None:
     """One sprint: idea, hypothesis, verdict, scores, branch and report."""
     from autosae.report import fmt_pm
+    from autosae.report.format import fmt_row_floor
     from autosae.sprint.ledger import read_ledger
     from autosae.sprint.project import Project
     from autosae.sprint.state import StateStore
@@ -170,6 +184,7 @@ def show(
         emit("mcc", fmt_pm(row.get("mcc"), 4))
         emit("delta_parent", "—" if row.get("delta_parent") is None else f"{row['delta_parent']:+.4f}")
         emit("p_value", "—" if row.get("p_value") is None else f"{row['p_value']:.3g}")
+        emit("noise_floor", fmt_row_floor(row))
         emit("cost_usd", f"{row.get('cost_usd') or 0:.2f}")
         if row.get("tokens"):
             emit("tokens", ", ".join(f"{k.removesuffix('_tokens').replace('_input', '')} {v}"

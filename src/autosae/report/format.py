@@ -17,11 +17,51 @@ def fmt_delta(value, digits: int = 3) -> str:
     return MISSING if value is None else f"{value:+.{digits}f}"
 
 
-def fmt_pm(stat: dict | None, digits: int = 3) -> str:
-    """`0.781 ± 0.006` from {"mean", "std"}."""
+def not_measurable(n: int | None) -> str:
+    """What a spread is when fewer than 2 seeds measured it: never a zero (the harness stores
+    std 0.0 for a single seed, which is no measurement)."""
+    return f"not measurable (n = {n if n is not None else 0})"
+
+
+def measured(stat: dict | None) -> bool:
+    """Whether a {mean, std, n} stat's std was measured: n >= 2, or n not recorded (old records)."""
+    n = (stat or {}).get("n")
+    return n is None or n >= 2
+
+
+def fmt_pm(stat: dict | None, digits: int = 3, missing: str = MISSING) -> str:
+    """`0.781 ± 0.006` from {"mean", "std", "n"}; `0.781 ± not measurable (n = 1)` from a single
+    seed; the mean alone where no std is recorded (a probe ceiling)."""
     if not stat or stat.get("mean") is None:
-        return MISSING
-    return f"{stat['mean']:.{digits}f} ± {stat.get('std') or 0.0:.{digits}f}"
+        return missing
+    mean = f"{stat['mean']:.{digits}f}"
+    if not measured(stat):
+        return f"{mean} ± {not_measurable(stat.get('n'))}"
+    return mean if stat.get("std") is None else f"{mean} ± {stat['std']:.{digits}f}"
+
+
+def fmt_stat(stat: dict | None, digits: int = 4, missing: str = MISSING) -> str:
+    """fmt_pm with the number of seeds: `0.7810 ± 0.0060 (n = 3)` (a single seed already says n)."""
+    text = fmt_pm(stat, digits, missing)
+    n = (stat or {}).get("n")
+    return text if text == missing or n is None or n < 2 else f"{text} (n = {n})"
+
+
+def fmt_floor(value: float | None, note: str | None = None, digits: int = 4) -> str:
+    """A noise floor: the number, or why there is none (`not measurable (n = 1)`)."""
+    if note:
+        return note
+    return MISSING if value is None else f"{value:.{digits}f}"
+
+
+def fmt_row_floor(row: dict) -> str:
+    """A ledger row's noise floor; rows recorded before noise_floor_note held 0.0 for a single
+    seed, which their per-seed scores give away."""
+    note = row.get("noise_floor_note")
+    n = len((row.get("per_seed") or {}).get(row.get("objective") or "f1") or [])
+    if note is None and row.get("noise_floor") is not None and n == 1:
+        note = not_measurable(n)
+    return fmt_floor(row.get("noise_floor"), note)
 
 
 def fmt_p(value) -> str:
@@ -31,5 +71,5 @@ def fmt_p(value) -> str:
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=fmt_num, delta=fmt_delta, pm=fmt_pm, p=fmt_p)
+    env.filters.update(num=fmt_num, delta=fmt_delta, pm=fmt_pm, p=fmt_p, stat=fmt_stat, floor=fmt_floor)
     return env

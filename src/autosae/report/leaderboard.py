@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autosae.report.format import environment, fmt_delta, fmt_p, fmt_pm
+from autosae.report.format import environment, fmt_delta, fmt_p, fmt_pm, measured
 from autosae.report.sprint import baseline_noise, probe_ceiling
 from autosae.sprint.ledger import token_totals
 
@@ -88,11 +88,18 @@ def _progress_figure(plt, ledger: list[dict], baselines: dict | None, objective:
     return fig
 
 
+def _cell_pm(stat: dict | None) -> str:
+    """fmt_pm for a narrow table cell: a single seed's mean as `0.7800 (n = 1)`, no std."""
+    if stat and stat.get("mean") is not None and not measured(stat):
+        return f"{stat['mean']:.4f} (n = {stat.get('n')})"
+    return fmt_pm(stat, 4)
+
+
 def _table_pages(pdf, plt, ledger: list[dict], per_page: int = 28) -> None:
     header = ["#", "sprint", "idea", "verdict", "F1", "MCC", "Δ parent", "p", "cost"]
     rows = [[str(i), r["id"][:20], (r.get("title") or "")[:48],
              (r.get("verdict") or "—") + (" (no-op)" if r.get("noop") else "") + (" *" if r.get("new_best") else ""),
-             fmt_pm(r.get("f1"), 4), fmt_pm(r.get("mcc"), 4), fmt_delta(r.get("delta_parent"), 4),
+             _cell_pm(r.get("f1")), _cell_pm(r.get("mcc")), fmt_delta(r.get("delta_parent"), 4),
              fmt_p(r.get("p_value")), f"${r.get('cost_usd') or 0:.2f}"] for i, r in enumerate(ledger, 1)]
     chunks = [rows[i:i + per_page] for i in range(0, len(rows), per_page)] or [[]]
     for n, chunk in enumerate(chunks, 1):

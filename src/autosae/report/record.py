@@ -2,7 +2,10 @@
 re-render any recorded sprint from git alone:
 
 - curves.json: each seed's training curves from the harness's train_log.jsonl, thinned to at
-  most CURVE_POINTS points (a synth-16k seed logs thousands of entries);
+  most CURVE_POINTS points (a synth-16k seed logs thousands of entries), with the variant's
+  own logged metrics (TrainOutput.metrics) apart under "variant", cleaned and bounded: the
+  variant is untrusted, so its names are cut to a safe alphabet and length and its values
+  kept only where finite;
 - sprint.json: the sprint's own record (idea, hypothesis, parent, conclusion, cost, tokens)
   and its variant's diff against the parent's.
 """
@@ -11,17 +14,30 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import re
 from pathlib import Path
+
+from autosae.sandboxed.protocol import VARIANT_METRIC_PREFIX
 
 CURVE_POINTS = 400
 CURVE_KEYS = ("samples", "loss", "l0", "dead", "k")
+VARIANT_KEY = "variant"
+"""Where a seed's curves keep the variant's own metrics: {name: [value or None, ...]}."""
+MAX_VARIANT_METRICS = 12
+"""The most variant metrics kept per seed (the first ones it logged); the rest are counted."""
+MAX_METRIC_NAME = 40
+COMPACT_POINTS = 6
+"""Points per seed and curve that the conclude phase sees."""
 DIFF_LINES = 400
 """The most lines of unified diff kept in sprint.json (the line counts are always whole)."""
 
 
-def read_curves(run_dir: Path | None) -> dict[str, dict[str, list]]:
-    """{seed: {samples, loss, l0, dead, k}} from run_dir/seed_*/train_log.jsonl; torn or
-    missing lines are skipped, so a seed killed mid-write still shows what it logged."""
+def read_curves(run_dir: Path | None) -> dict[str, dict]:
+    """{seed: {samples, loss, l0, dead, k[, variant, variant_dropped]}} from
+    run_dir/seed_*/train_log.jsonl; torn or missing lines are skipped, so a seed killed
+    mid-write still shows what it logged. `variant` holds the variant's own metrics (see
+    variant_series); `variant_dropped` counts the names beyond MAX_VARIANT_METRICS."""
     curves: dict[str, dict[str, list]] = {}
     if run_dir is None:
         return curves
@@ -40,8 +56,64 @@ def read_curves(run_dir: Path | None) -> dict[str, dict[str, list]]:
         kept = entries[::stride]
         if kept[-1] is not entries[-1]:
             kept.append(entries[-1])
-        curves[log.parent.name.removeprefix("seed_")] = {k: [e.get(k) for e in kept] for k in CURVE_KEYS}
+        seed = {k: [e.get(k) for e in kept] for k in CURVE_KEYS}
+        series, dropped = variant_series(entries, kept)
+        if series:
+            seed[VARIANT_KEY] = series
+        if dropped:
+            seed["variant_dropped"] = dropped
+        curves[log.parent.name.removeprefix("seed_")] = seed
     return curves
+
+
+def metric_name(raw: str) -> str:
+    """A variant's metric name, safe to print in Markdown, a PDF and a prompt: letters, digits
+    and `_.-` only (anything else becomes `_`), at most MAX_METRIC_NAME characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)[:MAX_METRIC_NAME] or "_"
+
+
+def finite_number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def variant_series(entries: list[dict], kept: list[dict]) -> tuple[dict[str, list], int]:
+    """The variant's own metrics (the training log's `variant/<name>` fields) at the kept
+    entries: ({name: [value or None per kept entry]}, how many more names were left out). Names
+    are chosen in the order first logged, at most MAX_VARIANT_METRICS of them."""
+    names: dict[str, str] = {}  # raw key -> clean name
+    others: set[str] = set()
+    for entry in entries:
+        for key in entry:
+            if not isinstance(key, str) or not key.startswith(VARIANT_METRIC_PREFIX) or key in names:
+                continue
+            clean = metric_name(key.removeprefix(VARIANT_METRIC_PREFIX))
+            if len(names) < MAX_VARIANT_METRICS and clean not in names.values():
+                names[key] = clean
+            elif len(others) < 10_000:
+                others.add(key)
+    return {clean: [finite_number(e.get(key)) for e in kept] for key, clean in names.items()}, len(others)
+
+
+def compact_curves(curves: dict | None, points: int = COMPACT_POINTS) -> dict[str, dict]:
+    """A few evenly spaced points per seed of samples, loss, L0, dead latents and the
+    variant's own metrics (4 significant digits): what the conclude phase reads."""
+    def pick(values: list | None, idx: list[int], digits: int = 4) -> list:
+        found = [finite_number(values[i]) if values and i < len(values) else None for i in idx]
+        return [None if v is None else float(f"{v:.{digits}g}") for v in found]
+
+    out = {}
+    for seed, c in (curves or {}).items():
+        n = len(c.get("samples") or [])
+        if not n:
+            continue
+        idx = sorted({round(i * (n - 1) / max(points - 1, 1)) for i in range(points)})
+        row = {"samples": [int(v) if v is not None else None for v in pick(c.get("samples"), idx, 15)]}
+        row |= {k: pick(c.get(k), idx) for k in ("loss", "l0", "dead")}
+        row[VARIANT_KEY] = {name: pick(v, idx) for name, v in (c.get(VARIANT_KEY) or {}).items()}
+        out[seed] = row
+    return out
 
 
 def _seed_key(name: str):

@@ -60,16 +60,36 @@ def reference(row: dict) -> Reference:
     return Reference(row["id"], row.get("per_seed") or {}, row.get("variant_sha256"))
 
 
+PAST_METRICS = ("f1", "mcc", "precision", "recall", "dead_latents")
+"""The summaries a ledger row keeps and the propose phase shows for each past sprint."""
+SUMMARY_CHARS = 160
+"""The most characters of a past sprint's one-line summary in the propose prompt."""
+
+
+def one_line(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """The first sentence of `text` on one line, cut at `limit` characters."""
+    flat = " ".join((text or "").split())
+    first = re.split(r"(?<=[.!?])\s+(?=[A-Z])", flat, maxsplit=1)[0]  # "e.g. the" is one sentence
+    return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
+
+
 def past_sprint(row: dict) -> PastSprint:
-    def mean(metric: str):
-        return (row.get(metric) or {}).get("mean")
+    """A ledger row as agents see it; rows written before a field existed give None ("-")."""
+    def stat(metric: str) -> dict | None:
+        value = row.get(metric)
+        if isinstance(value, dict) and value.get("mean") is not None:
+            return value
+        return {"mean": value} if isinstance(value, (int, float)) else None
 
-    def std(metric: str):
-        return (row.get(metric) or {}).get("std")
-
+    stats = {m: stat(m) for m in PAST_METRICS if stat(m) is not None}
     return PastSprint(id=row["id"], title=row.get("title", ""), verdict=row.get("verdict", ""),
-                      f1=mean("f1"), mcc=mean("mcc"), config=row.get("config"), idea=row.get("idea", ""),
-                      parent=row.get("parent"), f1_std=std("f1"), mcc_std=std("mcc"), noop=bool(row.get("noop")))
+                      f1=(stats.get("f1") or {}).get("mean"), mcc=(stats.get("mcc") or {}).get("mean"),
+                      config=row.get("config"), idea=row.get("idea", ""), parent=row.get("parent"),
+                      f1_std=(stats.get("f1") or {}).get("std"), mcc_std=(stats.get("mcc") or {}).get("std"),
+                      noop=bool(row.get("noop")), stats=stats, delta_parent=row.get("delta_parent"),
+                      p_value=row.get("p_value"), noise_floor=row.get("noise_floor"),
+                      noise_floor_note=row.get("noise_floor_note"), objective=row.get("objective") or "",
+                      summary=one_line(row.get("idea") or row.get("title") or ""))
 
 
 def normalise_text(text: str) -> str:

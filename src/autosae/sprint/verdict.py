@@ -4,8 +4,12 @@ TASK.md's significance and a noise floor, plus the no-op check.
     improved / worse   the difference from the parent is significant (p < alpha)
     no change          |delta| is within the noise floor (the larger of the two seed stds),
                        or the sprint behaves exactly like its parent (a no-op)
-    inconclusive       a difference beyond the noise floor that the seeds cannot confirm
+    inconclusive       a difference beyond the noise floor that the seeds cannot confirm, or
+                       fewer than 2 seeds on a side (no test, and no noise floor either)
     failed             the run did not produce scores
+
+With fewer than 2 seeds on a side the noise floor is not a number: the verdict records
+`noise_floor: None` and `noise_floor_note: "not measurable (n = 1)"`, never a 0.0.
 """
 
 from __future__ import annotations
@@ -66,6 +70,12 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
     return p if math.isfinite(p) else None
 
 
+def floor_note(n_mine: int, n_theirs: int) -> str | None:
+    """Why there is no noise floor: a std needs at least 2 seeds on each side."""
+    n = min(n_mine, n_theirs)
+    return f"not measurable (n = {n})" if n < 2 else None
+
+
 def noop_reason(sprint: Reference, parent: Reference) -> str | None:
     if sprint.variant_sha256 and sprint.variant_sha256 == parent.variant_sha256:
         return "variant.py is byte-for-byte the parent's"
@@ -101,11 +111,13 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
         if ref is None:
             return None
         stat = ref.stat(objective) or {}
-        return {"id": ref.id, "mean": stat.get("mean"), "std": stat.get("std"), "values": ref.values.get(objective, []),
-                "f1": ref.stat("f1"), "mcc": ref.stat("mcc"), "per_seed": ref.values}
+        return {"id": ref.id, "mean": stat.get("mean"), "std": stat.get("std"), "n": stat.get("n"),
+                "values": ref.values.get(objective, []), "f1": ref.stat("f1"), "mcc": ref.stat("mcc"),
+                "per_seed": ref.values}
 
     verdict = {"verdict": "failed", "objective": objective, "alpha": alpha, "parent": summary(parent),
-               "delta_parent": None, "p_value": None, "noise_floor": None, "noop": False, "noop_reason": None,
+               "delta_parent": None, "p_value": None, "noise_floor": None, "noise_floor_note": None,
+               "noop": False, "noop_reason": None,
                "best": summary(best), "delta_best": None, "new_best": False,
                "baselines": {name: {"f1": ref.stat("f1"), "mcc": ref.stat("mcc"), "per_seed": ref.values}
                              for name, ref in baselines.items()},
@@ -121,10 +133,12 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
         verdict.update(verdict="inconclusive", reason=f"the parent {parent.id} has no scores to compare with")
         return verdict
     delta = mean - statistics.fmean(theirs)
-    floor = max(sd, statistics.stdev(theirs) if len(theirs) > 1 else 0.0)
+    note = floor_note(len(mine), len(theirs))
+    floor = None if note else max(sd, statistics.stdev(theirs))
     p = welch_p(mine, theirs)
     reason = noop_reason(me, parent) or coverage_reason(coverage)
-    verdict.update(delta_parent=delta, p_value=p, noise_floor=floor, noop=reason is not None, noop_reason=reason)
+    verdict.update(delta_parent=delta, p_value=p, noise_floor=floor, noise_floor_note=note, noop=reason is not None,
+                   noop_reason=reason)
     name = objective.upper()
     if reason is not None:
         verdict.update(verdict="no change", reason=f"no-op: {reason}")
@@ -132,7 +146,7 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
         verdict.update(verdict="inconclusive",
                        reason=f"{name} {delta:+.4f} vs {parent.id} from {len(mine)} seed(s) against "
                               f"{len(theirs)}: a test needs at least 2 on each side, and a single seed never "
-                              f"counts (noise floor {floor:.4f})")
+                              f"counts (noise floor {note or f'{floor:.4f}'})")
     elif p < alpha:
         verdict.update(verdict="improved" if delta > 0 else "worse",
                        reason=f"{name} {delta:+.4f} vs {parent.id}, p = {p:.3g} < {alpha:g}")
