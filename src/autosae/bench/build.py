@@ -10,7 +10,9 @@ half-way leaves no entry behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -132,14 +134,15 @@ def build(profile: Profile, device: str = "cpu", force: bool = False,
             log(f"warning: cached model {entry} is unusable ({problem}); rebuilding")
     from sae_lens.synthetic import SyntheticModel  # slow to import: only when building
 
-    if not sys.stderr.isatty():  # sae_lens's progress bars only help on a terminal
-        os.environ.setdefault("TQDM_DISABLE", "1")
-
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
     try:
         started = time.time()
-        model = SyntheticModel(sae_lens_config(profile.model), device=device)
+        # sae_lens forces its orthogonalisation progress bar on (show_progress=True); off a
+        # terminal (a log, an agent's tool output) it is thousands of characters of noise
+        quiet = contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(io.StringIO())
+        with quiet:
+            model = SyntheticModel(sae_lens_config(profile.model), device=device)
         model.save(tmp)
         if profile.data == "pool":
             pool = sample_pool(model, profile.pool_samples, seed=profile.model.seed + 1000)
