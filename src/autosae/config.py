@@ -8,6 +8,7 @@ expected, e.g. `TASK.md line 4: objective: expected 'f1' or 'mcc', got 'acc'`.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +69,81 @@ def _default_model() -> str:
     return DEFAULT_MODEL
 
 
+DEFAULT_DOMAINS = ("arxiv.org", "openreview.net", "aclanthology.org", "proceedings.mlr.press",
+                   "proceedings.neurips.cc", "papers.nips.cc", "neurips.cc", "jmlr.org", "openaccess.thecvf.com",
+                   "ojs.aaai.org", "ijcai.org", "epubs.siam.org", "ieeexplore.ieee.org", "dl.acm.org",
+                   "link.springer.com", "sciencedirect.com", "transformer-circuits.pub", "distill.pub",
+                   "semanticscholar.org", "wikipedia.org", "github.com")
+"""Where web search and fetch look by default: preprints, the proceedings of the ML venues,
+the journals of the neighbouring fields (signal processing, statistics, optimisation),
+interpretability's own sites, encyclopaedia overviews and code (github.com). TASK.md's
+allowed_domains replaces the list."""
+_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(/[^\s]*)?$")
+
+
+class LiteratureSettings(_Strict):
+    """Web search and fetch for the LLM backends, so that ideas can come from papers and
+    neighbouring fields: Anthropic's server-side web_search and web_fetch tools (anthropic)
+    or Claude Code's WebSearch and WebFetch (claude_code). Offline backends ignore it."""
+
+    enabled: bool = True
+    """Give the agent web search and fetch in `phases`; false: no web tool in any phase."""
+    phases: list[Literal["propose", "implement"]] = Field(default_factory=lambda: ["propose"])
+    """The phases that get the tools: propose, and implement if listed (never conclude)."""
+    max_searches: int = Field(5, ge=0, le=50)
+    """Most web searches in one phase (billed per search, $10 per 1,000; anthropic counts them
+    exactly, Claude Code is only told); 0: no search tool."""
+    max_fetches: int = Field(5, ge=0, le=50)
+    """Most pages fetched in one phase (billed only as the tokens of their text); 0: no fetch tool."""
+    max_fetch_tokens: int = Field(25000, ge=1000, le=200000)
+    """Most tokens of one fetched page's text put in the context (anthropic: longer pages are
+    cut; a paper's PDF is often 20-40k tokens)."""
+    allowed_domains: list[str] | None = Field(default_factory=lambda: list(DEFAULT_DOMAINS))
+    """Search results and fetches only from these domains (and their subdomains; a path such as
+    example.com/blog narrows it); null: any domain but the blocked ones."""
+    blocked_domains: list[str] | None = None
+    """Never these domains. The API takes either an allow list or a block list: setting
+    blocked_domains without allowed_domains drops the default allow list."""
+
+    @field_validator("phases")
+    @classmethod
+    def _phases(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @field_validator("allowed_domains", "blocked_domains")
+    @classmethod
+    def _domain_list(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("expected at least one domain, or null")
+        out = []
+        for domain in value:
+            name = domain.strip().lower()
+            if "://" in name:
+                raise ValueError(f"{domain!r}: a domain without its scheme, e.g. arxiv.org (not https://arxiv.org)")
+            if not _DOMAIN.match(name):
+                raise ValueError(f"{domain!r} is not a domain name such as arxiv.org or example.com/blog")
+            out.append(name)
+        return list(dict.fromkeys(out))
+
+    @model_validator(mode="after")
+    def _allow_or_block(self) -> "LiteratureSettings":
+        if self.blocked_domains and self.allowed_domains:
+            if "allowed_domains" in self.model_fields_set:
+                raise ValueError("set allowed_domains or blocked_domains, not both (the web tools take one list)")
+            self.allowed_domains = None  # a block list replaces the default allow list
+        return self
+
+    def resolved(self) -> dict[str, Any] | None:
+        """What the backends and prompts get (AgentContext.literature): None when off."""
+        if not self.enabled or not self.phases or (self.max_searches == 0 and self.max_fetches == 0):
+            return None
+        return {"phases": list(self.phases), "max_searches": self.max_searches, "max_fetches": self.max_fetches,
+                "max_fetch_tokens": self.max_fetch_tokens, "allowed_domains": self.allowed_domains,
+                "blocked_domains": self.blocked_domains}
+
+
 class AgentSettings(_Strict):
     backend: str | None = None
     """Agent backend by name; None: automatic (anthropic when ANTHROPIC_API_KEY is set, else recipe)."""
@@ -82,6 +158,8 @@ class AgentSettings(_Strict):
     """Hide past sprints from the implementing agent (the proposer still sees them)."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Passed to the backend's constructor (e.g. the scripted backend's `script`)."""
+    literature: LiteratureSettings = Field(default_factory=lambda: LiteratureSettings())
+    """Web search and fetch for the LLM backends (on for the propose phase by default)."""
 
 
 class LoopSettings(_Strict):
@@ -103,6 +181,16 @@ class HeldOutSettings(_Strict):
     """How many models of the held-out suite to use (see `autosae verify`)."""
     seeds: int = Field(2, ge=1)
     """Seeds per held-out model, for the sprint's variant and its parent's alike."""
+
+    @field_validator("seeds")
+    @classmethod
+    def _counted_seeds(cls, value: int) -> int:
+        from autosae.harness.quick import reserved_seed_problem
+
+        problem = reserved_seed_problem([value - 1])  # held-out runs use seeds 0 .. seeds-1
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class NotifySettings(_Strict):
@@ -210,6 +298,11 @@ class TaskConfig(_Strict):
             raise ValueError("expected a number of seeds >= 1 or a list of seeds")
         if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
             raise ValueError("expected a non-empty list of distinct seeds >= 0")
+        from autosae.harness.quick import reserved_seed_problem
+
+        problem = reserved_seed_problem([value - 1] if isinstance(value, int) else value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("device")
@@ -278,7 +371,8 @@ def _describe(error: dict) -> str:
         return f"expected {msg.removeprefix('Input should be ')}, got {value!r}"
     if kind in ("value_error", "assertion_error"):
         return msg.removeprefix("Value error, ")
-    if kind.startswith(("float", "int")) or kind in ("greater_than", "greater_than_equal", "less_than"):
+    if kind.startswith(("float", "int")) or kind in ("greater_than", "greater_than_equal", "less_than",
+                                                      "less_than_equal"):
         return f"{msg.removeprefix('Input should be ').replace('a valid ', 'expected a ')}, got {value!r}"
     return f"{msg}, got {value!r}"
 

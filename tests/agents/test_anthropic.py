@@ -14,6 +14,7 @@ from pathlib import Path
 import git
 import pytest
 
+from autosae.harness.quick import VALIDATION_EVAL_SEED
 from autosae.variants import reference_variants
 from tests.agents.fake_messages_api import FakeMessagesAPI, phase_of, tool_results, turn_of, use
 from tests.sprint.conftest import autosae, ledger, one_line_error, write_task
@@ -117,8 +118,23 @@ def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     assert all(r.get("is_error") for r in malformed) and "malformed" in malformed[0]["content"]
     experiment = json.loads(result_after(api, "implement", 5)[0]["content"])
     assert experiment["status"] == "ok" and 0 <= experiment["metrics"]["f1"] <= 1
+    for key in ("precision", "recall", "dead_latents", "explained_variance"):
+        assert key in experiment["metrics"] and key in experiment["parent"]["metrics"]
+    assert experiment["train_seeds"] == [900_000] and experiment["eval_set"].startswith("validation")
+    quick = json.loads((Path(experiment["run_folder"]) / "results.json").read_text())  # the harness's own record
+    assert quick["quick"]["eval_seed"] == VALIDATION_EVAL_SEED and quick["counted"] is False
+    assert quick["summary"]["f1"]["mean"] == experiment["metrics"]["f1"]
+    assert experiment["parent"]["variant"] == "baseline:matryoshka" and experiment["parent"]["status"] == "ok"
+    assert experiment["delta_vs_parent"]["f1"] == pytest.approx(
+        experiment["metrics"]["f1"] - experiment["parent"]["metrics"]["f1"], abs=1e-5)
+    logged = experiment["logged"][str(900_000)]  # LISTA-Matryoshka logs its own mse and aux
+    assert logged["harness"]["loss"]["points"] >= 2 and "mse" in logged["variant"]
     refused = result_after(api, "conclude", 0)[0]
     assert refused.get("is_error") and "alternatives" in refused["content"]
+    asked = api.answered("conclude")[0]["messages"][0]["content"]  # the parent's full metrics and the curves
+    asked = asked if isinstance(asked, str) else asked[0]["text"]
+    assert "metric | this sprint | parent baseline:matryoshka" in asked and "\nprecision | 0." in asked
+    assert "\ndead_latents | " in asked and "seed 1:\n  training samples: " in asked and "  variant.mse: " in asked
 
     first = api.answered("implement")[0]
     assert first["system"][0]["cache_control"] == {"type": "ephemeral"}  # the stable prefix is cached

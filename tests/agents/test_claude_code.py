@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def bash(command: str, n: int) -> list[dict]:
              "input": {"command": command, "description": "autosae test step"}}]
 
 
+def output(block: dict) -> str:
+    """A tool result's text (Claude Code sends a string or a list of text blocks)."""
+    content = block.get("content")
+    return content if isinstance(content, str) else "\n".join(
+        c.get("text", "") for c in content or [] if isinstance(c, dict))
+
+
+def quick_command(prompt: str) -> str:
+    """The quick-run command of the implement prompt: its indented `autosae train` line."""
+    return re.search(r"^    (autosae train .+)$", prompt, re.M).group(1)
+
+
 def policy(body: dict, attack: str = "echo attacks-done") -> list[dict]:
     text = texts(body)
     if "Propose one idea" in text:
@@ -62,6 +75,7 @@ def policy(body: dict, attack: str = "echo attacks-done") -> list[dict]:
             bash(f"echo {base64.b64encode(VARIANT.encode()).decode()} | base64 -d > {folder}/variant.py", 1),
             bash("env | grep -c SLACK_WEBHOOK_URL; echo done", 2),
             bash(attack, 3),
+            bash(quick_command(text), 4),  # the quick-run command, exactly as the prompt renders it
         ]
         return steps[turn(body)] if turn(body) < len(steps) else [{"type": "text", "text": "Both files are written."}]
     if "The harness has trained and scored" in text:
@@ -79,7 +93,7 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
     attack = (f"cat {home}/.netrc 2>&1; ls {os.environ['AUTOSAE_CACHE']} 2>&1; echo forged >> {project}/TASK.md 2>&1; "
               f"ls {project}/.autosae 2>&1; echo attacks-done")
     with FakeMessagesAPI(lambda body: policy(body, attack)) as api:
-        write_task(project, backend="claude_code", options={"claude": CLAUDE, "time_limit_s": 300})
+        write_task(project, backend="claude_code", options={"claude": CLAUDE, "time_limit_s": 600})
         git.Repo(project).git.commit("-q", "-am", "claude code task")
         task = (project / "TASK.md").read_text()
         env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": api.url, "HOME": str(home),
@@ -101,4 +115,25 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
     assert any("0\ndone" in json.dumps(b.get("content")).replace("\\n", "\n") for b in tool_outputs)
     attacked = next(json.dumps(b.get("content")) for b in tool_outputs if "attacks-done" in json.dumps(b.get("content")))
     assert "hunter2" not in attacked and "models" not in attacked and "state" not in attacked, attacked
+    # the quick-run command, run as rendered by Claude Code's Bash tool in its sandbox: it trains and scores on
+    # the project's profile (TASK.md's 204,800 samples, a tenth of them), validation samples, the parent beside
+    command = quick_command(texts(next(r for r in api.requests if "Implement this sprint's idea" in texts(r))))
+    assert "--uncounted" in command and f"agent/{row['id']}/quick-runs" in command, command
+    quick = next(output(b) for b in tool_outputs if "eval_set: validation" in output(b))
+    lines = dict(line.split(": ", 1) for line in quick.splitlines() if ": " in line)
+    assert lines["status"] == "ok" and lines["profile"] == "tiny" and lines["counted"] == "no", quick
+    assert lines["train_seeds"] == "900000" and lines["parent"] == "matryoshka" and lines["parent_status"] == "ok"
+    assert 0 <= float(lines["f1"]) <= 1 and "delta_f1" in lines, quick
+    run = json.loads(Path(lines["results"]).read_text())
+    assert run["constraints"]["training_samples"] == 20_480 and run["quick"]["eval_set"] == "validation"
     assert (project / "TASK.md").read_text() == task
+
+    def tools_of(phrase: str) -> set[str]:
+        """The tools Claude Code offered the model in the session whose prompt holds `phrase`."""
+        return next({t.get("name") for t in r["tools"]} for r in api.requests
+                    if any(t.get("name") == "Read" for t in r.get("tools", [])) and phrase in texts(r))
+
+    # TASK.md agent.literature, on for the propose phase by default: WebSearch and WebFetch there only
+    assert {"WebSearch", "WebFetch"} <= tools_of("Propose one idea")
+    assert not {"WebSearch", "WebFetch"} & (tools_of("Implement this sprint's idea")
+                                            | tools_of("The harness has trained and scored"))

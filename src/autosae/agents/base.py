@@ -37,6 +37,25 @@ class PastSprint:
     mcc_std: float | None = None
     noop: bool = False
     """The engine flagged the sprint as behaving like its parent."""
+    stats: dict[str, dict] = field(default_factory=dict)
+    """{metric: {mean, std, n}} for f1, mcc, precision, recall and dead_latents, as recorded
+    (old ledger rows lack some; a std with n < 2 was not measured)."""
+    delta_parent: float | None = None
+    """The objective's mean minus the parent's."""
+    p_value: float | None = None
+    noise_floor: float | None = None
+    noise_floor_note: str | None = None
+    """Why there is no noise floor ("not measurable (n = 1)"), when there is none."""
+    objective: str = ""
+    summary: str = ""
+    """One line on what the sprint changed: its idea's first sentence, bounded."""
+
+    def stat(self, metric: str) -> dict | None:
+        """{mean, std, n} of one metric; F1 and MCC also from the older fields alone."""
+        if metric in self.stats:
+            return self.stats[metric]
+        mean, std = {"f1": (self.f1, self.f1_std), "mcc": (self.mcc, self.mcc_std)}.get(metric, (None, None))
+        return None if mean is None else {"mean": mean, "std": std}
 
 
 @dataclass
@@ -75,7 +94,8 @@ class AgentContext:
     record_dir: Path | None = None
     """Where an LLM agent keeps its transcript: outside the worktree, kept across kills."""
     experiment: Callable[..., dict] | None = None
-    """experiment(variant, samples, profile, seed) -> metrics: a quick, uncounted harness run."""
+    """experiment(variant, samples, profile, seed, parent) -> report: a quick, uncounted harness run
+    on the validation samples, with the parent beside it (see autosae.harness.quick)."""
     log: Callable[[str], None] | None = None
     """Where the agent reports progress (the harness log)."""
     explore: bool = False
@@ -87,12 +107,18 @@ class AgentContext:
     """The contract and benchmark card (Markdown), rendered from the profile and TASK.md's
     settings by autosae.agents.card; part of every LLM backend's system prompt."""
     literature: dict[str, Any] | None = None
-    """TASK.md's agent.literature, resolved: web search and fetch for the LLM backends
-    (None: off)."""
+    """TASK.md's agent.literature, resolved (config.LiteratureSettings.resolved): web search and
+    fetch for the LLM backends, {phases, max_searches, max_fetches, max_fetch_tokens,
+    allowed_domains, blocked_domains}; None: off (see autosae.agents.literature)."""
     parent_metrics: dict[str, Any] | None = None
     """The parent's full summary (conclude): {metric: {mean, std, n}}."""
     curves: dict[str, Any] | None = None
     """The sprint's training curves (conclude), including the variant's own logged metrics."""
+    quick_command: str = ""
+    """The shell command that quick-runs this sprint's variant with `autosae train --uncounted`
+    on the project's profile and model, its parent beside it, into `quick_dir` (claude_code)."""
+    quick_dir: Path | None = None
+    """The sprint's own folder for those quick runs (writable in Claude Code's sandbox)."""
 
 
 @dataclass

@@ -4,6 +4,10 @@ Each phase is one conversation with its own tools, ended by the model calling `f
     propose:   view (the project, read-only), finish(title, idea, hypothesis, plan, parent)
     implement: bash, str_replace_based_edit_tool, run_experiment, finish(summary)
     conclude:  view (the worktree, read-only), finish(checks, alternatives, conclusion, next_steps)
+With TASK.md's agent.literature on (propose by default, implement if listed), the phase also
+gets Anthropic's server-side web_search and web_fetch (autosae.agents.literature): the API runs
+them inside a response, their blocks go back unchanged, a paused turn ("pause_turn") is sent
+back as it is to go on, and the pages fetched or cited become the proposal's sources.
 
 Every message is appended to the phase's transcript before the next step, so a killed
 conversation is continued where it stopped. The SDK retries 429/5xx/529 and time-outs; above
@@ -24,11 +28,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
+from autosae.agents.literature import FETCH_BETA, message_sources, needs_fetch_beta, server_tools, settle
 from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage, usage_dict
 from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, library_mounts,
                                     propose_prompt, system_prompt, turn_limits)
 from autosae.agents.sandbox import Files, Shell, ToolError, redact
 from autosae.agents.transcript import Transcript
+from autosae.harness.quick import PARENT_AUTO_SAMPLES, QUICK_SEED_SPAN
 
 RETRYABLE = (408, 409, 429, 500, 502, 503, 504, 529)
 
@@ -52,11 +58,20 @@ VIEW = tool("str_replace_based_edit_tool", "View a file or folder (read-only in 
 BASH = tool("bash", "Run a bash command in the worktree (no network, no credentials, a time limit).",
             {"command": STR}, ["command"])
 EXPERIMENT = tool("run_experiment",
-                  "Train and score a variant quickly (uncounted: one seed, fewer samples) and return its metrics.",
+                  "Train and score a variant quickly and return its run folder, its metrics (f1, mcc, precision, "
+                  "recall, l0, dead_latents, explained_variance, ...), a summary of its training log (the harness's "
+                  "loss, l0, dead latents and the variant's own TrainOutput.metrics), and the parent's metrics at "
+                  "the same budget, seed and eval samples with the difference. Uncounted: one seed, fewer samples, "
+                  "training seeds and validation eval samples that no counted run uses, so its numbers differ "
+                  "from the counted run's; only the counted run decides the verdict. The parent is trained beside "
+                  f"by default when the run has at most {PARENT_AUTO_SAMPLES:,} training samples (all of `tiny`) "
+                  "or its run is cached (cached runs cost nothing).",
                   {"variant": {"type": "string", "description": "path of the variant, default: this sprint's"},
                    "samples": {"type": "integer", "description": "training samples (default: a tenth of the profile's)"},
                    "profile": {"type": "string", "description": "profile to run on (default: the sprint's; `tiny` is fastest)"},
-                   "seed": {"type": "integer"}}, [])
+                   "seed": {"type": "integer", "description": f"quick seed, 0 to {QUICK_SEED_SPAN - 1} (default 0)"},
+                   "parent": {"type": "boolean", "description": "train the parent's variant beside it (cached): true "
+                              "or false; default: true when cheap, as above"}}, [])
 FINISH = {
     "propose": tool("finish", "Submit this sprint's proposal.",
                     {"title": STR, "idea": STR, "hypothesis": STR, "plan": STR, "parent": STR,
@@ -70,6 +85,11 @@ FINISH = {
                       "next_steps": {"type": "array", "items": STR}},
                      ["checks", "alternatives", "conclusion", "next_steps"]),
 }
+
+
+class Refused(AgentError):
+    """The API refused a request as invalid or not permitted (400, 403): with web tools in it,
+    perhaps the tools themselves (a model without them, an organisation without web search)."""
 
 
 class Finished(Exception):
@@ -102,6 +122,16 @@ class AnthropicAgent:
         self.tokens: dict[str, int] = {}
         self.sandboxed = resolve(sandbox, lambda line: print(line, file=sys.stderr, flush=True))
         self.limits = limits or {}
+        self.messages: list[dict] = []
+        """The last phase's conversation, as sent to the API."""
+        self.web_refused: str | None = None
+        """Why the API refused a request with the web tools in it (they are left out from then on)."""
+
+    def sources(self, record_dir: Path | None, phase: str) -> list[dict[str, str]]:
+        """The web sources of one phase, read back from its transcript (so that they are the
+        same after a kill and a resume): the pages fetched and the search results cited."""
+        lines = Transcript(Path(record_dir) / f"{phase}.jsonl").records() if record_dir else []
+        return message_sources([r["message"] for r in lines if isinstance(r.get("message"), dict)])
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -113,7 +143,8 @@ class AnthropicAgent:
                             {"str_replace_based_edit_tool": files.call}, self._check_proposal)
         return Proposal(title=out["title"].strip()[:120], idea=idea or out["idea"].strip(),
                         hypothesis=out["hypothesis"].strip(), plan=out["plan"].strip(),
-                        parent=(out.get("parent") or "").strip() or None, origin=(out.get("origin") or "").strip())
+                        parent=(out.get("parent") or "").strip() or None, origin=(out.get("origin") or "").strip(),
+                        sources=message_sources(self.messages))
 
     def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
         ctx = dataclasses.replace(ctx, backend=self.name)
@@ -126,8 +157,16 @@ class AnthropicAgent:
             variant = files.resolve(args.get("variant") or f"{folder}/variant.py")
             if not variant.is_file():
                 raise ToolError(f"{variant.relative_to(files.root)}: no such file; write the variant first")
-            return json.dumps(ctx.experiment(variant, args.get("samples"), args.get("profile"),
-                                             int(args.get("seed") or 0)), indent=1, default=float)
+            samples, seed, parent = args.get("samples"), args.get("seed", 0), args.get("parent")
+            for key, value in (("samples", samples), ("seed", seed)):
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise ToolError(f"{key}: expected an integer")
+            if parent is not None and not isinstance(parent, bool):
+                raise ToolError("parent: expected true or false")
+            if args.get("profile") is not None and not isinstance(args["profile"], str):
+                raise ToolError("profile: expected a profile name")
+            return json.dumps(ctx.experiment(variant, samples, args.get("profile"), seed or 0, parent),
+                              indent=1, default=float)
 
         def finish_check(args: dict) -> dict:
             for name in ("README.md", "variant.py"):
@@ -165,6 +204,7 @@ class AnthropicAgent:
         record = Transcript(Path(ctx.record_dir or ".") / f"{phase}.jsonl") if ctx.record_dir else None
         system = system_prompt(ctx)
         messages, spent = self._restore(record, prompt)
+        self.messages = messages  # the conversation (restored from the transcript): its sources
         self.cost_usd += spent
         turns = sum(m["role"] == "assistant" for m in messages)
         log = ctx.log or (lambda line: None)
@@ -172,20 +212,31 @@ class AnthropicAgent:
             if ctx.budget_usd is not None and spent >= ctx.budget_usd:
                 raise BudgetReached(f"the agent's budget of ${ctx.budget_usd:.2f} for this sprint is spent "
                                     f"(${spent:.2f} in {phase})")
-            response = self._create(system, tools, messages, log)
+            web = [] if self.web_refused else server_tools(ctx.literature, phase, messages)  # what is left
+            try:
+                response = self._create(system, [*web, *tools], messages, log)
+            except Refused as exc:
+                if not web:
+                    raise
+                self.web_refused = str(exc)  # the sprint goes on without the web, as with literature off
+                log(f"agent: {exc}; going on without web search and fetch (TASK.md agent.literature.enabled: false "
+                    f"turns them off)")
+                continue
             usage = usage_dict(response.usage)
             cost = self.price.cost(usage)
             spent += cost
             self.cost_usd += cost
             add_usage(self.tokens, usage)
             turns += 1
-            content = [_block(b) for b in response.content]
+            content = settle([_block(b) for b in response.content], response.stop_reason)
             uses = [dict(b) for b in content if b.get("type") == "tool_use"]  # as the model sent them
             for block in content:
                 if block.get("type") == "tool_use" and not isinstance(block.get("input"), dict):
                     block["input"] = {}  # a malformed input is answered with an error, never sent back
             self._append(record, messages, {"role": "assistant", "content": content},
                          usage=usage, cost_usd=round(cost, 6), stop_reason=response.stop_reason)
+            if not uses and response.stop_reason == "pause_turn":
+                continue  # the API paused a long turn of server tools: sent back as it is, the turn goes on
             if not uses:
                 self._append(record, messages, {"role": "user", "content": "Continue with the tools; call "
                                                 "`finish` when you are done."})
@@ -209,9 +260,10 @@ class AnthropicAgent:
         spent = sum(r.get("cost_usd", 0.0) for r in lines)
         for r in lines:
             add_usage(self.tokens, r.get("usage") or {})
+        paused = next((r.get("stop_reason") for r in reversed(lines) if "message" in r), None) == "pause_turn"
         if not messages:
             self._append(record, messages, {"role": "user", "content": prompt})
-        elif messages[-1]["role"] == "assistant":
+        elif messages[-1]["role"] == "assistant" and not paused:  # a paused turn goes on as it is
             uses = [b for b in messages[-1]["content"] if isinstance(b, dict) and b.get("type") == "tool_use"]
             reply = ([{"type": "tool_result", "tool_use_id": u["id"], "is_error": True,
                        "content": "autosae was interrupted before this tool call finished; check the state "
@@ -256,11 +308,13 @@ class AnthropicAgent:
             try:
                 return self.client.messages.create(
                     model=self.model, max_tokens=self.max_tokens, tools=tools, messages=sent,
-                    system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}])
+                    system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+                    **({"extra_headers": {"anthropic-beta": FETCH_BETA}} if needs_fetch_beta(tools) else {}))
             except anthropic.APIStatusError as exc:
                 if exc.status_code not in RETRYABLE:
-                    raise AgentError(f"the Messages API refused the request ({exc.status_code}): "
-                                     f"{redact(str(exc))[:300]}") from None
+                    refused = Refused if exc.status_code in (400, 403) else AgentError
+                    raise refused(f"the Messages API refused the request ({exc.status_code}): "
+                                  f"{redact(str(exc))[:300]}") from None
                 why = f"HTTP {exc.status_code}"
             except anthropic.APIConnectionError as exc:  # includes time-outs
                 why = type(exc).__name__
@@ -304,8 +358,17 @@ def _string(args: dict, key: str) -> str:
 
 
 def _block(block) -> dict:
-    """An SDK content block as the dict that goes back to the API."""
+    """An SDK content block as the dict that goes back to the API. Server tool blocks
+    (server_tool_use, web_search_tool_result, web_fetch_tool_result) go back whole; a text
+    block keeps its citations (their encrypted indexes must go back), each with the fields
+    the API takes (a title may be null, and stays)."""
     data = block.model_dump(exclude_none=True, warnings=False) if hasattr(block, "model_dump") else dict(block)
-    keep = {"text": ("type", "text"), "tool_use": ("type", "id", "name", "input"),
+    keep = {"text": ("type", "text", "citations"), "tool_use": ("type", "id", "name", "input"),
             "thinking": ("type", "thinking", "signature"), "redacted_thinking": ("type", "data")}
-    return {k: v for k, v in data.items() if k in keep.get(data.get("type"), data.keys())}
+    out = {k: v for k, v in data.items() if k in keep.get(data.get("type"), data.keys())}
+    if out.get("type") == "text" and out.get("citations") is not None:
+        raw = getattr(block, "citations", None) or out["citations"]
+        cites = [c.model_dump(warnings=False) if hasattr(c, "model_dump") else dict(c) for c in raw]
+        out["citations"] = [{k: v for k, v in c.items() if v is not None or k in ("title", "document_title")}
+                            for c in cites]
+    return out

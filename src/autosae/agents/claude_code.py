@@ -5,14 +5,20 @@ Each phase is one `claude -p` session in print mode with stream-json output:
     propose:   read-only tools, run in a scratch folder that can read the project; answers JSON
     implement: Read, Write, Edit, Bash, Glob, Grep in the worktree (edits accepted)
     conclude:  read-only tools in the worktree; answers JSON
+With TASK.md's agent.literature on for a phase (propose by default), WebSearch and WebFetch are
+allowed there, WebFetch only on the allowed domains (`WebFetch(domain:...)` rules); elsewhere
+both are disallowed, which takes them out of the model's tool list. Claude Code has no per-tool
+use limit: the prompt states max_searches and max_fetches, and --max-turns and --max-budget-usd
+bound the session.
 Every line of the stream is appended (redacted) to the phase's transcript as it arrives. The
 session's cost comes from the CLI's result line (or, for a session cut short, from the usage
 of its messages at the price table's rates); `--max-budget-usd` and `--max-turns` bound it,
 and a time limit kills the process group. After a kill, `--resume <session>` continues it.
 
 The whole session runs in the OS sandbox (autosae.sandbox), with the network (Claude Code
-must reach the API) but nothing else of the host: when implementing, the worktree read-write
-and the project's git history read-only; when proposing, sprints/, reports/ and TASK.md
+must reach the API) but nothing else of the host: when implementing, the worktree and the
+sprint's quick-runs folder (for `autosae train --uncounted`) read-write and the project's git
+history read-only; when proposing, sprints/, reports/ and TASK.md
 read-only and a scratch folder; when concluding, the worktree read-only; always a private
 $HOME for Claude Code's own state, the system and the venv read-only, its own processes only.
 Claude Code needs its credentials in its own environment, so its Bash tool can see
@@ -35,7 +41,8 @@ from pathlib import Path
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
 from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, library_paths,
                                     propose_prompt, system_prompt, turn_limits)
-from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage
+from autosae.agents.literature import claude_code_tools, stream_sources
+from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage, usage_dict
 from autosae.agents.sandbox import git_view, redact, scrubbed_env
 from autosae.agents.transcript import Transcript
 
@@ -44,6 +51,9 @@ INSTALL = ("the claude_code backend needs the Claude Code CLI: `npm install -g @
            "only an API key")
 READ_ONLY = "Read,Glob,Grep"
 WRITE = "Read,Write,Edit,Bash,Glob,Grep"
+QUICK_RUN_TIMEOUT_MS = 600_000
+"""Claude Code's Bash tool stops a command after 2 minutes by default: too short for a quick run
+(`autosae train --uncounted`, the parent beside it, and the model built on the first run)."""
 
 
 class ClaudeCodeAgent:
@@ -83,12 +93,20 @@ class ClaudeCodeAgent:
                            ("title", "idea", "hypothesis", "plan"))
         return Proposal(title=str(out["title"])[:120], idea=idea or str(out["idea"]), hypothesis=str(out["hypothesis"]),
                         plan=str(out["plan"]), parent=str(out.get("parent") or "") or None,
-                        origin=str(out.get("origin") or ""))
+                        origin=str(out.get("origin") or ""), sources=self.sources(ctx.record_dir or scratch, "propose"))
+
+    def sources(self, record_dir: Path | None, phase: str) -> list[dict[str, str]]:
+        """The web sources of one session, from its stream-json transcript (the same after a
+        kill and a resume): pages WebFetch fetched and links WebSearch returned."""
+        return stream_sources(Transcript(Path(record_dir) / f"{phase}.jsonl").records()) if record_dir else []
 
     def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
         ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
-        self.session("implement", ctx, prompt, worktree, WRITE, [], writable=[worktree], git=True)
+        quick = [ctx.quick_dir] if ctx.quick_dir else []  # the sprint's own folder for `autosae train` runs
+        for path in quick:
+            path.mkdir(parents=True, exist_ok=True)
+        self.session("implement", ctx, prompt, worktree, WRITE, [], writable=[worktree, *quick], git=True)
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         ctx = dataclasses.replace(ctx, backend=self.name)
@@ -108,11 +126,14 @@ class ClaudeCodeAgent:
         if result is not None:  # finished before a kill: do not pay twice
             return self._account(result, earlier)
         system = system_prompt(ctx)
+        web, denied = claude_code_tools(ctx.literature, phase)  # TASK.md agent.literature
         cmd = [self.exe, "-p", prompt if session_id is None else "autosae was interrupted; continue where you left off.",
                "--output-format", "stream-json", "--verbose", "--model", self.model,
-               "--max-turns", str(self.turns[phase]), "--allowedTools", tools,
+               "--max-turns", str(self.turns[phase]), "--allowedTools", ",".join([tools, *web]),
                "--permission-mode", "acceptEdits" if tools == WRITE else "default",
                "--append-system-prompt", system]
+        if denied:  # off: WebSearch and WebFetch leave the model's tool list
+            cmd += ["--disallowedTools", ",".join(denied)]
         cmd += [arg for d in dirs for arg in ("--add-dir", d)]
         if session_id:
             cmd += ["--resume", session_id]
@@ -165,6 +186,7 @@ class ClaudeCodeAgent:
         home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in scrubbed_env().items() if k not in ("AUTOSAE_CACHE", "XDG_CACHE_HOME")}
         env.update(HOME=str(home), TMPDIR="/tmp", PATH=f"{Path(self.exe).parent}:{env.get('PATH', '/usr/bin:/bin')}")
+        env.update(BASH_DEFAULT_TIMEOUT_MS=str(QUICK_RUN_TIMEOUT_MS), BASH_MAX_TIMEOUT_MS=str(6 * QUICK_RUN_TIMEOUT_MS))
         for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
             if os.environ.get(name):
                 env[name] = os.environ[name]
@@ -183,7 +205,7 @@ class ClaudeCodeAgent:
         for e in events:
             if e.get("type") == "assistant":
                 add_usage(usage, (e.get("message") or {}).get("usage") or {})
-        add_usage(self.tokens, (result or {}).get("usage") or usage)
+        add_usage(self.tokens, usage_dict((result or {}).get("usage") or usage))  # with web searches, if any
         if result is not None and result.get("total_cost_usd") is not None:
             self.cost_usd += float(result["total_cost_usd"])
         elif self.price is not None:

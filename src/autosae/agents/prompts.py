@@ -19,7 +19,20 @@ DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
 def render(name: str, **values) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
+    env.filters.update(number_filters())
     return env.get_template(name).render(**{"library": library_paths(), **values})
+
+
+def number_filters() -> dict:
+    """Numbers as the reports print them (a std from one seed is "not measurable (n = 1)"),
+    with "-" where a record lacks one (ledger rows older than the field)."""
+    from autosae.report import format as fmt
+
+    def dashed(format_value):
+        return lambda *args, **kw: format_value(*args, **kw).replace(fmt.MISSING, "-")
+
+    return {"stat": dashed(fmt.fmt_stat), "num": dashed(fmt.fmt_num), "delta": dashed(fmt.fmt_delta),
+            "p": dashed(fmt.fmt_p)}
 
 
 def library_paths() -> dict[str, str]:
@@ -73,13 +86,66 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
     """(the worktree, the prompt)."""
     worktree = Path(ctx.worktree or ".")
     mine = worktree / "sprints" / (ctx.sprint_id or "?") / "variant.py"
+    from autosae.report.format import MISSING, fmt_floor
+
     prompt = render("conclude.md.j2", ctx=ctx, backend=ctx.backend, sprint_id=ctx.sprint_id or "?",
                     title=proposal.title, hypothesis=proposal.hypothesis, parent=proposal.parent or "-",
-                    results=json.dumps(results_digest(results), indent=1, default=float),
-                    verdict=json.dumps(verdict, indent=1, default=float), noop=verdict.get("noop_reason"),
+                    results=json.dumps(honest_stds(results_digest(results)), indent=1, default=float),
+                    verdict=json.dumps(honest_stds(verdict), indent=1, default=float), noop=verdict.get("noop_reason"),
                     never_ran=spans((verdict.get("coverage") or {}).get("never_ran") or []),
-                    diff=diff(parent_variant(worktree, proposal.parent), mine))
+                    diff=diff(parent_variant(worktree, proposal.parent), mine),
+                    beside=metrics_beside(results.get("summary") or {}, ctx.parent_metrics, proposal.parent or "-"),
+                    floor=fmt_floor(verdict.get("noise_floor"), verdict.get("noise_floor_note")).replace(MISSING, "-"),
+                    curves=curves_text(ctx.curves))
     return worktree, prompt
+
+
+def honest_stds(data):
+    """`data` with every std measured on fewer than 2 seeds ({mean, std, n} with n < 2) given
+    as "not measurable (n = 1)" instead of the 0.0 the records hold."""
+    from autosae.report.format import measured, not_measurable
+
+    if isinstance(data, list):
+        return [honest_stds(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: honest_stds(v) for k, v in data.items()}
+    if "std" in out and "n" in out and not measured(out):
+        out["std"] = not_measurable(out["n"])
+    return out
+
+
+def metrics_beside(mine: dict, parent: dict | None, parent_id: str) -> str:
+    """Every metric the harness recorded, this sprint's beside the parent's, one a line."""
+    from autosae.harness.run import METRICS
+    from autosae.report.format import fmt_stat
+
+    if not parent:
+        return f"(no metrics are recorded for the parent {parent_id})"
+    names = [m for m in METRICS if m in mine or m in parent]
+    names += sorted(m for m in {*mine, *parent} - set(names))
+    lines = [f"metric | this sprint | parent {parent_id}"]
+    lines += [f"{m} | {fmt_stat(mine.get(m), missing='-')} | {fmt_stat(parent.get(m), missing='-')}" for m in names]
+    return "\n".join(lines)
+
+
+def curves_text(curves: dict | None) -> str:
+    """The compact curves (report.record.compact_curves) as one line per seed and quantity;
+    the variant's own metrics are prefixed `variant.`."""
+    if not curves:
+        return "(no training curves were recorded)"
+
+    def row(label: str, values: list) -> str:
+        return f"  {label}: " + ", ".join("-" if v is None else f"{v:.4g}" for v in values)
+
+    lines = []
+    for seed, c in curves.items():
+        lines.append(f"seed {seed}:")
+        lines.append(row("training samples", c.get("samples") or []))
+        lines += [row(label, c.get(key) or []) for key, label in (("loss", "loss"), ("l0", "L0"),
+                                                                   ("dead", "dead latents"))]
+        lines += [row(f"variant.{name}", values) for name, values in (c.get("variant") or {}).items()]
+    return "\n".join(lines)
 
 
 def conclusion_markdown(out: dict) -> Conclusion:

@@ -1,7 +1,9 @@
 """report.pdf: matplotlib's PdfPages, no LaTeX and no browser.
 
-    a scored sprint:  title · F1 and MCC bars · training curves · metrics table · conclusions
-    a failed sprint:  title · failure (reason, seeds, log tail) · training curves · conclusions
+    a scored sprint:  title · F1 and MCC bars · training curves · the variant's own metrics ·
+                      metrics table · conclusions
+    a failed sprint:  title · failure (reason, seeds, log tail) · training curves · the
+                      variant's own metrics · conclusions
 
 Text is embedded as TrueType (pdf.fonttype 42), so that pdftotext and search find the numbers.
 A page whose data is missing says so instead of being left out, so every report has the same
@@ -14,7 +16,8 @@ import textwrap
 from pathlib import Path
 
 from autosae.report.format import MISSING, fmt_delta, fmt_num, fmt_p, fmt_pm
-from autosae.report.sprint import METRICS, banner, baseline_noise, comparison, succeeded, wall_time, warnings
+from autosae.report.sprint import (METRICS, banner, baseline_noise, comparison, sprint_noise, succeeded,
+                                   wall_time, warnings)
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 VERDICT_COLORS = {"improved": "#1a7f37", "worse": "#b42318", "no change": "#6e7781", "inconclusive": "#9a6700",
@@ -78,8 +81,8 @@ def _title_page(pdf, plt, sprint: dict, results: dict, verdict: dict) -> None:
     rows = [("F1", fmt_pm(summary.get("f1"), 4)), ("MCC", fmt_pm(summary.get("mcc"), 4)),
             (f"Δ {verdict.get('objective', 'f1').upper()} vs parent", fmt_delta(verdict.get("delta_parent"), 4)),
             ("p (Welch t-test)", fmt_p(verdict.get("p_value"))),
-            ("noise floor: sprint / profile", f"{fmt_num(verdict.get('noise_floor'), 4)} / "
-             f"{fmt_num(baseline_noise(verdict.get('baselines')).get(verdict.get('objective', 'f1')), 4)}"),
+            ("noise floor, this sprint", sprint_noise(results, verdict)),
+            ("noise floor, the profile", baseline_noise(verdict.get("baselines")).get(verdict.get("objective", "f1"))),
             ("seeds scored", f"{n if n is not None else 0} of {len(sprint.get('seeds') or [])}"),
             ("held-out models", {True: "confirmed", False: "not confirmed"}.get(verdict.get("confirmed"),
                                                                               "not verified")),
@@ -88,13 +91,13 @@ def _title_page(pdf, plt, sprint: dict, results: dict, verdict: dict) -> None:
             ("sprint wall time", f"{fmt_num(wall_time(sprint), 0)} s")]
     y = 0.50
     for label, value in rows:
-        fig.text(0.05, y, label, fontsize=12, color="#57606a")
-        fig.text(0.32, y, value, fontsize=12, weight="bold")
-        y -= 0.045
+        fig.text(0.05, y, label, fontsize=11.5, color="#57606a")
+        fig.text(0.29, y, value, fontsize=11.5 if len(value) < 26 else 10, weight="bold")
+        y -= 0.042
     notes = warnings(sprint, results, verdict)
     if notes:
-        text = "\n".join(line for w in notes for line in textwrap.wrap("! " + _plain(w), 70))
-        fig.text(0.55, 0.50, "Warnings\n" + text, fontsize=9.5, va="top", color="#b42318")
+        text = "\n".join(line for w in notes for line in textwrap.wrap("! " + _plain(w), 64))
+        fig.text(0.58, 0.50, "Warnings\n" + text, fontsize=9.5, va="top", color="#b42318")
     _save(pdf, plt, fig)
 
 
@@ -170,6 +173,47 @@ def _curves_page(pdf, plt, curves: dict) -> None:
     _save(pdf, plt, fig)
 
 
+def _variant_page(pdf, plt, curves: dict) -> None:
+    """One small panel per metric the variant logged itself (curves.json's "variant"), every
+    seed; a page that says so when it logged none."""
+    from autosae.report.record import VARIANT_KEY, finite_number, metric_name
+    from autosae.report.sprint import variant_metrics
+
+    title = "The variant's own logged metrics (TrainOutput.metrics), every seed"
+    names = [m["name"] for m in variant_metrics(curves)]
+    if not names:
+        fig = plt.figure(figsize=PAGE)
+        fig.text(0.04, 0.96, title, fontsize=14, weight="bold", va="top")
+        fig.text(0.5, 0.5, "The variant logged no metrics of its own.", ha="center", va="center", fontsize=14,
+                 color="#57606a")
+        _save(pdf, plt, fig)
+        return
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=PAGE, squeeze=False)
+    flat = axes.ravel()
+    for ax, name in zip(flat, names):
+        for seed, c in curves.items():
+            series = {metric_name(str(k)): v for k, v in ((c or {}).get(VARIANT_KEY) or {}).items()}.get(name) or []
+            pairs = [(x, finite_number(y)) for x, y in zip(c.get("samples") or [], series)]
+            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+            if pairs:
+                ax.plot(*zip(*pairs), label=f"seed {seed}", linewidth=1.1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training samples", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if ax.lines and len(curves) > 1:
+            ax.legend(fontsize=6)
+        elif not ax.lines:
+            ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center", color="#57606a")
+    for ax in flat[len(names):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    _save(pdf, plt, fig)
+
+
 def _metrics_page(pdf, plt, results: dict) -> None:
     per_seed = results.get("per_seed") or []
     summary = results.get("summary") or {}
@@ -213,7 +257,23 @@ def _conclusion_sections(sprint: dict) -> list[tuple[str, str]]:
         change = f"against {diff.get('parent')}: +{diff.get('added')} -{diff.get('removed')} lines\n" + "\n".join(
             f"- {f['path']} ({f['status']}, +{f['added']} -{f['removed']})" for f in diff["files"])
     return [("Idea", sprint.get("idea") or MISSING), ("Hypothesis", sprint.get("hypothesis") or MISSING),
+            *_literature_sections(sprint),
             ("The change", change), ("Conclusions and next steps (agent)", sprint.get("conclusion") or MISSING)]
+
+
+def _literature_sections(sprint: dict) -> list[tuple[str, str]]:
+    """Where the idea comes from (the agent's words) and the sources autosae recorded from the
+    web tools' results; none for a sprint that records neither (offline agents). Source text
+    comes from the web: one bounded line each, `$` escaped so that matplotlib never reads it
+    as mathtext."""
+    from autosae.agents.literature import clean_sources, plain_line
+
+    sources = clean_sources(sprint.get("sources") or [])
+    if not sprint.get("origin") and not sources:
+        return []
+    listed = "\n".join(f"- {plain_line(s)}" for s in sources) or "None: no web page was fetched or cited."
+    return [("Where the idea comes from (agent)", str(sprint.get("origin") or MISSING).replace("$", r"\$")),
+            ("Sources (recorded by autosae from the web tools' results)", listed)]
 
 
 def write_pdf(path: Path, sprint: dict, results: dict, verdict: dict, curves: dict) -> None:
@@ -229,8 +289,10 @@ def write_pdf(path: Path, sprint: dict, results: dict, verdict: dict, curves: di
         if succeeded(results):
             _scores_page(pdf, plt, sprint, results, verdict)
             _curves_page(pdf, plt, curves)
+            _variant_page(pdf, plt, curves)
             _metrics_page(pdf, plt, results)
         else:
             _text_pages(pdf, plt, "Failure", _failure_sections(results, verdict), mono=True)
             _curves_page(pdf, plt, curves)
+            _variant_page(pdf, plt, curves)
         _text_pages(pdf, plt, "Idea, change and conclusions", _conclusion_sections(sprint))

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from autosae.report.format import environment, fmt_delta, fmt_p, fmt_pm
+from autosae.report.format import (MISSING, environment, fmt_delta, fmt_floor, fmt_num, fmt_p, fmt_pm, measured,
+                                   not_measurable)
 
 METRICS = [("F1", "f1", 4), ("MCC", "mcc", 4), ("precision", "precision", 4), ("recall", "recall", 4),
            ("L0", "l0", 2), ("dead latents", "dead_latents", 1), ("explained variance", "explained_variance", 4)]
@@ -22,15 +23,56 @@ def probe_ceiling(profile_name: str | None) -> dict[str, float | None]:
     return {"f1": notes.get("probe_ceiling_f1"), "mcc": notes.get("probe_ceiling_mcc")}
 
 
-def baseline_noise(baselines: dict | None) -> dict[str, float | None]:
-    """The profile's noise floor: the larger seed-to-seed std of the two baselines, per metric
-    (measured when the baselines were trained, and cached with them)."""
+def baseline_noise(baselines: dict | None) -> dict[str, str]:
+    """The profile's noise floor as reports print it: the larger seed-to-seed std of the two
+    baselines, per metric (measured when the baselines were trained, and cached with them);
+    "not measurable (n = 1)" where they ran on fewer than 2 seeds."""
     out = {}
     for metric in ("f1", "mcc"):
-        stds = [((b or {}).get(metric) or {}).get("std") for b in (baselines or {}).values()]
-        stds = [s for s in stds if s is not None]
-        out[metric] = max(stds) if stds else None
+        stats = [(b or {}).get(metric) or {} for b in (baselines or {}).values()]
+        stats = [s for s in stats if s.get("std") is not None]
+        short = [s["n"] for s in stats if not measured(s)]
+        if short:
+            out[metric] = not_measurable(min(short))
+        else:
+            out[metric] = fmt_num(max(s["std"] for s in stats), 4) if stats else MISSING
     return out
+
+
+def sprint_noise(results: dict, verdict: dict) -> str:
+    """This sprint's noise floor as reports print it: a number, or "not measurable (n = 1)"
+    when a side has fewer than 2 seeds (for verdicts recorded before noise_floor_note, from
+    the seed counts on both sides)."""
+    note = verdict.get("noise_floor_note")
+    if note is None and verdict.get("noise_floor") is not None:
+        from autosae.sprint.verdict import floor_note
+
+        mine = ((results.get("summary") or {}).get(verdict.get("objective", "f1")) or {}).get("n")
+        theirs = len((verdict.get("parent") or {}).get("values") or [])
+        note = floor_note(mine, theirs) if mine and theirs else None
+    return fmt_floor(verdict.get("noise_floor"), note)
+
+
+def variant_metrics(curves: dict | None) -> list[dict]:
+    """The variant's own logged metrics (curves.json's "variant", see report.record), one row
+    per name: its first and last value per seed. Names are cleaned again here: curves.json
+    is read back from git, where anyone may have edited it."""
+    from autosae.report.record import MAX_VARIANT_METRICS, VARIANT_KEY, finite_number, metric_name
+
+    rows: dict[str, dict] = {}
+    for seed, c in (curves or {}).items():
+        for raw, values in ((c or {}).get(VARIANT_KEY) or {}).items():
+            name = metric_name(str(raw))
+            if name not in rows and len(rows) >= MAX_VARIANT_METRICS:
+                continue
+            found = [v for v in map(finite_number, values if isinstance(values, list) else []) if v is not None]
+            rows.setdefault(name, {"name": name, "seeds": {}})["seeds"][str(seed)] = \
+                (found[0], found[-1]) if found else None
+    return list(rows.values())
+
+
+def fmt_first_last(pair: tuple[float, float] | None) -> str:
+    return MISSING if pair is None else f"{pair[0]:.4g} → {pair[1]:.4g}"
 
 
 def _stat(value) -> dict | None:
@@ -123,6 +165,8 @@ def banner(results: dict, verdict: dict) -> str:
     if not stat:
         return verdict.get("reason") or results.get("reason") or "the run produced no scores"
     parent = verdict.get("parent") or {}
+    if parent.get("n") is None and parent.get("values"):  # recorded before the verdict kept n
+        parent = dict(parent, n=len(parent["values"]))
     text = f"{obj.upper()} {fmt_pm(stat)}"
     if parent.get("mean") is not None:
         text += (f" vs parent {fmt_pm(parent)} ({fmt_delta(verdict.get('delta_parent'))}, "
@@ -143,7 +187,15 @@ def succeeded(results: dict) -> bool:
     return results.get("status") == "ok" and bool(results.get("summary"))
 
 
-def render_markdown(sprint: dict, results: dict, verdict: dict) -> str:
+def source_links(sprint: dict) -> list[str]:
+    """The sprint's recorded sources as Markdown links, escaped: their titles and URLs come
+    from the web (see autosae.agents.literature)."""
+    from autosae.agents.literature import clean_sources, markdown_link
+
+    return [markdown_link(s) for s in clean_sources(sprint.get("sources") or [])]
+
+
+def render_markdown(sprint: dict, results: dict, verdict: dict, curves: dict | None = None) -> str:
     c = results.get("constraints") or {}
     return environment().get_template("report.md.j2").render(
         s=sprint, v=verdict, r=results, ok=succeeded(results), summary=results.get("summary") or {},
@@ -152,8 +204,11 @@ def render_markdown(sprint: dict, results: dict, verdict: dict) -> str:
         banner=banner(results, verdict), conclusion=(sprint.get("conclusion") or "").strip() or "—",
         constraints=", ".join(f"{k} {v}" for k, v in c.items()) or "—", diff=sprint.get("diff"),
         obj_name=verdict.get("objective", "f1").upper(), held_out=verdict.get("held_out") or [],
-        wall_s=wall_time(sprint), tokens=sprint.get("tokens") or {},
-        noise=baseline_noise(verdict.get("baselines")))
+        wall_s=wall_time(sprint), tokens=sprint.get("tokens") or {}, sources=source_links(sprint),
+        noise=baseline_noise(verdict.get("baselines")), floor=sprint_noise(results, verdict),
+        variant_metrics=variant_metrics(curves), seed_names=list(curves or {}), first_last=fmt_first_last,
+        variant_dropped=max([c["variant_dropped"] for c in (curves or {}).values()
+                             if isinstance(c, dict) and isinstance(c.get("variant_dropped"), int)] or [0]))
 
 
 def write_report(sprint_dir: Path, sprint: dict, results: dict | None, verdict: dict,
@@ -165,7 +220,7 @@ def write_report(sprint_dir: Path, sprint: dict, results: dict | None, verdict: 
     results = results or {"status": "failed", "reason": verdict.get("reason")}
     sprint_dir.mkdir(parents=True, exist_ok=True)
     md = sprint_dir / "report.md"
-    md.write_text(render_markdown(sprint, results, verdict))
+    md.write_text(render_markdown(sprint, results, verdict, curves))
     pdf = sprint_dir / "report.pdf"
     write_pdf(pdf, sprint, results, verdict, curves or {})
     return [md, pdf]

@@ -24,7 +24,9 @@ from typing import Callable
 from autosae import notify
 from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, create_agent, default_backend
 from autosae.agents.card import render_card
+from autosae.agents.literature import clean_sources, merge_sources, readme_with_sources
 from autosae.agents.pricing import add_usage
+from autosae.agents.quick import quick_fields
 from autosae.agents.transcript import merge_transcripts
 from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
@@ -32,7 +34,7 @@ from autosae.harness.seal import read_verified
 from autosae.report.record import folder_files, read_json, variant_diff
 from autosae.sprint import gitops
 from autosae.sprint.coverage import never_ran
-from autosae.sprint.ledger import (best_row, dump_row, find_duplicate, in_setting, parse_ledger,
+from autosae.sprint.ledger import (best_row, dump_row, find_duplicate, in_setting, one_line, parse_ledger,
                                    past_sprint, read_ledger, reference)
 from autosae.sprint.project import Project
 from autosae.sprint.state import SprintState, StateStore, iso, new_sprint_id
@@ -41,6 +43,8 @@ from autosae.sprint.verdict import Reference, compute_verdict, probes_of
 PROPOSE_ATTEMPTS = 3
 REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf")
 """What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
+README_LIMIT = 1 << 20
+"""The most of an agent's README.md that autosae reads back (to add its Sources section)."""
 TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "transcript.jsonl", "sprint.json", "curves.json",
                  "report.md", "report.pdf", "DONE")
 """Files in a sprint folder that only the orchestrator writes (an agent's copies are replaced)."""
@@ -182,44 +186,51 @@ class Engine:
                             worktree=self.project.worktrees_dir / state.id if state else None,
                             record_dir=self.agent_dir(state.id if state else PROPOSING),
                             experiment=self.experimenter(state, cfg) if state else None, log=self.detail,
-                            card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile)))
+                            **(quick_fields(cfg, profile, state.sprint_path, state.parent,
+                                            self.project.worktrees_dir / state.id, self.agent_dir(state.id))
+                               if state else {}),
+                            card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile)),
+                            literature=cfg.agent.literature.resolved())
 
     def agent_dir(self, name: str) -> Path:
         """An LLM agent's transcripts for one sprint, outside its worktree."""
         return self.project.private / "agent" / name
 
     def experimenter(self, state: SprintState, cfg: TaskConfig):
-        """The agent's `run_experiment`: a quick, uncounted harness run of a variant."""
+        """The agent's `run_experiment`: a quick, uncounted harness run of a variant, on the
+        validation samples and quick seeds (never the counted ones: see harness.quick), with
+        the sprint's parent trained beside it when asked for or cheap (cached)."""
         from autosae.bench.profiles import get_profile
-        from autosae.harness.run import resolve_device, run_variant
+        from autosae.harness.quick import clamp_samples, run_quick
+        from autosae.harness.run import resolve_device
 
-        def experiment(variant: Path, samples: int | None, profile: str | None, seed: int = 0) -> dict:
+        def experiment(variant: Path, samples: int | None, profile: str | None, seed: int = 0,
+                       parent: bool | None = None) -> dict:
             name = profile or state.profile
             own = name == state.profile
+            overrides = cfg.profile_overrides() if own else []
             try:
-                full = get_profile(name, cfg.model_seed if own else None, cfg.profile_overrides() if own else [])
+                full = get_profile(name, cfg.model_seed if own else None, overrides)
+                samples = clamp_samples(samples, full.constraints)
+                short = get_profile(name, cfg.model_seed if own else None,
+                                    [o for o in overrides if not o.startswith("training_samples=")]
+                                    + [f"training_samples={samples}"])
+                try:
+                    parent_path = self.parent_variant_path(state.parent or "baseline:matryoshka")
+                except AutosaeError:
+                    parent_path = None
+                out = self.project.runs_dir / f"{state.id}.experiments"
+                out = out / f"{len(list(out.glob('*'))) if out.exists() else 0:03d}"
+                opts = self.run_options(cfg, resolve_device(cfg.device), launch=False, backend=state.backend,
+                                        seeds=[seed], counted=False, time_limit_s=min(short.time_limit_s, 1800.0),
+                                        log=lambda line: self.detail(f"{state.id} experiment: {line}"))
+                report = run_quick(variant, short, out, opts, parent_path if parent_path and parent_path.is_file()
+                                   else None, state.parent or "baseline:matryoshka", parent)
             except AutosaeError as exc:
                 return {"status": "error", "reason": str(exc)}
-            c = full.constraints
-            samples = int(samples or max(c.batch_size * 10, c.training_samples // 10))
-            samples = min(max(samples, c.batch_size), c.training_samples)
-            overrides = [o for o in (cfg.profile_overrides() if own else []) if not o.startswith("training_samples=")]
-            short = self.secret_eval(get_profile(name, cfg.model_seed if own else None,
-                                                 overrides + [f"training_samples={samples}"]))
-            out = self.project.runs_dir / f"{state.id}.experiments"
-            out = out / f"{len(list(out.glob('*'))) if out.exists() else 0:03d}"
-            limit = min(short.time_limit_s, 1800.0)
-            try:
-                results = run_variant(variant, short, out, self.run_options(
-                    cfg, resolve_device(cfg.device), launch=False, backend=state.backend, seeds=[seed], counted=False, time_limit_s=limit,
-                    log=lambda line: self.detail(f"{state.id} experiment: {line}")))
-            except (VariantFailed, ConstraintBreach) as exc:
-                results = read_json(out / "results.json") or {}
-                return {"status": "failed", "reason": str(exc), "log_tail": results.get("log_tail", "")[-3000:]}
-            summary = {m: v["mean"] for m, v in results["summary"].items() if isinstance(v, dict) and "mean" in v}
-            return {"status": "ok", "profile": name, "training_samples": samples, "seed": seed,
-                    "wall_s": results["wall_s"], "metrics": summary,
-                    "note": "uncounted: one seed and fewer samples than the counted run"}
+            return {**report, "seed": seed,
+                    "note": "uncounted: one seed, fewer samples, scored on validation samples that no counted "
+                            "run uses; the verdict comes from the counted run"}
         return experiment
 
     def check_tree(self, allow: tuple[str, ...] = ()) -> str:
@@ -294,7 +305,8 @@ class Engine:
             backend=backend, profile=profile.name, objective=cfg.objective, seeds=cfg.seed_list(),
             setting=setting, base_branch=base_branch, branch=f"sprint/{sid}", task_sha256=task.sha256,
             user_idea=req.idea is not None, explore=ctx.explore, cost_usd=agent.cost_usd, tokens=dict(getattr(agent, "tokens", {})),
-            usd_cap=req.usd_cap, task=cfg.model_dump(mode="json"), task_body=task.body, sandboxed=sandboxed)
+            usd_cap=req.usd_cap, task=cfg.model_dump(mode="json"), task_body=task.body, sandboxed=sandboxed,
+            origin=proposal.origin, sources=clean_sources(proposal.sources))
         if ctx.record_dir.exists():
             ctx.record_dir.rename(self.agent_dir(sid))
         self.store.save(state)
@@ -323,7 +335,7 @@ class Engine:
                                        f"pass --allow-duplicate to run it anyway")
             ctx.past.append(PastSprint(id="(refused)", title=proposal.title, idea=proposal.idea,
                                        verdict=f"refused: repeats {row['id']} ({how})", f1=None, mcc=None,
-                                       config=proposal.config))
+                                       config=proposal.config, summary=one_line(proposal.idea or proposal.title)))
         raise SprintNotStarted(f"the {agent.name} agent proposed only repeats of past sprints "
                                f"({PROPOSE_ATTEMPTS} attempts); steer it with new ideas in TASK.md")
 
@@ -532,6 +544,8 @@ class Engine:
                                                           "tokens": state.tokens}, indent=2))
             merge_transcripts(self.agent_dir(state.id), ("propose", "implement", "conclude"),
                               folder / "transcript.jsonl")
+            state.sources = merge_sources(state.sources, self.implement_sources(state, cfg, agent))
+            self.write_readme_sources(state, cfg, folder / "README.md")
             state.finished = state.finished or iso()
             record = report_info(state) | {"conclusion": state.conclusion, "stop": state.stop,
                                            "diff": self.diff_against_parent(state, tree, folder)}
@@ -557,6 +571,35 @@ class Engine:
         notify.post(notify.webhook_url(cfg), notify.sprint_notice(
             self.project.root.name, ledger_row(state, results), self.project.sprints_dir / state.id / "report.md"),
             lambda line: self.say(state, "notify", line))
+
+    def implement_sources(self, state: SprintState, cfg: TaskConfig, agent) -> list[dict]:
+        """What the agent read on the web while implementing (TASK.md literature.phases lists
+        implement), from that phase's transcript: the backend parses its own tools' results."""
+        settings = cfg.agent.literature.resolved()
+        if not settings or "implement" not in settings["phases"] or not hasattr(agent, "sources"):
+            return []
+        return agent.sources(self.agent_dir(state.id), "implement")
+
+    def write_readme_sources(self, state: SprintState, cfg: TaskConfig, readme: Path) -> None:
+        """The sprint README's "Sources" section, written by autosae from the recorded sources
+        (the agent writes the rest of the README; whatever it put between autosae's markers is
+        replaced). Written where there is something to say: sources, a sprint whose LLM agent
+        had web tools, or a README that already has the markers; idempotent."""
+        if readme.is_symlink():
+            readme.unlink()  # never written through (refuse_links removed any before; this is belt and braces)
+        if readme.exists() and not readme.is_file():
+            return  # a folder named README.md: the sprint already failed for want of a README
+        text = ""
+        if readme.is_file():
+            with open(readme, "rb") as f:
+                raw = f.read(README_LIMIT + 1)
+            text = raw[:README_LIMIT].decode(errors="replace")
+            if len(raw) > README_LIMIT:
+                text += f"\n\n(autosae cut this README at {README_LIMIT:,} bytes)\n"
+        web = bool(cfg.agent.literature.resolved()) and state.backend in ("anthropic", "claude_code")
+        if not (state.sources or web or "autosae:sources" in text):
+            return
+        readme.write_text(readme_with_sources(text or f"# {state.title}\n", state.sources))
 
     def parent_source(self, state: SprintState) -> str | None:
         """The parent's variant.py as recorded on the main branch (or the baseline's)."""
@@ -584,8 +627,12 @@ class Engine:
     def _conclude(self, state, cfg, profile, agent, results, baselines) -> str:
         if results is None:
             return f"The sprint failed before training: {state.failure}"
+        from autosae.report.record import compact_curves, read_curves
+
         rows = read_ledger(self.project.ledger_path)
         ctx = self.context(cfg, state.task_body, profile, state.setting, rows, baselines, state=state)
+        ctx.parent_metrics = self.parent_metrics(state.parent, rows, baselines)
+        ctx.curves = compact_curves(read_curves(self.project.runs_dir / state.id))
         before, tokens = agent.cost_usd, dict(getattr(agent, "tokens", {}))
         try:
             text = agent.conclude(proposal_of(state), results, state.verdict, ctx).text
@@ -596,6 +643,17 @@ class Engine:
             text = f"(The {state.backend} agent could not draw conclusions: {exc}.)"
         self.charge(state, agent, before, tokens)
         return text
+
+    def parent_metrics(self, parent: str | None, rows: list[dict], baselines: dict[str, dict]) -> dict | None:
+        """The parent's whole summary ({metric: {mean, std, n}}), found as scoring finds the
+        parent: a recorded sprint's results.json on the main branch, else the baseline's
+        results (the Matryoshka baseline for an unknown parent); None where none is recorded."""
+        if parent and any(r.get("id") == parent for r in rows):
+            results = read_json(self.project.sprints_dir / parent / "results.json") or {}
+        else:
+            results = baselines.get((parent or "").removeprefix("baseline:")) or baselines.get("matryoshka") or {}
+        summary = results.get("summary")
+        return summary if isinstance(summary, dict) and summary else None
 
     @staticmethod
     def charge(state: SprintState, agent, cost_before: float, tokens_before: dict) -> None:
@@ -677,13 +735,14 @@ def budget_left(cfg: TaskConfig, rows: list[dict], spent: float, usd_cap: float 
 
 def proposal_of(state: SprintState) -> Proposal:
     return Proposal(title=state.title, idea=state.idea, hypothesis=state.hypothesis, plan=state.plan,
-                    parent=state.parent, config=state.config)
+                    parent=state.parent, config=state.config, origin=state.origin, sources=list(state.sources))
 
 
 def report_info(state: SprintState) -> dict:
     return {k: getattr(state, k) for k in ("id", "title", "idea", "hypothesis", "plan", "parent", "backend",
                                            "profile", "objective", "seeds", "started", "finished",
-                                           "cost_usd", "tokens", "branch", "config", "sandboxed")}
+                                           "cost_usd", "tokens", "branch", "config", "sandboxed", "origin",
+                                           "sources")}
 
 
 def ledger_row(state: SprintState, results: dict | None) -> dict:
@@ -695,8 +754,11 @@ def ledger_row(state: SprintState, results: dict | None) -> dict:
         "verdict": v.get("verdict", "failed"), "reason": v.get("reason"), "noop": v.get("noop", False),
         "new_best": v.get("new_best", False), "confirmed": v.get("confirmed"), "objective": state.objective,
         "f1": summary.get("f1"), "mcc": summary.get("mcc"), "l0": (summary.get("l0") or {}).get("mean"),
+        "precision": summary.get("precision"), "recall": summary.get("recall"),
+        "dead_latents": summary.get("dead_latents"),
         "per_seed": {m: [r[m] for r in ok if m in r] for m in ("f1", "mcc")},
         "delta_parent": v.get("delta_parent"), "p_value": v.get("p_value"), "noise_floor": v.get("noise_floor"),
+        "noise_floor_note": v.get("noise_floor_note"),
         "backend": state.backend, "cost_usd": round(state.cost_usd, 4), "tokens": state.tokens,
         "stop": state.stop,
         "wall_s": (results or {}).get("wall_s"), "started": state.started, "finished": state.finished,
