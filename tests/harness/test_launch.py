@@ -63,6 +63,7 @@ def kill_jobs_when_they_hang(run, attempts: int) -> threading.Thread:
     return thread
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_a_job_that_dies_is_submitted_again_then_recorded_as_failed(tmp_path, write_variant, short_tiny):
     """Every attempt hangs and is killed (a node failure): with max_requeue 1 the job is
     submitted twice, then the run is recorded as failed, with the reason."""

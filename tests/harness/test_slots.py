@@ -62,6 +62,7 @@ def test_retired_slots_are_not_handed_out():
     assert pool.alive == ["cpu"] and pool.retired == {"cuda:9": "CUDA error: device lost"}
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_seeds_on_slots_match_seeds_in_turn_and_a_failing_slot_is_retired(tmp_path, short_tiny):
     """Two CPU slots train the seeds at once, as processes, to the metrics of seeds in turn.
     cuda:9 does not exist here (nor on a one-GPU machine): the trusted side fails on it, the

@@ -57,6 +57,7 @@ def test_sigkill_in_each_phase_then_resume(project, point):
     assert autosae("resume", cwd=project).stdout.startswith("nothing to resume")
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_sigkill_mid_training_from_outside_then_loop_resumes(project):
     proc = subprocess.Popen([sys.executable, "-m", "autosae", "loop", "--max-sprints", "1"], cwd=project,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

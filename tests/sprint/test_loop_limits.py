@@ -54,6 +54,7 @@ def test_no_gpu_is_a_clear_error_before_anything_is_recorded(project):
     assert ledger(project) == [] and not list((project / ".autosae" / "state").glob("*.json"))
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_ctrl_c_leaves_the_sprint_resumable(project):
     proc = subprocess.Popen([sys.executable, "-m", "autosae", "loop"], cwd=project, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
