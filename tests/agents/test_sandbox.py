@@ -142,3 +142,9 @@ def test_python_m_autosae_sae_prints_the_components_source():
     assert "class BatchTopKSAE(nn.Module)" in source.stdout and "class LISTA" in source.stdout
     unknown = subprocess.run([sys.executable, "-m", "autosae.sae", "nope"], capture_output=True, text=True)
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: no module nope")
+
+
+def test_aliases_and_an_override_with_its_own_cache_read_price():
+    usage = {"cache_read_input_tokens": 1_000_000}
+    assert Price.of("claude-opus-4-0") == Price.of("claude-opus-4")
+    assert Price.of("x", {"input": 8, "output": 40, "cache_read": 0.025}).cost(usage) == pytest.approx(0.2)

@@ -184,3 +184,19 @@ def test_the_variants_own_metrics_are_cleaned_and_bounded(tmp_path):
     assert "| `_x___script_` | 0 → 29 |" in md and "<script>" not in md and "more metric names: only the first" in md
     compact = compact_curves({"0": seed}, points=4)["0"]
     assert compact["samples"] == [0, 640, 1216, 1856] and compact["variant"]["loss"] == [99.0] * 4
+
+
+def test_latex_in_agent_and_variant_text_is_shown_not_parsed(tmp_path):
+    """An idea with $...$ (LLM agents write LaTeX) or a variant that prints it before failing
+    must not stop report.pdf from being written: matplotlib would parse it as mathtext, and
+    an unknown symbol raises."""
+    tex = r"minimise $\lVert x - D z \rVert_2^2 + \lambda \lVert z \rVert_1$"
+    results = {"status": "failed", "reason": "seed 0: crashed", "failure_kind": "error", "log_tail": tex,
+               "per_seed": [{"seed": 0, "status": "failed", "kind": "error", "reason": "crashed"}]}
+    sprint = dict(SPRINT, idea=tex, origin=tex, conclusion=tex, title="$\\unknownsymbol$")
+    write_report(tmp_path / "failed", sprint, results, verdict(verdict="failed", reason="seed 0: crashed"))
+    write_report(tmp_path / "ok", sprint, results_ok(), verdict())
+    for folder in ("failed", "ok"):
+        assert "lVert x - D z" in pdftools.text(tmp_path / folder / "report.pdf")
+    md = (tmp_path / "ok" / "report.md").read_text()
+    assert "\\$\\\\lVert" in md  # the agent's origin: one escaped line of Markdown

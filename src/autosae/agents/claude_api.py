@@ -309,7 +309,7 @@ class AnthropicAgent:
                 return self.client.messages.create(
                     model=self.model, max_tokens=self.max_tokens, tools=tools, messages=sent,
                     system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
-                    **({"extra_headers": {"anthropic-beta": FETCH_BETA}} if needs_fetch_beta(tools) else {}))
+                    **({"extra_headers": {"anthropic-beta": FETCH_BETA}} if needs_fetch_beta(tools, sent) else {}))
             except anthropic.APIStatusError as exc:
                 if exc.status_code not in RETRYABLE:
                     refused = Refused if exc.status_code in (400, 403) else AgentError

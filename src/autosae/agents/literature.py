@@ -93,8 +93,15 @@ def server_tools(settings: dict | None, phase: str, messages: list[dict]) -> lis
     return tools
 
 
-def needs_fetch_beta(tools: list[dict]) -> bool:
-    return any(t.get("type") == WEB_FETCH["type"] for t in tools)
+def needs_fetch_beta(tools: list[dict], messages: list[dict] = ()) -> bool:
+    """Whether a request must carry the web_fetch beta header: web_fetch is offered, or its
+    blocks are in the conversation (they exist only in the beta's schema, so the header stays
+    after the tool is spent or refused)."""
+    if any(t.get("type") == WEB_FETCH["type"] for t in tools):
+        return True
+    return any(isinstance(b, dict) and (b.get("type") == SERVER_RESULTS["web_fetch"]
+                                        or (b.get("type") == "server_tool_use" and b.get("name") == "web_fetch"))
+               for m in messages if isinstance(m.get("content"), list) for b in m["content"])
 
 
 def settle(content: list[dict], stop_reason: str | None) -> list[dict]:
@@ -269,6 +276,11 @@ def merge_sources(*groups: Iterable[Any]) -> list[dict[str, str]]:
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|<>~$])")
 
 
+def escape_markdown(value: Any, limit: int) -> str:
+    """Untrusted text as one line of Markdown that renders as the text itself."""
+    return _MARKDOWN.sub(r"\\\1", _text(value, limit))
+
+
 def markdown_link(source: dict) -> str:
     """`[title](url)` safe to put in Markdown: the title's Markdown and HTML characters
     escaped, the URL re-checked and with parentheses encoded (it ends the link otherwise)."""
@@ -279,12 +291,12 @@ def markdown_link(source: dict) -> str:
 
 
 def plain_line(source: dict) -> str:
-    """A source as one line of plain text (the PDF): `title: url`, with matplotlib's math
-    marker `$` escaped so that a title cannot turn into (or break) mathtext."""
+    """A source as one line of plain text (the PDF): `title: url` (the PDF is written with
+    mathtext off, so a `$` in a title is shown as it is)."""
     url = clean_url(source.get("url")) or ""
     title = _text(source.get("title"), MAX_TITLE)
     line = f"{title}: {url}" if title else url
-    return line.replace("$", r"\$")
+    return line
 
 
 README_START = "<!-- autosae:sources (written by autosae from the web tools' results; not the agent's) -->"

@@ -39,7 +39,7 @@ PRICES = {  # model id: (input, output) USD per million tokens, or (input, outpu
 }
 DEFAULT_MODEL = "claude-fable-5-2"
 """The strongest current Claude model the table knows (TASK.md agent.model's default)."""
-DATED = re.compile(r"-(\d{8}|latest)$")
+DATED = re.compile(r"-(\d{8}|latest|0)$")
 CACHE_WRITE, CACHE_READ = 1.25, 0.1
 """Cache writes and, unless the table says otherwise, cache reads, as multiples of the input price."""
 
@@ -54,9 +54,11 @@ class Price:
     def of(cls, model: str, override: dict | None = None) -> "Price":
         if override:
             try:
-                return cls(float(override["input"]), float(override["output"]))
-            except (KeyError, TypeError, ValueError):
-                raise AgentError("agent.options.price: expected {input: USD per Mtok, output: USD per Mtok}") from None
+                return cls(float(override["input"]), float(override["output"]),
+                           float(override.get("cache_read", CACHE_READ)))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise AgentError("agent.options.price: expected {input: USD per Mtok, output: USD per Mtok} "
+                                 "(and optionally cache_read: the cache-read multiple of input, 0.1)") from None
         base = DATED.sub("", model)  # a dated snapshot (claude-sonnet-4-5-20250929) costs what its model does
         if base in PRICES:
             return cls(*PRICES[base])

@@ -112,12 +112,16 @@ def clamp_samples(samples: int | None, c: Constraints) -> int:
 
 
 def parent_dir(parent: Path, profile: Profile, seeds: list[int]) -> Path:
-    """Where the parent's quick run on this model, budget, seeds and validation set is cached."""
+    """Where the parent's quick run on this model, data, budget, seeds and validation set is
+    cached (and with this version of autosae: a library default that changes changes the run)."""
     from autosae.bench.build import cache_root
     from autosae.harness.run import sha256_file
 
+    from autosae import __version__
+
     key = json.dumps({"variant": sha256_file(parent), "model": profile.model_hash(),
-                      "constraints": dataclasses.asdict(profile.constraints),
+                      "constraints": dataclasses.asdict(profile.constraints), "data": profile.data,
+                      "pool_samples": profile.pool_samples, "autosae": __version__,
                       "seeds": [quick_seed(s) for s in seeds], "eval_seed": VALIDATION_EVAL_SEED}, sort_keys=True)
     return cache_root() / "quick-parents" / hashlib.sha256(key.encode()).hexdigest()[:20]
 

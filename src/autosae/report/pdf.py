@@ -272,7 +272,7 @@ def _literature_sections(sprint: dict) -> list[tuple[str, str]]:
     if not sprint.get("origin") and not sources:
         return []
     listed = "\n".join(f"- {plain_line(s)}" for s in sources) or "None: no web page was fetched or cited."
-    return [("Where the idea comes from (agent)", str(sprint.get("origin") or MISSING).replace("$", r"\$")),
+    return [("Where the idea comes from (agent)", str(sprint.get("origin") or MISSING)),
             ("Sources (recorded by autosae from the web tools' results)", listed)]
 
 
@@ -283,7 +283,10 @@ def write_pdf(path: Path, sprint: dict, results: dict, verdict: dict, curves: di
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 9}), \
+    # text.parse_math off: agent- and variant-written text ($...$ in an idea, a log tail) is
+    # shown as it is, never parsed as mathtext (an unknown symbol there would raise and stop
+    # the report from ever being written)
+    with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 9, "text.parse_math": False}), \
             PdfPages(path, metadata={"Title": sprint.get("title") or "", "CreationDate": None}) as pdf:
         _title_page(pdf, plt, sprint, results, verdict)
         if succeeded(results):

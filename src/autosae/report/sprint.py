@@ -187,6 +187,14 @@ def succeeded(results: dict) -> bool:
     return results.get("status") == "ok" and bool(results.get("summary"))
 
 
+def origin_line(sprint: dict) -> str:
+    """Where the agent says the idea comes from: its own words, so one line with Markdown and
+    HTML escaped (it sits above the Sources section autosae records, and must not imitate it)."""
+    from autosae.agents.literature import escape_markdown
+
+    return escape_markdown(sprint.get("origin") or "", 600)
+
+
 def source_links(sprint: dict) -> list[str]:
     """The sprint's recorded sources as Markdown links, escaped: their titles and URLs come
     from the web (see autosae.agents.literature)."""
@@ -205,6 +213,7 @@ def render_markdown(sprint: dict, results: dict, verdict: dict, curves: dict | N
         constraints=", ".join(f"{k} {v}" for k, v in c.items()) or "—", diff=sprint.get("diff"),
         obj_name=verdict.get("objective", "f1").upper(), held_out=verdict.get("held_out") or [],
         wall_s=wall_time(sprint), tokens=sprint.get("tokens") or {}, sources=source_links(sprint),
+        origin=origin_line(sprint),
         noise=baseline_noise(verdict.get("baselines")), floor=sprint_noise(results, verdict),
         variant_metrics=variant_metrics(curves), seed_names=list(curves or {}), first_last=fmt_first_last,
         variant_dropped=max([c["variant_dropped"] for c in (curves or {}).values()

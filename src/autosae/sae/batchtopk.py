@@ -71,8 +71,8 @@ class BatchTopKSAE(nn.Module):
         self.encoder = encoder
         self.reducer = reducer or MeanLoss()
         self.aux_coefficient = aux_coefficient
-        if dead_steps is not None and int(dead_steps) < 1:
-            raise ValueError(f"dead_steps must be at least 1 (or None to scale with the run), got {dead_steps}")
+        if dead_steps is not None and int(dead_steps) < 0:
+            raise ValueError(f"dead_steps must be 0 or more (or None to scale with the run), got {dead_steps}")
         self.dead_steps = None if dead_steps is None else int(dead_steps)
         self.rescale_by_decoder_norm = rescale_by_decoder_norm
         self.topk_threshold_lr = topk_threshold_lr

@@ -138,7 +138,8 @@ class Trainer:
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         if self.hook is not None:
-            self.hook(info)
+            with torch.no_grad():  # as the contract says: renormalising or resampling in place needs no autograd
+                self.hook(info)
         return out
 
     @torch.no_grad()

@@ -318,7 +318,7 @@ class Engine:
     def _propose(self, agent, ctx: AgentContext, req: SprintRequest, rows: list[dict]) -> Proposal:
         from autosae.agents import PastSprint
 
-        for _ in range(PROPOSE_ATTEMPTS):
+        for attempt in range(PROPOSE_ATTEMPTS):
             try:
                 proposal = agent.propose(ctx, idea=req.idea)
             except BudgetReached as exc:
@@ -336,6 +336,11 @@ class Engine:
             ctx.past.append(PastSprint(id="(refused)", title=proposal.title, idea=proposal.idea,
                                        verdict=f"refused: repeats {row['id']} ({how})", f1=None, mcc=None,
                                        config=proposal.config, summary=one_line(proposal.idea or proposal.title)))
+            # the next attempt is a new conversation that sees the refusal: an LLM backend would
+            # otherwise resume the finished one from its transcript (and count its cost again)
+            done = Path(ctx.record_dir) / "propose.jsonl" if ctx.record_dir else None
+            if done is not None and done.exists():
+                done.rename(done.with_name(f"propose-refused-{attempt + 1}.jsonl"))
         raise SprintNotStarted(f"the {agent.name} agent proposed only repeats of past sprints "
                                f"({PROPOSE_ATTEMPTS} attempts); steer it with new ideas in TASK.md")
 
