@@ -276,9 +276,14 @@ def merge_sources(*groups: Iterable[Any]) -> list[dict[str, str]]:
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|<>~$])")
 
 
+_MARKDOWN_TEXT = re.compile(r"([\\`*_{}\[\]#+!|<>~$])")
+"""What escape_markdown escapes: parentheses are left as they are (with the brackets escaped
+they cannot make a link), so that ordinary prose such as "(Gregor & LeCun 2010)" reads as written."""
+
+
 def escape_markdown(value: Any, limit: int) -> str:
     """Untrusted text as one line of Markdown that renders as the text itself."""
-    return _MARKDOWN.sub(r"\\\1", _text(value, limit))
+    return _MARKDOWN_TEXT.sub(r"\\\1", _text(value, limit))
 
 
 def markdown_link(source: dict) -> str:
