@@ -185,7 +185,7 @@ class HeldOutSettings(_Strict):
     @field_validator("seeds")
     @classmethod
     def _counted_seeds(cls, value: int) -> int:
-        from autosae.harness.quick import reserved_seed_problem
+        from autosae.harness.validation import reserved_seed_problem
 
         problem = reserved_seed_problem([value - 1])  # held-out runs use seeds 0 .. seeds-1
         if problem:
@@ -298,7 +298,7 @@ class TaskConfig(_Strict):
             raise ValueError("expected a number of seeds >= 1 or a list of seeds")
         if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
             raise ValueError("expected a non-empty list of distinct seeds >= 0")
-        from autosae.harness.quick import reserved_seed_problem
+        from autosae.harness.validation import reserved_seed_problem
 
         problem = reserved_seed_problem([value - 1] if isinstance(value, int) else value)
         if problem:

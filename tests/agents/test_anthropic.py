@@ -14,7 +14,7 @@ from pathlib import Path
 import git
 import pytest
 
-from autosae.harness.quick import VALIDATION_EVAL_SEED
+from autosae.harness.validation import VALIDATION_EVAL_SEED
 from autosae.variants import reference_variants
 from tests.agents.fake_messages_api import FakeMessagesAPI, phase_of, tool_results, turn_of, use
 from tests.sprint.conftest import autosae, ledger, one_line_error, write_task

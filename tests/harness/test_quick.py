@@ -12,7 +12,8 @@ import torch
 
 from autosae.config import parse_task
 from autosae.errors import AutosaeError
-from autosae.harness.quick import QUICK_SEED_BASE, VALIDATION_EVAL_SEED, beside, logged_metrics, parent_dir
+from autosae.harness.quick import beside, logged_metrics, parent_dir
+from autosae.harness.validation import QUICK_SEED_BASE, VALIDATION_EVAL_SEED
 from autosae.harness.run import RunOptions, eval_batches, run_variant
 from autosae.sprint.project_secrets import with_secret_eval
 from autosae.variants import reference_variants

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autosae.errors import ConstraintBreach, VariantFailed
-from autosae.harness.quick import quick_seed
+from autosae.harness.validation import quick_seed
 from autosae.harness.run import RunOptions, run_variant
 from tests.sprint.conftest import project  # noqa: F401  (the fixture)
 
@@ -35,7 +35,7 @@ def attack(path: Path, profile, out: Path, **opts) -> dict:
 
 def seed_dir(out: Path, seed: int = 0) -> Path:
     """The run's folder for `seed`: attacks are uncounted runs, whose seed s trains as the
-    quick seed harness.quick.quick_seed(s)."""
+    quick seed harness.validation.quick_seed(s)."""
     return out / f"seed_{quick_seed(seed)}"
 
 

@@ -34,7 +34,8 @@ from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implem
                                     propose_prompt, system_prompt, turn_limits)
 from autosae.agents.sandbox import Files, Shell, ToolError, redact
 from autosae.agents.transcript import Transcript
-from autosae.harness.quick import PARENT_AUTO_SAMPLES, QUICK_SEED_SPAN
+from autosae.harness.quick import PARENT_AUTO_SAMPLES
+from autosae.harness.validation import QUICK_SEED_SPAN
 
 RETRYABLE = (408, 409, 429, 500, 502, 503, 504, 529)
 

@@ -4,7 +4,7 @@ An agent tunes on whatever its quick runs return, so a quick run must never trai
 run's seeds nor be scored on a counted run's eval samples: were it so, an uncounted seed-0 run
 would reproduce the counted F1 exactly, and the agent would be tuning on the test set. The rule
 is enforced in one place, `run_variant` (for every run with `RunOptions.counted` False), so no
-caller can forget it:
+caller can forget it; the rule itself is autosae.harness.validation:
 
 - training seeds: a quick seed s (0 <= s < QUICK_SEED_SPAN) trains as QUICK_SEED_BASE + s.
   Counted seeds stay below QUICK_SEED_BASE (TASK.md's `seeds` and `heldout.seeds` are
@@ -34,21 +34,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.harness.validation import EVAL_SET, VALIDATION_EVAL_SEED, quick_seed
 
 if TYPE_CHECKING:
     from autosae.bench.profiles import Constraints, Profile
     from autosae.harness.run import RunOptions
 
-QUICK_SEED_BASE = 900_000
-"""Quick seed s trains as QUICK_SEED_BASE + s; counted seeds must stay below it."""
-QUICK_SEED_SPAN = 1_000
-"""Quick seeds are 0 .. QUICK_SEED_SPAN - 1."""
-VALIDATION_EVAL_SEED = 2_000_000_000
-"""The torch seed of the validation samples that quick runs are scored on (public)."""
 PARENT_AUTO_SAMPLES = 10_000_000
 """The parent is trained beside a quick run by default when the run has at most this many
 training samples (all of `tiny`; on synth-16k only short runs), or when its run is cached."""
-EVAL_SET = "validation"
 LOG_FIELDS = ("loss", "l0", "dead", "k")
 """What the harness itself logs in train_log.jsonl (besides step and samples)."""
 MAX_LOGGED, MAX_NAME, MAX_SERIES, MAX_LOG_BYTES = 24, 48, 256, 16 << 20
@@ -56,44 +50,6 @@ MAX_LOGGED, MAX_NAME, MAX_SERIES, MAX_LOG_BYTES = 24, 48, 256, 16 << 20
 names read, bytes read."""
 NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 COMPARED = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance")
-
-
-def quick_seed(seed: int) -> int:
-    """The training seed of quick seed `seed` (a seed already in the reserved range is kept,
-    so that a run handed on, e.g. to a launcher job, is not moved twice)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise AutosaeError(f"seed {seed!r}: expected an integer")
-    if QUICK_SEED_BASE <= seed < QUICK_SEED_BASE + QUICK_SEED_SPAN:
-        return seed
-    if not 0 <= seed < QUICK_SEED_SPAN:
-        raise AutosaeError(f"seed {seed}: quick (uncounted) runs take seeds 0 to {QUICK_SEED_SPAN - 1}")
-    return QUICK_SEED_BASE + seed
-
-
-def reserved_seed_problem(seeds: list[int]) -> str | None:
-    """Why these counted seeds are refused (None: they are fine)."""
-    bad = [s for s in seeds if s >= QUICK_SEED_BASE]
-    if bad:
-        return (f"seed {bad[0]} is reserved: seeds from {QUICK_SEED_BASE} up train quick (uncounted) runs, "
-                f"so counted seeds must be below {QUICK_SEED_BASE}")
-    return None
-
-
-def check_counted_seeds(seeds: list[int]) -> None:
-    problem = reserved_seed_problem(list(seeds))
-    if problem:
-        raise AutosaeError(problem)
-
-
-def validation_run(profile: Profile, opts: RunOptions) -> tuple[Profile, RunOptions, dict]:
-    """An uncounted run's profile and options moved onto the validation samples and the quick
-    seeds, whatever the caller passed (a profile carrying the secret eval seed included), and
-    the record of it for results.json."""
-    seeds = [quick_seed(s) for s in opts.seeds]
-    record = {"eval_set": EVAL_SET, "eval_seed": VALIDATION_EVAL_SEED, "requested_seeds": list(opts.seeds),
-              "seeds": seeds, "note": "uncounted: validation samples and training seeds that no counted run uses"}
-    return (dataclasses.replace(profile, eval_seed=VALIDATION_EVAL_SEED), dataclasses.replace(opts, seeds=seeds),
-            record)
 
 
 def default_samples(c: Constraints) -> int:

@@ -337,7 +337,7 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
     from autosae import __version__
 
     from autosae import sandbox
-    from autosae.harness.quick import check_counted_seeds, validation_run
+    from autosae.harness.validation import check_counted_seeds, validation_run
     from autosae.harness.seal import write_sealed
 
     variant = variant.resolve()
