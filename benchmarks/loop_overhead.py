@@ -59,6 +59,7 @@ class Timed:
                 return attr(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
+
         return call
 
 
@@ -86,9 +87,18 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="autosae-overhead-")) / "project"
     init_project(root, profile="tiny", backend="scripted", seeds=args.seeds)
     (root / "TASK.md").write_text(FRONT.format(seeds=args.seeds, samples=args.samples))
-    (root / "script.yaml").write_text(yaml.safe_dump(
-        [{"title": f"run {i}", "idea": f"matryoshka copy number {i} " + "z" * 8 * i, "variant": "lista_matryoshka"}
-         for i in range(args.sprints)]))
+    (root / "script.yaml").write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "title": f"run {i}",
+                    "idea": f"matryoshka copy number {i} " + "z" * 8 * i,
+                    "variant": "lista_matryoshka",
+                }
+                for i in range(args.sprints)
+            ]
+        )
+    )
     create_agent("scripted", script="script.yaml", project=str(root))  # fail early on a bad script
     repo = git.Repo(root)
     repo.git.add("TASK.md", "script.yaml")

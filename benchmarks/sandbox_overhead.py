@@ -74,8 +74,9 @@ def main() -> None:
     profile = get_profile(args.profile)
     build(profile, device=device)
     if args.samples:
-        profile = dataclasses.replace(profile, constraints=dataclasses.replace(
-            profile.constraints, training_samples=args.samples))
+        profile = dataclasses.replace(
+            profile, constraints=dataclasses.replace(profile.constraints, training_samples=args.samples)
+        )
     variant = reference_variants()[args.variant]
     rates: dict[str, list[float]] = {"required": [], "off": []}
     walls: dict[str, list[float]] = {"required": [], "off": []}
@@ -83,9 +84,14 @@ def main() -> None:
         for r in range(args.rounds):
             for mode in ("required", "off") if r % 2 == 0 else ("off", "required"):
                 out = Path(tmp) / f"{mode}-{r}"
-                results = run_variant(variant, profile, out, RunOptions(
-                    seeds=list(range(args.seeds)), device=device, counted=False, sandbox=mode,
-                    log=lambda line: None))
+                results = run_variant(
+                    variant,
+                    profile,
+                    out,
+                    RunOptions(
+                        seeds=list(range(args.seeds)), device=device, counted=False, sandbox=mode, log=lambda line: None
+                    ),
+                )
                 assert results["sandbox"]["enabled"] == (mode == "required")
                 rates[mode] += [s["samples_per_s"] for s in results["per_seed"]]
                 walls[mode].append(results["wall_s"])

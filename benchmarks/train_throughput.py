@@ -67,6 +67,8 @@ def levels(width):
 
 def matryoshka_levels(width: int) -> list[int]:
     return [width // 32, width // 8, width // 2, width]
+
+
 VARIANTS = {"batchtopk": SAELENS_BATCHTOPK, "matryoshka": SAELENS_MATRYOSHKA}
 
 
@@ -81,12 +83,22 @@ def ours(profile, device: str, out: Path, variant_name: str, seeds: int, precisi
     variant.write_text(VARIANTS[variant_name])
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    results = run_variant(variant, profile, out / "run",
-                          RunOptions(seeds=list(range(seeds)), device=device, counted=False,
-                                     matmul_precision=precision, log=lambda _: None))
+    results = run_variant(
+        variant,
+        profile,
+        out / "run",
+        RunOptions(
+            seeds=list(range(seeds)), device=device, counted=False, matmul_precision=precision, log=lambda _: None
+        ),
+    )
     rows = results["per_seed"]
-    row = {"train_samples_per_s": round(mean(rows, "samples_per_s")), "wall_s": round(mean(rows, "wall_s"), 2),
-           "startup_s": round(mean(rows, "startup_s"), 2), "f1": mean(rows, "f1"), "mcc": mean(rows, "mcc")}
+    row = {
+        "train_samples_per_s": round(mean(rows, "samples_per_s")),
+        "wall_s": round(mean(rows, "wall_s"), 2),
+        "startup_s": round(mean(rows, "startup_s"), 2),
+        "f1": mean(rows, "f1"),
+        "mcc": mean(rows, "mcc"),
+    }
     if "peak_gpu_mb" in rows[0]["worker_memory"]:
         row["peak_gpu_mb"] = max(r["worker_memory"]["peak_gpu_mb"] for r in rows)
     if device.startswith("cuda"):
@@ -113,10 +125,21 @@ def saelens_seed(profile, device: str, variant_name: str, seed: int, precision: 
     sae_cls = BatchTopKTrainingSAEConfig if variant_name == "batchtopk" else MatryoshkaBatchTopKTrainingSAEConfig
     cfg = SyntheticSAERunnerConfig(
         synthetic_model=str(entry_dir(profile)),
-        sae=sae_cls(d_in=profile.model.hidden_dim, d_sae=c.width, k=c.k, device=device,
-                    **({"matryoshka_widths": matryoshka_levels(c.width)} if variant_name == "matryoshka" else {})),
-        training_samples=c.training_samples, batch_size=c.batch_size, lr=c.lr, device=device,
-        eval_samples=c.eval_samples, output_path=None, logger=LoggingConfig(log_to_wandb=False))
+        sae=sae_cls(
+            d_in=profile.model.hidden_dim,
+            d_sae=c.width,
+            k=c.k,
+            device=device,
+            **({"matryoshka_widths": matryoshka_levels(c.width)} if variant_name == "matryoshka" else {}),
+        ),
+        training_samples=c.training_samples,
+        batch_size=c.batch_size,
+        lr=c.lr,
+        device=device,
+        eval_samples=c.eval_samples,
+        output_path=None,
+        logger=LoggingConfig(log_to_wandb=False),
+    )
     runner = SyntheticSAERunner(cfg)  # model loading is outside the timed part, as for ours
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -127,13 +150,20 @@ def saelens_seed(profile, device: str, variant_name: str, seed: int, precision: 
         torch.cuda.synchronize()
     wall = time.monotonic() - started
     eval_started = time.monotonic()  # a second eval of the same size, to split train from eval
-    eval_sae_on_synthetic_data(result.sae, runner.synthetic_model.feature_dict,
-                               runner.synthetic_model.activation_generator,
-                               num_samples=c.eval_samples, batch_size=c.batch_size)
+    eval_sae_on_synthetic_data(
+        result.sae,
+        runner.synthetic_model.feature_dict,
+        runner.synthetic_model.activation_generator,
+        num_samples=c.eval_samples,
+        batch_size=c.batch_size,
+    )
     eval_s = time.monotonic() - eval_started
-    out = {"train_samples_per_s": round(c.training_samples / max(wall - eval_s, 1e-9)),
-           "wall_s": round(wall, 2), "f1": result.final_eval.classification.f1_score,
-           "mcc": result.final_eval.mcc}
+    out = {
+        "train_samples_per_s": round(c.training_samples / max(wall - eval_s, 1e-9)),
+        "wall_s": round(wall, 2),
+        "f1": result.final_eval.classification.f1_score,
+        "mcc": result.final_eval.mcc,
+    }
     if device.startswith("cuda"):
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     torch.set_float32_matmul_precision("highest")
@@ -149,8 +179,12 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the profile's own training samples (a whole counted run)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds for each side (metric lines are means)")
     parser.add_argument("--variants", default="batchtopk", help="comma-separated: batchtopk, matryoshka")
-    parser.add_argument("--matmul-precision", default="highest", choices=("highest", "high", "medium"),
-                        help="float32 matmul precision of both trainers (high: TF32 on GPUs)")
+    parser.add_argument(
+        "--matmul-precision",
+        default="highest",
+        choices=("highest", "high", "medium"),
+        help="float32 matmul precision of both trainers (high: TF32 on GPUs)",
+    )
     parser.add_argument("--no-stream", action="store_true", help="skip 'ours (stream)' when the profile has a pool")
     args = parser.parse_args()
 
@@ -159,8 +193,8 @@ def main() -> None:
     if args.full:
         args.samples = base.constraints.training_samples
     constraints = dataclasses.replace(
-        base.constraints, training_samples=args.samples,
-        eval_samples=args.eval_samples or base.constraints.eval_samples)
+        base.constraints, training_samples=args.samples, eval_samples=args.eval_samples or base.constraints.eval_samples
+    )
     profiles = {"pool": dataclasses.replace(base, constraints=constraints)} if base.data == "pool" else {}
     stream = dataclasses.replace(base, constraints=constraints, data="stream")
     if not (args.no_stream and profiles):
@@ -168,7 +202,10 @@ def main() -> None:
     for p in profiles.values():
         build(p, device=device, log=lambda line: print(line, file=sys.stderr))
 
-    emit("device", torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)")
+    emit(
+        "device",
+        torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)",
+    )
     emit("profile", base.name)
     emit("training_samples", args.samples)
     emit("batch_size", constraints.batch_size)
@@ -189,8 +226,10 @@ def main() -> None:
         for name in [n for n in rows if n.startswith("ours_")]:
             emit(f"{tag}delta_f1_{name}_vs_saelens", abs(rows[name]["f1"] - ref["f1"]))
             emit(f"{tag}delta_mcc_{name}_vs_saelens", abs(rows[name]["mcc"] - ref["mcc"]))
-            emit(f"{tag}ratio_train_throughput_{name}_vs_saelens",
-                 rows[name]["train_samples_per_s"] / ref["train_samples_per_s"])
+            emit(
+                f"{tag}ratio_train_throughput_{name}_vs_saelens",
+                rows[name]["train_samples_per_s"] / ref["train_samples_per_s"],
+            )
             emit(f"{tag}ratio_wall_speedup_{name}_vs_saelens", ref["wall_s"] / rows[name]["wall_s"])
 
 

@@ -36,14 +36,21 @@ def quick(tiny):
     import dataclasses
 
     profile, _, _ = tiny
-    return dataclasses.replace(profile, constraints=dataclasses.replace(
-        profile.constraints, training_samples=20_480, eval_samples=4096))
+    return dataclasses.replace(
+        profile, constraints=dataclasses.replace(profile.constraints, training_samples=20_480, eval_samples=4096)
+    )
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real `autosae` entry point in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "autosae", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "autosae", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
 
 
 @pytest.fixture

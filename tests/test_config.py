@@ -50,20 +50,27 @@ def test_seeds_constraints_and_profile():
     assert profile.constraints.training_samples == 1000 and profile.constraints.lr == 0.001
 
 
-@pytest.mark.parametrize("text, line, field", [
-    ("---\nprofile: tiny\nobjective: acc\n---\n", 3, "objective: expected 'f1' or 'mcc', got 'acc'"),
-    ("---\nprofile: tinyy\n---\n", 2, "profile: unknown profile 'tinyy'"),
-    ("---\nagent:\n  backend: recipe\n  hide_pats: true\n---\n", 4, "agent.hide_pats: unknown field (known: backend"),
-    ("---\nbudgets:\n  usd_total: lots\n---\n", 3, "budgets.usd_total: expected a number"),
-    ("---\nseeds: 0\n---\n", 2, "seeds:"),
-    ("---\nloop:\n  max_consecutive_failures: 0\n---\n", 3, "loop.max_consecutive_failures"),
-    ("---\nconstraints:\n  widht: 4\n---\n", 3, "constraints.widht: unknown field"),
-    ("---\nprofile: [tiny\n---\n", 3, "YAML syntax error"),
-    ("---\nprofile: tiny\ngpus: gpu0\n---\n", 3, "gpus: expected GPU indices (0,1), cuda:N, cpu or all"),
-    ("---\ngpus: [1, 1]\n---\n", 2, "gpus: a GPU is named twice"),
-    ("---\nlauncher: pbs\n---\n", 2, "launcher.kind: expected 'local', 'slurm' or 'submitit-local'"),
-    ("---\nlauncher:\n  kind: slurm\n  max_requeue: -1\n---\n", 4, "launcher.max_requeue"),
-])
+@pytest.mark.parametrize(
+    "text, line, field",
+    [
+        ("---\nprofile: tiny\nobjective: acc\n---\n", 3, "objective: expected 'f1' or 'mcc', got 'acc'"),
+        ("---\nprofile: tinyy\n---\n", 2, "profile: unknown profile 'tinyy'"),
+        (
+            "---\nagent:\n  backend: recipe\n  hide_pats: true\n---\n",
+            4,
+            "agent.hide_pats: unknown field (known: backend",
+        ),
+        ("---\nbudgets:\n  usd_total: lots\n---\n", 3, "budgets.usd_total: expected a number"),
+        ("---\nseeds: 0\n---\n", 2, "seeds:"),
+        ("---\nloop:\n  max_consecutive_failures: 0\n---\n", 3, "loop.max_consecutive_failures"),
+        ("---\nconstraints:\n  widht: 4\n---\n", 3, "constraints.widht: unknown field"),
+        ("---\nprofile: [tiny\n---\n", 3, "YAML syntax error"),
+        ("---\nprofile: tiny\ngpus: gpu0\n---\n", 3, "gpus: expected GPU indices (0,1), cuda:N, cpu or all"),
+        ("---\ngpus: [1, 1]\n---\n", 2, "gpus: a GPU is named twice"),
+        ("---\nlauncher: pbs\n---\n", 2, "launcher.kind: expected 'local', 'slurm' or 'submitit-local'"),
+        ("---\nlauncher:\n  kind: slurm\n  max_requeue: -1\n---\n", 4, "launcher.max_requeue"),
+    ],
+)
 def test_errors_name_the_line_and_field(text, line, field):
     message = error_of(text)
     assert message.startswith(f"TASK.md line {line}: ") and field in message

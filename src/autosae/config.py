@@ -69,11 +69,29 @@ def _default_model() -> str:
     return DEFAULT_MODEL
 
 
-DEFAULT_DOMAINS = ("arxiv.org", "openreview.net", "aclanthology.org", "proceedings.mlr.press",
-                   "proceedings.neurips.cc", "papers.nips.cc", "neurips.cc", "jmlr.org", "openaccess.thecvf.com",
-                   "ojs.aaai.org", "ijcai.org", "epubs.siam.org", "ieeexplore.ieee.org", "dl.acm.org",
-                   "link.springer.com", "sciencedirect.com", "transformer-circuits.pub", "distill.pub",
-                   "semanticscholar.org", "wikipedia.org", "github.com")
+DEFAULT_DOMAINS = (
+    "arxiv.org",
+    "openreview.net",
+    "aclanthology.org",
+    "proceedings.mlr.press",
+    "proceedings.neurips.cc",
+    "papers.nips.cc",
+    "neurips.cc",
+    "jmlr.org",
+    "openaccess.thecvf.com",
+    "ojs.aaai.org",
+    "ijcai.org",
+    "epubs.siam.org",
+    "ieeexplore.ieee.org",
+    "dl.acm.org",
+    "link.springer.com",
+    "sciencedirect.com",
+    "transformer-circuits.pub",
+    "distill.pub",
+    "semanticscholar.org",
+    "wikipedia.org",
+    "github.com",
+)
 """Where web search and fetch look by default: preprints, the proceedings of the ML venues,
 the journals of the neighbouring fields (signal processing, statistics, optimisation),
 interpretability's own sites, encyclopaedia overviews and code (github.com). TASK.md's
@@ -128,7 +146,7 @@ class LiteratureSettings(_Strict):
         return list(dict.fromkeys(out))
 
     @model_validator(mode="after")
-    def _allow_or_block(self) -> "LiteratureSettings":
+    def _allow_or_block(self) -> LiteratureSettings:
         if self.blocked_domains and self.allowed_domains:
             if "allowed_domains" in self.model_fields_set:
                 raise ValueError("set allowed_domains or blocked_domains, not both (the web tools take one list)")
@@ -139,9 +157,14 @@ class LiteratureSettings(_Strict):
         """What the backends and prompts get (AgentContext.literature): None when off."""
         if not self.enabled or not self.phases or (self.max_searches == 0 and self.max_fetches == 0):
             return None
-        return {"phases": list(self.phases), "max_searches": self.max_searches, "max_fetches": self.max_fetches,
-                "max_fetch_tokens": self.max_fetch_tokens, "allowed_domains": self.allowed_domains,
-                "blocked_domains": self.blocked_domains}
+        return {
+            "phases": list(self.phases),
+            "max_searches": self.max_searches,
+            "max_fetches": self.max_fetches,
+            "max_fetch_tokens": self.max_fetch_tokens,
+            "allowed_domains": self.allowed_domains,
+            "blocked_domains": self.blocked_domains,
+        }
 
 
 class AgentSettings(_Strict):
@@ -371,8 +394,12 @@ def _describe(error: dict) -> str:
         return f"expected {msg.removeprefix('Input should be ')}, got {value!r}"
     if kind in ("value_error", "assertion_error"):
         return msg.removeprefix("Value error, ")
-    if kind.startswith(("float", "int")) or kind in ("greater_than", "greater_than_equal", "less_than",
-                                                      "less_than_equal"):
+    if kind.startswith(("float", "int")) or kind in (
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+    ):
         return f"{msg.removeprefix('Input should be ').replace('a valid ', 'expected a ')}, got {value!r}"
     return f"{msg}, got {value!r}"
 
@@ -380,7 +407,11 @@ def _describe(error: dict) -> str:
 def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc[:-1]:
         annotation = model.model_fields.get(part)
-        if annotation is None or not isinstance(annotation.annotation, type) or not issubclass(annotation.annotation, BaseModel):
+        if (
+            annotation is None
+            or not isinstance(annotation.annotation, type)
+            or not issubclass(annotation.annotation, BaseModel)
+        ):
             return []
         model = annotation.annotation
     return list(model.model_fields)
@@ -390,12 +421,14 @@ def parse_task(text: str, path: Path | str = "TASK.md") -> Task:
     name = str(path)
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
-        raise AutosaeError(f"{name} line 1: expected front matter: a first line `---`, YAML settings, then a closing `---`")
+        raise AutosaeError(
+            f"{name} line 1: expected front matter: a first line `---`, YAML settings, then a closing `---`"
+        )
     end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
     if end is None:
         raise AutosaeError(f"{name}: the front matter opened on line 1 is never closed by a `---` line")
     front = "".join(lines[1:end])
-    body = "".join(lines[end + 1:])
+    body = "".join(lines[end + 1 :])
     body = body[1:] if body.startswith("\n") else body
     try:
         data = yaml.safe_load(front)
@@ -407,8 +440,9 @@ def parse_task(text: str, path: Path | str = "TASK.md") -> Task:
         raise AutosaeError(f"{name}{where}: YAML syntax error: {problem}") from None
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise AutosaeError(f"{name} line 2: the front matter must be a mapping of settings (key: value), "
-                           f"got {type(data).__name__}")
+        raise AutosaeError(
+            f"{name} line 2: the front matter must be a mapping of settings (key: value), got {type(data).__name__}"
+        )
     try:
         config = TaskConfig.model_validate(data)
     except ValidationError as exc:
@@ -436,6 +470,7 @@ def load_task(path: Path) -> Task:
 def render_task_template(profile: str = "tiny", backend: str | None = None, seeds: int = 3, **extra) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
     return env.get_template("TASK.md.j2").render(profile=profile, backend=backend, seeds=seeds, **extra)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from autosae.report.format import fmt_pm
 
@@ -28,15 +27,16 @@ def post(url: str | None, text: str, log: Callable[[str], None]) -> bool:
     """POST {"text": text} to a Slack incoming webhook; False (and a log line) on any failure."""
     if not url:
         return False
-    request = urllib.request.Request(url, data=json.dumps({"text": text}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps({"text": text}).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             response.read()
         return True
     except urllib.error.HTTPError as exc:
         log(f"slack notice not sent: the webhook answered HTTP {exc.code}")
-    except (OSError, ValueError, http.client.HTTPException, socket.timeout) as exc:
+    except (TimeoutError, OSError, ValueError, http.client.HTTPException) as exc:
         log(f"slack notice not sent: {getattr(exc, 'reason', None) or exc}")
     return False
 
@@ -48,9 +48,11 @@ def sprint_notice(project_name: str, row: dict, report: Path) -> str:
     lines = [head, f"{row.get('title')}"]
     if row.get("f1") or row.get("mcc"):
         delta = row.get("delta_parent")
-        lines.append(f"F1 {fmt_pm(row.get('f1'), 4)} · MCC {fmt_pm(row.get('mcc'), 4)}"
-                     + (f" · Δ{(row.get('objective') or 'f1').upper()} vs parent {delta:+.4f}" if delta is not None else "")
-                     + (f" (p = {row['p_value']:.3g})" if row.get("p_value") is not None else ""))
+        lines.append(
+            f"F1 {fmt_pm(row.get('f1'), 4)} · MCC {fmt_pm(row.get('mcc'), 4)}"
+            + (f" · Δ{(row.get('objective') or 'f1').upper()} vs parent {delta:+.4f}" if delta is not None else "")
+            + (f" (p = {row['p_value']:.3g})" if row.get("p_value") is not None else "")
+        )
     else:
         lines.append(f"why: {row.get('reason') or 'no scores'}")
     lines.append(f"report: {report}")

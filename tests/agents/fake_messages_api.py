@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 ERRORS = {429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
 
@@ -36,16 +36,28 @@ def tool_results(body: dict) -> list[dict]:
 
 
 def use(name: str, args, n: int = 0) -> dict:
-    return {"type": "tool_use", "id": f"toolu_{name}_{n}_{abs(hash(json.dumps(args, default=str))) % 10**8}",
-            "name": name, "input": args}
+    return {
+        "type": "tool_use",
+        "id": f"toolu_{name}_{n}_{abs(hash(json.dumps(args, default=str))) % 10**8}",
+        "name": name,
+        "input": args,
+    }
 
 
 class FakeMessagesAPI:
-    def __init__(self, policy: Callable[[dict], list[dict]], faults: dict[int, int | str] | None = None,
-                 usage: dict | None = None):
+    def __init__(
+        self,
+        policy: Callable[[dict], list[dict]],
+        faults: dict[int, int | str] | None = None,
+        usage: dict | None = None,
+    ):
         self.policy, self.faults = policy, dict(faults or {})
-        self.usage = usage or {"input_tokens": 1000, "output_tokens": 200,
-                               "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        self.usage = usage or {
+            "input_tokens": 1000,
+            "output_tokens": 200,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
         self.requests: list[dict] = []
         """Every request body, faults included, in order."""
         self.headers: list[dict] = []
@@ -59,7 +71,7 @@ class FakeMessagesAPI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> "FakeMessagesAPI":
+    def __enter__(self) -> FakeMessagesAPI:
         self.thread.start()
         return self
 
@@ -88,7 +100,9 @@ class FakeMessagesAPI:
                     api.other.append(("POST", self.path))
                     if self.path.startswith("/v1/messages/count_tokens"):
                         return self._send(200, {"input_tokens": 1000})
-                    return self._send(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+                    return self._send(
+                        404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}}
+                    )
                 with api.lock:
                     n = len(api.requests)
                     api.requests.append(body)
@@ -101,20 +115,35 @@ class FakeMessagesAPI:
                     return
                 if fault is not None:
                     body["_fault"] = fault
-                    return self._send(int(fault), {"type": "error", "error": {"type": ERRORS.get(int(fault), "api_error"),
-                                                                               "message": f"injected {fault}"}})
+                    return self._send(
+                        int(fault),
+                        {
+                            "type": "error",
+                            "error": {"type": ERRORS.get(int(fault), "api_error"), "message": f"injected {fault}"},
+                        },
+                    )
                 try:
                     answer = api.policy(body)
                 except Exception as exc:  # a broken test policy shows up as a 400
-                    return self._send(400, {"type": "error", "error": {"type": "invalid_request_error",
-                                                                       "message": f"policy: {exc!r}"}})
+                    return self._send(
+                        400,
+                        {"type": "error", "error": {"type": "invalid_request_error", "message": f"policy: {exc!r}"}},
+                    )
                 answer = answer if isinstance(answer, dict) else {"content": answer}
                 content = answer["content"]
                 stop = answer.get("stop_reason") or (
-                    "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn")
-                message = {"id": f"msg_{n}", "type": "message", "role": "assistant", "model": body["model"],
-                           "content": content, "stop_reason": stop, "stop_sequence": None,
-                           "usage": {**api.usage, **answer.get("usage", {})}}
+                    "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
+                )
+                message = {
+                    "id": f"msg_{n}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body["model"],
+                    "content": content,
+                    "stop_reason": stop,
+                    "stop_sequence": None,
+                    "usage": {**api.usage, **answer.get("usage", {})},
+                }
                 if body.get("stream"):
                     return self._stream(message)
                 self._send(200, message)
@@ -122,31 +151,61 @@ class FakeMessagesAPI:
             def _stream(self, message: dict) -> None:
                 """The same message as server-sent events, as the streaming Messages API sends it."""
                 usage = message["usage"]
-                events = [("message_start", {"message": {**message, "content": [], "stop_reason": None,
-                                                         "usage": {**usage, "output_tokens": 0}}})]
+                events = [
+                    (
+                        "message_start",
+                        {
+                            "message": {
+                                **message,
+                                "content": [],
+                                "stop_reason": None,
+                                "usage": {**usage, "output_tokens": 0},
+                            }
+                        },
+                    )
+                ]
                 for i, block in enumerate(message["content"]):
                     if block["type"] in ("tool_use", "server_tool_use"):
-                        events += [("content_block_start", {"index": i, "content_block": {**block, "input": {}}}),
-                                   ("content_block_delta", {"index": i, "delta": {
-                                       "type": "input_json_delta", "partial_json": json.dumps(block["input"])}})]
+                        events += [
+                            ("content_block_start", {"index": i, "content_block": {**block, "input": {}}}),
+                            (
+                                "content_block_delta",
+                                {
+                                    "index": i,
+                                    "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])},
+                                },
+                            ),
+                        ]
                     elif block["type"] == "text":
                         start = {"type": "text", "text": "", **({"citations": []} if "citations" in block else {})}
-                        events += [("content_block_start", {"index": i, "content_block": start}),
-                                   ("content_block_delta", {"index": i, "delta": {"type": "text_delta",
-                                                                                  "text": block["text"]}})]
-                        events += [("content_block_delta", {"index": i, "delta": {"type": "citations_delta",
-                                                                                  "citation": c}})
-                                   for c in block.get("citations") or []]
+                        events += [
+                            ("content_block_start", {"index": i, "content_block": start}),
+                            (
+                                "content_block_delta",
+                                {"index": i, "delta": {"type": "text_delta", "text": block["text"]}},
+                            ),
+                        ]
+                        events += [
+                            ("content_block_delta", {"index": i, "delta": {"type": "citations_delta", "citation": c}})
+                            for c in block.get("citations") or []
+                        ]
                     else:  # server tool results arrive whole
                         events.append(("content_block_start", {"index": i, "content_block": block}))
                     events.append(("content_block_stop", {"index": i}))
-                final = {"output_tokens": usage.get("output_tokens", 0),
-                         **({"server_tool_use": usage["server_tool_use"]} if "server_tool_use" in usage else {})}
-                events += [("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                                              "usage": final}),
-                           ("message_stop", {})]
-                data = "".join(f"event: {name}\ndata: {json.dumps({'type': name, **payload})}\n\n"
-                               for name, payload in events).encode()
+                final = {
+                    "output_tokens": usage.get("output_tokens", 0),
+                    **({"server_tool_use": usage["server_tool_use"]} if "server_tool_use" in usage else {}),
+                }
+                events += [
+                    (
+                        "message_delta",
+                        {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None}, "usage": final},
+                    ),
+                    ("message_stop", {}),
+                ]
+                data = "".join(
+                    f"event: {name}\ndata: {json.dumps({'type': name, **payload})}\n\n" for name, payload in events
+                ).encode()
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("content-length", str(len(data)))

@@ -39,30 +39,61 @@ def sprint_folder(body: dict) -> str:
 
 
 def propose(body: dict) -> list[dict]:
-    return [use("finish", {"title": "one-step LISTA on Matryoshka", "hypothesis": "LISTA sharpens the encoder",
-                           "idea": "a one-step LISTA encoder on the Matryoshka baseline, eta 0.3",
-                           "plan": "compose LISTA(iterations=1) with Matryoshka", "parent": "baseline:matryoshka",
-                           "origin": "LISTA (Gregor & LeCun 2010), from sparse coding"})]
+    return [
+        use(
+            "finish",
+            {
+                "title": "one-step LISTA on Matryoshka",
+                "hypothesis": "LISTA sharpens the encoder",
+                "idea": "a one-step LISTA encoder on the Matryoshka baseline, eta 0.3",
+                "plan": "compose LISTA(iterations=1) with Matryoshka",
+                "parent": "baseline:matryoshka",
+                "origin": "LISTA (Gregor & LeCun 2010), from sparse coding",
+            },
+        )
+    ]
 
 
 def conclude(body: dict) -> list[dict]:
     if turn_of(body) == 0:  # forgets the alternatives: refused with a tool error
         return [use("finish", {"checks": "x", "alternatives": [], "conclusion": "x", "next_steps": ["x"]})]
-    return [{"type": "text", "text": "Checked."},
-            use("finish", {"checks": "the diff adds LISTA and the per-seed F1 moved",
-                           "alternatives": ["seed noise: two seeds only", "a bug in the encoder"],
-                           "conclusion": "FAKE-CONCLUSION: no claim beyond the verdict",
-                           "next_steps": ["try two LISTA steps"]})]
+    return [
+        {"type": "text", "text": "Checked."},
+        use(
+            "finish",
+            {
+                "checks": "the diff adds LISTA and the per-seed F1 moved",
+                "alternatives": ["seed noise: two seeds only", "a bug in the encoder"],
+                "conclusion": "FAKE-CONCLUSION: no claim beyond the verdict",
+                "next_steps": ["try two LISTA steps"],
+            },
+        ),
+    ]
 
 
 def implement_steps(folder: str) -> list[list[dict]]:
     return [
-        [use("str_replace_based_edit_tool", {"command": "create", "path": f"{folder}/README.md",
-                                             "file_text": "# One-step LISTA\n\nIdea, hypothesis, plan.\n"})],
-        [use("str_replace_based_edit_tool", {"command": "create", "path": f"{folder}/variant.py", "file_text": VARIANT})],
+        [
+            use(
+                "str_replace_based_edit_tool",
+                {
+                    "command": "create",
+                    "path": f"{folder}/README.md",
+                    "file_text": "# One-step LISTA\n\nIdea, hypothesis, plan.\n",
+                },
+            )
+        ],
+        [
+            use(
+                "str_replace_based_edit_tool",
+                {"command": "create", "path": f"{folder}/variant.py", "file_text": VARIANT},
+            )
+        ],
         [use("bash", {"command": 'echo "key=[$ANTHROPIC_API_KEY]"; env | grep -ci anthropic; pwd; ls sprints'})],
-        [use("str_replace_based_edit_tool", {"command": "view", "path": ESCAPE}),
-         use("str_replace_based_edit_tool", {"command": "create", "path": ESCAPE, "file_text": "escaped"})],
+        [
+            use("str_replace_based_edit_tool", {"command": "view", "path": ESCAPE}),
+            use("str_replace_based_edit_tool", {"command": "create", "path": ESCAPE, "file_text": "escaped"}),
+        ],
         [use("str_replace_based_edit_tool", "not a JSON object"), use("no_such_tool", {})],
         [use("run_experiment", {"samples": 20480, "profile": "tiny"})],
         [use("finish", {"summary": "variant.py composes LISTA with Matryoshka"})],
@@ -80,8 +111,7 @@ def research_policy(body: dict) -> list[dict]:
 
 
 def anthropic_project(project: Path, url: str, **options) -> Path:
-    write_task(project, backend="anthropic", options={"base_url": url, "backoff_s": 0.05, "max_retries": 1,
-                                                      **options})
+    write_task(project, backend="anthropic", options={"base_url": url, "backoff_s": 0.05, "max_retries": 1, **options})
     repo = git.Repo(project)
     repo.git.add("TASK.md")
     repo.git.commit("-q", "-m", "anthropic task")
@@ -126,7 +156,8 @@ def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     assert quick["summary"]["f1"]["mean"] == experiment["metrics"]["f1"]
     assert experiment["parent"]["variant"] == "baseline:matryoshka" and experiment["parent"]["status"] == "ok"
     assert experiment["delta_vs_parent"]["f1"] == pytest.approx(
-        experiment["metrics"]["f1"] - experiment["parent"]["metrics"]["f1"], abs=1e-5)
+        experiment["metrics"]["f1"] - experiment["parent"]["metrics"]["f1"], abs=1e-5
+    )
     logged = experiment["logged"][str(900_000)]  # LISTA-Matryoshka logs its own mse and aux
     assert logged["harness"]["loss"]["points"] >= 2 and "mse" in logged["variant"]
     refused = result_after(api, "conclude", 0)[0]
@@ -144,7 +175,7 @@ def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     assert "204,800 training samples" in card and "2 seeds (0, 1)" in card and "alpha = 0.05" in card, card
     assert "512 ground-truth features in a 64-dimensional space" in card and "on_step_end" in card, card
     implement = texts_of(first)
-    assert 'from autosae.sae import MatryoshkaBatchTopKSAE' in implement  # the parent's variant, inlined
+    assert "from autosae.sae import MatryoshkaBatchTopKSAE" in implement  # the parent's variant, inlined
     assert "python -m autosae.sae" in implement and "run_experiment" in implement and "Read," not in implement
 
     transcript = (folder / "transcript.jsonl").read_text()
@@ -163,8 +194,11 @@ def test_the_budget_reached_mid_sprint_ends_it_with_a_record_and_stops_the_loop(
     usage = {"input_tokens": 1000, "output_tokens": 0}  # $0.01 a call at $10/Mtok
     with FakeMessagesAPI(busy, usage=usage) as api:
         anthropic_project(project, api.url, price={"input": 10, "output": 10})
-        task = (project / "TASK.md").read_text().replace("significance: 0.05",
-                                                         "significance: 0.05\nbudgets:\n  usd_per_sprint: 0.05")
+        task = (
+            (project / "TASK.md")
+            .read_text()
+            .replace("significance: 0.05", "significance: 0.05\nbudgets:\n  usd_per_sprint: 0.05")
+        )
         (project / "TASK.md").write_text(task)
         git.Repo(project).git.commit("-q", "-am", "a budget")
         proc = autosae("loop", "--max-sprints", "3", cwd=project, env=ENV)

@@ -19,10 +19,14 @@ from tests.agents.fake_messages_api import FakeMessagesAPI
 from tests.sprint.conftest import autosae, ledger, write_task
 
 ROOT = Path(__file__).resolve().parents[2]
-CLAUDE = os.environ.get("AUTOSAE_TEST_CLAUDE") or str(ROOT / ".venv" / "claude-code" / "node_modules" / ".bin" / "claude")
+CLAUDE = os.environ.get("AUTOSAE_TEST_CLAUDE") or str(
+    ROOT / ".venv" / "claude-code" / "node_modules" / ".bin" / "claude"
+)
 if not Path(CLAUDE).is_file():
     CLAUDE = shutil.which("claude") or ""
-pytestmark = pytest.mark.skipif(not CLAUDE, reason="the Claude Code CLI is not installed (`make test` installs it with npm)")
+pytestmark = pytest.mark.skipif(
+    not CLAUDE, reason="the Claude Code CLI is not installed (`make test` installs it with npm)"
+)
 
 KEY = "sk-ant-fake-0123456789-SECRET"
 VARIANT = reference_variants()["lista_matryoshka"].read_text()
@@ -45,15 +49,24 @@ def turn(body: dict) -> int:
 
 
 def bash(command: str, n: int) -> list[dict]:
-    return [{"type": "tool_use", "id": f"toolu_bash_{n}", "name": "Bash",
-             "input": {"command": command, "description": "autosae test step"}}]
+    return [
+        {
+            "type": "tool_use",
+            "id": f"toolu_bash_{n}",
+            "name": "Bash",
+            "input": {"command": command, "description": "autosae test step"},
+        }
+    ]
 
 
 def output(block: dict) -> str:
     """A tool result's text (Claude Code sends a string or a list of text blocks)."""
     content = block.get("content")
-    return content if isinstance(content, str) else "\n".join(
-        c.get("text", "") for c in content or [] if isinstance(c, dict))
+    return (
+        content
+        if isinstance(content, str)
+        else "\n".join(c.get("text", "") for c in content or [] if isinstance(c, dict))
+    )
 
 
 def quick_command(prompt: str) -> str:
@@ -64,10 +77,20 @@ def quick_command(prompt: str) -> str:
 def policy(body: dict, attack: str = "echo attacks-done") -> list[dict]:
     text = texts(body)
     if "Propose one idea" in text:
-        return [{"type": "text", "text": json.dumps({
-            "title": "LISTA via Claude Code", "idea": "a one-step LISTA encoder on Matryoshka, via Claude Code",
-            "hypothesis": "LISTA sharpens the encoder", "plan": "compose LISTA with Matryoshka",
-            "parent": "baseline:matryoshka"})}]
+        return [
+            {
+                "type": "text",
+                "text": json.dumps(
+                    {
+                        "title": "LISTA via Claude Code",
+                        "idea": "a one-step LISTA encoder on Matryoshka, via Claude Code",
+                        "hypothesis": "LISTA sharpens the encoder",
+                        "plan": "compose LISTA with Matryoshka",
+                        "parent": "baseline:matryoshka",
+                    }
+                ),
+            }
+        ]
     if "Implement this sprint's idea" in text:
         folder = text.split("in the folder `", 1)[1].split("`", 1)[0]
         steps = [
@@ -79,9 +102,20 @@ def policy(body: dict, attack: str = "echo attacks-done") -> list[dict]:
         ]
         return steps[turn(body)] if turn(body) < len(steps) else [{"type": "text", "text": "Both files are written."}]
     if "The harness has trained and scored" in text:
-        return [{"type": "text", "text": "Conclusions:\n" + json.dumps({
-            "checks": "the diff adds LISTA", "alternatives": ["seed noise"],
-            "conclusion": "CC-CONCLUSION within the noise", "next_steps": ["two LISTA steps"]})}]
+        return [
+            {
+                "type": "text",
+                "text": "Conclusions:\n"
+                + json.dumps(
+                    {
+                        "checks": "the diff adds LISTA",
+                        "alternatives": ["seed noise"],
+                        "conclusion": "CC-CONCLUSION within the noise",
+                        "next_steps": ["two LISTA steps"],
+                    }
+                ),
+            }
+        ]
     return [{"type": "text", "text": "ok"}]  # side requests (titles, summaries)
 
 
@@ -90,14 +124,20 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
     home.mkdir()
     (home / ".netrc").write_text("machine example login me password hunter2\n")
     # Claude Code's own Bash tool, in its sandbox: no home, no cache, no main checkout to write
-    attack = (f"cat {home}/.netrc 2>&1; ls {os.environ['AUTOSAE_CACHE']} 2>&1; echo forged >> {project}/TASK.md 2>&1; "
-              f"ls {project}/.autosae 2>&1; echo attacks-done")
+    attack = (
+        f"cat {home}/.netrc 2>&1; ls {os.environ['AUTOSAE_CACHE']} 2>&1; echo forged >> {project}/TASK.md 2>&1; "
+        f"ls {project}/.autosae 2>&1; echo attacks-done"
+    )
     with FakeMessagesAPI(lambda body: policy(body, attack)) as api:
         write_task(project, backend="claude_code", options={"claude": CLAUDE, "time_limit_s": 600})
         git.Repo(project).git.commit("-q", "-am", "claude code task")
         task = (project / "TASK.md").read_text()
-        env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": api.url, "HOME": str(home),
-               "SLACK_WEBHOOK_URL": "https://hooks.example/very-secret"}
+        env = {
+            "ANTHROPIC_API_KEY": KEY,
+            "ANTHROPIC_BASE_URL": api.url,
+            "HOME": str(home),
+            "SLACK_WEBHOOK_URL": "https://hooks.example/very-secret",
+        }
         proc = autosae("sprint", cwd=project, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [row] = ledger(project)
@@ -110,10 +150,18 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
     assert '"type": "result"' in transcript and KEY not in transcript
     env_check = [json.loads(line) for line in transcript.splitlines() if "SLACK_WEBHOOK_URL" in line]
     assert env_check and "very-secret" not in transcript
-    tool_outputs = [b for r in api.requests for m in r["messages"] if isinstance(m["content"], list)
-                    for b in m["content"] if b.get("type") == "tool_result"]
+    tool_outputs = [
+        b
+        for r in api.requests
+        for m in r["messages"]
+        if isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
     assert any("0\ndone" in json.dumps(b.get("content")).replace("\\n", "\n") for b in tool_outputs)
-    attacked = next(json.dumps(b.get("content")) for b in tool_outputs if "attacks-done" in json.dumps(b.get("content")))
+    attacked = next(
+        json.dumps(b.get("content")) for b in tool_outputs if "attacks-done" in json.dumps(b.get("content"))
+    )
     assert "hunter2" not in attacked and "models" not in attacked and "state" not in attacked, attacked
     # the quick-run command, run as rendered by Claude Code's Bash tool in its sandbox: it trains and scores on
     # the project's profile (TASK.md's 204,800 samples, a tenth of them), validation samples, the parent beside
@@ -130,10 +178,14 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
 
     def tools_of(phrase: str) -> set[str]:
         """The tools Claude Code offered the model in the session whose prompt holds `phrase`."""
-        return next({t.get("name") for t in r["tools"]} for r in api.requests
-                    if any(t.get("name") == "Read" for t in r.get("tools", [])) and phrase in texts(r))
+        return next(
+            {t.get("name") for t in r["tools"]}
+            for r in api.requests
+            if any(t.get("name") == "Read" for t in r.get("tools", [])) and phrase in texts(r)
+        )
 
     # TASK.md agent.literature, on for the propose phase by default: WebSearch and WebFetch there only
     assert {"WebSearch", "WebFetch"} <= tools_of("Propose one idea")
-    assert not {"WebSearch", "WebFetch"} & (tools_of("Implement this sprint's idea")
-                                            | tools_of("The harness has trained and scored"))
+    assert not {"WebSearch", "WebFetch"} & (
+        tools_of("Implement this sprint's idea") | tools_of("The harness has trained and scored")
+    )

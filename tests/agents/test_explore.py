@@ -15,10 +15,22 @@ LISTA_BEST = dict(BASELINE_CONFIGS["matryoshka"], lista_iterations=1, lista_eta=
 
 
 def context(explore: bool, **extra) -> AgentContext:
-    best = PastSprint(id="s1", title="LISTA", verdict="improved", f1=0.8, mcc=0.7, config=LISTA_BEST,
-                      parent="baseline:matryoshka")
-    return AgentContext(task_body="", profile="tiny", objective="f1", sprint_number=4, past=[best], best=best,
-                        baselines={"matryoshka": {"f1": 0.76, "mcc": 0.72}}, width=128, k=5, explore=explore, **extra)
+    best = PastSprint(
+        id="s1", title="LISTA", verdict="improved", f1=0.8, mcc=0.7, config=LISTA_BEST, parent="baseline:matryoshka"
+    )
+    return AgentContext(
+        task_body="",
+        profile="tiny",
+        objective="f1",
+        sprint_number=4,
+        past=[best],
+        best=best,
+        baselines={"matryoshka": {"f1": 0.76, "mcc": 0.72}},
+        width=128,
+        k=5,
+        explore=explore,
+        **extra,
+    )
 
 
 def test_the_schedule():

@@ -14,9 +14,19 @@ import pytest
 
 from autosae.agents.base import AgentContext, AgentError
 from autosae.agents.claude_api import AnthropicAgent
-from autosae.agents.literature import (FETCH_BETA, README_END, README_START, claude_code_tools, clean_sources,
-                                       markdown_link, message_sources, readme_with_sources, server_tools, settle,
-                                       stream_sources)
+from autosae.agents.literature import (
+    FETCH_BETA,
+    README_END,
+    README_START,
+    claude_code_tools,
+    clean_sources,
+    markdown_link,
+    message_sources,
+    readme_with_sources,
+    server_tools,
+    settle,
+    stream_sources,
+)
 from autosae.agents.pricing import Price, usage_dict
 from autosae.agents.transcript import Transcript
 from autosae.config import DEFAULT_DOMAINS, LiteratureSettings, parse_task
@@ -36,12 +46,26 @@ HOSTILE_TITLE = "[click me](javascript:alert(1)) <img src=x onerror=alert(1)> $\
 
 # -- the fake model's server tool blocks, shaped as the Messages API sends them --------------
 
+
 def search(n: int, query: str, hits: list[tuple[str, str]]) -> list[dict]:
     sid = f"srvtoolu_search_{n}"
-    return [{"type": "server_tool_use", "id": sid, "name": "web_search", "input": {"query": query}},
-            {"type": "web_search_tool_result", "tool_use_id": sid, "content": [
-                {"type": "web_search_result", "url": url, "title": title, "encrypted_content": f"ENC-{n}-{i}",
-                 "page_age": "2 years ago"} for i, (url, title) in enumerate(hits)]}]
+    return [
+        {"type": "server_tool_use", "id": sid, "name": "web_search", "input": {"query": query}},
+        {
+            "type": "web_search_tool_result",
+            "tool_use_id": sid,
+            "content": [
+                {
+                    "type": "web_search_result",
+                    "url": url,
+                    "title": title,
+                    "encrypted_content": f"ENC-{n}-{i}",
+                    "page_age": "2 years ago",
+                }
+                for i, (url, title) in enumerate(hits)
+            ],
+        },
+    ]
 
 
 def fetch_call(n: int, url: str) -> dict:
@@ -49,27 +73,60 @@ def fetch_call(n: int, url: str) -> dict:
 
 
 def fetch_result(n: int, url: str, title: str) -> dict:
-    return {"type": "web_fetch_tool_result", "tool_use_id": f"srvtoolu_fetch_{n}", "content": {
-        "type": "web_fetch_result", "url": url, "retrieved_at": "2026-11-25T10:00:00Z",
-        "content": {"type": "document", "title": title, "citations": {"enabled": True},
-                    "source": {"type": "text", "media_type": "text/plain", "data": f"the text of {title}"}}}}
+    return {
+        "type": "web_fetch_tool_result",
+        "tool_use_id": f"srvtoolu_fetch_{n}",
+        "content": {
+            "type": "web_fetch_result",
+            "url": url,
+            "retrieved_at": "2026-11-25T10:00:00Z",
+            "content": {
+                "type": "document",
+                "title": title,
+                "citations": {"enabled": True},
+                "source": {"type": "text", "media_type": "text/plain", "data": f"the text of {title}"},
+            },
+        },
+    }
 
 
 def cited(text: str, url: str, title: str | None) -> dict:
-    return {"type": "text", "text": text, "citations": [
-        {"type": "web_search_result_location", "url": url, "title": title, "cited_text": "LISTA unrolls ISTA",
-         "encrypted_index": "EIDX-1"}]}
+    return {
+        "type": "text",
+        "text": text,
+        "citations": [
+            {
+                "type": "web_search_result_location",
+                "url": url,
+                "title": title,
+                "cited_text": "LISTA unrolls ISTA",
+                "encrypted_index": "EIDX-1",
+            }
+        ],
+    }
 
 
-PROPOSAL = {"title": "LISTA from sparse coding", "idea": "an unrolled ISTA step before the top-K",
-            "hypothesis": "explaining away sharpens the latents", "plan": "one LISTA step on Matryoshka",
-            "parent": "baseline:matryoshka", "origin": "LISTA (Gregor & LeCun 2010), classical sparse coding"}
+PROPOSAL = {
+    "title": "LISTA from sparse coding",
+    "idea": "an unrolled ISTA step before the top-K",
+    "hypothesis": "explaining away sharpens the latents",
+    "plan": "one LISTA step on Matryoshka",
+    "parent": "baseline:matryoshka",
+    "origin": "LISTA (Gregor & LeCun 2010), classical sparse coding",
+}
 SETTINGS = LiteratureSettings(max_searches=3, max_fetches=2, allowed_domains=["arxiv.org", "github.com"]).resolved()
 
 
 def context(tmp_path: Path, literature: dict | None = SETTINGS) -> AgentContext:
-    return AgentContext(task_body="Beat the baseline.", profile="tiny", objective="f1", sprint_number=0,
-                        project_root=tmp_path, record_dir=tmp_path / "record", literature=literature)
+    return AgentContext(
+        task_body="Beat the baseline.",
+        profile="tiny",
+        objective="f1",
+        sprint_number=0,
+        project_root=tmp_path,
+        record_dir=tmp_path / "record",
+        literature=literature,
+    )
 
 
 def agent(url: str) -> AnthropicAgent:
@@ -81,6 +138,7 @@ def web_tools(body: dict) -> dict[str, dict]:
 
 
 # -- TASK.md -------------------------------------------------------------------------------
+
 
 def front(text: str) -> str:
     return f"---\nprofile: tiny\nagent:\n  literature:\n{text}---\nbody\n"
@@ -97,15 +155,16 @@ def test_task_md_settings_resolve_and_bad_ones_are_one_line_errors():
     assert both.config.agent.literature.resolved()["phases"] == ["implement", "propose"]
     assert parse_task(front("    enabled: false\n")).config.agent.literature.resolved() is None
     assert parse_task(front("    max_searches: 0\n    max_fetches: 0\n")).config.agent.literature.resolved() is None
-    bad = {"    allowed_domains: [arxiv.org]\n    blocked_domains: [example.com]\n":
-           "TASK.md line 4: agent.literature: set allowed_domains or blocked_domains, not both",
-           "    allowed_domains: [https://arxiv.org]\n": "TASK.md line 5: agent.literature.allowed_domains: "
-                                                        "'https://arxiv.org': a domain without its scheme",
-           "    allowed_domains: []\n": "expected at least one domain, or null",
-           "    allowed_domains: ['arxiv org']\n": "is not a domain name",
-           "    phases: [conclude]\n": "agent.literature.phases.0: expected 'propose' or 'implement'",
-           "    max_searches: 500\n": "agent.literature.max_searches: less than or equal to 50",
-           "    searches: 5\n": "agent.literature.searches: unknown field (known: enabled, phases, max_searches"}
+    bad = {
+        "    allowed_domains: [arxiv.org]\n    blocked_domains: [example.com]\n": "TASK.md line 4: agent.literature: set allowed_domains or blocked_domains, not both",
+        "    allowed_domains: [https://arxiv.org]\n": "TASK.md line 5: agent.literature.allowed_domains: "
+        "'https://arxiv.org': a domain without its scheme",
+        "    allowed_domains: []\n": "expected at least one domain, or null",
+        "    allowed_domains: ['arxiv org']\n": "is not a domain name",
+        "    phases: [conclude]\n": "agent.literature.phases.0: expected 'propose' or 'implement'",
+        "    max_searches: 500\n": "agent.literature.max_searches: less than or equal to 50",
+        "    searches: 5\n": "agent.literature.searches: unknown field (known: enabled, phases, max_searches",
+    }
     for text, expected in bad.items():
         with pytest.raises(AutosaeError) as err:
             parse_task(front(text))
@@ -113,8 +172,13 @@ def test_task_md_settings_resolve_and_bad_ones_are_one_line_errors():
 
 
 def test_a_bad_literature_setting_stops_the_cli_with_one_line(project):
-    task = (project / "TASK.md").read_text().replace("  seed: 0\n", "  seed: 0\n  literature:\n"
-                                                     "    allowed_domains: [arxiv.org]\n    blocked_domains: [x.com]\n")
+    task = (
+        (project / "TASK.md")
+        .read_text()
+        .replace(
+            "  seed: 0\n", "  seed: 0\n  literature:\n    allowed_domains: [arxiv.org]\n    blocked_domains: [x.com]\n"
+        )
+    )
     (project / "TASK.md").write_text(task)
     git.Repo(project).git.commit("-q", "-am", "both lists")
     proc = autosae("sprint", cwd=project)
@@ -124,24 +188,48 @@ def test_a_bad_literature_setting_stops_the_cli_with_one_line(project):
 
 # -- the tools, bounded per phase ----------------------------------------------------------
 
+
 def test_the_server_tools_offer_what_is_left_of_the_phase_allowance():
     fresh = server_tools(SETTINGS, "propose", [])
-    assert fresh == [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3,
-                      "allowed_domains": ["arxiv.org", "github.com"]},
-                     {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 2,
-                      "allowed_domains": ["arxiv.org", "github.com"], "citations": {"enabled": True},
-                      "max_content_tokens": 25000}]
+    assert fresh == [
+        {
+            "type": "web_search_20250305",
+            "name": "web_search",
+            "max_uses": 3,
+            "allowed_domains": ["arxiv.org", "github.com"],
+        },
+        {
+            "type": "web_fetch_20250910",
+            "name": "web_fetch",
+            "max_uses": 2,
+            "allowed_domains": ["arxiv.org", "github.com"],
+            "citations": {"enabled": True},
+            "max_content_tokens": 25000,
+        },
+    ]
     assert server_tools(SETTINGS, "implement", []) == [] and server_tools(SETTINGS, "conclude", []) == []
     assert server_tools(None, "propose", []) == []
-    done = [{"role": "assistant", "content": [*search(0, "a", []), *search(1, "b", []), fetch_call(0, LISTA),
-                                              fetch_result(0, LISTA, "LISTA"), fetch_call(1, CODE)]}]
+    done = [
+        {
+            "role": "assistant",
+            "content": [
+                *search(0, "a", []),
+                *search(1, "b", []),
+                fetch_call(0, LISTA),
+                fetch_result(0, LISTA, "LISTA"),
+                fetch_call(1, CODE),
+            ],
+        }
+    ]
     left = {t["name"]: t["max_uses"] for t in server_tools(SETTINGS, "propose", done)}
     assert left == {"web_search": 1, "web_fetch": 1}  # the pending fetch (no result yet) is not spent
     done[0]["content"] += [*search(2, "c", []), fetch_result(1, CODE, "code")]
     assert server_tools(SETTINGS, "propose", done) == []  # all spent: the tools leave the request
     blocked = LiteratureSettings(blocked_domains=["example.com"], phases=["implement"]).resolved()
-    assert all(t["blocked_domains"] == ["example.com"] and "allowed_domains" not in t
-               for t in server_tools(blocked, "implement", []))
+    assert all(
+        t["blocked_domains"] == ["example.com"] and "allowed_domains" not in t
+        for t in server_tools(blocked, "implement", [])
+    )
     # a server call cut off outside a paused turn would make the API refuse the next request
     cut = [*search(5, "x", []), fetch_call(5, LISTA), {"type": "text", "text": "…"}]
     assert [b["type"] for b in settle(cut, "max_tokens")] == ["server_tool_use", "web_search_tool_result", "text"]
@@ -159,25 +247,53 @@ def test_claude_code_gets_websearch_and_webfetch_by_domain_rules():
 
 # -- sources: from the tools' results, untrusted ----------------------------------------------
 
+
 def test_sources_are_what_was_fetched_or_cited_and_never_the_model_text():
     messages = [
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": json.dumps(
-            fetch_result(9, "https://project-file.example/x", "a file the agent viewed"))}]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "I read https://model-says.example/paper (trust me)."},
-            *search(0, "lista", [(LISTA, "Learning Fast Approximations of Sparse Coding"), (CODE, "lista code"),
-                                 ("https://arxiv.org/abs/seen-only", "a hit never fetched nor cited")]),
-            fetch_call(0, CODE), fetch_result(0, CODE, "example/lista: LISTA in PyTorch"),
-            cited("LISTA unrolls ISTA.", LISTA, None),  # no title in the citation: the search hit's title
-            cited("again", LISTA, "Learning Fast Approximations of Sparse Coding"),
-            fetch_call(1, "javascript:alert(1)"), fetch_result(1, "javascript:alert(1)", "evil"),
-            cited("x", "https://user:pw@arxiv.org/abs/1", "credentials in a URL"),
-            cited("y", "https://arxiv.org/abs/" + "9" * 600, "over-long")]}]
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t",
+                    "content": json.dumps(fetch_result(9, "https://project-file.example/x", "a file the agent viewed")),
+                }
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "I read https://model-says.example/paper (trust me)."},
+                *search(
+                    0,
+                    "lista",
+                    [
+                        (LISTA, "Learning Fast Approximations of Sparse Coding"),
+                        (CODE, "lista code"),
+                        ("https://arxiv.org/abs/seen-only", "a hit never fetched nor cited"),
+                    ],
+                ),
+                fetch_call(0, CODE),
+                fetch_result(0, CODE, "example/lista: LISTA in PyTorch"),
+                cited("LISTA unrolls ISTA.", LISTA, None),  # no title in the citation: the search hit's title
+                cited("again", LISTA, "Learning Fast Approximations of Sparse Coding"),
+                fetch_call(1, "javascript:alert(1)"),
+                fetch_result(1, "javascript:alert(1)", "evil"),
+                cited("x", "https://user:pw@arxiv.org/abs/1", "credentials in a URL"),
+                cited("y", "https://arxiv.org/abs/" + "9" * 600, "over-long"),
+            ],
+        },
+    ]
     assert message_sources(messages) == [
         {"url": CODE, "title": "example/lista: LISTA in PyTorch"},
-        {"url": LISTA, "title": "Learning Fast Approximations of Sparse Coding"}]
-    many = [{"role": "assistant", "content": [fetch_result(i, f"https://arxiv.org/abs/{i}", HOSTILE_TITLE * 5)
-                                              for i in range(50)]}]
+        {"url": LISTA, "title": "Learning Fast Approximations of Sparse Coding"},
+    ]
+    many = [
+        {
+            "role": "assistant",
+            "content": [fetch_result(i, f"https://arxiv.org/abs/{i}", HOSTILE_TITLE * 5) for i in range(50)],
+        }
+    ]
     found = message_sources(many)
     assert len(found) == 30 and all(len(s["title"]) <= 200 and "\n" not in s["title"] for s in found)
 
@@ -186,23 +302,65 @@ def test_claude_code_sources_come_from_its_stream_events():
     """Shaped as Claude Code 2.1 writes them (seen against the fake API): WebSearch's links in
     the user event's tool_use_result, WebFetch's fetched URL and HTTP status."""
     events = [
-        {"type": "assistant", "message": {"content": [
-            {"type": "tool_use", "id": "ws", "name": "WebSearch", "input": {"query": "LISTA"}},
-            {"type": "text", "text": "see https://model-says.example"}]}},
-        {"type": "user", "message": {"content": [{"type": "tool_result", "tool_use_id": "ws", "content": "..."}]},
-         "tool_use_result": {"query": "LISTA", "results": [
-             {"tool_use_id": "srv", "content": [{"title": "Learning Fast Approximations", "url": LISTA}]}, "summary"]}},
-        {"type": "assistant", "message": {"content": [
-            {"type": "tool_use", "id": "wf", "name": "WebFetch", "input": {"url": LISTA, "prompt": "read"}},
-            {"type": "tool_use", "id": "wf2", "name": "WebFetch", "input": {"url": CODE, "prompt": "read"}},
-            {"type": "tool_use", "id": "wf3", "name": "WebFetch",
-             "input": {"url": "https://x.example", "prompt": "read"}}]}},
-        {"type": "user", "message": {"content": [{"type": "tool_result", "tool_use_id": "wf", "content": "..."}]},
-         "tool_use_result": {"url": LISTA, "code": 200, "codeText": "OK", "result": "...", "bytes": 10}},
-        {"type": "user", "message": {"content": [{"type": "tool_result", "tool_use_id": "wf2", "content": "gone"}]},
-         "tool_use_result": {"url": CODE, "code": 404, "codeText": "Not Found"}},
-        {"type": "user", "message": {"content": [{"type": "tool_result", "tool_use_id": "wf3", "is_error": True,
-                                                  "content": "Claude requested permissions to use WebFetch"}]}}]
+        {
+            "type": "assistant",
+            "message": {
+                "content": [
+                    {"type": "tool_use", "id": "ws", "name": "WebSearch", "input": {"query": "LISTA"}},
+                    {"type": "text", "text": "see https://model-says.example"},
+                ]
+            },
+        },
+        {
+            "type": "user",
+            "message": {"content": [{"type": "tool_result", "tool_use_id": "ws", "content": "..."}]},
+            "tool_use_result": {
+                "query": "LISTA",
+                "results": [
+                    {"tool_use_id": "srv", "content": [{"title": "Learning Fast Approximations", "url": LISTA}]},
+                    "summary",
+                ],
+            },
+        },
+        {
+            "type": "assistant",
+            "message": {
+                "content": [
+                    {"type": "tool_use", "id": "wf", "name": "WebFetch", "input": {"url": LISTA, "prompt": "read"}},
+                    {"type": "tool_use", "id": "wf2", "name": "WebFetch", "input": {"url": CODE, "prompt": "read"}},
+                    {
+                        "type": "tool_use",
+                        "id": "wf3",
+                        "name": "WebFetch",
+                        "input": {"url": "https://x.example", "prompt": "read"},
+                    },
+                ]
+            },
+        },
+        {
+            "type": "user",
+            "message": {"content": [{"type": "tool_result", "tool_use_id": "wf", "content": "..."}]},
+            "tool_use_result": {"url": LISTA, "code": 200, "codeText": "OK", "result": "...", "bytes": 10},
+        },
+        {
+            "type": "user",
+            "message": {"content": [{"type": "tool_result", "tool_use_id": "wf2", "content": "gone"}]},
+            "tool_use_result": {"url": CODE, "code": 404, "codeText": "Not Found"},
+        },
+        {
+            "type": "user",
+            "message": {
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "wf3",
+                        "is_error": True,
+                        "content": "Claude requested permissions to use WebFetch",
+                    }
+                ]
+            },
+        },
+    ]
     assert stream_sources(events) == [{"url": LISTA, "title": "Learning Fast Approximations"}]
 
 
@@ -211,8 +369,10 @@ def test_markdown_links_and_the_readme_section_are_escaped_and_idempotent():
     assert link.startswith("[\\[click me\\]\\(javascript:alert\\(1\\)\\) \\<img") and "\n" not in link
     assert link.endswith("](https://example.com/a%28b%29%3Cc%3E)") and "\\$" in link and "\\*\\*bold" in link
     assert clean_sources([{"url": "data:text/html,x"}, {"url": "file:///etc/passwd"}, {"url": "ftp://a.b/c"}]) == []
-    agent_text = (f"# My sprint\n\nnotes\n\n{README_START}\n## Sources\n- [forged](https://forged.example)\n"
-                  f"{README_END}\n\nmore notes {README_END}\n")
+    agent_text = (
+        f"# My sprint\n\nnotes\n\n{README_START}\n## Sources\n- [forged](https://forged.example)\n"
+        f"{README_END}\n\nmore notes {README_END}\n"
+    )
     once = readme_with_sources(agent_text, [{"url": LISTA, "title": "LISTA"}])
     assert readme_with_sources(once, [{"url": LISTA, "title": "LISTA"}]) == once  # idempotent
     assert "forged" not in once and once.count(README_START) == 1 and once.count(README_END) == 1
@@ -223,8 +383,13 @@ def test_markdown_links_and_the_readme_section_are_escaped_and_idempotent():
 def test_searches_are_priced_per_use_and_fetches_by_their_tokens():
     from anthropic.types import ServerToolUsage, Usage
 
-    usage = usage_dict(Usage(input_tokens=1000, output_tokens=100,
-                             server_tool_use=ServerToolUsage(web_search_requests=3, web_fetch_requests=2)))
+    usage = usage_dict(
+        Usage(
+            input_tokens=1000,
+            output_tokens=100,
+            server_tool_use=ServerToolUsage(web_search_requests=3, web_fetch_requests=2),
+        )
+    )
     assert usage["web_search_requests"] == 3 and usage["web_fetch_requests"] == 2
     assert Price(3.0, 15.0).cost(usage) == pytest.approx(0.003 + 0.0015 + 0.03)
     assert Price(0.0, 0.0).cost({"web_fetch_requests": 4}) == 0.0
@@ -233,24 +398,39 @@ def test_searches_are_priced_per_use_and_fetches_by_their_tokens():
 
 # -- the anthropic backend against the fake API --------------------------------------------
 
+
 def test_a_paused_turn_is_continued_and_its_blocks_go_back_unchanged(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake")
 
     def policy(body: dict):
         if turn_of(body) == 0:  # the server pauses with a fetch still pending
-            return {"content": [*search(0, "lista", [(LISTA, "Learning Fast Approximations")]), fetch_call(0, LISTA)],
-                    "stop_reason": "pause_turn", "usage": {"server_tool_use": {"web_search_requests": 1}}}
-        return {"content": [fetch_result(0, LISTA, "Learning Fast Approximations of Sparse Coding"),
-                            cited("LISTA unrolls ISTA.", CODE, "lista code"), use("finish", PROPOSAL)],
-                "usage": {"server_tool_use": {"web_fetch_requests": 1}}}
+            return {
+                "content": [*search(0, "lista", [(LISTA, "Learning Fast Approximations")]), fetch_call(0, LISTA)],
+                "stop_reason": "pause_turn",
+                "usage": {"server_tool_use": {"web_search_requests": 1}},
+            }
+        return {
+            "content": [
+                fetch_result(0, LISTA, "Learning Fast Approximations of Sparse Coding"),
+                cited("LISTA unrolls ISTA.", CODE, "lista code"),
+                use("finish", PROPOSAL),
+            ],
+            "usage": {"server_tool_use": {"web_fetch_requests": 1}},
+        }
 
     with FakeMessagesAPI(policy) as api:
         bot = agent(api.url)
         proposal = bot.propose(context(tmp_path))
     first, second = api.requests
-    assert web_tools(first) == {"web_search": {"type": "web_search_20250305", "name": "web_search", "max_uses": 3,
-                                               "allowed_domains": ["arxiv.org", "github.com"]},
-                                "web_fetch": {**server_tools(SETTINGS, "propose", [])[1]}}
+    assert web_tools(first) == {
+        "web_search": {
+            "type": "web_search_20250305",
+            "name": "web_search",
+            "max_uses": 3,
+            "allowed_domains": ["arxiv.org", "github.com"],
+        },
+        "web_fetch": {**server_tools(SETTINGS, "propose", [])[1]},
+    }
     assert all(h.get("anthropic-beta") == FETCH_BETA for h in api.headers)
     assert [m["role"] for m in second["messages"]] == ["user", "assistant"]  # no user message in between
     sent = second["messages"][-1]["content"]
@@ -258,13 +438,16 @@ def test_a_paused_turn_is_continued_and_its_blocks_go_back_unchanged(tmp_path, m
     assert {k: v for k, v in sent[2].items() if k != "cache_control"} == fetch_call(0, LISTA)  # the pending call
     assert sent[1]["content"][0]["encrypted_content"] == "ENC-0-0"  # unchanged, as the API needs it
     assert {k: t["max_uses"] for k, t in web_tools(second).items()} == {"web_search": 2, "web_fetch": 2}
-    assert proposal.sources == [{"url": LISTA, "title": "Learning Fast Approximations of Sparse Coding"},
-                                {"url": CODE, "title": "lista code"}]
+    assert proposal.sources == [
+        {"url": LISTA, "title": "Learning Fast Approximations of Sparse Coding"},
+        {"url": CODE, "title": "lista code"},
+    ]
     assert proposal.origin.startswith("LISTA (Gregor & LeCun 2010)")
     assert bot.tokens["web_search_requests"] == 1 and bot.tokens["web_fetch_requests"] == 1
     assert bot.cost_usd == pytest.approx(2 * Price(3.0, 15.0).cost(api.usage) + 0.01)
-    assert sum(r.get("cost_usd", 0) for r in Transcript(tmp_path / "record" / "propose.jsonl").records()) == \
-        pytest.approx(bot.cost_usd)
+    assert sum(
+        r.get("cost_usd", 0) for r in Transcript(tmp_path / "record" / "propose.jsonl").records()
+    ) == pytest.approx(bot.cost_usd)
 
 
 def test_a_resumed_paused_turn_goes_on_and_keeps_its_sources(tmp_path, monkeypatch):
@@ -274,9 +457,17 @@ def test_a_resumed_paused_turn_goes_on_and_keeps_its_sources(tmp_path, monkeypat
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake")
     record = Transcript(tmp_path / "record" / "propose.jsonl")
     record.append({"message": {"role": "user", "content": "the prompt, before the kill"}})
-    record.append({"message": {"role": "assistant", "content": [fetch_call(0, LISTA), fetch_result(0, LISTA, "LISTA"),
-                                                                 fetch_call(1, CODE)]},
-                   "usage": {"input_tokens": 10}, "cost_usd": 0.5, "stop_reason": "pause_turn"})
+    record.append(
+        {
+            "message": {
+                "role": "assistant",
+                "content": [fetch_call(0, LISTA), fetch_result(0, LISTA, "LISTA"), fetch_call(1, CODE)],
+            },
+            "usage": {"input_tokens": 10},
+            "cost_usd": 0.5,
+            "stop_reason": "pause_turn",
+        }
+    )
     with FakeMessagesAPI(lambda body: {"content": [fetch_result(1, CODE, "the code"), use("finish", PROPOSAL)]}) as api:
         bot = agent(api.url)
         proposal = bot.propose(context(tmp_path))
@@ -316,40 +507,80 @@ def test_a_request_refused_over_its_web_tools_goes_on_without_them(tmp_path, mon
 
 # -- one real sprint -----------------------------------------------------------------------
 
+
 def literature_policy(body: dict):
     phase, turn = phase_of(body), turn_of(body)
     if phase == "propose":
-        return {"content": [
-            {"type": "text", "text": "One look at sparse coding first. I read https://model-says.example/x."},
-            *search(0, "learned ISTA sparse coding", [(LISTA, "Learning Fast Approximations of Sparse Coding"),
-                                                       ("https://arxiv.org/abs/0000.00000", "a hit never read")]),
-            *search(1, "LISTA code", [(CODE, "lista code"), ("javascript:alert(1)", HOSTILE_TITLE)]),
-            fetch_call(0, LISTA), fetch_result(0, LISTA, "Learning Fast Approximations of Sparse Coding"),
-            cited("LISTA unrolls ISTA into a learned encoder.", CODE, HOSTILE_TITLE),
-            use("finish", PROPOSAL)],
-            "usage": {"server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 1}}}
+        return {
+            "content": [
+                {"type": "text", "text": "One look at sparse coding first. I read https://model-says.example/x."},
+                *search(
+                    0,
+                    "learned ISTA sparse coding",
+                    [
+                        (LISTA, "Learning Fast Approximations of Sparse Coding"),
+                        ("https://arxiv.org/abs/0000.00000", "a hit never read"),
+                    ],
+                ),
+                *search(1, "LISTA code", [(CODE, "lista code"), ("javascript:alert(1)", HOSTILE_TITLE)]),
+                fetch_call(0, LISTA),
+                fetch_result(0, LISTA, "Learning Fast Approximations of Sparse Coding"),
+                cited("LISTA unrolls ISTA into a learned encoder.", CODE, HOSTILE_TITLE),
+                use("finish", PROPOSAL),
+            ],
+            "usage": {"server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 1}},
+        }
     if phase == "implement":
         folder = sprint_folder(body)
-        forged = (f"# LISTA\n\nidea, hypothesis, plan\n\n{README_START}\n- [forged](https://forged.example)\n"
-                  f"{README_END}\n")
-        steps = [{"content": [fetch_call(7, IMPL), fetch_result(7, IMPL, "a LISTA implementation"),
-                              use("str_replace_based_edit_tool", {"command": "create", "path": f"{folder}/README.md",
-                                                                  "file_text": forged})],
-                  "usage": {"server_tool_use": {"web_fetch_requests": 1}}},
-                 [use("str_replace_based_edit_tool", {"command": "create", "path": f"{folder}/variant.py",
-                                                      "file_text": VARIANT})],
-                 [use("finish", {"summary": "done"})]]
+        forged = (
+            f"# LISTA\n\nidea, hypothesis, plan\n\n{README_START}\n- [forged](https://forged.example)\n{README_END}\n"
+        )
+        steps = [
+            {
+                "content": [
+                    fetch_call(7, IMPL),
+                    fetch_result(7, IMPL, "a LISTA implementation"),
+                    use(
+                        "str_replace_based_edit_tool",
+                        {"command": "create", "path": f"{folder}/README.md", "file_text": forged},
+                    ),
+                ],
+                "usage": {"server_tool_use": {"web_fetch_requests": 1}},
+            },
+            [
+                use(
+                    "str_replace_based_edit_tool",
+                    {"command": "create", "path": f"{folder}/variant.py", "file_text": VARIANT},
+                )
+            ],
+            [use("finish", {"summary": "done"})],
+        ]
         return steps[min(turn, 2)]
-    return [use("finish", {"checks": "the LISTA step ran", "alternatives": ["seed noise"],
-                           "conclusion": "LIT-CONCLUSION", "next_steps": ["two steps"]})]
+    return [
+        use(
+            "finish",
+            {
+                "checks": "the LISTA step ran",
+                "alternatives": ["seed noise"],
+                "conclusion": "LIT-CONCLUSION",
+                "next_steps": ["two steps"],
+            },
+        )
+    ]
 
 
 def test_a_sprint_records_its_sources_prices_its_searches_and_reports_them(project):
     with FakeMessagesAPI(literature_policy) as api:
         anthropic_project(project, api.url, price={"input": 0, "output": 0})  # only the searches cost money
-        task = (project / "TASK.md").read_text().replace(
-            "  seed: 0\n", "  seed: 0\n  literature:\n    phases: [propose, implement]\n    max_searches: 3\n"
-                           "    max_fetches: 2\n    allowed_domains: [arxiv.org, github.com]\n")
+        task = (
+            (project / "TASK.md")
+            .read_text()
+            .replace(
+                "  seed: 0\n",
+                "  seed: 0\n  literature:\n    phases: [propose, implement]\n    max_searches: 3\n"
+                "    max_fetches: 2\n    allowed_domains: [arxiv.org, github.com]\n",
+            )
+        )
         (project / "TASK.md").write_text(task)
         git.Repo(project).git.commit("-q", "-am", "literature settings")
         proc = autosae("sprint", cwd=project, env=ENV)
@@ -357,7 +588,9 @@ def test_a_sprint_records_its_sources_prices_its_searches_and_reports_them(proje
     # (a) the tools, bounded as TASK.md says, in the phases it lists (propose, implement), never in conclude
     [propose] = api.answered("propose")
     assert {k: (t["max_uses"], t["allowed_domains"]) for k, t in web_tools(propose).items()} == {
-        "web_search": (3, ["arxiv.org", "github.com"]), "web_fetch": (2, ["arxiv.org", "github.com"])}
+        "web_search": (3, ["arxiv.org", "github.com"]),
+        "web_fetch": (2, ["arxiv.org", "github.com"]),
+    }
     assert api.headers[api.requests.index(propose)].get("anthropic-beta") == FETCH_BETA
     implement = api.answered("implement")
     assert {k: t["max_uses"] for k, t in web_tools(implement[0]).items()} == {"web_search": 3, "web_fetch": 2}
@@ -376,8 +609,11 @@ def test_a_sprint_records_its_sources_prices_its_searches_and_reports_them(proje
     assert "## Sources" in md and f"]({LISTA})" in md and PROPOSAL["origin"] in md
     assert "| web tools | searches: 2 ($0.01 each, in the agent cost); pages fetched: 2" in md
     for text in (readme, md):
-        assert "model-says" not in text and "0000.00000" not in text and "javascript" not in text.replace(
-            "javascript:alert\\(1\\)", "")  # only inside an escaped title, never as a link
+        assert (
+            "model-says" not in text
+            and "0000.00000" not in text
+            and "javascript" not in text.replace("javascript:alert\\(1\\)", "")
+        )  # only inside an escaped title, never as a link
         assert " <img" not in text and "\\<img" in text and "](javascript" not in text  # escaped, inert
     pdf = pdftools.text(folder / "report.pdf")
     assert "Sources" in pdf and "Learning Fast Approximations of Sparse Coding" in pdf and "arxiv.org/abs" in pdf

@@ -13,13 +13,21 @@ from autosae.agents.recipe import BASELINE_CONFIGS, RecipeAgent, config_key, nor
 from autosae.sandboxed.spec import VariantSpec
 from autosae.variants import reference_variants
 
-SPEC = VariantSpec(d_in=16, width=32, k=4, batch_size=8, total_steps=100, lr=1e-3, seed=0, device="cpu",
-                   profile="tiny")
+SPEC = VariantSpec(d_in=16, width=32, k=4, batch_size=8, total_steps=100, lr=1e-3, seed=0, device="cpu", profile="tiny")
 
 
 def ctx(n: int = 0, past=(), best=None, seed: int = 0) -> AgentContext:
-    return AgentContext(task_body="", profile="tiny", objective="f1", sprint_number=n, past=list(past),
-                        best=best, seed=seed, width=32, k=4)
+    return AgentContext(
+        task_body="",
+        profile="tiny",
+        objective="f1",
+        sprint_number=n,
+        past=list(past),
+        best=best,
+        seed=seed,
+        width=32,
+        k=4,
+    )
 
 
 def load_build(path):
@@ -44,8 +52,15 @@ def test_it_never_repeats_a_configuration_over_fifteen_sprints():
         assert key not in seen
         seen.add(key)
         verdict = "improved" if n == 2 else ("worse" if n % 2 else "no change")
-        row = PastSprint(id=f"s{n}", title=proposal.title, verdict=verdict, f1=0.7, mcc=0.7,
-                         config=proposal.config, parent=proposal.parent)
+        row = PastSprint(
+            id=f"s{n}",
+            title=proposal.title,
+            verdict=verdict,
+            f1=0.7,
+            mcc=0.7,
+            config=proposal.config,
+            parent=proposal.parent,
+        )
         past.append(row)
         if verdict == "improved":
             best = row
@@ -54,8 +69,15 @@ def test_it_never_repeats_a_configuration_over_fifteen_sprints():
 
 
 def test_it_starts_from_the_best_and_changes_one_setting():
-    best = PastSprint(id="b", title="best", verdict="improved", f1=0.8, mcc=0.8,
-                      config=normalise({"term_tilt": 2e-3}), parent="baseline:matryoshka")
+    best = PastSprint(
+        id="b",
+        title="best",
+        verdict="improved",
+        f1=0.8,
+        mcc=0.8,
+        config=normalise({"term_tilt": 2e-3}),
+        parent="baseline:matryoshka",
+    )
     proposal = RecipeAgent(seed=0).propose(ctx(1, [best], best))
     assert proposal.parent == "b"
     diff = [k for k in proposal.config if proposal.config[k] != best.config[k]]
@@ -65,8 +87,9 @@ def test_it_starts_from_the_best_and_changes_one_setting():
 
 def test_settings_that_hurt_are_tried_later_from_the_same_start():
     first = RecipeAgent(seed=0).propose(ctx())
-    hurt = PastSprint(id="s0", title=first.title, verdict="worse", f1=0.5, mcc=0.5, config=first.config,
-                      parent="baseline:matryoshka")
+    hurt = PastSprint(
+        id="s0", title=first.title, verdict="worse", f1=0.5, mcc=0.5, config=first.config, parent="baseline:matryoshka"
+    )
     second = RecipeAgent(seed=0).propose(ctx(1, [hurt]))
     changed = {k for k in second.config if second.config[k] != normalise(BASELINE_CONFIGS["matryoshka"])[k]}
     assert not changed & {k for k in first.config if first.config[k] != normalise(BASELINE_CONFIGS["matryoshka"])[k]}
@@ -95,8 +118,17 @@ def test_every_proposal_builds_a_working_sae(tmp_path):
         sae = load_build(folder / "variant.py")(SPEC)
         out = sae.training_loss(torch.randn(8, 16), __import__("autosae.sae", fromlist=["StepInfo"]).StepInfo(0, 100))
         assert torch.isfinite(out.loss) and out.latents.shape == (8, 32)
-        past.append(PastSprint(id=f"s{n}", title=proposal.title, verdict="no change", f1=0.7, mcc=0.7,
-                               config=proposal.config, parent=proposal.parent))
+        past.append(
+            PastSprint(
+                id=f"s{n}",
+                title=proposal.title,
+                verdict="no change",
+                f1=0.7,
+                mcc=0.7,
+                config=proposal.config,
+                parent=proposal.parent,
+            )
+        )
 
 
 def test_the_matryoshka_config_renders_the_baseline(tmp_path):
@@ -111,19 +143,31 @@ def test_the_matryoshka_config_renders_the_baseline(tmp_path):
 def test_conclusions_quote_the_numbers():
     agent = RecipeAgent(seed=0)
     proposal = agent.propose(ctx())
-    results = {"status": "ok", "summary": {"f1": {"mean": 0.78, "std": 0.01, "n": 3},
-                                           "mcc": {"mean": 0.7, "std": 0.01, "n": 3}}}
-    verdict = {"verdict": "improved", "objective": "f1", "alpha": 0.05, "delta_parent": 0.02, "p_value": 0.01,
-               "noise_floor": 0.01, "noop": False, "new_best": True,
-               "parent": {"id": "baseline:matryoshka", "mean": 0.76, "std": 0.008},
-               "baselines": {"matryoshka": {"f1": {"mean": 0.76, "std": 0.008}}}}
+    results = {
+        "status": "ok",
+        "summary": {"f1": {"mean": 0.78, "std": 0.01, "n": 3}, "mcc": {"mean": 0.7, "std": 0.01, "n": 3}},
+    }
+    verdict = {
+        "verdict": "improved",
+        "objective": "f1",
+        "alpha": 0.05,
+        "delta_parent": 0.02,
+        "p_value": 0.01,
+        "noise_floor": 0.01,
+        "noop": False,
+        "new_best": True,
+        "parent": {"id": "baseline:matryoshka", "mean": 0.76, "std": 0.008},
+        "baselines": {"matryoshka": {"f1": {"mean": 0.76, "std": 0.008}}},
+    }
     text = agent.conclude(proposal, results, verdict, ctx()).text
     assert "0.7800 ± 0.0100" in text and "+0.0200" in text and "new best" in text
-    failed = agent.conclude(proposal, {"status": "failed", "reason": "seed 0: NaN"},
-                            {"verdict": "failed", "objective": "f1"}, ctx()).text
+    failed = agent.conclude(
+        proposal, {"status": "failed", "reason": "seed 0: NaN"}, {"verdict": "failed", "objective": "f1"}, ctx()
+    ).text
     assert "NaN" in failed
-    noop = agent.conclude(proposal, results, {**verdict, "verdict": "no change", "noop": True,
-                                              "noop_reason": "identical"}, ctx()).text
+    noop = agent.conclude(
+        proposal, results, {**verdict, "verdict": "no change", "noop": True, "noop_reason": "identical"}, ctx()
+    ).text
     assert "no-op" in noop
 
 

@@ -88,8 +88,12 @@ def test_transcript_redacts_and_survives_a_torn_line(tmp_path, monkeypatch):
 
 
 def test_prices_come_from_the_table_or_task_md():
-    usage = {"input_tokens": 1_000_000, "output_tokens": 1_000_000,
-             "cache_creation_input_tokens": 1_000_000, "cache_read_input_tokens": 1_000_000}
+    usage = {
+        "input_tokens": 1_000_000,
+        "output_tokens": 1_000_000,
+        "cache_creation_input_tokens": 1_000_000,
+        "cache_read_input_tokens": 1_000_000,
+    }
     assert Price.of("claude-sonnet-4-5-20250929").cost(usage) == pytest.approx(3 + 15 + 3.75 + 0.3)
     assert Price.of("anything", {"input": 1, "output": 2}).cost(usage) == pytest.approx(1 + 2 + 1.25 + 0.1)
     from autosae.agents import AgentError
@@ -105,8 +109,12 @@ def test_the_default_model_is_priced_and_its_cache_reads_are_cheaper():
     from autosae.config import TaskConfig
 
     assert TaskConfig().agent.model == DEFAULT_MODEL == "claude-fable-5-2"
-    usage = {"input_tokens": 1_000_000, "output_tokens": 1_000_000,
-             "cache_creation_input_tokens": 1_000_000, "cache_read_input_tokens": 1_000_000}
+    usage = {
+        "input_tokens": 1_000_000,
+        "output_tokens": 1_000_000,
+        "cache_creation_input_tokens": 1_000_000,
+        "cache_read_input_tokens": 1_000_000,
+    }
     assert Price.of(DEFAULT_MODEL).cost(usage) == pytest.approx(8 + 40 + 10 + 0.2)
     assert Price.of("claude-opus-5-5").cost(usage) == pytest.approx(4 + 20 + 5 + 0.4)
 
@@ -136,8 +144,9 @@ def test_python_m_autosae_sae_prints_the_components_source():
 
     listing = subprocess.run([sys.executable, "-m", "autosae.sae"], capture_output=True, text=True)
     assert listing.returncode == 0 and "matryoshka" in listing.stdout and "lista" in listing.stdout
-    source = subprocess.run([sys.executable, "-m", "autosae.sae", "batchtopk", "lista.py"], capture_output=True,
-                            text=True)
+    source = subprocess.run(
+        [sys.executable, "-m", "autosae.sae", "batchtopk", "lista.py"], capture_output=True, text=True
+    )
     assert source.returncode == 0
     assert "class BatchTopKSAE(nn.Module)" in source.stdout and "class LISTA" in source.stdout
     unknown = subprocess.run([sys.executable, "-m", "autosae.sae", "nope"], capture_output=True, text=True)

@@ -14,8 +14,10 @@ def ctx(n: int) -> AgentContext:
 
 
 def test_actions_replay_by_sprint_number(tmp_path):
-    script = [{"title": "a", "variant": "matryoshka", "cost_usd": 0.5},
-              {"title": "b", "variant": "def build(spec):\n    return None\n", "readme": "# b\n"}]
+    script = [
+        {"title": "a", "variant": "matryoshka", "cost_usd": 0.5},
+        {"title": "b", "variant": "def build(spec):\n    return None\n", "readme": "# b\n"},
+    ]
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(script))
     agent = create_agent("scripted", script="s.yaml", project=str(tmp_path))
     assert [agent.propose(ctx(n)).title for n in range(3)] == ["a", "b", "a"]

@@ -7,11 +7,9 @@ import time
 
 from autosae.bench.build import POOL_FILE, build, entry_dir, load, verify
 from autosae.bench.profiles import get_profile
-
 from tests.conftest import run_cli
 
-SMALL = ["num_features=64", "hidden_dim=16", "hierarchy_roots=2", "correlation_rank=4",
-         "pool_samples=4096"]
+SMALL = ["num_features=64", "hidden_dim=16", "hierarchy_roots=2", "correlation_rank=4", "pool_samples=4096"]
 
 
 def small_profile(seed: int):

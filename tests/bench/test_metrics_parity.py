@@ -11,10 +11,18 @@ from safetensors.torch import load_file
 from autosae.harness.run import RunOptions, run_variant
 from autosae.variants import reference_variants
 
-KEYS = {"f1": "classification.f1_score", "precision": "classification.precision",
-        "recall": "classification.recall", "mcc": "mcc", "l0": "sae_l0", "true_l0": "true_l0",
-        "dead_latents": "dead_latents", "explained_variance": "explained_variance",
-        "shrinkage": "shrinkage", "uniqueness": "uniqueness"}
+KEYS = {
+    "f1": "classification.f1_score",
+    "precision": "classification.precision",
+    "recall": "classification.recall",
+    "mcc": "mcc",
+    "l0": "sae_l0",
+    "true_l0": "true_l0",
+    "dead_latents": "dead_latents",
+    "explained_variance": "explained_variance",
+    "shrinkage": "shrinkage",
+    "uniqueness": "uniqueness",
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +30,11 @@ def trained(tiny, tmp_path_factory):
     import dataclasses
 
     profile, model, _ = tiny
-    quick = dataclasses.replace(profile, constraints=dataclasses.replace(
-        profile.constraints, training_samples=100_000, eval_samples=20_000))
+    quick = dataclasses.replace(
+        profile, constraints=dataclasses.replace(profile.constraints, training_samples=100_000, eval_samples=20_000)
+    )
     out = tmp_path_factory.mktemp("parity")
-    results = run_variant(reference_variants()["batchtopk"], quick, out,
-                          RunOptions(seeds=[0], counted=False))
+    results = run_variant(reference_variants()["batchtopk"], quick, out, RunOptions(seeds=[0], counted=False))
     return quick, model, out, results
 
 
@@ -38,12 +46,16 @@ def test_metrics_equal_sae_lens_evaluation_on_the_same_sae_and_samples(trained):
     ours = results["per_seed"][0]
     state = load_file(out / "seed_900000" / "variant_state.safetensors")  # quick seed 0
     c = profile.constraints
-    sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(
-        d_in=profile.model.hidden_dim, d_sae=c.width, k=c.k, rescale_acts_by_decoder_norm=True))
+    sae = BatchTopKTrainingSAE(
+        BatchTopKTrainingSAEConfig(
+            d_in=profile.model.hidden_dim, d_sae=c.width, k=c.k, rescale_acts_by_decoder_norm=True
+        )
+    )
     sae.load_state_dict({k: state[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}, strict=False)
     torch.manual_seed(results["quick"]["eval_seed"])  # an uncounted run is scored on the validation samples
-    theirs = eval_sae_on_synthetic_data(sae, model.feature_dict, model.activation_generator,
-                                        num_samples=c.eval_samples, batch_size=c.batch_size).to_dict()
+    theirs = eval_sae_on_synthetic_data(
+        sae, model.feature_dict, model.activation_generator, num_samples=c.eval_samples, batch_size=c.batch_size
+    ).to_dict()
     for key, path in KEYS.items():
         value = theirs
         for part in path.split("."):

@@ -39,11 +39,14 @@ def test_model_seed_and_overrides_make_held_out_models():
     assert get_profile("tiny", overrides=["training_samples=2e5"]).constraints.training_samples == 200_000
 
 
-@pytest.mark.parametrize("override, message", [
-    ("nonsense=1", "not a model, constraint or profile field"),
-    ("hidden_dim=abc", "expected a int"),
-    ("hidden_dim", "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("nonsense=1", "not a model, constraint or profile field"),
+        ("hidden_dim=abc", "expected a int"),
+        ("hidden_dim", "expected key=value"),
+    ],
+)
 def test_bad_overrides_are_refused_clearly(override, message):
     with pytest.raises(AutosaeError, match=message):
         get_profile("tiny", overrides=[override])

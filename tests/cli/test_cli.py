@@ -19,8 +19,7 @@ def test_help_lists_every_command_quickly():
 
 
 def test_help_does_not_import_torch_or_sae_lens():
-    code = ("import sys; from autosae.cli import app; "
-            "print('torch' in sys.modules, 'sae_lens' in sys.modules)")
+    code = "import sys; from autosae.cli import app; print('torch' in sys.modules, 'sae_lens' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip() == "False False"
 

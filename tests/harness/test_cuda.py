@@ -13,8 +13,9 @@ from autosae.harness.slots import SlotPool
 from autosae.variants import reference_variants
 
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
-needs_gpu = pytest.mark.skipif(GPUS == 0, reason="no CUDA GPU visible: the CUDA IPC buffers and GPU memory "
-                                                 "accounting are exercised only on a GPU")
+needs_gpu = pytest.mark.skipif(
+    GPUS == 0, reason="no CUDA GPU visible: the CUDA IPC buffers and GPU memory accounting are exercised only on a GPU"
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,12 @@ def test_a_run_on_the_gpu_scores_like_the_cpu(tmp_path, short_tiny):
 def test_tf32_in_the_variant_keeps_the_metrics(tmp_path, short_tiny):
     variant = reference_variants()["matryoshka"]
     full = run_variant(variant, short_tiny, tmp_path / "fp32", RunOptions(seeds=[0], device="cuda", log=lambda _: None))
-    tf32 = run_variant(variant, short_tiny, tmp_path / "tf32", RunOptions(seeds=[0], device="cuda",
-                                                                          matmul_precision="high", log=lambda _: None))
+    tf32 = run_variant(
+        variant,
+        short_tiny,
+        tmp_path / "tf32",
+        RunOptions(seeds=[0], device="cuda", matmul_precision="high", log=lambda _: None),
+    )
     for metric in ("f1", "mcc"):
         assert tf32["per_seed"][0][metric] == pytest.approx(full["per_seed"][0][metric], abs=0.01)
 
@@ -47,6 +52,10 @@ def test_tf32_in_the_variant_keeps_the_metrics(tmp_path, short_tiny):
 @pytest.mark.skipif(GPUS < 2, reason="fewer than two CUDA GPUs visible: seeds on several GPUs need two")
 def test_seeds_on_every_gpu_at_once(tmp_path, short_tiny):
     devices = [f"cuda:{i}" for i in range(GPUS)]
-    res = run_variant(reference_variants()["batchtopk"], short_tiny, tmp_path / "run",
-                      RunOptions(seeds=list(range(GPUS)), pool=SlotPool(devices), log=lambda _: None))
+    res = run_variant(
+        reference_variants()["batchtopk"],
+        short_tiny,
+        tmp_path / "run",
+        RunOptions(seeds=list(range(GPUS)), pool=SlotPool(devices), log=lambda _: None),
+    )
     assert res["status"] == "ok" and sorted(res["devices"]) == sorted(devices)

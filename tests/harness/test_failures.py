@@ -40,7 +40,9 @@ def test_a_variant_that_raises_is_recorded_as_failed(quick, write_variant, tmp_p
 
 
 def test_a_variant_that_crashes_mid_training_is_recorded(quick, write_variant, tmp_path):
-    path = write_variant(GOOD, """
+    path = write_variant(
+        GOOD,
+        """
     class Flaky(BatchTopKSAE):
         def training_loss(self, x, step):
             if step.step == 7:
@@ -49,14 +51,17 @@ def test_a_variant_that_crashes_mid_training_is_recorded(quick, write_variant, t
 
     def build(spec):
         return Flaky(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     message, results = run_failing(path, quick, tmp_path / "run")
     assert "lost the plot at step 7" in message
     assert results["per_seed"][0]["kind"] == "error"
 
 
 def test_a_nan_loss_is_recorded_as_nan(quick, write_variant, tmp_path):
-    path = write_variant(GOOD, """
+    path = write_variant(
+        GOOD,
+        """
     class Diverges(BatchTopKSAE):
         def training_loss(self, x, step):
             out = super().training_loss(x, step)
@@ -65,44 +70,54 @@ def test_a_nan_loss_is_recorded_as_nan(quick, write_variant, tmp_path):
 
     def build(spec):
         return Diverges(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     message, results = run_failing(path, quick, tmp_path / "run")
     assert results["failure_kind"] == "nan" and "nan" in message.lower()
 
 
 def test_nan_latents_at_eval_are_caught_by_the_trusted_side(quick, write_variant, tmp_path):
-    path = write_variant(GOOD, """
+    path = write_variant(
+        GOOD,
+        """
     class BadEval(BatchTopKSAE):
         def encode(self, x):
             return super().encode(x) * float("nan")
 
     def build(spec):
         return BadEval(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     message, results = run_failing(path, quick, tmp_path / "run")
     assert results["failure_kind"] == "nan" and "eval samples" in message
 
 
 def test_running_out_of_memory_is_recorded(quick, write_variant, tmp_path):
-    path = write_variant(GOOD, """
+    path = write_variant(
+        GOOD,
+        """
     import torch
 
     def build(spec):
         hog = torch.empty(2**40)  # 4 TiB
         return BatchTopKSAE(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     message, results = run_failing(path, quick, tmp_path / "run", memory_limit_gb=8)
     assert results["failure_kind"] == "out_of_memory", message
 
 
 def test_a_hanging_variant_is_killed_at_its_time_limit(quick, write_variant, tmp_path):
-    path = write_variant(GOOD, """
+    path = write_variant(
+        GOOD,
+        """
     import subprocess, time
 
     def build(spec):
         subprocess.Popen(["sh", "-c", "sleep 600; echo " + __file__], start_new_session=True)  # leaves the group
         time.sleep(600)
-    """)
+    """,
+    )
     message, results = run_failing(path, quick, tmp_path / "run", time_limit_s=8)
     assert results["failure_kind"] == "timeout" and "time limit" in message
     marker = str(tmp_path).encode()  # the variant's process names its run folder on its command line
@@ -116,8 +131,7 @@ def test_a_hanging_variant_is_killed_at_its_time_limit(quick, write_variant, tmp
     assert not left  # neither the variant's process nor its setsid child outlives the run
 
 
-@pytest.mark.parametrize("target", ["sae_lens.synthetic", "autosae.bench.metrics",
-                                    "sae_lens.synthetic.initialization"])
+@pytest.mark.parametrize("target", ["sae_lens.synthetic", "autosae.bench.metrics", "sae_lens.synthetic.initialization"])
 def test_the_variant_cannot_import_the_ground_truth(quick, write_variant, tmp_path, target):
     path = write_variant(f"""
         import importlib
@@ -159,22 +173,27 @@ def test_the_guard_refuses_before_importing_the_parent_package():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom autosae.sandboxed import guard\nguard.install()\n"
-            "for stmt in ('from sae_lens import synthetic', 'import sae_lens.synthetic.evals',\n"
-            "             'import importlib; importlib.import_module(\"autosae.bench.metrics\")'):\n"
-            "    try:\n        exec(stmt)\n    except guard.GroundTruthImportError:\n        print('blocked')\n"
-            "print('sae_lens' in sys.modules)\nimport json\nprint('ok')\n")
+    code = (
+        "import sys\nfrom autosae.sandboxed import guard\nguard.install()\n"
+        "for stmt in ('from sae_lens import synthetic', 'import sae_lens.synthetic.evals',\n"
+        "             'import importlib; importlib.import_module(\"autosae.bench.metrics\")'):\n"
+        "    try:\n        exec(stmt)\n    except guard.GroundTruthImportError:\n        print('blocked')\n"
+        "print('sae_lens' in sys.modules)\nimport json\nprint('ok')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["blocked", "blocked", "blocked", "False", "ok"], out.stdout + out.stderr
 
 
 def test_a_variant_imports_the_python_files_beside_it(quick, write_variant, tmp_path):
-    write_variant("""
+    write_variant(
+        """
         from autosae.sae import BatchTopKSAE
 
         def make(spec):
             return BatchTopKSAE(spec.d_in, spec.width, spec.k)
-    """, name="helpers.py")
+    """,
+        name="helpers.py",
+    )
     path = write_variant("""
         import helpers
 

@@ -35,8 +35,12 @@ def short_tiny():
 
 
 def opts_for(tmp_path, **launcher) -> RunOptions:
-    return RunOptions(seeds=[0], launcher=LauncherSettings(kind="submitit-local", **launcher),
-                      launcher_folder=str(tmp_path / "jobs"), log=lambda _: None)
+    return RunOptions(
+        seeds=[0],
+        launcher=LauncherSettings(kind="submitit-local", **launcher),
+        launcher_folder=str(tmp_path / "jobs"),
+        log=lambda _: None,
+    )
 
 
 def kill_jobs_when_they_hang(run, attempts: int) -> threading.Thread:

@@ -13,8 +13,8 @@ import torch
 from autosae.config import parse_task
 from autosae.errors import AutosaeError
 from autosae.harness.quick import beside, logged_metrics, parent_dir
-from autosae.harness.validation import QUICK_SEED_BASE, VALIDATION_EVAL_SEED
 from autosae.harness.run import RunOptions, eval_batches, run_variant
+from autosae.harness.validation import QUICK_SEED_BASE, VALIDATION_EVAL_SEED
 from autosae.sprint.project_secrets import with_secret_eval
 from autosae.variants import reference_variants
 from tests.conftest import run_cli
@@ -86,8 +86,13 @@ def test_a_quick_run_never_sees_the_counted_eval_samples_nor_its_seeds(quick, ti
     assert not quick_rows & hashes(quick, model)  # nor a public one (seed 1234)
     assert test_seeds == [0] and quick_seeds == [QUICK_SEED_BASE]
 
-    assert results["quick"] == {"eval_set": "validation", "eval_seed": VALIDATION_EVAL_SEED, "requested_seeds": [0],
-                                "seeds": [QUICK_SEED_BASE], "note": results["quick"]["note"]}
+    assert results["quick"] == {
+        "eval_set": "validation",
+        "eval_seed": VALIDATION_EVAL_SEED,
+        "requested_seeds": [0],
+        "seeds": [QUICK_SEED_BASE],
+        "note": results["quick"]["note"],
+    }
     assert results["seeds"] == [QUICK_SEED_BASE] and results["per_seed"][0]["seed"] == QUICK_SEED_BASE
     recorded = (tmp_path / "counted" / "results.json").read_text()
     assert "quick" not in json.loads(recorded) and str(counted.eval_seed) not in recorded  # the secret stays secret
@@ -99,9 +104,11 @@ def test_counted_runs_and_task_md_refuse_the_quick_seeds(quick, tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(AutosaeError, match="quick .uncounted. runs take seeds 0 to 999"):
         run_variant(reference_variants()["batchtopk"], quick, tmp_path / "run", RunOptions(seeds=[5000], counted=False))
-    for front, where in ((f"seeds: [0, {QUICK_SEED_BASE + 3}]", "line 2: seeds"),
-                         (f"seeds: {QUICK_SEED_BASE + 1}", "line 2: seeds"),
-                         (f"heldout:\n  seeds: {QUICK_SEED_BASE + 1}", "line 3: heldout.seeds")):
+    for front, where in (
+        (f"seeds: [0, {QUICK_SEED_BASE + 3}]", "line 2: seeds"),
+        (f"seeds: {QUICK_SEED_BASE + 1}", "line 2: seeds"),
+        (f"heldout:\n  seeds: {QUICK_SEED_BASE + 1}", "line 3: heldout.seeds"),
+    ):
         with pytest.raises(AutosaeError) as info:
             parse_task(f"---\n{front}\n---\nbody\n")
         message = str(info.value)
@@ -111,8 +118,21 @@ def test_counted_runs_and_task_md_refuse_the_quick_seeds(quick, tmp_path):
 @pytest.fixture(scope="module")
 def quick_with_parent(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick") / "run"
-    proc = run_cli("train", "lista_matryoshka", "--seeds", "1", "--uncounted", "--samples", "20480",
-                   "--set", "eval_samples=4096", "--parent", "matryoshka", "--out", str(out))
+    proc = run_cli(
+        "train",
+        "lista_matryoshka",
+        "--seeds",
+        "1",
+        "--uncounted",
+        "--samples",
+        "20480",
+        "--set",
+        "eval_samples=4096",
+        "--parent",
+        "matryoshka",
+        "--out",
+        str(out),
+    )
     return proc, out
 
 
@@ -124,8 +144,9 @@ def test_train_uncounted_with_a_parent_prints_both_the_log_and_the_difference(qu
     assert lines["train_seeds"] == str(QUICK_SEED_BASE)
     assert lines["parent"] == "matryoshka" and lines["parent_status"] == "ok" and lines["parent_cached"] == "no"
     for key in ("f1", "mcc", "precision", "recall", "dead_latents"):
-        assert float(lines[f"delta_{key}"]) == pytest.approx(float(lines[key]) - float(lines[f"parent_{key}"]),
-                                                             abs=1e-4)
+        assert float(lines[f"delta_{key}"]) == pytest.approx(
+            float(lines[key]) - float(lines[f"parent_{key}"]), abs=1e-4
+        )
     assert lines["log_loss"].startswith(f"seed={QUICK_SEED_BASE} first=") and " last=" in lines["log_loss"]
     assert "first=" in lines["variant_mse"]  # LISTA-Matryoshka's own TrainOutput.metrics
     parent = json.loads(open(lines["parent_results"]).read())
@@ -147,15 +168,29 @@ def test_the_parent_beside_comes_from_the_cache_only_when_its_seal_holds(quick_w
     again = beside(parent, "matryoshka", profile, opts, True)
     assert not again["cached"] and again["metrics"]["f1"] == side["metrics"]["f1"]  # trained again, same numbers
     assert beside(parent, "matryoshka", profile, opts, False) == {
-        "variant": "matryoshka", "status": "not trained", "reason": "not asked for"}
+        "variant": "matryoshka",
+        "status": "not trained",
+        "reason": "not asked for",
+    }
 
 
 def test_the_variants_own_logged_metrics_are_bounded_display_data(tmp_path):
     seed = tmp_path / "seed_900000"
     seed.mkdir()
-    entries = [{"step": i, "samples": 1024 * i, "loss": 10.0 - i, "l0": 5.0, "dead": i,
-                "variant/aux": i / 2, "variant/" + "x" * 200: 1.0, "variant/bad name;rm": 2.0,
-                **{f"variant/m{j:03d}": float(j) for j in range(40)}} for i in range(1, 4)]
+    entries = [
+        {
+            "step": i,
+            "samples": 1024 * i,
+            "loss": 10.0 - i,
+            "l0": 5.0,
+            "dead": i,
+            "variant/aux": i / 2,
+            "variant/" + "x" * 200: 1.0,
+            "variant/bad name;rm": 2.0,
+            **{f"variant/m{j:03d}": float(j) for j in range(40)},
+        }
+        for i in range(1, 4)
+    ]
     (seed / "train_log.jsonl").write_text("\n".join(json.dumps(e) for e in entries) + "\n{torn")
     out = logged_metrics(seed)
     assert out["harness"]["loss"] == {"first": 9.0, "last": 7.0, "min": 7.0, "max": 9.0, "points": 3}
@@ -164,11 +199,14 @@ def test_the_variants_own_logged_metrics_are_bounded_display_data(tmp_path):
     assert out["variant_left_out"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--parent", "matryoshka"], "--parent trains a comparison beside a quick run: it needs --uncounted"),
-    (["--uncounted", "--parent", "no_such_parent"], "neither a file nor a reference variant"),
-    (["--uncounted", "--seeds", "1001"], "quick (uncounted) runs take seeds 0 to 999"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--parent", "matryoshka"], "--parent trains a comparison beside a quick run: it needs --uncounted"),
+        (["--uncounted", "--parent", "no_such_parent"], "neither a file nor a reference variant"),
+        (["--uncounted", "--seeds", "1001"], "quick (uncounted) runs take seeds 0 to 999"),
+    ],
+)
 def test_bad_quick_run_options_are_one_line(args, message, tmp_path):
     proc = run_cli("train", "batchtopk", *args, "--out", str(tmp_path / "run"))
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr

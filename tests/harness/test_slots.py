@@ -85,8 +85,12 @@ def test_seeds_on_slots_match_seeds_in_turn_and_a_failing_slot_is_retired(tmp_pa
 def test_no_slot_left_fails_the_run_with_the_reason(tmp_path, short_tiny):
     pool = SlotPool(["cuda:9"])
     with pytest.raises(VariantFailed, match="no device slot left: cuda:9"):
-        run_variant(reference_variants()["batchtopk"], short_tiny, tmp_path / "run",
-                    RunOptions(seeds=[0], pool=pool, log=lambda _: None))
+        run_variant(
+            reference_variants()["batchtopk"],
+            short_tiny,
+            tmp_path / "run",
+            RunOptions(seeds=[0], pool=pool, log=lambda _: None),
+        )
 
 
 def test_a_crashing_seed_stops_the_seeds_still_running(tmp_path, write_variant, short_tiny):
@@ -103,8 +107,12 @@ def test_a_crashing_seed_stops_the_seeds_still_running(tmp_path, write_variant, 
     profile = dataclasses.replace(short_tiny, time_limit_s=900)
     started = time.monotonic()
     with pytest.raises(VariantFailed, match="seed 1: RuntimeError: seed one is broken"):
-        run_variant(variant, profile, tmp_path / "run",
-                    RunOptions(seeds=[0, 1], pool=SlotPool(["cpu", "cpu"]), log=lambda _: None))
+        run_variant(
+            variant,
+            profile,
+            tmp_path / "run",
+            RunOptions(seeds=[0, 1], pool=SlotPool(["cpu", "cpu"]), log=lambda _: None),
+        )
     assert time.monotonic() - started < 90
 
 

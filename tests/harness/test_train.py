@@ -23,8 +23,18 @@ def test_train_prints_greppable_results_and_writes_the_record(quick_run):
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
     assert lines["status"] == "ok" and lines["counted"] == "no" and lines["seeds"] == "2"
-    for key in ("f1", "f1_std", "mcc", "mcc_std", "precision", "recall", "l0", "dead_latents",
-                "explained_variance", "wall_s"):
+    for key in (
+        "f1",
+        "f1_std",
+        "mcc",
+        "mcc_std",
+        "precision",
+        "recall",
+        "l0",
+        "dead_latents",
+        "explained_variance",
+        "wall_s",
+    ):
         float(lines[key])
     assert "progress: seed=900000" in proc.stderr and "eta=" in proc.stderr  # quick seed 0 trains as 900000
     results = json.loads((out / "results.json").read_text())
@@ -52,7 +62,8 @@ def test_changing_a_constraint_of_a_counted_run_is_refused(tmp_path):
     assert proc.returncode == 4
     assert proc.stderr.strip() == (
         "error: constraint lr: 0.001 requested, the tiny profile requires 0.01 (off by -0.009); "
-        "pass --uncounted for an exploratory run that is not counted")
+        "pass --uncounted for an exploratory run that is not counted"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -70,11 +81,14 @@ def test_a_failing_variant_gives_one_line_and_a_failed_record(write_variant, tmp
     assert results["status"] == "failed" and "kaboom" in results["log_tail"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "batchtopk", "--device", "cuda"], "no CUDA GPU is visible"),
-    (["train", "no_such_variant"], "neither a file nor a reference variant"),
-    (["train", "batchtopk", "--profile", "huge"], "unknown profile 'huge'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "batchtopk", "--device", "cuda"], "no CUDA GPU is visible"),
+        (["train", "no_such_variant"], "neither a file nor a reference variant"),
+        (["train", "batchtopk", "--profile", "huge"], "unknown profile 'huge'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_1(args, message):
     proc = run_cli(*args)
     assert proc.returncode == 1 and message in proc.stderr
@@ -83,8 +97,19 @@ def test_bad_input_is_one_line_and_exit_1(args, message):
 
 def test_a_held_out_model_seed_is_recorded(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("train", "batchtopk", "--seeds", "1", "--model-seed", "7", "--out", str(out),
-                   "--set", "pool_samples=16384", *QUICK)
+    proc = run_cli(
+        "train",
+        "batchtopk",
+        "--seeds",
+        "1",
+        "--model-seed",
+        "7",
+        "--out",
+        str(out),
+        "--set",
+        "pool_samples=16384",
+        *QUICK,
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["model_seed"] == 7

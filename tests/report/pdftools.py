@@ -12,8 +12,9 @@ POPPLER = all(shutil.which(tool) for tool in ("pdftotext", "pdfinfo", "pdftoppm"
 
 def text(pdf: Path) -> str:
     if POPPLER:
-        return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+        ).stdout
     import pypdfium2
 
     doc = pypdfium2.PdfDocument(pdf)

@@ -45,12 +45,29 @@ def one_seed(tmp_path_factory):
     write_task(root)
     task = (root / "TASK.md").read_text().replace("seeds: 2\n", "seeds: 1\n", 1)
     (root / "TASK.md").write_text(task.replace("training_samples: 204800", "training_samples: 102400", 1))  # quick
-    write_script(root, [{"title": "logged LISTA", "idea": "A one-step LISTA encoder. It logs its own metrics.",
-                         "variant": LOGGING_VARIANT}])
+    write_script(
+        root,
+        [
+            {
+                "title": "logged LISTA",
+                "idea": "A one-step LISTA encoder. It logs its own metrics.",
+                "variant": LOGGING_VARIANT,
+            }
+        ],
+    )
     repo = git.Repo(root)
     repo.git.add("TASK.md", "script.yaml")
-    repo.git.commit("-q", "-m", "one seed", env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                                                  "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    repo.git.commit(
+        "-q",
+        "-m",
+        "one seed",
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
     proc = autosae("sprint", cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (row,) = ledger(root)
@@ -104,8 +121,10 @@ def test_leaderboard_status_and_show_say_not_measurable(one_seed):
     assert status.returncode == 0 and f"latest: {row['id']}: inconclusive" in status.stdout
     assert f"noise floor {NOT_MEASURABLE}" in status.stdout
     show = autosae("show", row["id"], cwd=root)
-    assert f"noise_floor: {NOT_MEASURABLE}" in show.stdout and f"f1: {row['f1']['mean']:.4f} ± {NOT_MEASURABLE}" \
-        in show.stdout
+    assert (
+        f"noise_floor: {NOT_MEASURABLE}" in show.stdout
+        and f"f1: {row['f1']['mean']:.4f} ± {NOT_MEASURABLE}" in show.stdout
+    )
 
 
 def test_the_prompts_from_the_real_records(one_seed):
@@ -122,8 +141,16 @@ def test_the_prompts_from_the_real_records(one_seed):
 
     root, row, folder = one_seed["root"], one_seed["row"], one_seed["folder"]
     rows = read_ledger(root / "reports" / "ledger.jsonl")
-    ctx = AgentContext(task_body="", profile="tiny", objective="f1", sprint_number=1, width=128, k=5,
-                       past=[past_sprint(r) for r in rows], baselines={"matryoshka": {"f1": 0.7, "mcc": 0.7}})
+    ctx = AgentContext(
+        task_body="",
+        profile="tiny",
+        objective="f1",
+        sprint_number=1,
+        width=128,
+        k=5,
+        past=[past_sprint(r) for r in rows],
+        baselines={"matryoshka": {"f1": 0.7, "mcc": 0.7}},
+    )
     line = next(x for x in propose_prompt(ctx, None).splitlines() if x.startswith(f"- {row['id']} | logged LISTA"))
     assert f"F1 {row['f1']['mean']:.4f} ± {NOT_MEASURABLE}, MCC" in line and "p - |" in line
     assert f"precision {row['precision']['mean']:.4f}, recall {row['recall']['mean']:.4f}" in line
@@ -138,10 +165,16 @@ def test_the_prompts_from_the_real_records(one_seed):
     state = StateStore(Project(root).state_dir).load(row["id"])
     ctx.sprint_id, ctx.parent_metrics = row["id"], parent
     ctx.curves = compact_curves(json.loads((folder / "curves.json").read_text()))
-    _, prompt = conclude_prompt(proposal_of(state), json.loads((folder / "results.json").read_text()),
-                                json.loads((folder / "verdict.json").read_text()), ctx)
-    assert f"precision | {row['precision']['mean']:.4f} ± {NOT_MEASURABLE} | " \
-           f"{parent['precision']['mean']:.4f} ± {NOT_MEASURABLE}" in prompt
+    _, prompt = conclude_prompt(
+        proposal_of(state),
+        json.loads((folder / "results.json").read_text()),
+        json.loads((folder / "verdict.json").read_text()),
+        ctx,
+    )
+    assert (
+        f"precision | {row['precision']['mean']:.4f} ± {NOT_MEASURABLE} | "
+        f"{parent['precision']['mean']:.4f} ± {NOT_MEASURABLE}" in prompt
+    )
     assert f"noise floor (the larger seed std of this sprint and its parent): {NOT_MEASURABLE}." in prompt
     assert "  variant.loss: 1.234e+04" in prompt and "  variant.share__b__: 0" in prompt and "seed 0:" in prompt
     assert '"std": 0.0' not in prompt and f'"std": "{NOT_MEASURABLE}"' in prompt

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import git
 import pytest
@@ -63,14 +62,32 @@ def night(tmp_path_factory):
     write_task(root)
     task = (root / "TASK.md").read_text().replace("loop:\n", f"notify:\n  slack_webhook: {dead_url()}\nloop:\n", 1)
     (root / "TASK.md").write_text(task)
-    write_script(root, [{"title": "LISTA Matryoshka", "idea": "a one-step LISTA encoder on Matryoshka",
-                         "hypothesis": "explaining away sharpens the latents", "variant": "lista_matryoshka",
-                         "conclusion": "The LISTA step ran (its eta is logged). Next: try 2 steps."},
-                        {"title": "a broken variant", "idea": "import-time crash", "variant": CRASH}])
+    write_script(
+        root,
+        [
+            {
+                "title": "LISTA Matryoshka",
+                "idea": "a one-step LISTA encoder on Matryoshka",
+                "hypothesis": "explaining away sharpens the latents",
+                "variant": "lista_matryoshka",
+                "conclusion": "The LISTA step ran (its eta is logged). Next: try 2 steps.",
+            },
+            {"title": "a broken variant", "idea": "import-time crash", "variant": CRASH},
+        ],
+    )
     repo = git.Repo(root)
     repo.git.add("TASK.md", "script.yaml")
-    repo.git.commit("-q", "-m", "task", env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                                             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    repo.git.commit(
+        "-q",
+        "-m",
+        "task",
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
     first = autosae("sprint", cwd=root)
     assert first.returncode == 0, first.stdout + first.stderr
     after_one = {name: (root / "reports" / name).read_bytes() for name in ("leaderboard.md", "progress.pdf")}
@@ -81,8 +98,15 @@ def night(tmp_path_factory):
         hook.close()
     assert second.returncode == 0, second.stdout + second.stderr
     ids = [SPRINT_ID.search(first.stdout).group(1), ledger(root)[-1]["id"]]
-    return {"root": root, "ids": ids, "first": first, "second": second, "after_one": after_one,
-            "payloads": hook.payloads, "png": tmp / "png"}
+    return {
+        "root": root,
+        "ids": ids,
+        "first": first,
+        "second": second,
+        "after_one": after_one,
+        "payloads": hook.payloads,
+        "png": tmp / "png",
+    }
 
 
 def test_a_scored_sprint_report_holds_its_numbers(night):
@@ -94,8 +118,16 @@ def test_a_scored_sprint_report_holds_its_numbers(night):
         assert f"{results['summary'][metric]['mean']:.4f}" in text, metric
     for seed in results["per_seed"]:
         assert f"{seed['f1']:.4f}" in text and f"{seed['mcc']:.4f}" in text
-    for words in ("Verdict:", "LISTA Matryoshka", "Training curves, every seed", "training samples",
-                  "probe ceiling", "baseline", "next: try 2 steps", "explaining away sharpens the latents"):
+    for words in (
+        "Verdict:",
+        "LISTA Matryoshka",
+        "Training curves, every seed",
+        "training samples",
+        "probe ceiling",
+        "baseline",
+        "next: try 2 steps",
+        "explaining away sharpens the latents",
+    ):
         assert words.lower() in text.lower(), words
     assert pdftools.pages(folder / "report.pdf") == 6  # title, scores, curves, the variant's own, metrics, conclusions
     assert "The variant's own logged metrics" in text and "mse" in text  # LISTA-Matryoshka logs its mse
@@ -167,8 +199,17 @@ def test_report_re_renders_recorded_sprints(night):
     kept = md.read_text()
     md.write_text("stale\n")
     (root / "sprints" / two / "report.pdf").unlink()
-    repo.git.commit("-q", "-am", "a stale report", env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                                                         "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    repo.git.commit(
+        "-q",
+        "-am",
+        "a stale report",
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
     proc = autosae("report", "--all", cwd=root)
     assert proc.returncode == 0, proc.stderr
     assert md.read_text() == kept and (root / "sprints" / two / "report.pdf").is_file()

@@ -9,44 +9,108 @@ from autosae.report.format import fmt_row_floor, fmt_stat
 from autosae.report.record import CURVE_POINTS, MAX_VARIANT_METRICS, compact_curves, read_curves, variant_diff
 from tests.report import pdftools
 
-SPRINT = {"id": "2026-11-24--10-00-00-lista", "title": "one-step LISTA", "idea": "add a LISTA step",
-          "hypothesis": "explaining away helps", "plan": "change the encoder", "parent": "baseline:matryoshka",
-          "backend": "recipe", "profile": "tiny", "objective": "f1", "seeds": [0, 1, 2],
-          "started": "2026-11-24T10:00:00Z", "finished": "2026-11-24T10:01:00Z", "cost_usd": 0.0,
-          "branch": "sprint/2026-11-24--10-00-00-lista", "config": None}
-BASELINES = {"batchtopk": {"f1": {"mean": 0.60, "std": 0.01}, "mcc": {"mean": 0.70, "std": 0.01}},
-             "matryoshka": {"f1": {"mean": 0.76, "std": 0.008}, "mcc": {"mean": 0.73, "std": 0.01}}}
+SPRINT = {
+    "id": "2026-11-24--10-00-00-lista",
+    "title": "one-step LISTA",
+    "idea": "add a LISTA step",
+    "hypothesis": "explaining away helps",
+    "plan": "change the encoder",
+    "parent": "baseline:matryoshka",
+    "backend": "recipe",
+    "profile": "tiny",
+    "objective": "f1",
+    "seeds": [0, 1, 2],
+    "started": "2026-11-24T10:00:00Z",
+    "finished": "2026-11-24T10:01:00Z",
+    "cost_usd": 0.0,
+    "branch": "sprint/2026-11-24--10-00-00-lista",
+    "config": None,
+}
+BASELINES = {
+    "batchtopk": {"f1": {"mean": 0.60, "std": 0.01}, "mcc": {"mean": 0.70, "std": 0.01}},
+    "matryoshka": {"f1": {"mean": 0.76, "std": 0.008}, "mcc": {"mean": 0.73, "std": 0.01}},
+}
 
 
 def results_ok():
-    per_seed = [{"seed": s, "status": "ok", "f1": 0.78 + s / 100, "mcc": 0.74, "l0": 5.0, "dead_latents": 1,
-                 "explained_variance": 0.8, "train_s": 5.0} for s in range(3)]
-    return {"status": "ok", "reason": None, "counted": True, "profile": "tiny", "model_hash": "abc",
-            "constraints": {"width": 128, "k": 5}, "variant_sha256": "f" * 64, "device": "cpu", "wall_s": 30.0,
-            "per_seed": per_seed,
-            "summary": {"f1": {"mean": 0.79, "std": 0.01, "n": 3}, "mcc": {"mean": 0.74, "std": 0.0, "n": 3},
-                        "l0": {"mean": 5.0, "std": 0.0, "n": 3}}}
+    per_seed = [
+        {
+            "seed": s,
+            "status": "ok",
+            "f1": 0.78 + s / 100,
+            "mcc": 0.74,
+            "l0": 5.0,
+            "dead_latents": 1,
+            "explained_variance": 0.8,
+            "train_s": 5.0,
+        }
+        for s in range(3)
+    ]
+    return {
+        "status": "ok",
+        "reason": None,
+        "counted": True,
+        "profile": "tiny",
+        "model_hash": "abc",
+        "constraints": {"width": 128, "k": 5},
+        "variant_sha256": "f" * 64,
+        "device": "cpu",
+        "wall_s": 30.0,
+        "per_seed": per_seed,
+        "summary": {
+            "f1": {"mean": 0.79, "std": 0.01, "n": 3},
+            "mcc": {"mean": 0.74, "std": 0.0, "n": 3},
+            "l0": {"mean": 5.0, "std": 0.0, "n": 3},
+        },
+    }
 
 
 def verdict(**extra):
-    return {"verdict": "improved", "objective": "f1", "alpha": 0.05, "delta_parent": 0.03, "p_value": 0.004,
-            "noise_floor": 0.01, "noop": False, "noop_reason": None, "new_best": True, "delta_best": None,
-            "best": None, "reason": "F1 +0.0300 vs baseline:matryoshka, p = 0.004 < 0.05",
-            "parent": {"id": "baseline:matryoshka", "mean": 0.76, "std": 0.008, "values": [0.75, 0.76, 0.77]},
-            "baselines": BASELINES, **extra}
+    return {
+        "verdict": "improved",
+        "objective": "f1",
+        "alpha": 0.05,
+        "delta_parent": 0.03,
+        "p_value": 0.004,
+        "noise_floor": 0.01,
+        "noop": False,
+        "noop_reason": None,
+        "new_best": True,
+        "delta_best": None,
+        "best": None,
+        "reason": "F1 +0.0300 vs baseline:matryoshka, p = 0.004 < 0.05",
+        "parent": {"id": "baseline:matryoshka", "mean": 0.76, "std": 0.008, "values": [0.75, 0.76, 0.77]},
+        "baselines": BASELINES,
+        **extra,
+    }
 
 
 def test_a_report_for_an_improvement(tmp_path):
     run = tmp_path / "run"
     for seed in range(3):
         (run / f"seed_{seed}").mkdir(parents=True)
-        lines = [json.dumps({"step": i, "samples": i * 1024, "loss": 10.0 / (i + 1), "l0": 5.0, "dead": 0,
-                             "k": 6.0 - i / 4, "variant/lista_eta": 0.3 + i / 100}) for i in range(5)]
-        (run / f"seed_{seed}" / "train_log.jsonl").write_text("\n".join(lines) + "\n{\"step\": 9, \"sampl")
+        lines = [
+            json.dumps(
+                {
+                    "step": i,
+                    "samples": i * 1024,
+                    "loss": 10.0 / (i + 1),
+                    "l0": 5.0,
+                    "dead": 0,
+                    "k": 6.0 - i / 4,
+                    "variant/lista_eta": 0.3 + i / 100,
+                }
+            )
+            for i in range(5)
+        ]
+        (run / f"seed_{seed}" / "train_log.jsonl").write_text("\n".join(lines) + '\n{"step": 9, "sampl')
     curves = read_curves(run)
     assert sorted(curves) == ["0", "1", "2"] and curves["0"]["k"] == [6.0, 5.75, 5.5, 5.25, 5.0]  # torn line skipped
-    sprint = dict(SPRINT, conclusion="It works.", diff=variant_diff("baseline:matryoshka", {"variant.py": "a\nb\n"},
-                                                                    {"variant.py": "a\nc\n", "util.py": "x\n"}))
+    sprint = dict(
+        SPRINT,
+        conclusion="It works.",
+        diff=variant_diff("baseline:matryoshka", {"variant.py": "a\nb\n"}, {"variant.py": "a\nc\n", "util.py": "x\n"}),
+    )
     paths = write_report(tmp_path / "sprint", sprint, results_ok(), verdict(), curves)
     md = (tmp_path / "sprint" / "report.md").read_text()
     assert "**Verdict: improved** (new best)" in md
@@ -71,9 +135,13 @@ def test_curves_are_thinned_but_keep_the_last_step(tmp_path):
 
 
 def test_a_report_for_a_failure(tmp_path):
-    results = {"status": "failed", "reason": "seed 0: training loss became nan", "failure_kind": "nan",
-               "log_tail": "Traceback...\nValueError: nan",
-               "per_seed": [{"seed": 0, "status": "failed", "kind": "nan", "reason": "training loss became nan"}]}
+    results = {
+        "status": "failed",
+        "reason": "seed 0: training loss became nan",
+        "failure_kind": "nan",
+        "log_tail": "Traceback...\nValueError: nan",
+        "per_seed": [{"seed": 0, "status": "failed", "kind": "nan", "reason": "training loss became nan"}],
+    }
     write_report(tmp_path, dict(SPRINT, conclusion="Failed."), results, verdict(verdict="failed", reason="seed 0: nan"))
     md = (tmp_path / "report.md").read_text()
     assert "**Verdict: failed**" in md and "training loss became nan" in md and "ValueError: nan" in md
@@ -83,33 +151,65 @@ def test_a_report_for_a_failure(tmp_path):
 
 
 def test_warnings_breach_held_out_and_no_op(tmp_path):
-    breach = {"status": "rejected", "reason": "seed 0: L0 7.1 exceeds k 5", "counted": False,
-              "per_seed": [{"seed": 0, "status": "rejected", "kind": "constraint:l0", "reason": "L0 7.1 exceeds k 5"}]}
+    breach = {
+        "status": "rejected",
+        "reason": "seed 0: L0 7.1 exceeds k 5",
+        "counted": False,
+        "per_seed": [{"seed": 0, "status": "rejected", "kind": "constraint:l0", "reason": "L0 7.1 exceeds k 5"}],
+    }
     write_report(tmp_path / "a", SPRINT, breach, verdict(verdict="failed", reason="seed 0: L0 7.1 exceeds k 5"))
     md = (tmp_path / "a" / "report.md").read_text()
     assert "**Constraint breach:** seed 0: L0 7.1 exceeds k 5" in md and "**Not a benchmark result:**" in md
-    held = [{"name": "correlated", "f1": {"mean": 0.70, "std": 0.01}, "mcc": {"mean": 0.7, "std": 0.0},
-             "parent_f1": {"mean": 0.72, "std": 0.01}, "delta_parent": -0.02, "p_value": 0.03, "verdict": "worse"}]
-    write_report(tmp_path / "b", dict(SPRINT, stop="budget reached: $5 spent"), results_ok(),
-                 verdict(held_out=held, confirmed=False, new_best=False,
-                         held_out_reason="not confirmed: correlated says worse or failed"))
+    held = [
+        {
+            "name": "correlated",
+            "f1": {"mean": 0.70, "std": 0.01},
+            "mcc": {"mean": 0.7, "std": 0.0},
+            "parent_f1": {"mean": 0.72, "std": 0.01},
+            "delta_parent": -0.02,
+            "p_value": 0.03,
+            "verdict": "worse",
+        }
+    ]
+    write_report(
+        tmp_path / "b",
+        dict(SPRINT, stop="budget reached: $5 spent"),
+        results_ok(),
+        verdict(
+            held_out=held,
+            confirmed=False,
+            new_best=False,
+            held_out_reason="not confirmed: correlated says worse or failed",
+        ),
+    )
     md = (tmp_path / "b" / "report.md").read_text()
     assert "## Held-out models" in md and "| correlated | 0.7000 ± 0.0100 | 0.7000 ± 0.0000 | 0.7200 ± 0.0100 |" in md
     assert "| the benchmark's model | 0.7900 ± 0.0100 |" in md
     assert "**Held-out model correlated disagrees:** worse there (-0.0200 vs the parent)." in md
     assert "**Not confirmed on held-out models:** not confirmed: correlated says worse or failed" in md
     assert "**The loop stopped after this sprint:** budget reached: $5 spent." in md
-    write_report(tmp_path / "c", SPRINT, results_ok(), verdict(verdict="no change", noop=True, new_best=False,
-                                                              noop_reason="variant.py is byte-for-byte the parent's"))
+    write_report(
+        tmp_path / "c",
+        SPRINT,
+        results_ok(),
+        verdict(verdict="no change", noop=True, new_best=False, noop_reason="variant.py is byte-for-byte the parent's"),
+    )
     assert "**No-op suspected:** variant.py is byte-for-byte the parent's" in (tmp_path / "c" / "report.md").read_text()
     assert "No-op suspected" in pdftools.text(tmp_path / "c" / "report.pdf")
 
 
 def row(i, f1, verdict="improved", **extra):
-    return {"id": f"s{i}", "title": f"idea {i}", "parent": "baseline:matryoshka", "verdict": verdict,
-            "f1": None if f1 is None else {"mean": f1, "std": 0.01, "n": 3},
-            "mcc": None if f1 is None else {"mean": 0.7, "std": 0.01, "n": 3}, "cost_usd": 0.5,
-            "profile": "tiny", **extra}
+    return {
+        "id": f"s{i}",
+        "title": f"idea {i}",
+        "parent": "baseline:matryoshka",
+        "verdict": verdict,
+        "f1": None if f1 is None else {"mean": f1, "std": 0.01, "n": 3},
+        "mcc": None if f1 is None else {"mean": 0.7, "std": 0.01, "n": 3},
+        "cost_usd": 0.5,
+        "profile": "tiny",
+        **extra,
+    }
 
 
 def test_the_leaderboard_ranks_best_first_with_baselines(tmp_path):
@@ -134,18 +234,35 @@ def test_an_empty_leaderboard():
 
 def test_one_seed_stds_and_noise_floors_are_not_measurable(tmp_path):
     one = {"mean": 0.78, "std": 0.0, "n": 1}
-    assert fmt_pm(one, 4) == "0.7800 ± not measurable (n = 1)" and fmt_pm({"mean": 0.78, "std": 0.0}, 4) == \
-        "0.7800 ± 0.0000"  # n not recorded: as it was
+    assert (
+        fmt_pm(one, 4) == "0.7800 ± not measurable (n = 1)"
+        and fmt_pm({"mean": 0.78, "std": 0.0}, 4) == "0.7800 ± 0.0000"
+    )  # n not recorded: as it was
     assert fmt_pm({"mean": 0.97, "std": None}, 2) == "0.97"  # a probe ceiling has no spread to show
     assert fmt_stat({"mean": 0.78, "std": 0.01, "n": 3}) == "0.7800 ± 0.0100 (n = 3)"
     assert fmt_stat(one) == fmt_pm(one, 4)
-    results = {"status": "ok", "counted": True, "per_seed": [{"seed": 0, "status": "ok", "f1": 0.78, "mcc": 0.7}],
-               "summary": {"f1": one, "mcc": {"mean": 0.7, "std": 0.0, "n": 1}}}
-    single = {"baselines": {n: {"f1": {"mean": 0.7, "std": 0.0, "n": 1}, "mcc": {"mean": 0.7, "std": 0.0, "n": 1}}
-                            for n in ("batchtopk", "matryoshka")}}
+    results = {
+        "status": "ok",
+        "counted": True,
+        "per_seed": [{"seed": 0, "status": "ok", "f1": 0.78, "mcc": 0.7}],
+        "summary": {"f1": one, "mcc": {"mean": 0.7, "std": 0.0, "n": 1}},
+    }
+    single = {
+        "baselines": {
+            n: {"f1": {"mean": 0.7, "std": 0.0, "n": 1}, "mcc": {"mean": 0.7, "std": 0.0, "n": 1}}
+            for n in ("batchtopk", "matryoshka")
+        }
+    }
     # a verdict recorded before noise_floor_note (0.0 from one seed): its seed counts give it away
-    old = verdict(verdict="inconclusive", new_best=False, p_value=None, noise_floor=0.0, reason="one seed",
-                  parent={"id": "baseline:matryoshka", "mean": 0.76, "std": 0.0, "values": [0.76]}, **single)
+    old = verdict(
+        verdict="inconclusive",
+        new_best=False,
+        p_value=None,
+        noise_floor=0.0,
+        reason="one seed",
+        parent={"id": "baseline:matryoshka", "mean": 0.76, "std": 0.0, "values": [0.76]},
+        **single,
+    )
     write_report(tmp_path, dict(SPRINT, seeds=[0]), results, old)
     md = (tmp_path / "report.md").read_text()
     assert "F1 0.780 ± not measurable (n = 1) vs parent 0.760 ± not measurable (n = 1)" in md
@@ -157,8 +274,9 @@ def test_one_seed_stds_and_noise_floors_are_not_measurable(tmp_path):
     board = render_leaderboard(rows, single["baselines"])
     assert "0.7800 ± not measurable (n = 1)" in board and "baselines): F1 not measurable (n = 1)," in board
     assert fmt_row_floor(rows[0]) == "not measurable (n = 1)"
-    assert fmt_row_floor({"noise_floor": None, "noise_floor_note": "not measurable (n = 1)"}) == \
-        "not measurable (n = 1)"
+    assert (
+        fmt_row_floor({"noise_floor": None, "noise_floor_note": "not measurable (n = 1)"}) == "not measurable (n = 1)"
+    )
     assert fmt_row_floor({"noise_floor": 0.0123, "per_seed": {"f1": [0.7, 0.8]}}) == "0.0123"
 
 
@@ -167,9 +285,18 @@ def test_the_variants_own_metrics_are_cleaned_and_bounded(tmp_path):
     (tmp_path / "seed_0").mkdir()
     entries = []
     for i in range(30):
-        entry = {"step": i, "samples": i * 64, "loss": 1.0 / (i + 1), "l0": 5.0, "dead": 0,
-                 "variant/loss": 99.0, "variant/`x`|<script>": i, "variant/" + "n" * 200: 1.0,
-                 "variant/nan": float("nan") if i % 2 else 0.5, "mse": 7.0}  # an unprefixed name is not the variant's
+        entry = {
+            "step": i,
+            "samples": i * 64,
+            "loss": 1.0 / (i + 1),
+            "l0": 5.0,
+            "dead": 0,
+            "variant/loss": 99.0,
+            "variant/`x`|<script>": i,
+            "variant/" + "n" * 200: 1.0,
+            "variant/nan": float("nan") if i % 2 else 0.5,
+            "mse": 7.0,
+        }  # an unprefixed name is not the variant's
         entry.update({f"variant/m{j:02d}": j for j in range(i)})  # a new name every step
         entries.append(json.dumps(entry))
     (tmp_path / "seed_0" / "train_log.jsonl").write_text("\n".join(entries))
@@ -191,8 +318,13 @@ def test_latex_in_agent_and_variant_text_is_shown_not_parsed(tmp_path):
     must not stop report.pdf from being written: matplotlib would parse it as mathtext, and
     an unknown symbol raises."""
     tex = r"minimise $\lVert x - D z \rVert_2^2 + \lambda \lVert z \rVert_1$"
-    results = {"status": "failed", "reason": "seed 0: crashed", "failure_kind": "error", "log_tail": tex,
-               "per_seed": [{"seed": 0, "status": "failed", "kind": "error", "reason": "crashed"}]}
+    results = {
+        "status": "failed",
+        "reason": "seed 0: crashed",
+        "failure_kind": "error",
+        "log_tail": tex,
+        "per_seed": [{"seed": 0, "status": "failed", "kind": "error", "reason": "crashed"}],
+    }
     sprint = dict(SPRINT, idea=tex, origin=tex, conclusion=tex, title="$\\unknownsymbol$")
     write_report(tmp_path / "failed", sprint, results, verdict(verdict="failed", reason="seed 0: crashed"))
     write_report(tmp_path / "ok", sprint, results_ok(), verdict())

@@ -185,8 +185,9 @@ def test_reference_variants_build_and_take_a_training_step():
     from autosae.sandboxed.spec import VariantSpec
     from autosae.variants import reference_variants
 
-    spec = VariantSpec(d_in=16, width=64, k=4, batch_size=32, total_steps=100, lr=1e-3, seed=0,
-                       device="cpu", profile="test")
+    spec = VariantSpec(
+        d_in=16, width=64, k=4, batch_size=32, total_steps=100, lr=1e-3, seed=0, device="cpu", profile="test"
+    )
     for path in reference_variants().values():
         sae = _load(path).build(spec)
         out = sae.training_loss(torch.randn(32, 16), StepInfo(0, 100))
@@ -200,8 +201,9 @@ def test_components_compose_into_the_seed_recipe():
     from autosae.sandboxed.spec import VariantSpec
     from autosae.variants import reference_variants
 
-    spec = VariantSpec(d_in=16, width=64, k=4, batch_size=32, total_steps=100, lr=1e-3, seed=0,
-                       device="cpu", profile="test")
+    spec = VariantSpec(
+        d_in=16, width=64, k=4, batch_size=32, total_steps=100, lr=1e-3, seed=0, device="cpu", profile="test"
+    )
     built = _load(reference_variants()["lista_matryoshka"]).build(spec)
     assert isinstance(built, MatryoshkaBatchTopKSAE)
     assert isinstance(built.encoder, LISTA) and isinstance(built.reducer, TERM)

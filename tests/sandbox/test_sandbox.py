@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from autosae import sandbox
-from autosae.sandbox import Limits, Policy, SandboxUnavailable, bwrap as bwrap_module
+from autosae.sandbox import Limits, Policy, SandboxUnavailable
+from autosae.sandbox import bwrap as bwrap_module
 
 AVAILABLE, WHY = sandbox.availability()
 needs_bwrap = pytest.mark.skipif(not AVAILABLE, reason=f"bubblewrap unavailable here: {WHY}")
@@ -75,7 +76,8 @@ def test_secret_in_our_environment_is_not_visible_inside(work, monkeypatch):
     needles = [secret.encode(), base64.b64encode(secret.encode()), secret[::-1].encode()]
     # The needles reach the inside hex-encoded in a file, never as argv or environment.
     (work / "needles").write_text(json.dumps([n.hex() for n in needles]))
-    out = run_json("""
+    out = run_json(
+        """
         import json, os
         needles = [bytes.fromhex(n) for n in json.load(open("needles"))]
         leaks, read = [], []
@@ -92,7 +94,9 @@ def test_secret_in_our_environment_is_not_visible_inside(work, monkeypatch):
         env = "\\0".join(f"{k}={v}" for k, v in os.environ.items()).encode()
         leaks += ["os.environ" for n in needles if n in env]
         print(json.dumps({"leaks": leaks, "read": read, "keys": sorted(os.environ)}))
-    """, policy_for(work))
+    """,
+        policy_for(work),
+    )
     assert out["leaks"] == []
     assert "1/environ" in out["read"], "bwrap's own pid 1 environment should be readable (and clean)"
     assert "FAKE_API_KEY" not in out["keys"]
@@ -106,8 +110,9 @@ def test_environment_values_stay_off_command_lines(work):
     token = "tok-" + uuid.uuid4().hex
     policy = policy_for(work)
     policy.env["GIVEN_TOKEN"] = token
-    with sandbox.spawn(["/bin/sh", "-c", 'echo "$GIVEN_TOKEN"; sleep 30'], policy, Limits(), True,
-                       stdout=subprocess.PIPE) as box:
+    with sandbox.spawn(
+        ["/bin/sh", "-c", 'echo "$GIVEN_TOKEN"; sleep 30'], policy, Limits(), True, stdout=subprocess.PIPE
+    ) as box:
         assert box.proc.stdout.readline().strip() == token.encode()  # it did arrive inside
         assert processes_with(token) == []  # on no command line, outside or inside
     box.proc.stdout.close()
@@ -115,12 +120,15 @@ def test_environment_values_stay_off_command_lines(work):
 
 @needs_bwrap
 def test_proc_shows_only_the_sandbox(work):
-    out = run_json("""
+    out = run_json(
+        """
         import json, os
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
         cmds = [open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace") for p in pids]
         print(json.dumps({"pids": pids, "cmds": cmds}))
-    """, policy_for(work))
+    """,
+        policy_for(work),
+    )
     assert os.getpid() not in out["pids"]
     assert len(out["pids"]) <= 3  # bwrap's pid 1 and this python
     ours = Path(f"/proc/{os.getpid()}/cmdline").read_bytes().decode(errors="replace")
@@ -132,14 +140,17 @@ def test_proc_shows_only_the_sandbox(work):
 def test_network_namespace(work, network):
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        out = run_json(f"""
+        out = run_json(
+            f"""
             import json, socket
             try:
                 socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
                 print(json.dumps({{"connected": True}}))
             except OSError as e:
                 print(json.dumps({{"connected": False, "error": str(e)}}))
-        """, policy_for(work, network=network))
+        """,
+            policy_for(work, network=network),
+        )
     assert out["connected"] is network, out
 
 
@@ -159,9 +170,14 @@ def test_filesystem_view(tmp_path, work, monkeypatch):
     (work / "hidden_dir" / "inside.txt").write_text("secret")
     (work / "hidden_file.txt").write_text("secret")
     (work / ".git").write_text("gitdir: /somewhere\n")
-    policy = policy_for(work, readable=[readonly], read_only_within=[work / ".git"],
-                        hidden=[work / "hidden_dir", work / "hidden_file.txt"])
-    out = run_json(f"""
+    policy = policy_for(
+        work,
+        readable=[readonly],
+        read_only_within=[work / ".git"],
+        hidden=[work / "hidden_dir", work / "hidden_file.txt"],
+    )
+    out = run_json(
+        f"""
         import errno, json, os
         def write(path):
             try:
@@ -194,7 +210,9 @@ def test_filesystem_view(tmp_path, work, monkeypatch):
                                                  "/srv", "/media") if os.path.isdir(d)}},
             "usr_write": write("/usr/autosae-test"),
         }}))
-    """, policy)
+    """,
+        policy,
+    )
     assert out["ro_read"] == "data"
     assert out["ro_write"] == "EROFS" and out["ro_new"] == "EROFS"
     assert out["unbound"] is False
@@ -216,15 +234,21 @@ def test_filesystem_view(tmp_path, work, monkeypatch):
 
 @needs_bwrap
 def test_python_starts_inside(work):
-    result = sandbox.run([sys.executable, "-c", "import json, sys; print(json.dumps(1), sys.prefix)"],
-                         policy_for(work), Limits(), True, timeout_s=30)
+    result = sandbox.run(
+        [sys.executable, "-c", "import json, sys; print(json.dumps(1), sys.prefix)"],
+        policy_for(work),
+        Limits(),
+        True,
+        timeout_s=30,
+    )
     assert result.returncode == 0, result.output
     assert result.output.split()[0] == b"1"
 
 
 @needs_bwrap
 def test_no_capabilities_and_no_nested_user_namespaces(work):
-    out = run_json("""
+    out = run_json(
+        """
         import ctypes, json, os
         status = open("/proc/self/status").read()
         cap_eff = [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0]
@@ -235,7 +259,9 @@ def test_no_capabilities_and_no_nested_user_namespaces(work):
         else:
             userns = os.strerror(ctypes.get_errno())
         print(json.dumps({"cap_eff": cap_eff, "userns": userns}))
-    """, policy_for(work))
+    """,
+        policy_for(work),
+    )
     assert int(out["cap_eff"], 16) == 0
     assert out["userns"] != "allowed"
 
@@ -244,12 +270,19 @@ def test_no_capabilities_and_no_nested_user_namespaces(work):
 def test_no_keystroke_injection_even_with_a_terminal_on_stdin(work):
     master, slave = pty.openpty()
     # Another session owns the terminal, as a user's shell owns theirs.
-    holder = subprocess.Popen(py("""
+    holder = subprocess.Popen(
+        py(
+            """
         import os, sys, time
         fd = os.open(sys.argv[1], os.O_RDWR)
         print("ready", flush=True)
         time.sleep(60)
-    """, os.ttyname(slave)), start_new_session=True, stdout=subprocess.PIPE)
+    """,
+            os.ttyname(slave),
+        ),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout.readline().strip() == b"ready"
         code = """
@@ -267,8 +300,7 @@ def test_no_keystroke_injection_even_with_a_terminal_on_stdin(work):
             attempt("tiocsti_after", lambda: fcntl.ioctl(0, termios.TIOCSTI, b"x"))
             print(json.dumps(out))
         """
-        with sandbox.spawn(py(code), policy_for(work), Limits(), True, stdin=slave,
-                           stdout=subprocess.PIPE) as box:
+        with sandbox.spawn(py(code), policy_for(work), Limits(), True, stdin=slave, stdout=subprocess.PIPE) as box:
             stdout, _ = box.proc.communicate(timeout=30)
         out = json.loads(stdout)
     finally:
@@ -316,8 +348,9 @@ def test_memory_bound(work):
     how = sandbox.enforcement(limits)["memory"]
     if how.startswith("not enforced"):
         pytest.skip(f"memory cannot be bounded here: {how}")
-    result = sandbox.run(py("x = b'\\x01' * (1536 << 20); print('allocated')"), policy_for(work),
-                         limits, True, timeout_s=60)
+    result = sandbox.run(
+        py("x = b'\\x01' * (1536 << 20); print('allocated')"), policy_for(work), limits, True, timeout_s=60
+    )
     assert b"allocated" not in result.output
     assert result.returncode != 0
     if how.startswith("cgroup"):
@@ -339,8 +372,7 @@ WRITER = """
 
 def _disk_bound(work: Path, enabled: bool) -> None:
     started = time.monotonic()
-    result = sandbox.run(py(WRITER), policy_for(work), Limits(disk_bytes=50 * 10**6), enabled,
-                         timeout_s=60)
+    result = sandbox.run(py(WRITER), policy_for(work), Limits(disk_bytes=50 * 10**6), enabled, timeout_s=60)
     assert time.monotonic() - started < 10
     assert b"finished" not in result.output
     assert result.breach and result.breach.startswith("disk"), result
@@ -391,8 +423,9 @@ def test_file_size_bound(work):
 
 
 def test_enforced_reports_every_bound(work):
-    with sandbox.spawn(["true"], policy_for(work), Limits(memory_bytes=2**30, disk_bytes=2**30,
-                                                          file_bytes=2**20), False) as box:
+    with sandbox.spawn(
+        ["true"], policy_for(work), Limits(memory_bytes=2**30, disk_bytes=2**30, file_bytes=2**20), False
+    ) as box:
         box.wait(timeout=30)
     assert set(box.enforced) == {"memory", "processes", "disk", "file_bytes", "cleanup"}
     assert box.enforced["disk"] == "watchdog" and box.enforced["file_bytes"] == "rlimit"
@@ -430,8 +463,7 @@ def test_run_kills_setsid_and_double_forked_children(work, enabled):
 def test_kill_reaches_setsid_and_double_forked_children(work):
     marker = f"autosae-marker-{uuid.uuid4().hex}"
     script = (BACKGROUND + FOREGROUND).format(py=sys.executable, marker=marker)
-    box = sandbox.spawn(["/bin/sh", "-c", script], policy_for(work), Limits(), True,
-                        stdout=subprocess.PIPE)
+    box = sandbox.spawn(["/bin/sh", "-c", script], policy_for(work), Limits(), True, stdout=subprocess.PIPE)
     try:
         assert box.proc.stdout.readline().strip() == b"started"  # both children are running
         box.kill()
@@ -476,8 +508,11 @@ def test_the_sandbox_outlives_the_thread_that_started_it(work):
     # bwrap --die-with-parent follows the *thread* that forked it: started straight from a
     # harness thread that then ends, the sandbox would die with that thread.
     boxes = []
-    thread = threading.Thread(target=lambda: boxes.append(
-        sandbox.spawn(["/bin/sh", "-c", "sleep 1; exit 3"], policy_for(work), Limits(), True)))
+    thread = threading.Thread(
+        target=lambda: boxes.append(
+            sandbox.spawn(["/bin/sh", "-c", "sleep 1; exit 3"], policy_for(work), Limits(), True)
+        )
+    )
     thread.start()
     thread.join()
     with boxes[0] as box:
@@ -487,13 +522,18 @@ def test_the_sandbox_outlives_the_thread_that_started_it(work):
 @needs_bwrap
 def test_run_timeout_and_output_limit(work):
     started = time.monotonic()
-    result = sandbox.run(["/bin/sh", "-c", "echo before; sleep 30"], policy_for(work), Limits(),
-                         True, timeout_s=1)
+    result = sandbox.run(["/bin/sh", "-c", "echo before; sleep 30"], policy_for(work), Limits(), True, timeout_s=1)
     # (the shell may get to report its child's death before it dies too)
     assert result.timed_out and result.output.startswith(b"before\n")
     assert time.monotonic() - started < 5
-    result = sandbox.run(["/bin/sh", "-c", "head -c 3000000 /dev/zero"], policy_for(work), Limits(),
-                         True, timeout_s=30, output_limit=1000)
+    result = sandbox.run(
+        ["/bin/sh", "-c", "head -c 3000000 /dev/zero"],
+        policy_for(work),
+        Limits(),
+        True,
+        timeout_s=30,
+        output_limit=1000,
+    )
     assert len(result.output) == 1000 and result.truncated and result.returncode == 0
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from autosae.errors import ConstraintBreach, VariantFailed
-from autosae.harness.validation import quick_seed
 from autosae.harness.run import RunOptions, run_variant
+from autosae.harness.validation import quick_seed
 from tests.sprint.conftest import project  # noqa: F401  (the fixture)
 
 HONEST = """

@@ -38,8 +38,7 @@ def sprint(tmp_path, monkeypatch):
     (home / ".netrc").write_text("machine example login me password hunter2\n")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    shell = Shell(Path(tree.working_tree_dir), tmp_path / "shell-tmp", timeout_s=60, enabled=True,
-                  project_root=root)
+    shell = Shell(Path(tree.working_tree_dir), tmp_path / "shell-tmp", timeout_s=60, enabled=True, project_root=root)
     return root, repo, shell, home
 
 
@@ -49,8 +48,10 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def test_the_key_is_in_no_process_environment_in_any_encoding(sprint):
     root, _, shell, _ = sprint
-    out = shell.run("for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat $f; echo; done > dump.bin; "
-                    "env >> dump.bin; cat /proc/1/environ | base64 >> dump.bin; ls /proc | grep -c '^[0-9]'")
+    out = shell.run(
+        "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat $f; echo; done > dump.bin; "
+        "env >> dump.bin; cat /proc/1/environ | base64 >> dump.bin; ls /proc | grep -c '^[0-9]'"
+    )
     raw = (shell.worktree / "dump.bin").read_bytes()  # read directly: no redaction in between
     for form in (KEY, base64.b64encode(KEY.encode()).decode(), KEY[::-1], KEY.encode().hex()):
         assert form.encode() not in raw, form
@@ -62,9 +63,17 @@ def test_writes_outside_the_worktree_fail_and_change_nothing(sprint, tmp_path):
     root, repo, shell, home = sprint
     package = Path(autosae.__file__).parent / "harness" / "run.py"
     outside_tmp = Path("/tmp") / f"autosae-red-team-{os.getpid()}"
-    targets = [root / "TASK.md", root / "reports" / "ledger.jsonl", root / ".autosae" / "state" / "s1.json",
-               root / ".autosae" / "runs" / "s1" / "results.json", package, home / ".netrc", home / "new-file",
-               outside_tmp, shell.worktree / ".git"]
+    targets = [
+        root / "TASK.md",
+        root / "reports" / "ledger.jsonl",
+        root / ".autosae" / "state" / "s1.json",
+        root / ".autosae" / "runs" / "s1" / "results.json",
+        package,
+        home / ".netrc",
+        home / "new-file",
+        outside_tmp,
+        shell.worktree / ".git",
+    ]
     before = snapshot(root) | {str(package): package.read_bytes(), str(home / ".netrc"): (home / ".netrc").read_bytes()}
     for target in targets:
         out = shell.run(f"mkdir -p {target.parent} 2>/dev/null; echo forged > {target} && echo WROTE")
@@ -88,8 +97,10 @@ def test_the_cache_home_and_secrets_are_invisible(sprint):
 
 def test_the_shell_cannot_open_a_socket_to_the_host(sprint, listener):
     _, _, shell, _ = sprint
-    out = shell.run(f"python -c \"import socket; socket.create_connection(('127.0.0.1', {listener.port}), 2); "
-                    f"print('CONNECTED')\" 2>&1; (exec 3<>/dev/tcp/127.0.0.1/{listener.port} && echo BASH-CONNECTED) 2>&1")
+    out = shell.run(
+        f"python -c \"import socket; socket.create_connection(('127.0.0.1', {listener.port}), 2); "
+        f"print('CONNECTED')\" 2>&1; (exec 3<>/dev/tcp/127.0.0.1/{listener.port} && echo BASH-CONNECTED) 2>&1"
+    )
     assert "CONNECTED" not in out.replace("BASH-CONNECTED", "") and "BASH-CONNECTED" not in out
     assert listener.accepted == 0
 
@@ -122,8 +133,10 @@ def test_git_reads_the_worktree_but_cannot_rewrite_main_or_the_ledger(sprint):
 def test_nothing_a_command_started_outlives_it(sprint):
     _, _, shell, _ = sprint
     marker = f"autosae-red-team-sleeper-{os.getpid()}"
-    shell.run(f"(setsid sleep 300 {marker} &) ; (sleep 301 {marker} & disown); nohup sleep 302 {marker} >/dev/null 2>&1 &"
-              " echo started")
+    shell.run(
+        f"(setsid sleep 300 {marker} &) ; (sleep 301 {marker} & disown); nohup sleep 302 {marker} >/dev/null 2>&1 &"
+        " echo started"
+    )
     left = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -140,8 +153,9 @@ def test_a_shell_that_kills_its_parent_or_forks_without_bound_is_contained(sprin
     assert os.getpid()  # we are still here
     assert "after" in out
     marker = f"red-team-bomb-{os.getpid()}"
-    bomb = Shell(shell.worktree, shell.scratch, timeout_s=20, enabled=True, project_root=shell.project_root,
-                 processes=64).run(f"b() {{ b | b; }}; b {marker}")
+    bomb = Shell(
+        shell.worktree, shell.scratch, timeout_s=20, enabled=True, project_root=shell.project_root, processes=64
+    ).run(f"b() {{ b | b; }}; b {marker}")
     assert any(sign in bomb for sign in ("processes:", "Resource temporarily unavailable", "killed after")), bomb
     assert not [p for p in os.listdir("/proc") if p.isdigit() and marker.encode() in _cmdline(p)]
     assert "exit status 0" in shell.run("echo alive")

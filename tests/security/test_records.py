@@ -57,8 +57,15 @@ def test_a_forged_held_out_result_is_trained_again_not_reused(quick, tmp_path):
     from autosae.harness.run import sha256_file
 
     variant = reference_variants()["batchtopk"]
-    key = json.dumps({"variant": sha256_file(variant), "model": quick.model_hash(), "seeds": [0],
-                      "constraints": dataclasses.asdict(quick.constraints)}, sort_keys=True)
+    key = json.dumps(
+        {
+            "variant": sha256_file(variant),
+            "model": quick.model_hash(),
+            "seeds": [0],
+            "constraints": dataclasses.asdict(quick.constraints),
+        },
+        sort_keys=True,
+    )
     out = cache_root() / "heldout-runs" / hashlib.sha256(key.encode()).hexdigest()[:20]
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(FORGED | {"variant_sha256": sha256_file(variant)}))
@@ -95,5 +102,6 @@ def test_init_draws_the_secrets_outside_the_project(tmp_path):
     assert len(json.loads(path.read_text())["heldout_seeds"]) == 5
     seed = eval_seed()
     assert seed != 1234  # the public eval seed is not what projects are scored on
-    assert str(seed) not in "".join(p.read_text() for p in (tmp_path / "p").rglob("*") if p.is_file()
-                                                 and ".git" not in p.parts)
+    assert str(seed) not in "".join(
+        p.read_text() for p in (tmp_path / "p").rglob("*") if p.is_file() and ".git" not in p.parts
+    )

@@ -21,7 +21,9 @@ from tests.security.conftest import HONEST, attack, seed_dir, worker_log
 @pytest.mark.parametrize("payload", ["reduce", "unimportable", "schema", "flood"])
 def test_a_reply_the_harness_would_unpickle_or_cannot_parse_fails_the_seed(quick, write_variant, tmp_path, payload):
     marker = tmp_path / "pwned"
-    path = write_variant(HONEST, f"""
+    path = write_variant(
+        HONEST,
+        f"""
     import os, pickle
 
     class Evil:
@@ -46,7 +48,8 @@ def test_a_reply_the_harness_would_unpickle_or_cannot_parse_fails_the_seed(quick
             except OSError:
                 pass
         return BatchTopKSAE(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     results = attack(path, quick, tmp_path / "run")
     assert results["status"] == "failed" and results["failure_kind"] == "protocol", results["reason"]
     assert not marker.exists()
@@ -54,7 +57,9 @@ def test_a_reply_the_harness_would_unpickle_or_cannot_parse_fails_the_seed(quick
 
 
 def test_switching_the_guard_off_does_not_bring_back_the_ground_truth(quick, write_variant, tmp_path):
-    path = write_variant(HONEST, """
+    path = write_variant(
+        HONEST,
+        """
     import builtins, importlib, importlib.util, os, sys
 
     def unwrap(fn):
@@ -82,7 +87,8 @@ def test_switching_the_guard_off_does_not_bring_back_the_ground_truth(quick, wri
         except (OSError, ImportError) as exc:
             print("PATH-FAILED", type(exc).__name__)
         return BatchTopKSAE(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     results = attack(path, quick, tmp_path / "run", time_limit_s=120)
     log = worker_log(tmp_path / "run")
     assert results["status"] == "ok", results.get("reason")  # it scores as the honest SAE it falls back to
@@ -93,7 +99,9 @@ def test_switching_the_guard_off_does_not_bring_back_the_ground_truth(quick, wri
 
 @pytest.mark.parametrize("where", ["on_step_end", "training_loss", "eval"])
 def test_training_outside_the_harness_step_is_rejected(quick, write_variant, tmp_path, where):
-    path = write_variant(HONEST, f"""
+    path = write_variant(
+        HONEST,
+        f"""
     import torch
 
     class Greedy(BatchTopKSAE):
@@ -128,7 +136,8 @@ def test_training_outside_the_harness_step_is_rejected(quick, write_variant, tmp
 
     def build(spec):
         return Greedy(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     results = attack(path, quick, tmp_path / "run")
     assert results["status"] == "rejected" and results["failure_kind"] == "constraint:training", results
     assert "training outside the harness's step" in results["reason"]
@@ -136,10 +145,16 @@ def test_training_outside_the_harness_step_is_rejected(quick, write_variant, tmp
 
 def test_the_variant_cannot_write_a_result_anywhere_the_harness_reads(quick, write_variant, tmp_path):
     run = tmp_path / "run"
-    targets = [run / "results.json", seed_dir(run) / "results.json",
-               cache_root() / "heldout-runs" / "forged" / "results.json",
-               cache_root() / "baselines" / "forged" / "results.json", tmp_path / "project" / ".autosae" / "x"]
-    path = write_variant(HONEST, f"""
+    targets = [
+        run / "results.json",
+        seed_dir(run) / "results.json",
+        cache_root() / "heldout-runs" / "forged" / "results.json",
+        cache_root() / "baselines" / "forged" / "results.json",
+        tmp_path / "project" / ".autosae" / "x",
+    ]
+    path = write_variant(
+        HONEST,
+        f"""
     import json, os
 
     def build(spec):
@@ -152,7 +167,8 @@ def test_the_variant_cannot_write_a_result_anywhere_the_harness_reads(quick, wri
             except OSError as exc:
                 print("WRITE-FAILED", target, exc.errno)
         raise SystemExit("crash the harness after planting the results")
-    """)
+    """,
+    )
     results = attack(path, quick, run)
     # what it "wrote" landed in its private /tmp (the host paths it named do not exist in its
     # sandbox); on the host, the one results.json is the harness's own, sealed, failed record
@@ -162,7 +178,9 @@ def test_the_variant_cannot_write_a_result_anywhere_the_harness_reads(quick, wri
 
 
 def test_the_variant_cannot_kill_its_parent_or_reach_the_terminal(quick, write_variant, tmp_path):
-    path = write_variant(HONEST, f"""
+    path = write_variant(
+        HONEST,
+        f"""
     import fcntl, os, signal, termios
 
     def build(spec):
@@ -184,7 +202,8 @@ def test_the_variant_cannot_kill_its_parent_or_reach_the_terminal(quick, write_v
             except OSError:
                 print("TIOCSTI-FAILED", fd)
         return BatchTopKSAE(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     results = attack(path, quick, tmp_path / "run")
     log = worker_log(tmp_path / "run")
     assert results["status"] == "ok", results.get("reason")  # we are alive, and the run went on
@@ -195,14 +214,22 @@ def test_the_variant_cannot_kill_its_parent_or_reach_the_terminal(quick, write_v
 def test_the_variant_sees_no_model_cache_baseline_secret_or_key(quick, write_variant, tmp_path):
     draw_all("red-team")
     verified({})  # nothing to check; makes sure the results key exists
-    secrets = [cache_root(), cache_root() / "models", secrets_path("red-team"), key_path(), cache_root() / "baselines",
-               cache_root() / "secrets" / "eval.json"]
+    secrets = [
+        cache_root(),
+        cache_root() / "models",
+        secrets_path("red-team"),
+        key_path(),
+        cache_root() / "baselines",
+        cache_root() / "secrets" / "eval.json",
+    ]
     key_path().parent.mkdir(parents=True, exist_ok=True)
     from autosae.harness.seal import seal
 
     seal({})  # creates the key
     assert all(p.exists() for p in secrets[:4])
-    path = write_variant(HONEST, f"""
+    path = write_variant(
+        HONEST,
+        f"""
     import os
 
     def build(spec):
@@ -213,19 +240,25 @@ def test_the_variant_sees_no_model_cache_baseline_secret_or_key(quick, write_var
             except OSError as exc:
                 print("HIDDEN", target, exc.errno)
         return BatchTopKSAE(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     results = attack(path, quick, tmp_path / "run")
     log = worker_log(tmp_path / "run")
     assert results["status"] == "ok", results.get("reason")
     # at most the way down to the interpreter (bound read-only so that python runs): nothing of ours
     python = {part for p in (sys.prefix, sys.base_prefix) for part in Path(os.path.realpath(p)).parts}
-    leaked = [line for line in log.splitlines() if line.startswith("READ")
-              and not set(ast.literal_eval(line.split(" ", 2)[2])) <= python]
+    leaked = [
+        line
+        for line in log.splitlines()
+        if line.startswith("READ") and not set(ast.literal_eval(line.split(" ", 2)[2])) <= python
+    ]
     assert not leaked, leaked
 
 
 def test_the_variant_cannot_reach_the_network(quick, write_variant, tmp_path, listener):
-    path = write_variant(HONEST, f"""
+    path = write_variant(
+        HONEST,
+        f"""
     import socket
 
     def build(spec):
@@ -236,7 +269,8 @@ def test_the_variant_cannot_reach_the_network(quick, write_variant, tmp_path, li
             except OSError as exc:
                 print("NO-NETWORK", host, exc.errno)
         return BatchTopKSAE(spec.d_in, spec.width, spec.k)
-    """)
+    """,
+    )
     results = attack(path, quick, tmp_path / "run")
     assert results["status"] == "ok", results.get("reason")
     assert "CONNECTED" not in worker_log(tmp_path / "run")
@@ -245,7 +279,9 @@ def test_the_variant_cannot_reach_the_network(quick, write_variant, tmp_path, li
 
 @pytest.mark.parametrize("bomb", ["fork", "memory", "disk", "log"])
 def test_a_variant_that_takes_without_bound_is_stopped_and_recorded(quick, write_variant, tmp_path, bomb):
-    path = write_variant(HONEST, f"""
+    path = write_variant(
+        HONEST,
+        f"""
     import os
 
     def build(spec):
@@ -268,9 +304,14 @@ def test_a_variant_that_takes_without_bound_is_stopped_and_recorded(quick, write
                 with open(f"filler-{{n}}", "wb") as f:
                     f.write(os.urandom(1 << 20) * 8)
                 n += 1
-    """)
-    limits = {"fork": {"max_processes": 64}, "memory": {"memory_limit_gb": 1.5},
-              "disk": {"disk_limit_gb": 0.05}, "log": {"disk_limit_gb": 0.05}}[bomb]
+    """,
+    )
+    limits = {
+        "fork": {"max_processes": 64},
+        "memory": {"memory_limit_gb": 1.5},
+        "disk": {"disk_limit_gb": 0.05},
+        "log": {"disk_limit_gb": 0.05},
+    }[bomb]
     results = attack(path, quick, tmp_path / "run", time_limit_s=90, **limits)
     assert results["status"] == "failed", results
     expected = {"fork": "processes", "memory": "memory", "disk": "disk", "log": "file size"}[bomb]

@@ -46,17 +46,37 @@ Beat the Matryoshka baseline on F1.
 
 def autosae(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "autosae", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "autosae", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
-def write_task(root: Path, backend: str = "scripted", objective: str = "f1", max_failures: int = 3,
-               options: dict | None = None, body: str = BODY, heldout: bool = False) -> None:
+def write_task(
+    root: Path,
+    backend: str = "scripted",
+    objective: str = "f1",
+    max_failures: int = 3,
+    options: dict | None = None,
+    body: str = BODY,
+    heldout: bool = False,
+) -> None:
     if options is None:
         options = {"script": "script.yaml"} if backend == "scripted" else {}
-    (root / "TASK.md").write_text(FAST_FRONT.format(objective=objective, backend=backend, max_failures=max_failures,
-                                                    options=json.dumps(options),
-                                                    heldout_auto=str(heldout).lower()) + body)
+    (root / "TASK.md").write_text(
+        FAST_FRONT.format(
+            objective=objective,
+            backend=backend,
+            max_failures=max_failures,
+            options=json.dumps(options),
+            heldout_auto=str(heldout).lower(),
+        )
+        + body
+    )
 
 
 def write_script(root: Path, actions: list[dict]) -> None:
@@ -101,10 +121,21 @@ def project(tmp_path) -> Path:
     proc = autosae("init", str(root), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     write_task(root)
-    write_script(root, [{"title": "seed recipe", "idea": "LISTA-Matryoshka with the seed's settings",
-                         "variant": "lista_matryoshka"}])
+    write_script(
+        root,
+        [{"title": "seed recipe", "idea": "LISTA-Matryoshka with the seed's settings", "variant": "lista_matryoshka"}],
+    )
     repo = git.Repo(root)
     repo.git.add("TASK.md", "script.yaml")
-    repo.git.commit("-q", "-m", "fast test task", env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                                                       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    repo.git.commit(
+        "-q",
+        "-m",
+        "fast test task",
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
     return root

@@ -21,9 +21,13 @@ from tests.sprint.conftest import autosae, head_ledger, ledger, one_line_error, 
 # each) run with `make test-all`, to keep the default suite near 10 minutes.
 SLOW = pytest.mark.slow
 ORDER = ["proposed", "implementing", "training", "scoring", "verifying", "reporting", "merging", "merged"]
-CRASH_POINTS = ["merging",
-                *(pytest.param(point, marks=SLOW)
-                  for point in ("training", "implementing", "reporting", "proposed", "scoring", "verifying", "merged"))]
+CRASH_POINTS = [
+    "merging",
+    *(
+        pytest.param(point, marks=SLOW)
+        for point in ("training", "implementing", "reporting", "proposed", "scoring", "verifying", "merged")
+    ),
+]
 
 
 def states(root):
@@ -59,8 +63,13 @@ def test_sigkill_in_each_phase_then_resume(project, point):
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_sigkill_mid_training_from_outside_then_loop_resumes(project):
-    proc = subprocess.Popen([sys.executable, "-m", "autosae", "loop", "--max-sprints", "1"], cwd=project,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autosae", "loop", "--max-sprints", "1"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         runs = list((project / ".autosae" / "runs").glob("*/seed_0/train_log.jsonl"))
@@ -87,8 +96,9 @@ def test_a_live_lock_keeps_a_second_run_out(project):
     lock.parent.mkdir(exist_ok=True)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                    "command": "autosae loop", "started": "now"}))
+        lock.write_text(
+            json.dumps({"pid": holder.pid, "host": socket.gethostname(), "command": "autosae loop", "started": "now"})
+        )
         for args in (["sprint"], ["loop"], ["resume"]):
             proc = autosae(*args, cwd=project)
             assert proc.returncode == 1
@@ -102,10 +112,25 @@ def test_a_live_lock_keeps_a_second_run_out(project):
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_stop_file_ends_the_loop_after_the_current_sprint(project):
-    write_script(project, [{"title": f"idea {i}", "idea": f"variant number {i} " + "x" * i * 7,
-                            "variant": "lista_matryoshka", "sleep": {"implement": 3}} for i in range(5)])
-    proc = subprocess.Popen([sys.executable, "-m", "autosae", "loop", "--max-sprints", "5"], cwd=project,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    write_script(
+        project,
+        [
+            {
+                "title": f"idea {i}",
+                "idea": f"variant number {i} " + "x" * i * 7,
+                "variant": "lista_matryoshka",
+                "sleep": {"implement": 3},
+            }
+            for i in range(5)
+        ],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autosae", "loop", "--max-sprints", "5"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (project / ".autosae" / "state").exists() or not list((project / ".autosae" / "state").glob("*.json")):
         assert time.monotonic() < deadline and proc.poll() is None
@@ -122,8 +147,10 @@ def test_stop_file_ends_the_loop_after_the_current_sprint(project):
 
 def test_the_loop_stops_after_k_failures_in_a_row(project):
     write_task(project, max_failures=2)
-    write_script(project, [{"title": f"broken {i}", "idea": f"broken idea {i} " + "y" * 9 * i,
-                            "fail": "implement"} for i in range(4)])
+    write_script(
+        project,
+        [{"title": f"broken {i}", "idea": f"broken idea {i} " + "y" * 9 * i, "fail": "implement"} for i in range(4)],
+    )
     proc = autosae("loop", "--max-sprints", "10", cwd=project)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "2 sprints in a row failed" in one_line_error(proc)

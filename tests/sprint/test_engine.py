@@ -7,8 +7,16 @@ import json
 import git
 import pytest
 
-from tests.sprint.conftest import (SPRINT_ID, autosae, head_ledger, ledger, one_line_error, sprint_commits,
-                                   write_script, write_task)
+from tests.sprint.conftest import (
+    SPRINT_ID,
+    autosae,
+    head_ledger,
+    ledger,
+    one_line_error,
+    sprint_commits,
+    write_script,
+    write_task,
+)
 
 
 def test_init_makes_a_project_and_refuses_to_overwrite(tmp_path):
@@ -62,8 +70,16 @@ def test_a_full_sprint_is_recorded_on_main(project):
 
 
 def test_a_crashing_variant_is_a_recorded_failure(project):
-    write_script(project, [{"title": "broken", "idea": "a variant that raises",
-                            "variant": "def build(spec):\n    raise RuntimeError('boom')\n"}])
+    write_script(
+        project,
+        [
+            {
+                "title": "broken",
+                "idea": "a variant that raises",
+                "variant": "def build(spec):\n    raise RuntimeError('boom')\n",
+            }
+        ],
+    )
     proc = autosae("sprint", cwd=project)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -102,10 +118,17 @@ def test_a_malformed_task_md_names_the_line_and_field(project):
 
 
 def test_repeated_ideas_are_refused_and_counted(project):
-    write_script(project, [{"title": "LISTA", "idea": "LISTA-Matryoshka with the seed's settings",
-                            "variant": "lista_matryoshka"},
-                           {"title": "LISTA again", "idea": "LISTA-Matryoshka, with the seed's settings",
-                            "variant": "lista_matryoshka"}])
+    write_script(
+        project,
+        [
+            {"title": "LISTA", "idea": "LISTA-Matryoshka with the seed's settings", "variant": "lista_matryoshka"},
+            {
+                "title": "LISTA again",
+                "idea": "LISTA-Matryoshka, with the seed's settings",
+                "variant": "lista_matryoshka",
+            },
+        ],
+    )
     assert autosae("sprint", cwd=project).returncode == 0
     proc = autosae("sprint", "--idea", "LISTA-Matryoshka with the seed's settings!", cwd=project)
     assert proc.returncode == 1
@@ -123,8 +146,13 @@ def test_repeated_ideas_are_refused_and_counted(project):
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_a_task_md_edit_steers_the_next_sprint(project):
-    write_script(project, [{"title": "first", "idea": "seed recipe", "variant": "lista_matryoshka"},
-                           {"title": "second", "idea": "plain matryoshka", "variant": "matryoshka"}])
+    write_script(
+        project,
+        [
+            {"title": "first", "idea": "seed recipe", "variant": "lista_matryoshka"},
+            {"title": "second", "idea": "plain matryoshka", "variant": "matryoshka"},
+        ],
+    )
     assert autosae("sprint", cwd=project).returncode == 0
     write_task(project, objective="mcc", body="# Task\n\nFocus on MCC now.\n")
     proc = autosae("sprint", cwd=project)

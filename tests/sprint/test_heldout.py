@@ -10,9 +10,9 @@ from pathlib import Path
 import git
 import pytest
 
+from autosae.bench.profiles import get_profile
 from autosae.sprint.heldout import SUITE, judge, suite
 from autosae.sprint.project_secrets import eval_seed, secrets_path
-from autosae.bench.profiles import get_profile
 from tests.sprint.conftest import SPRINT_ID, autosae, ledger, write_script, write_task
 
 
@@ -21,15 +21,28 @@ def test_a_truly_better_variant_is_confirmed_on_held_out_models(project):
     write_task(project, heldout=True)  # one held-out model here (2 in conftest's task): enough to test the phase
     task = project / "TASK.md"
     # three seeds at alpha 0.1: enough to call Matryoshka's lead over BatchTopK on the short tiny
-    task.write_text(task.read_text().replace("seeds: 2\n", "seeds: 3\n", 1).replace("significance: 0.05", "significance: 0.1")
-                    .replace("  models: 2\n", "  models: 1\n"))
-    write_script(project, [{"title": "nested dictionaries", "idea": "Matryoshka levels over plain BatchTopK",
-                            "parent": "baseline:batchtopk", "variant": "matryoshka"}])
+    task.write_text(
+        task.read_text()
+        .replace("seeds: 2\n", "seeds: 3\n", 1)
+        .replace("significance: 0.05", "significance: 0.1")
+        .replace("  models: 2\n", "  models: 1\n")
+    )
+    write_script(
+        project,
+        [
+            {
+                "title": "nested dictionaries",
+                "idea": "Matryoshka levels over plain BatchTopK",
+                "parent": "baseline:batchtopk",
+                "variant": "matryoshka",
+            }
+        ],
+    )
     proc = autosae("sprint", cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sid = SPRINT_ID.search(proc.stdout).group(1)
     assert f"{sid} | verifying | 1 held-out models, 2 seeds each" in proc.stdout
-    row, = ledger(project)
+    (row,) = ledger(project)
     assert row["verdict"] == "improved" and row["new_best"] and row["confirmed"] is True
     verdict = json.loads((project / "sprints" / sid / "verdict.json").read_text())
     assert [m["name"] for m in verdict["held_out"]] == ["heldout-a"]
@@ -66,8 +79,10 @@ def test_the_suite_and_its_judgement():
     assert by["correlated"].correlation_scale == 3 * tiny.model.correlation_scale
     assert by["superposed"].hidden_dim == 48 and by["shallow"].max_depth == tiny.model.max_depth - 1
     assert suite(tiny, "project-key-for-a-test", 2)[1].profile == models[1].profile  # seeds are kept
-    good = [{"name": "a", "delta_parent": 0.02, "verdict": "improved"},
-            {"name": "b", "delta_parent": 0.001, "verdict": "no change"}]
+    good = [
+        {"name": "a", "delta_parent": 0.02, "verdict": "improved"},
+        {"name": "b", "delta_parent": 0.001, "verdict": "no change"},
+    ]
     assert judge(good, "f1")["confirmed"]
     worse = good + [{"name": "c", "delta_parent": -0.05, "verdict": "worse"}]
     out = judge(worse, "f1")

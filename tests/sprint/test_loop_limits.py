@@ -16,8 +16,15 @@ from tests.sprint.conftest import autosae, ledger, one_line_error, write_script,
 
 
 def failing_actions(n: int, cost: float = 0.0) -> list[dict]:
-    return [{"title": f"broken {i}", "idea": f"broken idea number {i} " + "q" * 9 * i, "fail": "implement",
-             "cost_usd": cost} for i in range(n)]
+    return [
+        {
+            "title": f"broken {i}",
+            "idea": f"broken idea number {i} " + "q" * 9 * i,
+            "fail": "implement",
+            "cost_usd": cost,
+        }
+        for i in range(n)
+    ]
 
 
 def test_the_loop_stops_at_its_budget(project):
@@ -56,8 +63,13 @@ def test_no_gpu_is_a_clear_error_before_anything_is_recorded(project):
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 def test_ctrl_c_leaves_the_sprint_resumable(project):
-    proc = subprocess.Popen([sys.executable, "-m", "autosae", "loop"], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autosae", "loop"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not list((project / ".autosae" / "runs").glob("*/seed_0/train_log.jsonl")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -79,8 +91,17 @@ def test_hide_past_keeps_past_sprints_from_the_implementing_agent(project):
 
     cfg = load_task(project / "TASK.md").config
     profile = cfg.build_profile()
-    rows = [{"id": "a", "title": "t", "verdict": "improved", "new_best": True, "setting": setting_of(profile),
-             "f1": {"mean": 0.8, "std": 0.01}, "config": {"x": 1}}]
+    rows = [
+        {
+            "id": "a",
+            "title": "t",
+            "verdict": "improved",
+            "new_best": True,
+            "setting": setting_of(profile),
+            "f1": {"mean": 0.8, "std": 0.01},
+            "config": {"x": 1},
+        }
+    ]
     engine = Engine(Project(project))
     seen = engine.context(cfg, "body", profile, setting_of(profile), rows, {})
     hidden = engine.context(cfg, "body", profile, setting_of(profile), rows, {}, hide_past=True)

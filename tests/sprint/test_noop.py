@@ -13,16 +13,20 @@ from tests.sprint.conftest import autosae, ledger, write_script
 MATRYOSHKA = reference_variants()["matryoshka"].read_text()
 DEAD_BRANCH = MATRYOSHKA.replace(
     "    return MatryoshkaBatchTopKSAE(",
-    "    if spec.width < 0:  # never true\n        levels = levels[::-1]\n    return MatryoshkaBatchTopKSAE(")
+    "    if spec.width < 0:  # never true\n        levels = levels[::-1]\n    return MatryoshkaBatchTopKSAE(",
+)
 OTHER_LEVELS = MATRYOSHKA.replace("spec.width // 32, ", "spec.width // 16, ")
 
 
 def test_a_dead_branch_is_a_no_op_and_a_real_change_is_not(project):
     assert DEAD_BRANCH != MATRYOSHKA and OTHER_LEVELS != MATRYOSHKA
-    write_script(project, [{"title": "a branch that never runs", "idea": "reverse the levels when width < 0",
-                            "variant": DEAD_BRANCH},
-                           {"title": "coarser first level", "idea": "first Matryoshka level at 1/16",
-                            "variant": OTHER_LEVELS}])
+    write_script(
+        project,
+        [
+            {"title": "a branch that never runs", "idea": "reverse the levels when width < 0", "variant": DEAD_BRANCH},
+            {"title": "coarser first level", "idea": "first Matryoshka level at 1/16", "variant": OTHER_LEVELS},
+        ],
+    )
     for _ in range(2):
         proc = autosae("sprint", cwd=project)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -51,8 +55,11 @@ def test_changed_and_executable_lines():
 
 def test_a_change_that_never_ran_is_a_no_op_and_sketches_compare_within_float_noise():
     parent = Reference("p", {"f1": [0.76, 0.77, 0.75], "mcc": [0.7, 0.7, 0.7]}, "aaa")
-    results = {"status": "ok", "variant_sha256": "bbb",
-               "per_seed": [{"seed": i, "status": "ok", "f1": f, "mcc": 0.71} for i, f in enumerate([0.8, 0.81, 0.82])]}
+    results = {
+        "status": "ok",
+        "variant_sha256": "bbb",
+        "per_seed": [{"seed": i, "status": "ok", "f1": f, "mcc": 0.71} for i, f in enumerate([0.8, 0.81, 0.82])],
+    }
     flagged = compute_verdict(results, "s", parent, None, {}, "f1", 0.05, {"changed": 2, "never_ran": [7, 8]})
     assert flagged["noop"] and flagged["verdict"] == "no change" and "lines 7-8" in flagged["noop_reason"]
     partial = compute_verdict(results, "s", parent, None, {}, "f1", 0.05, {"changed": 3, "never_ran": [8]})

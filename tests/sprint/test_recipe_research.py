@@ -25,5 +25,7 @@ def test_ten_recipe_sprints_beat_matryoshka(tmp_path):
     verdict = json.loads((root / "sprints" / best["id"] / "verdict.json").read_text())
     matryoshka = verdict["baselines"]["matryoshka"]["f1"]["mean"]
     assert best["verdict"] == "improved" and best["f1"]["mean"] > matryoshka
-    print(f"best: {best['id']} F1 {best['f1']['mean']:.4f} ± {best['f1']['std']:.4f} "
-          f"vs matryoshka {matryoshka:.4f} (p = {best['p_value']:.3g})")
+    print(
+        f"best: {best['id']} F1 {best['f1']['mean']:.4f} ± {best['f1']['std']:.4f} "
+        f"vs matryoshka {matryoshka:.4f} (p = {best['p_value']:.3g})"
+    )

@@ -21,8 +21,11 @@ PARENT = Reference("baseline:matryoshka", {"f1": [0.760, 0.765, 0.755], "mcc": [
 
 
 def judge(f1, mcc=(0.7, 0.7, 0.7), sha="bbb", alpha=0.05):
-    results = {"status": "ok", "variant_sha256": sha,
-               "per_seed": [{"seed": i, "status": "ok", "f1": a, "mcc": b} for i, (a, b) in enumerate(zip(f1, mcc))]}
+    results = {
+        "status": "ok",
+        "variant_sha256": sha,
+        "per_seed": [{"seed": i, "status": "ok", "f1": a, "mcc": b} for i, (a, b) in enumerate(zip(f1, mcc))],
+    }
     return compute_verdict(results, "s", PARENT, None, {"matryoshka": PARENT}, "f1", alpha)
 
 
@@ -55,15 +58,19 @@ def test_no_ops_are_flagged_not_reported_as_findings():
 def test_a_new_best_must_be_significant_and_above_the_best():
     assert judge([0.80, 0.81, 0.805])["new_best"]
     best = Reference("s1", {"f1": [0.85, 0.85, 0.85]})
-    results = {"status": "ok", "per_seed": [{"seed": i, "status": "ok", "f1": v, "mcc": 0.7}
-                                             for i, v in enumerate([0.80, 0.81, 0.805])]}
+    results = {
+        "status": "ok",
+        "per_seed": [{"seed": i, "status": "ok", "f1": v, "mcc": 0.7} for i, v in enumerate([0.80, 0.81, 0.805])],
+    }
     verdict = compute_verdict(results, "s", PARENT, best, {}, "f1", 0.05)
     assert verdict["verdict"] == "improved" and not verdict["new_best"] and verdict["delta_best"] < 0
 
 
 def test_repeats_by_configuration_or_by_text():
-    rows = [{"id": "a", "idea": "a one-step LISTA encoder", "title": "LISTA", "config": {"x": 1}},
-            {"id": "b", "idea": "TERM loss with tilt 2e-3", "title": "TERM", "config": None}]
+    rows = [
+        {"id": "a", "idea": "a one-step LISTA encoder", "title": "LISTA", "config": {"x": 1}},
+        {"id": "b", "idea": "TERM loss with tilt 2e-3", "title": "TERM", "config": None},
+    ]
     assert find_duplicate(rows, "anything", {"x": 1})[0]["id"] == "a"
     assert find_duplicate(rows, "3 levels", {"x": 2}) is None  # configs decide when both have one
     assert find_duplicate(rows, "TERM loss, with tilt 2e-3!", None)[0]["id"] == "b"
@@ -71,8 +78,11 @@ def test_repeats_by_configuration_or_by_text():
 
 
 def test_the_best_is_the_latest_new_best_in_the_setting():
-    rows = [{"id": "a", "setting": "x", "new_best": True}, {"id": "b", "setting": "y", "new_best": True},
-            {"id": "c", "setting": "x", "new_best": False}]
+    rows = [
+        {"id": "a", "setting": "x", "new_best": True},
+        {"id": "b", "setting": "y", "new_best": True},
+        {"id": "c", "setting": "x", "new_best": False},
+    ]
     assert best_row(rows, "x")["id"] == "a" and best_row(rows, "z") is None
 
 

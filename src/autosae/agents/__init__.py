@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-
 import os
 
-from autosae.agents.base import (Agent, AgentContext, AgentError, BudgetReached, Conclusion, PastSprint,
-                                 Proposal)
+from autosae.agents.base import Agent, AgentContext, AgentError, BudgetReached, Conclusion, PastSprint, Proposal
 from autosae.errors import AutosaeError
 
-__all__ = ["Agent", "AgentContext", "AgentError", "BudgetReached", "Conclusion", "PastSprint", "Proposal",
-           "create_agent", "default_backend", "BACKENDS"]
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentError",
+    "BudgetReached",
+    "Conclusion",
+    "PastSprint",
+    "Proposal",
+    "create_agent",
+    "default_backend",
+    "BACKENDS",
+]
 
 BACKENDS = ("anthropic", "claude_code", "recipe", "scripted")
 

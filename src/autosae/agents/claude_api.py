@@ -24,14 +24,22 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
 from autosae.agents.literature import FETCH_BETA, message_sources, needs_fetch_beta, server_tools, settle
 from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage, usage_dict
-from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, library_mounts,
-                                    propose_prompt, system_prompt, turn_limits)
+from autosae.agents.prompts import (
+    conclude_prompt,
+    conclusion_markdown,
+    implement_prompt,
+    library_mounts,
+    propose_prompt,
+    system_prompt,
+    turn_limits,
+)
 from autosae.agents.sandbox import Files, Shell, ToolError, redact
 from autosae.agents.transcript import Transcript
 from autosae.harness.quick import PARENT_AUTO_SAMPLES
@@ -41,50 +49,100 @@ RETRYABLE = (408, 409, 429, 500, 502, 503, 504, 529)
 
 
 def tool(name: str, description: str, properties: dict, required: list[str]) -> dict:
-    return {"name": name, "description": description,
-            "input_schema": {"type": "object", "properties": properties, "required": required}}
+    return {
+        "name": name,
+        "description": description,
+        "input_schema": {"type": "object", "properties": properties, "required": required},
+    }
 
 
 STR = {"type": "string"}
-EDITOR = tool("str_replace_based_edit_tool",
-              "View a file or folder, create a file, or replace one exact occurrence of a string in a file. "
-              "Paths are relative to the worktree; paths outside it are refused.",
-              {"command": {"type": "string", "enum": ["view", "create", "str_replace"]}, "path": STR,
-               "file_text": STR, "old_str": STR, "new_str": STR,
-               "view_range": {"type": "array", "items": {"type": "integer"}}}, ["command", "path"])
-VIEW = tool("str_replace_based_edit_tool", "View a file or folder (read-only in this phase); autosae/sae/ and "
-            "autosae/variants/ are the component library and the reference variants.",
-            {"command": {"type": "string", "enum": ["view"]}, "path": STR,
-             "view_range": {"type": "array", "items": {"type": "integer"}}}, ["command", "path"])
-BASH = tool("bash", "Run a bash command in the worktree (no network, no credentials, a time limit).",
-            {"command": STR}, ["command"])
-EXPERIMENT = tool("run_experiment",
-                  "Train and score a variant quickly and return its run folder, its metrics (f1, mcc, precision, "
-                  "recall, l0, dead_latents, explained_variance, ...), a summary of its training log (the harness's "
-                  "loss, l0, dead latents and the variant's own TrainOutput.metrics), and the parent's metrics at "
-                  "the same budget, seed and eval samples with the difference. Uncounted: one seed, fewer samples, "
-                  "training seeds and validation eval samples that no counted run uses, so its numbers differ "
-                  "from the counted run's; only the counted run decides the verdict. The parent is trained beside "
-                  f"by default when the run has at most {PARENT_AUTO_SAMPLES:,} training samples (all of `tiny`) "
-                  "or its run is cached (cached runs cost nothing).",
-                  {"variant": {"type": "string", "description": "path of the variant, default: this sprint's"},
-                   "samples": {"type": "integer", "description": "training samples (default: a tenth of the profile's)"},
-                   "profile": {"type": "string", "description": "profile to run on (default: the sprint's; `tiny` is fastest)"},
-                   "seed": {"type": "integer", "description": f"quick seed, 0 to {QUICK_SEED_SPAN - 1} (default 0)"},
-                   "parent": {"type": "boolean", "description": "train the parent's variant beside it (cached): true "
-                              "or false; default: true when cheap, as above"}}, [])
+EDITOR = tool(
+    "str_replace_based_edit_tool",
+    "View a file or folder, create a file, or replace one exact occurrence of a string in a file. "
+    "Paths are relative to the worktree; paths outside it are refused.",
+    {
+        "command": {"type": "string", "enum": ["view", "create", "str_replace"]},
+        "path": STR,
+        "file_text": STR,
+        "old_str": STR,
+        "new_str": STR,
+        "view_range": {"type": "array", "items": {"type": "integer"}},
+    },
+    ["command", "path"],
+)
+VIEW = tool(
+    "str_replace_based_edit_tool",
+    "View a file or folder (read-only in this phase); autosae/sae/ and "
+    "autosae/variants/ are the component library and the reference variants.",
+    {
+        "command": {"type": "string", "enum": ["view"]},
+        "path": STR,
+        "view_range": {"type": "array", "items": {"type": "integer"}},
+    },
+    ["command", "path"],
+)
+BASH = tool(
+    "bash",
+    "Run a bash command in the worktree (no network, no credentials, a time limit).",
+    {"command": STR},
+    ["command"],
+)
+EXPERIMENT = tool(
+    "run_experiment",
+    "Train and score a variant quickly and return its run folder, its metrics (f1, mcc, precision, "
+    "recall, l0, dead_latents, explained_variance, ...), a summary of its training log (the harness's "
+    "loss, l0, dead latents and the variant's own TrainOutput.metrics), and the parent's metrics at "
+    "the same budget, seed and eval samples with the difference. Uncounted: one seed, fewer samples, "
+    "training seeds and validation eval samples that no counted run uses, so its numbers differ "
+    "from the counted run's; only the counted run decides the verdict. The parent is trained beside "
+    f"by default when the run has at most {PARENT_AUTO_SAMPLES:,} training samples (all of `tiny`) "
+    "or its run is cached (cached runs cost nothing).",
+    {
+        "variant": {"type": "string", "description": "path of the variant, default: this sprint's"},
+        "samples": {"type": "integer", "description": "training samples (default: a tenth of the profile's)"},
+        "profile": {"type": "string", "description": "profile to run on (default: the sprint's; `tiny` is fastest)"},
+        "seed": {"type": "integer", "description": f"quick seed, 0 to {QUICK_SEED_SPAN - 1} (default 0)"},
+        "parent": {
+            "type": "boolean",
+            "description": "train the parent's variant beside it (cached): true "
+            "or false; default: true when cheap, as above",
+        },
+    },
+    [],
+)
 FINISH = {
-    "propose": tool("finish", "Submit this sprint's proposal.",
-                    {"title": STR, "idea": STR, "hypothesis": STR, "plan": STR, "parent": STR,
-                     "origin": {"type": "string", "description": "where the idea comes from: a paper or method "
-                                "and its field, a past sprint's result, or your own reasoning"}},
-                    ["title", "idea", "hypothesis", "plan", "origin"]),
-    "implement": tool("finish", "Declare the implementation done (README.md and variant.py written).",
-                      {"summary": STR}, ["summary"]),
-    "conclude": tool("finish", "Submit the conclusions.",
-                     {"checks": STR, "alternatives": {"type": "array", "items": STR}, "conclusion": STR,
-                      "next_steps": {"type": "array", "items": STR}},
-                     ["checks", "alternatives", "conclusion", "next_steps"]),
+    "propose": tool(
+        "finish",
+        "Submit this sprint's proposal.",
+        {
+            "title": STR,
+            "idea": STR,
+            "hypothesis": STR,
+            "plan": STR,
+            "parent": STR,
+            "origin": {
+                "type": "string",
+                "description": "where the idea comes from: a paper or method "
+                "and its field, a past sprint's result, or your own reasoning",
+            },
+        },
+        ["title", "idea", "hypothesis", "plan", "origin"],
+    ),
+    "implement": tool(
+        "finish", "Declare the implementation done (README.md and variant.py written).", {"summary": STR}, ["summary"]
+    ),
+    "conclude": tool(
+        "finish",
+        "Submit the conclusions.",
+        {
+            "checks": STR,
+            "alternatives": {"type": "array", "items": STR},
+            "conclusion": STR,
+            "next_steps": {"type": "array", "items": STR},
+        },
+        ["checks", "alternatives", "conclusion", "next_steps"],
+    ),
 }
 
 
@@ -101,11 +159,24 @@ class Finished(Exception):
 class AnthropicAgent:
     name = "anthropic"
 
-    def __init__(self, model: str = DEFAULT_MODEL, project: str | None = None, seed: int = 0,
-                 max_turns: dict | int | None = None, max_tokens: int = 16_000, bash_timeout_s: float = 600,
-                 max_retries: int = 4, request_timeout_s: float = 600, outage_s: float = 1800,
-                 backoff_s: float = 30, price: dict | None = None, base_url: str | None = None,
-                 sandbox: str = "required", limits: dict | None = None, **_ignored):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        project: str | None = None,
+        seed: int = 0,
+        max_turns: dict | int | None = None,
+        max_tokens: int = 16_000,
+        bash_timeout_s: float = 600,
+        max_retries: int = 4,
+        request_timeout_s: float = 600,
+        outage_s: float = 1800,
+        backoff_s: float = 30,
+        price: dict | None = None,
+        base_url: str | None = None,
+        sandbox: str = "required",
+        limits: dict | None = None,
+        **_ignored,
+    ):
         import anthropic
 
         from autosae.sandbox import resolve
@@ -117,8 +188,9 @@ class AnthropicAgent:
         self.price = Price.of(model, price)
         self.turns = turn_limits(max_turns)
         self.bash_timeout_s, self.outage_s, self.backoff_s = float(bash_timeout_s), float(outage_s), float(backoff_s)
-        self.client = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=int(max_retries),
-                                          timeout=float(request_timeout_s))
+        self.client = anthropic.Anthropic(
+            api_key=key, base_url=base_url, max_retries=int(max_retries), timeout=float(request_timeout_s)
+        )
         self.cost_usd = 0.0
         self.tokens: dict[str, int] = {}
         self.sandboxed = resolve(sandbox, lambda line: print(line, file=sys.stderr, flush=True))
@@ -140,12 +212,23 @@ class AnthropicAgent:
         ctx = dataclasses.replace(ctx, backend=self.name)
         files = Files(Path(ctx.project_root or "."), writable=False, mounts=library_mounts())
         prompt = propose_prompt(ctx, idea)
-        out = self.converse("propose", ctx, prompt, [VIEW, FINISH["propose"]],
-                            {"str_replace_based_edit_tool": files.call}, self._check_proposal)
-        return Proposal(title=out["title"].strip()[:120], idea=idea or out["idea"].strip(),
-                        hypothesis=out["hypothesis"].strip(), plan=out["plan"].strip(),
-                        parent=(out.get("parent") or "").strip() or None, origin=(out.get("origin") or "").strip(),
-                        sources=message_sources(self.messages))
+        out = self.converse(
+            "propose",
+            ctx,
+            prompt,
+            [VIEW, FINISH["propose"]],
+            {"str_replace_based_edit_tool": files.call},
+            self._check_proposal,
+        )
+        return Proposal(
+            title=out["title"].strip()[:120],
+            idea=idea or out["idea"].strip(),
+            hypothesis=out["hypothesis"].strip(),
+            plan=out["plan"].strip(),
+            parent=(out.get("parent") or "").strip() or None,
+            origin=(out.get("origin") or "").strip(),
+            sources=message_sources(self.messages),
+        )
 
     def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
         ctx = dataclasses.replace(ctx, backend=self.name)
@@ -166,8 +249,9 @@ class AnthropicAgent:
                 raise ToolError("parent: expected true or false")
             if args.get("profile") is not None and not isinstance(args["profile"], str):
                 raise ToolError("profile: expected a profile name")
-            return json.dumps(ctx.experiment(variant, samples, args.get("profile"), seed or 0, parent),
-                              indent=1, default=float)
+            return json.dumps(
+                ctx.experiment(variant, samples, args.get("profile"), seed or 0, parent), indent=1, default=float
+            )
 
         def finish_check(args: dict) -> dict:
             for name in ("README.md", "variant.py"):
@@ -179,29 +263,51 @@ class AnthropicAgent:
                 raise ToolError(f"variant.py does not compile: {exc}") from None
             return args
 
-        shell = Shell(worktree, Path(ctx.record_dir or worktree.parent) / "shell-tmp", self.bash_timeout_s,
-                      self.sandboxed, ctx.project_root, int(self.limits.get("disk_gb", 8) * 2**30),
-                      int(self.limits.get("processes", 512)))
-        handlers = {"bash": lambda a: shell.run(_string(a, "command")),
-                    "str_replace_based_edit_tool": files.call, "run_experiment": experiment}
+        shell = Shell(
+            worktree,
+            Path(ctx.record_dir or worktree.parent) / "shell-tmp",
+            self.bash_timeout_s,
+            self.sandboxed,
+            ctx.project_root,
+            int(self.limits.get("disk_gb", 8) * 2**30),
+            int(self.limits.get("processes", 512)),
+        )
+        handlers = {
+            "bash": lambda a: shell.run(_string(a, "command")),
+            "str_replace_based_edit_tool": files.call,
+            "run_experiment": experiment,
+        }
         try:
-            self.converse("implement", ctx, prompt, [BASH, EDITOR, EXPERIMENT, FINISH["implement"]], handlers,
-                          finish_check)
+            self.converse(
+                "implement", ctx, prompt, [BASH, EDITOR, EXPERIMENT, FINISH["implement"]], handlers, finish_check
+            )
         finally:
             shutil.rmtree(shell.scratch, ignore_errors=True)  # the shell's private /tmp
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)
-        out = self.converse("conclude", ctx, prompt, [VIEW, FINISH["conclude"]],
-                            {"str_replace_based_edit_tool": Files(worktree, writable=False).call},
-                            self._check_conclusion)
+        out = self.converse(
+            "conclude",
+            ctx,
+            prompt,
+            [VIEW, FINISH["conclude"]],
+            {"str_replace_based_edit_tool": Files(worktree, writable=False).call},
+            self._check_conclusion,
+        )
         return conclusion_markdown(out)
 
     # -- the conversation --------------------------------------------------------------------
 
-    def converse(self, phase: str, ctx: AgentContext, prompt: str, tools: list[dict],
-                 handlers: dict[str, Callable[[dict], str]], finish: Callable[[dict], Any]) -> Any:
+    def converse(
+        self,
+        phase: str,
+        ctx: AgentContext,
+        prompt: str,
+        tools: list[dict],
+        handlers: dict[str, Callable[[dict], str]],
+        finish: Callable[[dict], Any],
+    ) -> Any:
         record = Transcript(Path(ctx.record_dir or ".") / f"{phase}.jsonl") if ctx.record_dir else None
         system = system_prompt(ctx)
         messages, spent = self._restore(record, prompt)
@@ -211,8 +317,9 @@ class AnthropicAgent:
         log = ctx.log or (lambda line: None)
         while turns < self.turns[phase]:
             if ctx.budget_usd is not None and spent >= ctx.budget_usd:
-                raise BudgetReached(f"the agent's budget of ${ctx.budget_usd:.2f} for this sprint is spent "
-                                    f"(${spent:.2f} in {phase})")
+                raise BudgetReached(
+                    f"the agent's budget of ${ctx.budget_usd:.2f} for this sprint is spent (${spent:.2f} in {phase})"
+                )
             web = [] if self.web_refused else server_tools(ctx.literature, phase, messages)  # what is left
             try:
                 response = self._create(system, [*web, *tools], messages, log)
@@ -220,8 +327,10 @@ class AnthropicAgent:
                 if not web:
                     raise
                 self.web_refused = str(exc)  # the sprint goes on without the web, as with literature off
-                log(f"agent: {exc}; going on without web search and fetch (TASK.md agent.literature.enabled: false "
-                    f"turns them off)")
+                log(
+                    f"agent: {exc}; going on without web search and fetch (TASK.md agent.literature.enabled: false "
+                    f"turns them off)"
+                )
                 continue
             usage = usage_dict(response.usage)
             cost = self.price.cost(usage)
@@ -234,19 +343,34 @@ class AnthropicAgent:
             for block in content:
                 if block.get("type") == "tool_use" and not isinstance(block.get("input"), dict):
                     block["input"] = {}  # a malformed input is answered with an error, never sent back
-            self._append(record, messages, {"role": "assistant", "content": content},
-                         usage=usage, cost_usd=round(cost, 6), stop_reason=response.stop_reason)
+            self._append(
+                record,
+                messages,
+                {"role": "assistant", "content": content},
+                usage=usage,
+                cost_usd=round(cost, 6),
+                stop_reason=response.stop_reason,
+            )
             if not uses and response.stop_reason == "pause_turn":
                 continue  # the API paused a long turn of server tools: sent back as it is, the turn goes on
             if not uses:
-                self._append(record, messages, {"role": "user", "content": "Continue with the tools; call "
-                                                "`finish` when you are done."})
+                self._append(
+                    record,
+                    messages,
+                    {"role": "user", "content": "Continue with the tools; call `finish` when you are done."},
+                )
                 continue
             replies, result = [], None
             for use in uses:
                 text, error, done = self._call(use, handlers, finish)
-                replies.append({"type": "tool_result", "tool_use_id": use["id"], "content": text,
-                                **({"is_error": True} if error else {})})
+                replies.append(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": use["id"],
+                        "content": text,
+                        **({"is_error": True} if error else {}),
+                    }
+                )
                 if done is not None:
                     result = done
             self._append(record, messages, {"role": "user", "content": replies})
@@ -266,10 +390,16 @@ class AnthropicAgent:
             self._append(record, messages, {"role": "user", "content": prompt})
         elif messages[-1]["role"] == "assistant" and not paused:  # a paused turn goes on as it is
             uses = [b for b in messages[-1]["content"] if isinstance(b, dict) and b.get("type") == "tool_use"]
-            reply = ([{"type": "tool_result", "tool_use_id": u["id"], "is_error": True,
-                       "content": "autosae was interrupted before this tool call finished; check the state "
-                                  "of the worktree and repeat the call if it is still needed"} for u in uses]
-                     or "autosae was interrupted; continue where you left off.")
+            reply = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": u["id"],
+                    "is_error": True,
+                    "content": "autosae was interrupted before this tool call finished; check the state "
+                    "of the worktree and repeat the call if it is still needed",
+                }
+                for u in uses
+            ] or "autosae was interrupted; continue where you left off."
             self._append(record, messages, {"role": "user", "content": reply})
         return messages, spent
 
@@ -308,14 +438,19 @@ class AnthropicAgent:
         while True:
             try:
                 return self.client.messages.create(
-                    model=self.model, max_tokens=self.max_tokens, tools=tools, messages=sent,
+                    model=self.model,
+                    max_tokens=self.max_tokens,
+                    tools=tools,
+                    messages=sent,
                     system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
-                    **({"extra_headers": {"anthropic-beta": FETCH_BETA}} if needs_fetch_beta(tools, sent) else {}))
+                    **({"extra_headers": {"anthropic-beta": FETCH_BETA}} if needs_fetch_beta(tools, sent) else {}),
+                )
             except anthropic.APIStatusError as exc:
                 if exc.status_code not in RETRYABLE:
                     refused = Refused if exc.status_code in (400, 403) else AgentError
-                    raise refused(f"the Messages API refused the request ({exc.status_code}): "
-                                  f"{redact(str(exc))[:300]}") from None
+                    raise refused(
+                        f"the Messages API refused the request ({exc.status_code}): {redact(str(exc))[:300]}"
+                    ) from None
                 why = f"HTTP {exc.status_code}"
             except anthropic.APIConnectionError as exc:  # includes time-outs
                 why = type(exc).__name__
@@ -332,9 +467,15 @@ class AnthropicAgent:
     def _check_proposal(args: dict) -> dict:
         for key in ("title", "idea", "hypothesis", "plan", "origin"):
             if not isinstance(args.get(key), str) or not args[key].strip():
-                raise ToolError(f"{key}: expected a non-empty string" + (
-                    " (where the idea comes from: a paper or method and its field, a past sprint, your own "
-                    "reasoning)" if key == "origin" else ""))
+                raise ToolError(
+                    f"{key}: expected a non-empty string"
+                    + (
+                        " (where the idea comes from: a paper or method and its field, a past sprint, your own "
+                        "reasoning)"
+                        if key == "origin"
+                        else ""
+                    )
+                )
         if args.get("parent") is not None and not isinstance(args["parent"], str):
             raise ToolError("parent: expected a sprint id or baseline:matryoshka / baseline:batchtopk")
         return args
@@ -364,12 +505,17 @@ def _block(block) -> dict:
     block keeps its citations (their encrypted indexes must go back), each with the fields
     the API takes (a title may be null, and stays)."""
     data = block.model_dump(exclude_none=True, warnings=False) if hasattr(block, "model_dump") else dict(block)
-    keep = {"text": ("type", "text", "citations"), "tool_use": ("type", "id", "name", "input"),
-            "thinking": ("type", "thinking", "signature"), "redacted_thinking": ("type", "data")}
+    keep = {
+        "text": ("type", "text", "citations"),
+        "tool_use": ("type", "id", "name", "input"),
+        "thinking": ("type", "thinking", "signature"),
+        "redacted_thinking": ("type", "data"),
+    }
     out = {k: v for k, v in data.items() if k in keep.get(data.get("type"), data.keys())}
     if out.get("type") == "text" and out.get("citations") is not None:
         raw = getattr(block, "citations", None) or out["citations"]
         cites = [c.model_dump(warnings=False) if hasattr(c, "model_dump") else dict(c) for c in raw]
-        out["citations"] = [{k: v for k, v in c.items() if v is not None or k in ("title", "document_title")}
-                            for c in cites]
+        out["citations"] = [
+            {k: v for k, v in c.items() if v is not None or k in ("title", "document_title")} for c in cites
+        ]
     return out

@@ -39,16 +39,25 @@ import threading
 from pathlib import Path
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
-from autosae.agents.prompts import (conclude_prompt, conclusion_markdown, implement_prompt, library_paths,
-                                    propose_prompt, system_prompt, turn_limits)
 from autosae.agents.literature import claude_code_tools, stream_sources
 from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage, usage_dict
+from autosae.agents.prompts import (
+    conclude_prompt,
+    conclusion_markdown,
+    implement_prompt,
+    library_paths,
+    propose_prompt,
+    system_prompt,
+    turn_limits,
+)
 from autosae.agents.sandbox import git_view, redact, scrubbed_env
 from autosae.agents.transcript import Transcript
 
-INSTALL = ("the claude_code backend needs the Claude Code CLI: `npm install -g @anthropic-ai/claude-code` "
-           "(then `claude --version`), or set agent.options.claude to its path; the anthropic backend needs "
-           "only an API key")
+INSTALL = (
+    "the claude_code backend needs the Claude Code CLI: `npm install -g @anthropic-ai/claude-code` "
+    "(then `claude --version`), or set agent.options.claude to its path; the anthropic backend needs "
+    "only an API key"
+)
 READ_ONLY = "Read,Glob,Grep"
 WRITE = "Read,Write,Edit,Bash,Glob,Grep"
 QUICK_RUN_TIMEOUT_MS = 600_000
@@ -59,9 +68,18 @@ QUICK_RUN_TIMEOUT_MS = 600_000
 class ClaudeCodeAgent:
     name = "claude_code"
 
-    def __init__(self, model: str = DEFAULT_MODEL, project: str | None = None, max_turns: dict | int | None = None,
-                 claude: str = "claude", time_limit_s: float = 3600, price: dict | None = None,
-                 sandbox: str = "required", limits: dict | None = None, **_ignored):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        project: str | None = None,
+        max_turns: dict | int | None = None,
+        claude: str = "claude",
+        time_limit_s: float = 3600,
+        price: dict | None = None,
+        sandbox: str = "required",
+        limits: dict | None = None,
+        **_ignored,
+    ):
         from autosae.sandbox import resolve
 
         self.exe = shutil.which(claude)
@@ -87,13 +105,28 @@ class ClaudeCodeAgent:
         root = Path(ctx.project_root or ".")
         shown = [p for p in (root / "sprints", root / "reports", root / "TASK.md") if p.exists()]
         library = [Path(p) for p in library_paths().values()]
-        out = _json_answer(self.session("propose", ctx, prompt, scratch, READ_ONLY,
-                                        [str(root), *map(str, library)], writable=[scratch],
-                                        readable=[*shown, *library]),
-                           ("title", "idea", "hypothesis", "plan"))
-        return Proposal(title=str(out["title"])[:120], idea=idea or str(out["idea"]), hypothesis=str(out["hypothesis"]),
-                        plan=str(out["plan"]), parent=str(out.get("parent") or "") or None,
-                        origin=str(out.get("origin") or ""), sources=self.sources(ctx.record_dir or scratch, "propose"))
+        out = _json_answer(
+            self.session(
+                "propose",
+                ctx,
+                prompt,
+                scratch,
+                READ_ONLY,
+                [str(root), *map(str, library)],
+                writable=[scratch],
+                readable=[*shown, *library],
+            ),
+            ("title", "idea", "hypothesis", "plan"),
+        )
+        return Proposal(
+            title=str(out["title"])[:120],
+            idea=idea or str(out["idea"]),
+            hypothesis=str(out["hypothesis"]),
+            plan=str(out["plan"]),
+            parent=str(out.get("parent") or "") or None,
+            origin=str(out.get("origin") or ""),
+            sources=self.sources(ctx.record_dir or scratch, "propose"),
+        )
 
     def sources(self, record_dir: Path | None, phase: str) -> list[dict[str, str]]:
         """The web sources of one session, from its stream-json transcript (the same after a
@@ -111,14 +144,27 @@ class ClaudeCodeAgent:
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)
-        return conclusion_markdown(_json_answer(self.session("conclude", ctx, prompt, worktree, READ_ONLY, [],
-                                                             readable=[worktree]),
-                                                ("checks", "alternatives", "conclusion", "next_steps")))
+        return conclusion_markdown(
+            _json_answer(
+                self.session("conclude", ctx, prompt, worktree, READ_ONLY, [], readable=[worktree]),
+                ("checks", "alternatives", "conclusion", "next_steps"),
+            )
+        )
 
     # -- one Claude Code session ----------------------------------------------------------
 
-    def session(self, phase: str, ctx: AgentContext, prompt: str, cwd: Path, tools: str, dirs: list[str],
-                writable: list[Path] = (), readable: list[Path] = (), git: bool = False) -> str:
+    def session(
+        self,
+        phase: str,
+        ctx: AgentContext,
+        prompt: str,
+        cwd: Path,
+        tools: str,
+        dirs: list[str],
+        writable: list[Path] = (),
+        readable: list[Path] = (),
+        git: bool = False,
+    ) -> str:
         record = Transcript(Path(ctx.record_dir or cwd) / f"{phase}.jsonl")
         earlier = record.records()
         session_id = next((r.get("session_id") for r in earlier if r.get("session_id")), None)
@@ -127,11 +173,24 @@ class ClaudeCodeAgent:
             return self._account(result, earlier)
         system = system_prompt(ctx)
         web, denied = claude_code_tools(ctx.literature, phase)  # TASK.md agent.literature
-        cmd = [self.exe, "-p", prompt if session_id is None else "autosae was interrupted; continue where you left off.",
-               "--output-format", "stream-json", "--verbose", "--model", self.model,
-               "--max-turns", str(self.turns[phase]), "--allowedTools", ",".join([tools, *web]),
-               "--permission-mode", "acceptEdits" if tools == WRITE else "default",
-               "--append-system-prompt", system]
+        cmd = [
+            self.exe,
+            "-p",
+            prompt if session_id is None else "autosae was interrupted; continue where you left off.",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--model",
+            self.model,
+            "--max-turns",
+            str(self.turns[phase]),
+            "--allowedTools",
+            ",".join([tools, *web]),
+            "--permission-mode",
+            "acceptEdits" if tools == WRITE else "default",
+            "--append-system-prompt",
+            system,
+        ]
         if denied:  # off: WebSearch and WebFetch leave the model's tool list
             cmd += ["--disallowedTools", ",".join(denied)]
         cmd += [arg for d in dirs for arg in ("--add-dir", d)]
@@ -164,7 +223,11 @@ class ClaudeCodeAgent:
         everything = earlier + lines
         if result is None:
             self._account(None, everything)
-            why = f"killed at the {self.time_limit_s:g} s time limit" if timed_out.is_set() else f"exit status {proc.returncode}"
+            why = (
+                f"killed at the {self.time_limit_s:g} s time limit"
+                if timed_out.is_set()
+                else f"exit status {proc.returncode}"
+            )
             if box.breach:
                 why = f"stopped: {box.breach}"
             raise AgentError(f"Claude Code ended without a result ({why}): {redact(stderr)}")
@@ -175,8 +238,9 @@ class ClaudeCodeAgent:
             raise AgentError(f"Claude Code stopped: {result.get('subtype')}")
         return text
 
-    def _spawn(self, cmd: list[str], ctx: AgentContext, cwd: Path, writable: list[Path], readable: list[Path],
-               git: bool):
+    def _spawn(
+        self, cmd: list[str], ctx: AgentContext, cwd: Path, writable: list[Path], readable: list[Path], git: bool
+    ):
         """The Claude Code process in the sandbox: the network, a private $HOME (kept across a
         kill, so that --resume finds its session), only the folders named here, and with `git`
         the project's history read-only (see agents.sandbox.git_view)."""
@@ -191,13 +255,23 @@ class ClaudeCodeAgent:
             if os.environ.get(name):
                 env[name] = os.environ[name]
         git_dirs, replaced = git_view(ctx.project_root, home.parent) if git else ([], {})
-        policy = Policy(cwd=cwd, env=env, writable=[*writable, home],
-                        readable=[*readable, *git_dirs, Path(self.exe).parent.parent],
-                        read_only_within=[p for p in (cwd / ".git",) if p.exists() and cwd in writable],
-                        replaced=replaced, tmp=None, network=True)
+        policy = Policy(
+            cwd=cwd,
+            env=env,
+            writable=[*writable, home],
+            readable=[*readable, *git_dirs, Path(self.exe).parent.parent],
+            read_only_within=[p for p in (cwd / ".git",) if p.exists() and cwd in writable],
+            replaced=replaced,
+            tmp=None,
+            network=True,
+        )
         disk = int(float(self.limits.get("disk_gb", 8)) * 2**30)
-        limits = Limits(memory_bytes=8 << 30, processes=int(self.limits.get("processes", 512)), disk_bytes=disk,
-                        file_bytes=min(disk, 4 << 30))
+        limits = Limits(
+            memory_bytes=8 << 30,
+            processes=int(self.limits.get("processes", 512)),
+            disk_bytes=disk,
+            file_bytes=min(disk, 4 << 30),
+        )
         return spawn(cmd, policy, limits, self.sandboxed, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def _account(self, result: dict | None, events: list[dict]) -> str:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search"}
@@ -41,10 +42,14 @@ MAX_TITLE = 200
 
 # -- settings --------------------------------------------------------------------------------
 
+
 def active(settings: dict | None, phase: str) -> bool:
     """Whether `phase` gets web tools under the resolved settings."""
-    return bool(settings) and phase in settings.get("phases", ()) and (
-        settings.get("max_searches", 0) > 0 or settings.get("max_fetches", 0) > 0)
+    return (
+        bool(settings)
+        and phase in settings.get("phases", ())
+        and (settings.get("max_searches", 0) > 0 or settings.get("max_fetches", 0) > 0)
+    )
 
 
 def _domains(settings: dict) -> dict[str, list[str]]:
@@ -56,6 +61,7 @@ def _domains(settings: dict) -> dict[str, list[str]]:
 
 
 # -- the anthropic backend -------------------------------------------------------------------
+
 
 def server_uses(messages: list[dict]) -> dict[str, int]:
     """Completed server tool calls in a conversation, by tool name: a `server_tool_use` counts
@@ -88,8 +94,15 @@ def server_tools(settings: dict | None, phase: str, messages: list[dict]) -> lis
         tools.append({**WEB_SEARCH, "max_uses": left, **domains})
     left = int(settings.get("max_fetches", 0)) - used["web_fetch"]
     if left > 0:
-        tools.append({**WEB_FETCH, "max_uses": left, **domains, "citations": {"enabled": True},
-                      "max_content_tokens": int(settings.get("max_fetch_tokens", 25000))})
+        tools.append(
+            {
+                **WEB_FETCH,
+                "max_uses": left,
+                **domains,
+                "citations": {"enabled": True},
+                "max_content_tokens": int(settings.get("max_fetch_tokens", 25000)),
+            }
+        )
     return tools
 
 
@@ -99,9 +112,16 @@ def needs_fetch_beta(tools: list[dict], messages: list[dict] = ()) -> bool:
     after the tool is spent or refused)."""
     if any(t.get("type") == WEB_FETCH["type"] for t in tools):
         return True
-    return any(isinstance(b, dict) and (b.get("type") == SERVER_RESULTS["web_fetch"]
-                                        or (b.get("type") == "server_tool_use" and b.get("name") == "web_fetch"))
-               for m in messages if isinstance(m.get("content"), list) for b in m["content"])
+    return any(
+        isinstance(b, dict)
+        and (
+            b.get("type") == SERVER_RESULTS["web_fetch"]
+            or (b.get("type") == "server_tool_use" and b.get("name") == "web_fetch")
+        )
+        for m in messages
+        if isinstance(m.get("content"), list)
+        for b in m["content"]
+    )
 
 
 def settle(content: list[dict], stop_reason: str | None) -> list[dict]:
@@ -153,6 +173,7 @@ def _blocks(message: dict) -> list[dict]:
 
 
 # -- the claude_code backend -----------------------------------------------------------------
+
 
 def claude_code_tools(settings: dict | None, phase: str) -> tuple[list[str], list[str]]:
     """(--allowedTools entries, --disallowedTools entries) for one Claude Code session: with
@@ -226,7 +247,7 @@ def _text(value: Any, limit: int) -> str:
     if not isinstance(value, str):
         return ""
     text = " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", value)).split())
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def clean_url(value: Any) -> str | None:
@@ -315,9 +336,14 @@ def readme_with_sources(text: str, sources: list[dict]) -> str:
     twice gives the same file and only autosae's record shows between the markers."""
     body = _README_BLOCK.sub("\n", text).rstrip("\n")
     body = body.replace(README_END, "")
-    lines = [README_START, "## Sources", "",
-             "What the agent read with its web tools while working on this sprint, as autosae recorded it "
-             "from the tools' results (pages fetched, search results cited), not from the agent's own text.", ""]
+    lines = [
+        README_START,
+        "## Sources",
+        "",
+        "What the agent read with its web tools while working on this sprint, as autosae recorded it "
+        "from the tools' results (pages fetched, search results cited), not from the agent's own text.",
+        "",
+    ]
     lines += [f"- {markdown_link(s)}" for s in clean_sources(sources)] or ["None: no web page was fetched or cited."]
     lines += ["", README_END]
     return (body + "\n\n" if body else "") + "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from autosae.agents.base import AgentError
 
 PRICES = {  # model id: (input, output) USD per million tokens, or (input, output, cache-read multiplier)
-    "claude-fable-5-2": (8.0, 40.0, 0.025),     # released 2026-11-09; cache reads $0.20
+    "claude-fable-5-2": (8.0, 40.0, 0.025),  # released 2026-11-09; cache reads $0.20
     "claude-mythos-5-2": (8.0, 40.0, 0.025),
     "claude-fable-5-1": (10.0, 50.0, 0.025),
     "claude-mythos-5-1": (10.0, 50.0, 0.025),
@@ -51,27 +51,33 @@ class Price:
     cache_read: float = CACHE_READ
 
     @classmethod
-    def of(cls, model: str, override: dict | None = None) -> "Price":
+    def of(cls, model: str, override: dict | None = None) -> Price:
         if override:
             try:
-                return cls(float(override["input"]), float(override["output"]),
-                           float(override.get("cache_read", CACHE_READ)))
+                return cls(
+                    float(override["input"]), float(override["output"]), float(override.get("cache_read", CACHE_READ))
+                )
             except (KeyError, TypeError, ValueError, AttributeError):
-                raise AgentError("agent.options.price: expected {input: USD per Mtok, output: USD per Mtok} "
-                                 "(and optionally cache_read: the cache-read multiple of input, 0.1)") from None
+                raise AgentError(
+                    "agent.options.price: expected {input: USD per Mtok, output: USD per Mtok} "
+                    "(and optionally cache_read: the cache-read multiple of input, 0.1)"
+                ) from None
         base = DATED.sub("", model)  # a dated snapshot (claude-sonnet-4-5-20250929) costs what its model does
         if base in PRICES:
             return cls(*PRICES[base])
-        raise AgentError(f"no price known for model {model!r}; set agent.options.price "
-                         f"({{input: .., output: ..}}, USD per million tokens) in TASK.md")
+        raise AgentError(
+            f"no price known for model {model!r}; set agent.options.price "
+            f"({{input: .., output: ..}}, USD per million tokens) in TASK.md"
+        )
 
     def cost(self, usage: dict) -> float:
         per = 1e-6
-        return ((usage.get("input_tokens", 0) * self.input
-                 + usage.get("cache_creation_input_tokens", 0) * self.input * CACHE_WRITE
-                 + usage.get("cache_read_input_tokens", 0) * self.input * self.cache_read
-                 + usage.get("output_tokens", 0) * self.output) * per
-                + usage.get("web_search_requests", 0) * WEB_SEARCH_USD)
+        return (
+            usage.get("input_tokens", 0) * self.input
+            + usage.get("cache_creation_input_tokens", 0) * self.input * CACHE_WRITE
+            + usage.get("cache_read_input_tokens", 0) * self.input * self.cache_read
+            + usage.get("output_tokens", 0) * self.output
+        ) * per + usage.get("web_search_requests", 0) * WEB_SEARCH_USD
 
 
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -95,8 +101,10 @@ def usage_dict(usage) -> dict[str, int]:
     """The token and server-tool counts of an SDK `Usage` or its dict (missing or None counts
     are 0; the server-tool counts sit in its nested `server_tool_use`)."""
     server = usage.get("server_tool_use") if isinstance(usage, dict) else getattr(usage, "server_tool_use", None)
-    return {**{kind: _count(usage, kind) for kind in TOKEN_KINDS},
-            **{kind: _count(server, kind) for kind in SERVER_TOOL_KINDS if _count(server, kind)}}
+    return {
+        **{kind: _count(usage, kind) for kind in TOKEN_KINDS},
+        **{kind: _count(server, kind) for kind in SERVER_TOOL_KINDS if _count(server, kind)},
+    }
 
 
 def add_usage(total: dict[str, int], usage: dict[str, int]) -> None:

@@ -17,8 +17,9 @@ DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
 
 
 def render(name: str, **values) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
     env.filters.update(number_filters())
     return env.get_template(name).render(**{"library": library_paths(), **values})
 
@@ -31,8 +32,12 @@ def number_filters() -> dict:
     def dashed(format_value):
         return lambda *args, **kw: format_value(*args, **kw).replace(fmt.MISSING, "-")
 
-    return {"stat": dashed(fmt.fmt_stat), "num": dashed(fmt.fmt_num), "delta": dashed(fmt.fmt_delta),
-            "p": dashed(fmt.fmt_p)}
+    return {
+        "stat": dashed(fmt.fmt_stat),
+        "num": dashed(fmt.fmt_num),
+        "delta": dashed(fmt.fmt_delta),
+        "p": dashed(fmt.fmt_p),
+    }
 
 
 def library_paths() -> dict[str, str]:
@@ -45,8 +50,9 @@ def library_paths() -> dict[str, str]:
 
 def turn_limits(max_turns: dict | int | None) -> dict[str, int]:
     """Most model calls per phase: TASK.md's agent.max_turns (a dict, or an int for all)."""
-    turns = max_turns if isinstance(max_turns, dict) else ({p: int(max_turns) for p in DEFAULT_TURNS}
-                                                            if max_turns else {})
+    turns = (
+        max_turns if isinstance(max_turns, dict) else ({p: int(max_turns) for p in DEFAULT_TURNS} if max_turns else {})
+    )
     return {**DEFAULT_TURNS, **{k: int(v) for k, v in turns.items()}}
 
 
@@ -61,9 +67,17 @@ def system_prompt(ctx: AgentContext) -> str:
 
 
 def propose_prompt(ctx: AgentContext, idea: str | None) -> str:
-    return render("propose.md.j2", ctx=ctx, number=ctx.sprint_number + 1, baselines=ctx.baselines, best=ctx.best,
-                  past=[p for p in ctx.past if p.id == "(refused)"] if ctx.explore else ctx.past, idea=idea,
-                  explore=ctx.explore, backend=ctx.backend)
+    return render(
+        "propose.md.j2",
+        ctx=ctx,
+        number=ctx.sprint_number + 1,
+        baselines=ctx.baselines,
+        best=ctx.best,
+        past=[p for p in ctx.past if p.id == "(refused)"] if ctx.explore else ctx.past,
+        idea=idea,
+        explore=ctx.explore,
+        backend=ctx.backend,
+    )
 
 
 def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> tuple[Path, str, str]:
@@ -72,13 +86,21 @@ def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) ->
     worktree = Path(ctx.worktree or sprint_dir.parent.parent)
     folder = sprint_dir.relative_to(worktree).as_posix()
     parent = parent_variant(worktree, proposal.parent)
-    prompt = render("implement.md.j2", ctx=ctx, backend=ctx.backend, folder=folder, title=proposal.title,
-                    idea=proposal.idea, hypothesis=proposal.hypothesis, plan=proposal.plan,
-                    parent=proposal.parent or "baseline:matryoshka",
-                    parent_variant=parent.relative_to(worktree).as_posix()
-                    if parent and worktree in parent.parents else None,
-                    parent_source=parent.read_text().strip() if parent and parent.is_file() else "",
-                    width=ctx.width, k=ctx.k)
+    prompt = render(
+        "implement.md.j2",
+        ctx=ctx,
+        backend=ctx.backend,
+        folder=folder,
+        title=proposal.title,
+        idea=proposal.idea,
+        hypothesis=proposal.hypothesis,
+        plan=proposal.plan,
+        parent=proposal.parent or "baseline:matryoshka",
+        parent_variant=parent.relative_to(worktree).as_posix() if parent and worktree in parent.parents else None,
+        parent_source=parent.read_text().strip() if parent and parent.is_file() else "",
+        width=ctx.width,
+        k=ctx.k,
+    )
     return worktree, folder, prompt
 
 
@@ -88,15 +110,23 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
     mine = worktree / "sprints" / (ctx.sprint_id or "?") / "variant.py"
     from autosae.report.format import MISSING, fmt_floor
 
-    prompt = render("conclude.md.j2", ctx=ctx, backend=ctx.backend, sprint_id=ctx.sprint_id or "?",
-                    title=proposal.title, hypothesis=proposal.hypothesis, parent=proposal.parent or "-",
-                    results=json.dumps(honest_stds(results_digest(results)), indent=1, default=float),
-                    verdict=json.dumps(honest_stds(verdict), indent=1, default=float), noop=verdict.get("noop_reason"),
-                    never_ran=spans((verdict.get("coverage") or {}).get("never_ran") or []),
-                    diff=diff(parent_variant(worktree, proposal.parent), mine),
-                    beside=metrics_beside(results.get("summary") or {}, ctx.parent_metrics, proposal.parent or "-"),
-                    floor=fmt_floor(verdict.get("noise_floor"), verdict.get("noise_floor_note")).replace(MISSING, "-"),
-                    curves=curves_text(ctx.curves))
+    prompt = render(
+        "conclude.md.j2",
+        ctx=ctx,
+        backend=ctx.backend,
+        sprint_id=ctx.sprint_id or "?",
+        title=proposal.title,
+        hypothesis=proposal.hypothesis,
+        parent=proposal.parent or "-",
+        results=json.dumps(honest_stds(results_digest(results)), indent=1, default=float),
+        verdict=json.dumps(honest_stds(verdict), indent=1, default=float),
+        noop=verdict.get("noop_reason"),
+        never_ran=spans((verdict.get("coverage") or {}).get("never_ran") or []),
+        diff=diff(parent_variant(worktree, proposal.parent), mine),
+        beside=metrics_beside(results.get("summary") or {}, ctx.parent_metrics, proposal.parent or "-"),
+        floor=fmt_floor(verdict.get("noise_floor"), verdict.get("noise_floor_note")).replace(MISSING, "-"),
+        curves=curves_text(ctx.curves),
+    )
     return worktree, prompt
 
 
@@ -142,20 +172,30 @@ def curves_text(curves: dict | None) -> str:
     for seed, c in curves.items():
         lines.append(f"seed {seed}:")
         lines.append(row("training samples", c.get("samples") or []))
-        lines += [row(label, c.get(key) or []) for key, label in (("loss", "loss"), ("l0", "L0"),
-                                                                   ("dead", "dead latents"))]
+        lines += [
+            row(label, c.get(key) or []) for key, label in (("loss", "loss"), ("l0", "L0"), ("dead", "dead latents"))
+        ]
         lines += [row(f"variant.{name}", values) for name, values in (c.get("variant") or {}).items()]
     return "\n".join(lines)
 
 
 def conclusion_markdown(out: dict) -> Conclusion:
     """The conclude phase's answer (checks, alternatives, conclusion, next_steps) as Markdown."""
+
     def items(value) -> list[str]:
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
-    lines = [str(out["conclusion"]).strip(), "", f"**Did the change run?** {str(out['checks']).strip()}", "",
-             "**Other explanations considered**", *[f"- {a}" for a in items(out["alternatives"])], "",
-             "**Next steps**", *[f"- {s}" for s in items(out["next_steps"])]]
+    lines = [
+        str(out["conclusion"]).strip(),
+        "",
+        f"**Did the change run?** {str(out['checks']).strip()}",
+        "",
+        "**Other explanations considered**",
+        *[f"- {a}" for a in items(out["alternatives"])],
+        "",
+        "**Next steps**",
+        *[f"- {s}" for s in items(out["next_steps"])],
+    ]
     return Conclusion("\n".join(lines))
 
 
@@ -177,7 +217,20 @@ def diff(parent: Path | None, mine: Path | None) -> str:
 
 
 def results_digest(results: dict) -> dict:
-    keep = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance", "status", "seed",
-            "train_wall_s")
-    return {"status": results.get("status"), "summary": results.get("summary"),
-            "per_seed": [{k: v for k, v in r.items() if k in keep} for r in results.get("per_seed", [])]}
+    keep = (
+        "f1",
+        "mcc",
+        "precision",
+        "recall",
+        "l0",
+        "dead_latents",
+        "explained_variance",
+        "status",
+        "seed",
+        "train_wall_s",
+    )
+    return {
+        "status": results.get("status"),
+        "summary": results.get("summary"),
+        "per_seed": [{k: v for k, v in r.items() if k in keep} for r in results.get("per_seed", [])],
+    }

@@ -35,8 +35,9 @@ def parent_argument(parent: str | None, worktree: Path) -> str | None:
     return path if (worktree / path).is_file() else None
 
 
-def quick_command(cfg: TaskConfig, profile: Profile, folder: str, parent: str | None, worktree: Path,
-                  quick_dir: Path) -> str:
+def quick_command(
+    cfg: TaskConfig, profile: Profile, folder: str, parent: str | None, worktree: Path, quick_dir: Path
+) -> str:
     """`autosae train <folder>/variant.py` on the project's profile and model, one quick seed, a
     tenth of the training samples, the parent beside it when cheap, into a new folder under
     `quick_dir` (named by the time it starts)."""
@@ -54,10 +55,13 @@ def quick_command(cfg: TaskConfig, profile: Profile, folder: str, parent: str | 
     return " ".join(shlex.quote(a) for a in args) + f" --out {shlex.quote(str(quick_dir))}/run-$(date +%m%d-%H%M%S)"
 
 
-def quick_fields(cfg: TaskConfig, profile: Profile, sprint_path: str, parent: str | None, worktree: Path,
-                 record_dir: Path) -> dict:
+def quick_fields(
+    cfg: TaskConfig, profile: Profile, sprint_path: str, parent: str | None, worktree: Path, record_dir: Path
+) -> dict:
     """AgentContext's quick_command and quick_dir for one sprint: the folder is `quick-runs`
     beside the agent's transcripts (outside the worktree, so nothing of it is committed)."""
     quick_dir = record_dir / "quick-runs"
-    return {"quick_dir": quick_dir,
-            "quick_command": quick_command(cfg, profile, sprint_path, parent, worktree, quick_dir)}
+    return {
+        "quick_dir": quick_dir,
+        "quick_command": quick_command(cfg, profile, sprint_path, parent, worktree, quick_dir),
+    }

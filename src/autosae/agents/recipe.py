@@ -31,36 +31,73 @@ CHOICES: dict[str, list] = {
     "lista_eta": [0.1, 0.3, 0.5],
     "term_tilt": [0.0, 1e-3, 2e-3, 5e-3, 1e-2],
 }
-FAMILY = {"levels": "matryoshka", "detach_inner": "matryoshka", "sort_by_frequency": "matryoshka",
-          "k_start": "k schedule", "k_fraction": "k schedule", "lista_iterations": "encoder",
-          "lista_eta": "encoder", "term_tilt": "loss"}
+FAMILY = {
+    "levels": "matryoshka",
+    "detach_inner": "matryoshka",
+    "sort_by_frequency": "matryoshka",
+    "k_start": "k schedule",
+    "k_fraction": "k schedule",
+    "lista_iterations": "encoder",
+    "lista_eta": "encoder",
+    "term_tilt": "loss",
+}
 """The component family of each setting, for exploration sprints."""
 BASELINE_CONFIGS = {
-    "matryoshka": {"levels": 4, "detach_inner": False, "sort_by_frequency": False, "k_start": 1.0,
-                   "k_fraction": None, "lista_iterations": 0, "lista_eta": None, "term_tilt": 0.0},
-    "batchtopk": {"levels": 1, "detach_inner": False, "sort_by_frequency": False, "k_start": 1.0,
-                  "k_fraction": None, "lista_iterations": 0, "lista_eta": None, "term_tilt": 0.0},
+    "matryoshka": {
+        "levels": 4,
+        "detach_inner": False,
+        "sort_by_frequency": False,
+        "k_start": 1.0,
+        "k_fraction": None,
+        "lista_iterations": 0,
+        "lista_eta": None,
+        "term_tilt": 0.0,
+    },
+    "batchtopk": {
+        "levels": 1,
+        "detach_inner": False,
+        "sort_by_frequency": False,
+        "k_start": 1.0,
+        "k_fraction": None,
+        "lista_iterations": 0,
+        "lista_eta": None,
+        "term_tilt": 0.0,
+    },
 }
 PRIOR = [  # the seed's findings first, in the order they paid off there
-    ("k_start", 2.4), ("detach_inner", True), ("lista_iterations", 1), ("term_tilt", 2e-3),
-    ("sort_by_frequency", True), ("k_start", 2.0), ("k_start", 3.0), ("k_fraction", 0.5),
-    ("lista_eta", 0.5), ("lista_eta", 0.1), ("term_tilt", 5e-3), ("term_tilt", 1e-3), ("levels", 5),
-    ("levels", 3), ("k_start", 1.5), ("k_start", 4.0), ("k_fraction", 0.75), ("lista_iterations", 2),
+    ("k_start", 2.4),
+    ("detach_inner", True),
+    ("lista_iterations", 1),
+    ("term_tilt", 2e-3),
+    ("sort_by_frequency", True),
+    ("k_start", 2.0),
+    ("k_start", 3.0),
+    ("k_fraction", 0.5),
+    ("lista_eta", 0.5),
+    ("lista_eta", 0.1),
+    ("term_tilt", 5e-3),
+    ("term_tilt", 1e-3),
+    ("levels", 5),
+    ("levels", 3),
+    ("k_start", 1.5),
+    ("k_start", 4.0),
+    ("k_fraction", 0.75),
+    ("lista_iterations", 2),
 ]
 WHY = {
     "k_start": "Starting with more active latents lets more of them receive gradient early and find "
-               "features before the L0 budget tightens (the seed's largest single gain).",
+    "features before the L0 budget tightens (the seed's largest single gain).",
     "k_fraction": "How long K takes to reach its target trades early exploration against time spent "
-                  "training at the final sparsity.",
+    "training at the final sparsity.",
     "detach_inner": "Detaching the inner Matryoshka levels stops their reconstruction loss from pulling "
-                    "outer latents towards general directions, which the seed found reduces absorption.",
+    "outer latents towards general directions, which the seed found reduces absorption.",
     "sort_by_frequency": "Sorting latents by firing frequency puts the most common features in the inner "
-                         "levels, where the nested losses expect them.",
+    "levels, where the nested losses expect them.",
     "lista_iterations": "A LISTA correction step on the residual lets latents explain away each other, "
-                        "which one linear encoder cannot (the seed's one-step LISTA).",
+    "which one linear encoder cannot (the seed's one-step LISTA).",
     "lista_eta": "The LISTA step size sets how strongly the residual correction moves the pre-activations.",
     "term_tilt": "TERM's tilted mean weights badly reconstructed samples more, pushing latents towards "
-                 "rare features that a plain mean ignores.",
+    "rare features that a plain mean ignores.",
     "levels": "The number of nested levels sets how strongly the dictionary is organised coarse to fine.",
 }
 KEYWORDS = [  # user ideas -> changes (a regex and the setting it implies)
@@ -91,8 +128,13 @@ def config_key(config: dict) -> str:
 
 
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def changes(parent: dict, config: dict) -> list[str]:
@@ -101,14 +143,32 @@ def changes(parent: dict, config: dict) -> list[str]:
     return [k for k in a if a[k] != b[k]]
 
 
-def render_variant(config: dict, title: str = "recipe variant", idea: str = "", parent: str = "",
-                   parent_config: dict | None = None) -> str:
+def render_variant(
+    config: dict, title: str = "recipe variant", idea: str = "", parent: str = "", parent_config: dict | None = None
+) -> str:
     c = normalise(config)
-    uses = [name for name, on in (("LinearK", c["k_start"] != 1.0), ("LISTA", c["lista_iterations"] > 0),
-                                  ("TERM", c["term_tilt"] > 0)) if on]
-    return _env().get_template("variant.py.j2").render(
-        config=c, title=title, idea=idea, parent=parent or "baseline:matryoshka", uses=uses,
-        divisors=LEVEL_DIVISORS[c["levels"]], changes=changes(parent_config or c, c))
+    uses = [
+        name
+        for name, on in (
+            ("LinearK", c["k_start"] != 1.0),
+            ("LISTA", c["lista_iterations"] > 0),
+            ("TERM", c["term_tilt"] > 0),
+        )
+        if on
+    ]
+    return (
+        _env()
+        .get_template("variant.py.j2")
+        .render(
+            config=c,
+            title=title,
+            idea=idea,
+            parent=parent or "baseline:matryoshka",
+            uses=uses,
+            divisors=LEVEL_DIVISORS[c["levels"]],
+            changes=changes(parent_config or c, c),
+        )
+    )
 
 
 def describe(field: str, value) -> str:
@@ -137,8 +197,12 @@ def summarise(config: dict) -> str:
     """A configuration as its differences from the Matryoshka baseline, e.g. "5 Matryoshka
     levels + 1-step LISTA encoder"."""
     fields = changes(BASELINE_CONFIGS["matryoshka"], config)
-    shown = [f for f in fields if not (f == "lista_eta" and "lista_iterations" in fields and config[f] == 0.3)
-             and not (f == "k_fraction" and "k_start" in fields and config[f] == 1.0)]
+    shown = [
+        f
+        for f in fields
+        if not (f == "lista_eta" and "lista_iterations" in fields and config[f] == 0.3)
+        and not (f == "k_fraction" and "k_start" in fields and config[f] == 1.0)
+    ]
     return " + ".join(describe(f, config[f]) for f in shown) or "the Matryoshka baseline"
 
 
@@ -188,8 +252,14 @@ class RecipeAgent:
         for p in ctx.past:
             mine, theirs = getattr(p, ctx.objective), means.get(p.parent or "")
             parent_config = configs.get(p.parent or "")
-            if not p.config or mine is None or theirs is None or p.noop or parent_config is None \
-                    or config_key(parent_config) != start_key:
+            if (
+                not p.config
+                or mine is None
+                or theirs is None
+                or p.noop
+                or parent_config is None
+                or config_key(parent_config) != start_key
+            ):
                 continue
             fields = changes(start, p.config)
             if len(fields) == 1 or fields in (["k_start", "k_fraction"], ["lista_iterations", "lista_eta"]):
@@ -216,7 +286,9 @@ class RecipeAgent:
 
     def _candidates(self, start: dict, ctx: AgentContext) -> list[tuple[dict, list[str]]]:
         rng = random.Random(f"{self.seed if self.seed is not None else ctx.seed}:{ctx.sprint_number}")
-        tried = {config_key(p.config) for p in ctx.past if p.config} | {config_key(c) for c in BASELINE_CONFIGS.values()}
+        tried = {config_key(p.config) for p in ctx.past if p.config} | {
+            config_key(c) for c in BASELINE_CONFIGS.values()
+        }
         penalties = self._penalties(ctx)
         gains = self._gains(start, ctx)
         start_key = config_key(start)
@@ -286,12 +358,17 @@ class RecipeAgent:
         for pattern, change in KEYWORDS:
             if re.search(pattern, text):
                 updates.update(change)
-        numbers = {m.group(1): float(m.group(2)) for m in
-                   re.finditer(r"(eta|tilt|levels?|iterations?|steps?|from|start)\s*(?:=|of|to)?\s*([0-9.]+(?:e-?\d+)?)x?", text)}
+        numbers = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(
+                r"(eta|tilt|levels?|iterations?|steps?|from|start)\s*(?:=|of|to)?\s*([0-9.]+(?:e-?\d+)?)x?", text
+            )
+        }
         for key, value in numbers.items():
             if key == "eta":
-                updates.update(lista_iterations=updates.get("lista_iterations", start["lista_iterations"]) or 1,
-                               lista_eta=value)
+                updates.update(
+                    lista_iterations=updates.get("lista_iterations", start["lista_iterations"]) or 1, lista_eta=value
+                )
             elif key == "tilt":
                 updates["term_tilt"] = value
             elif key.startswith("level"):
@@ -301,30 +378,47 @@ class RecipeAgent:
             elif key in ("from", "start") and "k_start" in updates:
                 updates["k_start"] = value
         if not updates:
-            raise AgentError(f"the recipe agent cannot implement {idea!r}: it understands changes to "
-                             f"levels, detach, frequency sort, a decreasing K, LISTA (eta, iterations) and "
-                             f"TERM (tilt); use an LLM backend for other ideas")
+            raise AgentError(
+                f"the recipe agent cannot implement {idea!r}: it understands changes to "
+                f"levels, detach, frequency sort, a decreasing K, LISTA (eta, iterations) and "
+                f"TERM (tilt); use an LLM backend for other ideas"
+            )
         bad = [k for k, v in updates.items() if k in ("levels",) and v not in CHOICES[k]]
         if bad:
             raise AgentError(f"the recipe agent supports 1 to 5 Matryoshka levels, not {updates['levels']}")
         return _apply(start, updates)
 
-    def _proposal(self, idea: str | None, start: dict, parent: str, config: dict, fields: list[str],
-                  ctx: AgentContext, title: str | None = None) -> Proposal:
-        shown = [f for f in fields if not (f == "lista_eta" and "lista_iterations" in fields)
-                 and not (f == "k_fraction" and "k_start" in fields)]
+    def _proposal(
+        self,
+        idea: str | None,
+        start: dict,
+        parent: str,
+        config: dict,
+        fields: list[str],
+        ctx: AgentContext,
+        title: str | None = None,
+    ) -> Proposal:
+        shown = [
+            f
+            for f in fields
+            if not (f == "lista_eta" and "lista_iterations" in fields)
+            and not (f == "k_fraction" and "k_start" in fields)
+        ]
         what = "; ".join(describe(f, config[f]) for f in shown)
         title = title or what[0].upper() + what[1:]
         if not parent.startswith("baseline:") and title != idea:  # say what it builds on
             title += " on " + summarise(start)
         text = idea or f"Change {parent}'s configuration to use {what}."
         hypothesis = " ".join(WHY[f] for f in fields) + (
-            f" So {ctx.objective.upper()} should rise above the parent's by more than the noise between seeds.")
-        plan = (f"Start from {parent} and change only {', '.join(fields)} "
-                f"({'; '.join(f'{f}: {start[f]} -> {config[f]}' for f in fields)}). Train with the task's seeds "
-                f"under the benchmark's constraints; the change counts only if {ctx.objective.upper()} beats "
-                f"the parent at the task's significance and the per-seed scores differ from the parent's "
-                f"(otherwise the change was a no-op).")
+            f" So {ctx.objective.upper()} should rise above the parent's by more than the noise between seeds."
+        )
+        plan = (
+            f"Start from {parent} and change only {', '.join(fields)} "
+            f"({'; '.join(f'{f}: {start[f]} -> {config[f]}' for f in fields)}). Train with the task's seeds "
+            f"under the benchmark's constraints; the change counts only if {ctx.objective.upper()} beats "
+            f"the parent at the task's significance and the per-seed scores differ from the parent's "
+            f"(otherwise the change was a no-op)."
+        )
         return Proposal(title=title, idea=text, hypothesis=hypothesis, plan=plan, parent=parent, config=config)
 
     # -- implementation ---------------------------------------------------------------------
@@ -335,12 +429,24 @@ class RecipeAgent:
         parent_config = self._parent_config(proposal.parent, ctx)
         config = normalise(proposal.config)
         sprint_dir.mkdir(parents=True, exist_ok=True)
-        (sprint_dir / "variant.py").write_text(render_variant(config, proposal.title, proposal.idea,
-                                                              proposal.parent or "", parent_config))
-        (sprint_dir / "README.md").write_text(_env().get_template("README.md.j2").render(
-            title=proposal.title, idea=proposal.idea, hypothesis=proposal.hypothesis, plan=proposal.plan,
-            parent=proposal.parent, config=config, parent_config=parent_config,
-            changes=changes(parent_config, config), seed=self.seed if self.seed is not None else ctx.seed))
+        (sprint_dir / "variant.py").write_text(
+            render_variant(config, proposal.title, proposal.idea, proposal.parent or "", parent_config)
+        )
+        (sprint_dir / "README.md").write_text(
+            _env()
+            .get_template("README.md.j2")
+            .render(
+                title=proposal.title,
+                idea=proposal.idea,
+                hypothesis=proposal.hypothesis,
+                plan=proposal.plan,
+                parent=proposal.parent,
+                config=config,
+                parent_config=parent_config,
+                changes=changes(parent_config, config),
+                seed=self.seed if self.seed is not None else ctx.seed,
+            )
+        )
 
     def _parent_config(self, parent: str | None, ctx: AgentContext) -> dict:
         name = (parent or "").removeprefix("baseline:")
@@ -372,22 +478,29 @@ def conclusion_text(proposal: Proposal, results: dict, verdict: dict, past: list
     parent = verdict.get("parent") or {}
     lines = [f"**What changed.** {proposal.idea}", ""]
     if v == "failed" or not summary.get(obj):
-        lines += [f"**Result.** The run failed: {results.get('reason') or verdict.get('reason')}. "
-                  f"Nothing can be concluded about the idea itself; the failure is in how it was built or "
-                  f"trained. Next: check the worker log in the report before retrying this configuration."]
+        lines += [
+            f"**Result.** The run failed: {results.get('reason') or verdict.get('reason')}. "
+            f"Nothing can be concluded about the idea itself; the failure is in how it was built or "
+            f"trained. Next: check the worker log in the report before retrying this configuration."
+        ]
         return "\n".join(lines)
     stat = summary[obj]
     delta, p = verdict.get("delta_parent"), verdict.get("p_value")
-    floor = verdict.get("noise_floor_note") or (None if verdict.get("noise_floor") is None
-                                                else f"{verdict['noise_floor']:.4f}")
-    lines.append(f"**Result.** {name} {_pm(stat)} over {stat.get('n')} seeds against the parent "
-                 f"`{parent.get('id')}` at {_pm(parent)}: "
-                 + (f"{delta:+.4f}" if delta is not None else "no difference computed")
-                 + (f", Welch p = {p:.3g}" if p is not None else "")
-                 + (f", noise floor {floor}." if floor is not None else "."))
+    floor = verdict.get("noise_floor_note") or (
+        None if verdict.get("noise_floor") is None else f"{verdict['noise_floor']:.4f}"
+    )
+    lines.append(
+        f"**Result.** {name} {_pm(stat)} over {stat.get('n')} seeds against the parent "
+        f"`{parent.get('id')}` at {_pm(parent)}: "
+        + (f"{delta:+.4f}" if delta is not None else "no difference computed")
+        + (f", Welch p = {p:.3g}" if p is not None else "")
+        + (f", noise floor {floor}." if floor is not None else ".")
+    )
     other = "mcc" if obj == "f1" else "f1"
-    lines.append(f"{other.upper()} is {_pm(summary.get(other))}; L0 {_pm(summary.get('l0'))}, dead latents "
-                 f"{_pm(summary.get('dead_latents'))}, explained variance {_pm(summary.get('explained_variance'))}.")
+    lines.append(
+        f"{other.upper()} is {_pm(summary.get(other))}; L0 {_pm(summary.get('l0'))}, dead latents "
+        f"{_pm(summary.get('dead_latents'))}, explained variance {_pm(summary.get('explained_variance'))}."
+    )
     for key, label in (("best", "the best so far"),):
         ref = verdict.get(key)
         if ref and ref.get("mean") is not None and verdict.get("delta_best") is not None:
@@ -398,24 +511,37 @@ def conclusion_text(proposal: Proposal, results: dict, verdict: dict, past: list
             lines.append(f"Against the {base} baseline ({mean:.4f}): {stat['mean'] - mean:+.4f}.")
     lines.append("")
     if verdict.get("noop"):
-        lines.append(f"**Interpretation.** This is a no-op: {verdict.get('noop_reason')}. The configuration "
-                     f"change did not reach the trained SAE, so it says nothing about the idea.")
+        lines.append(
+            f"**Interpretation.** This is a no-op: {verdict.get('noop_reason')}. The configuration "
+            f"change did not reach the trained SAE, so it says nothing about the idea."
+        )
     elif v == "improved":
-        lines.append(f"**Interpretation.** The change helps beyond seed noise (p < {verdict.get('alpha')}). "
-                     f"Alternative explanations: with few seeds a lucky draw remains possible, and the gain may "
-                     f"depend on the other settings of this configuration or on the short training run; "
-                     f"a held-out model would confirm it." + (" It is the new best." if verdict.get("new_best") else ""))
+        lines.append(
+            f"**Interpretation.** The change helps beyond seed noise (p < {verdict.get('alpha')}). "
+            f"Alternative explanations: with few seeds a lucky draw remains possible, and the gain may "
+            f"depend on the other settings of this configuration or on the short training run; "
+            f"a held-out model would confirm it." + (" It is the new best." if verdict.get("new_best") else "")
+        )
     elif v == "worse":
-        lines.append("**Interpretation.** The change hurts beyond seed noise; the recipe agent will not build "
-                     "on it. It may still help in combination with settings it interacts with (for example "
-                     "a K schedule with LISTA), which a later sprint could test.")
+        lines.append(
+            "**Interpretation.** The change hurts beyond seed noise; the recipe agent will not build "
+            "on it. It may still help in combination with settings it interacts with (for example "
+            "a K schedule with LISTA), which a later sprint could test."
+        )
     elif v == "no change":
-        lines.append("**Interpretation.** The difference is within the noise floor: the change is either "
-                     "irrelevant on this benchmark or too small to see with these seeds. It is not a finding.")
+        lines.append(
+            "**Interpretation.** The difference is within the noise floor: the change is either "
+            "irrelevant on this benchmark or too small to see with these seeds. It is not a finding."
+        )
     else:
-        lines.append("**Interpretation.** The difference exceeds the noise floor but the seeds cannot confirm "
-                     "it. More seeds would settle it; until then it is not a finding.")
+        lines.append(
+            "**Interpretation.** The difference exceeds the noise floor but the seeds cannot confirm "
+            "it. More seeds would settle it; until then it is not a finding."
+        )
     tried = sum(1 for s in past if s.config) + 1
-    lines += ["", f"**Next.** {'Build on this configuration' if verdict.get('new_best') else 'Keep the best configuration'}"
-              f" and change another setting ({tried} configurations tried so far)."]
+    lines += [
+        "",
+        f"**Next.** {'Build on this configuration' if verdict.get('new_best') else 'Keep the best configuration'}"
+        f" and change another setting ({tried} configurations tried so far).",
+    ]
     return "\n".join(lines)

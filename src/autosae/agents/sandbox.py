@@ -12,8 +12,21 @@ from pathlib import Path
 
 from autosae.redaction import SECRET_NAME, redact
 
-KEEP = {"PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "TMPDIR", "SHELL", "TZ",
-        "AUTOSAE_CACHE", "XDG_CACHE_HOME", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED"}
+KEEP = {
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "TMPDIR",
+    "SHELL",
+    "TZ",
+    "AUTOSAE_CACHE",
+    "XDG_CACHE_HOME",
+    "CUDA_VISIBLE_DEVICES",
+    "PYTHONHASHSEED",
+}
 OUTPUT_LIMIT = 12_000
 
 
@@ -66,22 +79,46 @@ class Shell:
 
         readable, replaced = git_view(self.project_root, self.scratch.parent)
         protected = [self.worktree / ".git"]
-        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp",
-               "TMPDIR": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1",
-               "AUTOSAE_CACHE": "/tmp/autosae-cache", "GIT_CONFIG_NOSYSTEM": "1"}
-        return Policy(cwd=self.worktree, env=env, writable=[self.worktree], readable=readable,
-                      read_only_within=[p for p in protected if p.exists()], replaced=replaced, tmp=self.scratch,
-                      network=False)
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "TERM": "dumb",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AUTOSAE_CACHE": "/tmp/autosae-cache",
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
+        return Policy(
+            cwd=self.worktree,
+            env=env,
+            writable=[self.worktree],
+            readable=readable,
+            read_only_within=[p for p in protected if p.exists()],
+            replaced=replaced,
+            tmp=self.scratch,
+            network=False,
+        )
 
     def run(self, command: str) -> str:
         """The command's output (stdout and stderr together, truncated, redacted) and how it ended."""
         from autosae.sandbox import Limits, run
 
         self.scratch.mkdir(parents=True, exist_ok=True)
-        limits = Limits(memory_bytes=AGENT_MEMORY_BYTES, processes=self.processes, disk_bytes=self.disk_bytes,
-                        file_bytes=min(self.disk_bytes, 4 << 30))
-        result = run(["bash", "-c", command], self.policy, limits, self.enabled, timeout_s=self.timeout_s,
-                     output_limit=4 * OUTPUT_LIMIT)
+        limits = Limits(
+            memory_bytes=AGENT_MEMORY_BYTES,
+            processes=self.processes,
+            disk_bytes=self.disk_bytes,
+            file_bytes=min(self.disk_bytes, 4 << 30),
+        )
+        result = run(
+            ["bash", "-c", command],
+            self.policy,
+            limits,
+            self.enabled,
+            timeout_s=self.timeout_s,
+            output_limit=4 * OUTPUT_LIMIT,
+        )
         if result.breach:
             status = f"stopped: {result.breach}"
         elif result.timed_out:
@@ -107,8 +144,11 @@ def safe_git_config(git_dir: Path, folder: Path) -> Path:
     import subprocess
 
     folder.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run(["git", "config", "--file", str(git_dir / "config"), "--get-regexp", r"^(core|extensions)\."],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["git", "config", "--file", str(git_dir / "config"), "--get-regexp", r"^(core|extensions)\."],
+        capture_output=True,
+        text=True,
+    ).stdout
     lines = {}
     for line in out.splitlines():
         key, _, value = line.partition(" ")
@@ -140,7 +180,7 @@ class Files:
         clean = path.strip("/")
         for prefix, folder in self.mounts.items():
             if clean == prefix or clean.startswith(prefix + "/"):
-                target = (folder / clean[len(prefix):].lstrip("/")).resolve()
+                target = (folder / clean[len(prefix) :].lstrip("/")).resolve()
                 if target != folder and folder not in target.parents:
                     raise ToolError(f"{path}: outside {prefix}/")
                 return target
@@ -148,8 +188,12 @@ class Files:
 
     def view_mounted(self, target: Path, view_range: list[int] | None) -> str:
         if target.is_dir():
-            return "\n".join(sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir()
-                                    if p.name != "__pycache__")) or "(empty folder)"
+            return (
+                "\n".join(
+                    sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir() if p.name != "__pycache__")
+                )
+                or "(empty folder)"
+            )
         if not target.is_file():
             raise ToolError(f"{target.name}: no such file")
         return self._numbered(target, view_range)
@@ -170,8 +214,11 @@ class Files:
             return self.view_mounted(mounted, view_range)
         target = self.resolve(path)
         if target.is_dir():
-            entries = sorted(p.relative_to(self.root).as_posix() + ("/" if p.is_dir() else "")
-                             for p in target.iterdir() if p.name != ".git")
+            entries = sorted(
+                p.relative_to(self.root).as_posix() + ("/" if p.is_dir() else "")
+                for p in target.iterdir()
+                if p.name != ".git"
+            )
             return "\n".join(entries) or "(empty folder)"
         if not target.is_file():
             raise ToolError(f"{path}: no such file")
@@ -185,7 +232,7 @@ class Files:
             if len(view_range) != 2:
                 raise ToolError("view_range: expected [first, last]")
             first, last = int(view_range[0]), (len(lines) if int(view_range[1]) == -1 else int(view_range[1]))
-        return truncate("\n".join(f"{n:6}\t{line}" for n, line in enumerate(lines[first - 1:last], first)))
+        return truncate("\n".join(f"{n:6}\t{line}" for n, line in enumerate(lines[first - 1 : last], first)))
 
     def create(self, path: str, file_text: str) -> str:
         self._writable()

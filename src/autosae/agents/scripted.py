@@ -37,8 +37,10 @@ class ScriptedAgent:
             except (OSError, yaml.YAMLError) as exc:
                 raise AgentError(f"cannot read the script {path}: {exc}") from None
         if not script or not isinstance(script, list) or not all(isinstance(a, dict) for a in script):
-            raise AgentError("the scripted agent needs a non-empty list of actions "
-                             "(TASK.md agent.options.script: a YAML file with a list)")
+            raise AgentError(
+                "the scripted agent needs a non-empty list of actions "
+                "(TASK.md agent.options.script: a YAML file with a list)"
+            )
         self.script = script
 
     def _action(self, ctx: AgentContext, phase: str) -> dict:
@@ -51,9 +53,14 @@ class ScriptedAgent:
     def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
         action = self._action(ctx, "propose")
         self.cost_usd += float(action.get("cost_usd", 0.0))
-        return Proposal(title=idea or action.get("title", "scripted idea"), idea=idea or action.get("idea", ""),
-                        hypothesis=action.get("hypothesis", ""), plan=action.get("plan", ""),
-                        parent=action.get("parent"), config=None if idea else action.get("config"))
+        return Proposal(
+            title=idea or action.get("title", "scripted idea"),
+            idea=idea or action.get("idea", ""),
+            hypothesis=action.get("hypothesis", ""),
+            plan=action.get("plan", ""),
+            parent=action.get("parent"),
+            config=None if idea else action.get("config"),
+        )
 
     def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
         from autosae.variants import reference_variants
@@ -67,8 +74,10 @@ class ScriptedAgent:
             source = refs[source].read_text()
         sprint_dir.mkdir(parents=True, exist_ok=True)
         (sprint_dir / "variant.py").write_text(source)
-        readme = action.get("readme") or (f"# {proposal.title}\n\n## Idea\n{proposal.idea}\n\n"
-                                          f"## Hypothesis\n{proposal.hypothesis}\n\n## Plan\n{proposal.plan}\n")
+        readme = action.get("readme") or (
+            f"# {proposal.title}\n\n## Idea\n{proposal.idea}\n\n"
+            f"## Hypothesis\n{proposal.hypothesis}\n\n## Plan\n{proposal.plan}\n"
+        )
         (sprint_dir / "README.md").write_text(readme)
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:

@@ -19,9 +19,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import torch
 from platformdirs import user_cache_dir
@@ -58,8 +58,10 @@ def sae_lens_config(spec: ModelSpec):
     hierarchy = None
     if spec.hierarchy_roots > 0:
         hierarchy = HierarchyConfig(
-            total_root_nodes=spec.hierarchy_roots, branching_factor=spec.branching,
-            max_depth=spec.max_depth, mutually_exclusive_portion=spec.mutually_exclusive_portion,
+            total_root_nodes=spec.hierarchy_roots,
+            branching_factor=spec.branching,
+            max_depth=spec.max_depth,
+            mutually_exclusive_portion=spec.mutually_exclusive_portion,
             mutually_exclusive_min_depth=spec.mutually_exclusive_min_depth,
             compensate_probabilities=spec.compensate_probabilities,
             scale_children_by_parent=spec.scale_children_by_parent,
@@ -68,17 +70,19 @@ def sae_lens_config(spec: ModelSpec):
         num_features=spec.num_features,
         hidden_dim=spec.hidden_dim,
         firing_probability=ZipfianFiringProbabilityConfig(
-            exponent=spec.zipf_exponent, max_prob=spec.max_prob, min_prob=spec.min_prob),
+            exponent=spec.zipf_exponent, max_prob=spec.max_prob, min_prob=spec.min_prob
+        ),
         hierarchy=hierarchy,
-        orthogonalization=(OrthogonalizationConfig(num_steps=spec.ortho_steps, lr=spec.ortho_lr)
-                           if spec.ortho_steps > 0 else None),
-        correlation=(LowRankCorrelationConfig(rank=spec.correlation_rank,
-                                              correlation_scale=spec.correlation_scale)
-                     if spec.correlation_rank > 0 else None),
-        mean_firing_magnitudes=LinearMagnitudeConfig(start=spec.mean_magnitude_start,
-                                                     end=spec.mean_magnitude_end),
-        std_firing_magnitudes=FoldedNormalMagnitudeConfig(mean=spec.std_magnitude_mean,
-                                                          std=spec.std_magnitude_std),
+        orthogonalization=(
+            OrthogonalizationConfig(num_steps=spec.ortho_steps, lr=spec.ortho_lr) if spec.ortho_steps > 0 else None
+        ),
+        correlation=(
+            LowRankCorrelationConfig(rank=spec.correlation_rank, correlation_scale=spec.correlation_scale)
+            if spec.correlation_rank > 0
+            else None
+        ),
+        mean_firing_magnitudes=LinearMagnitudeConfig(start=spec.mean_magnitude_start, end=spec.mean_magnitude_end),
+        std_firing_magnitudes=FoldedNormalMagnitudeConfig(mean=spec.std_magnitude_mean, std=spec.std_magnitude_std),
         bias=spec.bias,
         seed=spec.seed,
     )
@@ -122,8 +126,7 @@ def sample_pool(model, n: int, seed: int) -> torch.Tensor:
     return torch.cat(chunks).float().cpu().contiguous()
 
 
-def build(profile: Profile, device: str = "cpu", force: bool = False,
-          log: Callable[[str], None] = print) -> Path:
+def build(profile: Profile, device: str = "cpu", force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Build the profile's model (and pool) into the cache unless an intact entry exists."""
     entry = entry_dir(profile)
     if not force:
@@ -148,10 +151,17 @@ def build(profile: Profile, device: str = "cpu", force: bool = False,
             pool = sample_pool(model, profile.pool_samples, seed=profile.model.seed + 1000)
             save_file({"hidden": pool}, tmp / POOL_FILE)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        (tmp / "profile.json").write_text(json.dumps(
-            {"profile": profile.name, "model": asdict(profile.model),
-             "pool_samples": profile.pool_samples, "build_s": round(time.time() - started, 2)},
-            indent=2))
+        (tmp / "profile.json").write_text(
+            json.dumps(
+                {
+                    "profile": profile.name,
+                    "model": asdict(profile.model),
+                    "pool_samples": profile.pool_samples,
+                    "build_s": round(time.time() - started, 2),
+                },
+                indent=2,
+            )
+        )
         files["profile.json"] = _sha256(tmp / "profile.json")
         (tmp / MANIFEST).write_text(json.dumps({"files": files}, indent=2))
         if entry.exists():

@@ -39,8 +39,9 @@ class Scorer:
         self.classification = ClassificationMetricsCalculator(self.decoder, self.feature_vectors)
 
     @torch.no_grad()
-    def add_batch(self, feature_acts: torch.Tensor, hidden: torch.Tensor,
-                  latents: torch.Tensor, recon: torch.Tensor) -> None:
+    def add_batch(
+        self, feature_acts: torch.Tensor, hidden: torch.Tensor, latents: torch.Tensor, recon: torch.Tensor
+    ) -> None:
         self.true_l0.add_batch(feature_acts)
         self.sae_l0.add_batch(latents)
         self.dead.add_batch(latents)

@@ -108,8 +108,7 @@ class Profile:
 
     def model_hash(self) -> str:
         """Hash of everything the cached model and pool depend on."""
-        payload = {"model": dataclasses.asdict(self.model), "pool": self.pool_samples,
-                   "data": self.data, "format": 1}
+        payload = {"model": dataclasses.asdict(self.model), "pool": self.pool_samples, "data": self.data, "format": 1}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -117,22 +116,26 @@ SYNTH_16K = Profile(
     name="synth-16k",
     description="SynthSAEBench-16k v2 (SAELens's published config), built locally.",
     model=ModelSpec(num_features=16_384, hidden_dim=768),
-    constraints=Constraints(width=4096, k=25, training_samples=200_000_000, batch_size=1024,
-                            lr=3e-4, eval_samples=500_000),
+    constraints=Constraints(
+        width=4096, k=25, training_samples=200_000_000, batch_size=1024, lr=3e-4, eval_samples=500_000
+    ),
     time_limit_s=4 * 3600.0,
-    notes={"published_l0_25": {"batchtopk": {"f1": 0.73, "mcc": 0.76},
-                               "matryoshka": {"f1": 0.88, "mcc": 0.79},
-                               "jumprelu": {"f1": 0.73, "mcc": 0.75},
-                               "l1": {"f1": 0.56, "mcc": 0.60}},
-           "probe_ceiling_f1": 0.97},
+    notes={
+        "published_l0_25": {
+            "batchtopk": {"f1": 0.73, "mcc": 0.76},
+            "matryoshka": {"f1": 0.88, "mcc": 0.79},
+            "jumprelu": {"f1": 0.73, "mcc": 0.75},
+            "l1": {"f1": 0.56, "mcc": 0.60},
+        },
+        "probe_ceiling_f1": 0.97,
+    },
 )
 
 TINY = Profile(
     name="tiny",
     description="A SynthSAEBench-shaped CPU model: 512 features, hidden 64, width 128.",
     model=ModelSpec(num_features=512, hidden_dim=64, hierarchy_roots=8, correlation_rank=8),
-    constraints=Constraints(width=128, k=5, training_samples=600_000, batch_size=1024,
-                            lr=1e-2, eval_samples=50_000),
+    constraints=Constraints(width=128, k=5, training_samples=600_000, batch_size=1024, lr=1e-2, eval_samples=50_000),
     data="pool",
     pool_samples=262_144,
     time_limit_s=300.0,
@@ -182,5 +185,4 @@ def get_profile(name: str, model_seed: int | None = None, overrides: list[str] |
             raise AutosaeError(f"--set {key}: not a model, constraint or profile field")
     if model_seed is None and not overrides:
         return profile
-    return dataclasses.replace(profile, model=ModelSpec(**model),
-                               constraints=Constraints(**constraints), **top)
+    return dataclasses.replace(profile, model=ModelSpec(**model), constraints=Constraints(**constraints), **top)

@@ -57,7 +57,6 @@ def main() -> None:
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         if os.environ.get("AUTOSAE_DEBUG"):
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} (set AUTOSAE_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(f"internal error: {type(exc).__name__}: {exc} (set AUTOSAE_DEBUG=1 for the traceback)", file=sys.stderr)
         sys.exit(70)
     sys.exit(result if isinstance(result, int) else 0)

@@ -11,8 +11,7 @@ import typer
 
 from autosae.cli.common import Device, ModelSeed, Overrides, emit
 
-app = typer.Typer(help="Benchmark profiles: list them, show one, build and cache its model.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Benchmark profiles: list them, show one, build and cache its model.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -21,13 +20,14 @@ def list_profiles() -> None:
     from autosae.bench.build import entry_dir, verify
     from autosae.bench.profiles import PROFILES
 
-    typer.echo(f"{'profile':<11} {'features':>8} {'hidden':>6} {'width':>6} {'k':>4} "
-               f"{'samples':>12} {'lr':>7}  cached")
+    typer.echo(f"{'profile':<11} {'features':>8} {'hidden':>6} {'width':>6} {'k':>4} {'samples':>12} {'lr':>7}  cached")
     for p in PROFILES.values():
         c, entry = p.constraints, entry_dir(p)
         cached = "yes" if entry.exists() and verify(entry) is None else "no"
-        typer.echo(f"{p.name:<11} {p.model.num_features:>8} {p.model.hidden_dim:>6} {c.width:>6} "
-                   f"{c.k:>4g} {c.training_samples:>12,} {c.lr:>7g}  {cached}")
+        typer.echo(
+            f"{p.name:<11} {p.model.num_features:>8} {p.model.hidden_dim:>6} {c.width:>6} "
+            f"{c.k:>4g} {c.training_samples:>12,} {c.lr:>7g}  {cached}"
+        )
 
 
 @app.command()
@@ -54,10 +54,16 @@ def info(name: str, model_seed: ModelSeed = None, set_: Overrides = None) -> Non
 
 
 @app.command()
-def build(name: str, model_seed: ModelSeed = None, set_: Overrides = None, device: Device = None,
-          force: bool = typer.Option(False, help="Rebuild even when an intact cache entry exists.")) -> None:
+def build(
+    name: str,
+    model_seed: ModelSeed = None,
+    set_: Overrides = None,
+    device: Device = None,
+    force: bool = typer.Option(False, help="Rebuild even when an intact cache entry exists."),
+) -> None:
     """Build a profile's synthetic model with sae_lens and cache it (instant when cached)."""
-    from autosae.bench.build import build as build_model, entry_dir, verify
+    from autosae.bench.build import build as build_model
+    from autosae.bench.build import entry_dir, verify
     from autosae.bench.profiles import get_profile
     from autosae.harness.run import resolve_device
 
@@ -65,11 +71,9 @@ def build(name: str, model_seed: ModelSeed = None, set_: Overrides = None, devic
     entry = entry_dir(p)
     hit = not force and entry.exists() and verify(entry) is None
     if p.name == "synth-16k" and not hit and resolve_device(device) == "cpu":
-        typer.echo("note: building synth-16k on CPU takes about an hour; use --device cuda "
-                   "on a GPU machine", err=True)
+        typer.echo("note: building synth-16k on CPU takes about an hour; use --device cuda on a GPU machine", err=True)
     started = time.time()
-    path = build_model(p, device=resolve_device(device), force=force,
-                       log=lambda line: print(line, file=sys.stderr))
+    path = build_model(p, device=resolve_device(device), force=force, log=lambda line: print(line, file=sys.stderr))
     emit("profile", p.name)
     emit("cache", path)
     emit("cache_hit", "yes" if hit else "no")

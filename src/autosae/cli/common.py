@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 Profile = Annotated[str, typer.Option("--profile", "-p", help="Benchmark profile (see `autosae bench list`).")]
-ModelSeed = Annotated[Optional[int], typer.Option(help="Seed of the synthetic model: another seed is a held-out model.")]
-Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override a model or profile field, e.g. --set correlation_scale=0.2 (repeatable).")]
-Device = Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when visible, else cpu).")]
-Gpus = Annotated[Optional[str], typer.Option(help="Device slots to run seeds on at once: GPU indices (0,1), all, or cpu entries (cpu,cpu: CPU slots as processes). Default: one device.")]
+ModelSeed = Annotated[int | None, typer.Option(help="Seed of the synthetic model: another seed is a held-out model.")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a model or profile field, e.g. --set correlation_scale=0.2 (repeatable)."),
+]
+Device = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when visible, else cpu).")]
+Gpus = Annotated[
+    str | None,
+    typer.Option(
+        help="Device slots to run seeds on at once: GPU indices (0,1), all, or cpu entries (cpu,cpu: CPU slots as processes). Default: one device."
+    ),
+]
 Seeds = Annotated[int, typer.Option("--seeds", "-s", min=1, help="Number of seeds (0, 1, ... N-1).")]
-Sandbox = Annotated[str, typer.Option(help="Run the variant under bubblewrap: required, auto (fall back with a warning) or off.")]
+Sandbox = Annotated[
+    str, typer.Option(help="Run the variant under bubblewrap: required, auto (fall back with a warning) or off.")
+]
 
 
 def sandbox_mode(value: str) -> str:
@@ -29,4 +39,9 @@ def emit(key: str, value) -> None:
     if isinstance(value, float):
         value = f"{value:.6g}"
     typer.echo(f"{key}: {value}")
-ProjectDir = Annotated[Optional[Path], typer.Option("--project", "-C", help="Research project folder (default: the one holding the current folder).")]
+
+
+ProjectDir = Annotated[
+    Path | None,
+    typer.Option("--project", "-C", help="Research project folder (default: the one holding the current folder)."),
+]

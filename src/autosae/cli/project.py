@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,9 @@ from autosae.errors import AutosaeError
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder of the research project (created if missing).")] = Path("."),
     profile: Annotated[str, typer.Option("--profile", "-p", help="Benchmark profile written into TASK.md.")] = "tiny",
-    backend: Annotated[Optional[str], typer.Option(help="Agent backend written into TASK.md (default: automatic).")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Agent backend written into TASK.md (default: automatic).")
+    ] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per counted run.")] = 3,
     force: Annotated[bool, typer.Option(help="Replace an existing TASK.md.")] = False,
 ) -> None:
@@ -27,7 +29,7 @@ def init(
     project, done = init_project(directory, profile=profile, backend=backend, seeds=seeds, force=force)
     for line in done:
         typer.echo(line)
-    typer.echo(f"next: edit {project.task_path}, then `autosae loop` (or `autosae sprint --idea \"...\"`)")
+    typer.echo(f'next: edit {project.task_path}, then `autosae loop` (or `autosae sprint --idea "..."`)')
 
 
 def _elapsed(since: str) -> str:
@@ -56,24 +58,35 @@ def status(project_dir: ProjectDir = None) -> None:
         emit("title", state.title)
         emit("phase", f"{state.phase} (for {_elapsed(since)}; sprint started {_elapsed(state.started)} ago)")
         emit("agent", f"{state.backend}, ${state.cost_usd:.2f} so far{_tokens(state.tokens)}")
-        emit("sandboxed", {True: "yes", False: "NO: the agent and the variant run without the OS sandbox"}
-             .get(state.sandboxed, "not yet known"))
+        emit(
+            "sandboxed",
+            {True: "yes", False: "NO: the agent and the variant run without the OS sandbox"}.get(
+                state.sandboxed, "not yet known"
+            ),
+        )
         if not running:
             emit("resume", "interrupted: `autosae resume` continues it from this phase")
     rows = read_ledger(project.ledger_path)
-    emit("sprints", f"{len(rows)} recorded ({sum(r['verdict'] == 'improved' for r in rows)} improved, "
-                    f"{sum(r['verdict'] == 'failed' for r in rows)} failed), "
-                    f"cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}"
-                    + _tokens(token_totals(rows)))
+    emit(
+        "sprints",
+        f"{len(rows)} recorded ({sum(r['verdict'] == 'improved' for r in rows)} improved, "
+        f"{sum(r['verdict'] == 'failed' for r in rows)} failed), "
+        f"cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}" + _tokens(token_totals(rows)),
+    )
     refused = project.refused_path
     count = len(refused.read_text().splitlines()) if refused.is_file() else 0
-    emit("refused repeats", f"{count} proposals refused as repeats of past sprints"
-                            + (f" (see {refused})" if count else ""))
+    emit(
+        "refused repeats",
+        f"{count} proposals refused as repeats of past sprints" + (f" (see {refused})" if count else ""),
+    )
     explored = sum(bool(r.get("explore")) for r in rows)
     emit("exploration", f"{explored} of {len(rows)} sprints explored far from the best")
     bare = [r["id"] for r in rows if r.get("sandboxed") is False]
-    emit("unsandboxed", f"{len(bare)} of {len(rows)} sprints ran without the OS sandbox"
-                        + (f" ({', '.join(bare[-3:])}{', ...' if len(bare) > 3 else ''})" if bare else ""))
+    emit(
+        "unsandboxed",
+        f"{len(bare)} of {len(rows)} sprints ran without the OS sandbox"
+        + (f" ({', '.join(bare[-3:])}{', ...' if len(bare) > 3 else ''})" if bare else ""),
+    )
     from autosae.sandbox import availability
 
     emit("sandbox", availability()[1])
@@ -93,22 +106,28 @@ def latest_line(row: dict) -> str:
     from autosae.report.format import fmt_delta, fmt_p, fmt_pm, fmt_row_floor
 
     obj = row.get("objective", "f1")
-    return (f"{row['id']}: {row.get('verdict')}, {obj.upper()} {fmt_pm(row.get(obj), 4)}, "
-            f"Δ parent {fmt_delta(row.get('delta_parent'), 4)}, p {fmt_p(row.get('p_value'))}, "
-            f"noise floor {fmt_row_floor(row)}")
+    return (
+        f"{row['id']}: {row.get('verdict')}, {obj.upper()} {fmt_pm(row.get(obj), 4)}, "
+        f"Δ parent {fmt_delta(row.get('delta_parent'), 4)}, p {fmt_p(row.get('p_value'))}, "
+        f"noise floor {fmt_row_floor(row)}"
+    )
 
 
 def _tokens(tokens: dict | None) -> str:
     tokens = tokens or {}
     if not any(tokens.values()):
         return ""
-    return (f" ({tokens.get('input_tokens', 0):,} input, {tokens.get('output_tokens', 0):,} output, "
-            f"{tokens.get('cache_read_input_tokens', 0):,} cached tokens)")
+    return (
+        f" ({tokens.get('input_tokens', 0):,} input, {tokens.get('output_tokens', 0):,} output, "
+        f"{tokens.get('cache_read_input_tokens', 0):,} cached tokens)"
+    )
 
 
 def leaderboard(
     project_dir: ProjectDir = None,
-    all_settings: Annotated[bool, typer.Option("--all", help="Include sprints from other models or constraints.")] = False,
+    all_settings: Annotated[
+        bool, typer.Option("--all", help="Include sprints from other models or constraints.")
+    ] = False,
 ) -> None:
     """Every sprint's idea, F1 and MCC (mean ± std), verdict and cost, best first."""
     from rich.console import Console
@@ -126,16 +145,25 @@ def leaderboard(
     if not all_settings:
         rows = in_setting(rows, rows[-1]["setting"])
     objective = rows[-1].get("objective", "f1")
-    table = Table(title=f"autosae leaderboard ({rows[-1]['profile']}, by {objective.upper()})",
-                  caption=f"agent cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}"
-                          + _tokens(token_totals(rows)))
+    table = Table(
+        title=f"autosae leaderboard ({rows[-1]['profile']}, by {objective.upper()})",
+        caption=f"agent cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}" + _tokens(token_totals(rows)),
+    )
     for col in ("#", "sprint", "idea", "F1", "MCC", "verdict", "Δ parent", "cost"):
         table.add_column(col, justify="right" if col in ("#", "F1", "MCC", "Δ parent", "cost") else "left")
     for i, row in enumerate(leaderboard_rows(rows, objective), 1):
         delta = row.get("delta_parent")
         verdict = row["verdict"] + (" (no-op)" if row.get("noop") else "") + (" ★" if row.get("new_best") else "")
-        table.add_row(str(i), row["id"], row.get("title", ""), fmt_pm(row.get("f1"), 4), fmt_pm(row.get("mcc"), 4),
-                      verdict, "—" if delta is None else f"{delta:+.4f}", f"${row.get('cost_usd') or 0:.2f}")
+        table.add_row(
+            str(i),
+            row["id"],
+            row.get("title", ""),
+            fmt_pm(row.get("f1"), 4),
+            fmt_pm(row.get("mcc"), 4),
+            verdict,
+            "—" if delta is None else f"{delta:+.4f}",
+            f"${row.get('cost_usd') or 0:.2f}",
+        )
     Console(width=200).print(table)
     typer.echo(f"full report: {project.reports_dir / 'leaderboard.md'}")
 
@@ -148,7 +176,9 @@ def resolve_id(sprint_id: str, ids) -> str:
     if not matches:
         raise AutosaeError(f"no sprint matches {sprint_id!r}; `autosae leaderboard` lists them")
     if len(matches) > 1:
-        raise AutosaeError(f"{sprint_id!r} matches {len(matches)} sprints ({', '.join(matches[:4])}...); be more specific")
+        raise AutosaeError(
+            f"{sprint_id!r} matches {len(matches)} sprints ({', '.join(matches[:4])}...); be more specific"
+        )
     return matches[0]
 
 
@@ -178,7 +208,10 @@ def show(
     if row is None:
         emit("phase", f"{state.phase} (not recorded yet)")
     else:
-        emit("verdict", row["verdict"] + (" (no-op)" if row.get("noop") else "") + (" — new best" if row.get("new_best") else ""))
+        emit(
+            "verdict",
+            row["verdict"] + (" (no-op)" if row.get("noop") else "") + (" — new best" if row.get("new_best") else ""),
+        )
         emit("reason", row.get("reason") or "")
         emit("f1", fmt_pm(row.get("f1"), 4))
         emit("mcc", fmt_pm(row.get("mcc"), 4))
@@ -187,14 +220,18 @@ def show(
         emit("noise_floor", fmt_row_floor(row))
         emit("cost_usd", f"{row.get('cost_usd') or 0:.2f}")
         if row.get("tokens"):
-            emit("tokens", ", ".join(f"{k.removesuffix('_tokens').replace('_input', '')} {v}"
-                                     for k, v in row["tokens"].items()))
+            emit(
+                "tokens",
+                ", ".join(f"{k.removesuffix('_tokens').replace('_input', '')} {v}" for k, v in row["tokens"].items()),
+            )
         emit("report", project.sprints_dir / sid / "report.md")
     emit("branch", src.get("branch") or state.branch)
 
 
 def report(
-    sprint_id: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Sprint to re-render (default: the latest).")] = None,
+    sprint_id: Annotated[
+        str | None, typer.Argument(metavar="[ID]", help="Sprint to re-render (default: the latest).")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Re-render every recorded sprint.")] = False,
     project_dir: ProjectDir = None,
 ) -> None:
@@ -247,21 +284,23 @@ def verify(
             raise AutosaeError("TASK.md's heldout.models is 0: there is no held-out model to verify on")
         profile = cfg.model_copy(update={"profile": row["profile"]}).build_profile()
         if setting_of(profile) != row.get("setting"):
-            raise AutosaeError(f"sprint {sid} ran under another model or other constraints than TASK.md sets now; "
-                               f"restore them in TASK.md to verify it")
+            raise AutosaeError(
+                f"sprint {sid} ran under another model or other constraints than TASK.md sets now; "
+                f"restore them in TASK.md to verify it"
+            )
         folder = project.sprints_dir / sid
         verdict = read_json(folder / "verdict.json")
         if verdict is None or not (folder / "variant.py").is_file():
             raise AutosaeError(f"sprint {sid} has no verdict.json or variant.py to verify")
         engine = Engine(project, status=typer.echo, detail=lambda line: typer.echo(line, err=True))
-        out = engine.verify_on_heldout(row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device),
-                                       row.get("backend"))
+        out = engine.verify_on_heldout(
+            row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device), row.get("backend")
+        )
         verdict.update(held_out=out["models"], confirmed=out["confirmed"], held_out_reason=out["reason"])
         write_json(folder / "verdict.json", verdict)
         rerender(project, [sid], log=lambda line: None)
     for m in out["models"]:
-        emit(f"held-out {m['name']}", f"F1 {fmt_pm(m['f1'], 4)} vs parent {fmt_pm(m['parent_f1'], 4)}, "
-                                      f"{m['verdict']}")
+        emit(f"held-out {m['name']}", f"F1 {fmt_pm(m['f1'], 4)} vs parent {fmt_pm(m['parent_f1'], 4)}, {m['verdict']}")
     emit("confirmed", "yes" if out["confirmed"] else "no")
     emit("reason", out["reason"])
     emit("report", project.sprints_dir / sid / "report.md")

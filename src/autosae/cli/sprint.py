@@ -6,7 +6,7 @@ import os
 import sys
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,10 +14,15 @@ from autosae.cli.common import Gpus, ProjectDir, emit
 from autosae.errors import AutosaeError
 from autosae.harness.slots import pool_for_gpus
 
-Backend = Annotated[Optional[str], typer.Option(help="Agent backend: anthropic, claude_code, recipe, scripted (default: TASK.md's, else automatic).")]
-Model = Annotated[Optional[str], typer.Option(help="Model for the LLM backends (default: TASK.md's agent.model).")]
-MaxTurns = Annotated[Optional[int], typer.Option(min=1, help="Most model calls per phase (default: TASK.md's agent.max_turns).")]
-ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="Benchmark profile (default: TASK.md's).")]
+Backend = Annotated[
+    str | None,
+    typer.Option(help="Agent backend: anthropic, claude_code, recipe, scripted (default: TASK.md's, else automatic)."),
+]
+Model = Annotated[str | None, typer.Option(help="Model for the LLM backends (default: TASK.md's agent.model).")]
+MaxTurns = Annotated[
+    int | None, typer.Option(min=1, help="Most model calls per phase (default: TASK.md's agent.max_turns).")
+]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="Benchmark profile (default: TASK.md's).")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also print the harness's progress lines.")]
 
 
@@ -41,8 +46,10 @@ def _detail(project, verbose: bool):
 
 def _interrupted(engine_store) -> None:
     for state in engine_store.unfinished():
-        print(f"interrupted: sprint {state.id} is left in phase {state.phase}; "
-              f"`autosae resume` continues it", file=sys.stderr)
+        print(
+            f"interrupted: sprint {state.id} is left in phase {state.phase}; `autosae resume` continues it",
+            file=sys.stderr,
+        )
 
 
 @contextmanager
@@ -74,7 +81,7 @@ def _summary(project, state) -> None:
 
 
 def sprint(
-    idea: Annotated[Optional[str], typer.Option(help="The idea to try (default: the agent proposes one).")] = None,
+    idea: Annotated[str | None, typer.Option(help="The idea to try (default: the agent proposes one).")] = None,
     backend: Backend = None,
     profile: ProfileOpt = None,
     allow_duplicate: Annotated[bool, typer.Option(help="Run --idea even if it repeats a past sprint.")] = False,
@@ -90,8 +97,10 @@ def sprint(
     with _locked_engine(project_dir, "autosae sprint", verbose, gpus) as (project, engine):
         pending = engine.store.unfinished()
         if pending:
-            raise AutosaeError(f"sprint {pending[0].id} was interrupted in phase {pending[0].phase}; "
-                               f"`autosae resume` finishes it (or `autosae resume --abandon` gives it up)")
+            raise AutosaeError(
+                f"sprint {pending[0].id} was interrupted in phase {pending[0].phase}; "
+                f"`autosae resume` finishes it (or `autosae resume --abandon` gives it up)"
+            )
         state = engine.run(engine.start(SprintRequest(idea, backend, profile, allow_duplicate, model, max_turns)))
     _summary(project, state)
     return 3 if state.verdict and state.verdict["verdict"] == "failed" else 0
@@ -119,14 +128,20 @@ def resume(
 
 
 def loop(
-    max_sprints: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many sprints.")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Start no sprint after this time: HH:MM or an ISO date-time.")] = None,
-    budget_usd: Annotated[Optional[float], typer.Option(min=0, help="Stop once this loop has spent this much on the agent.")] = None,
+    max_sprints: Annotated[int | None, typer.Option(min=1, help="Stop after this many sprints.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Start no sprint after this time: HH:MM or an ISO date-time.")
+    ] = None,
+    budget_usd: Annotated[
+        float | None, typer.Option(min=0, help="Stop once this loop has spent this much on the agent.")
+    ] = None,
     backend: Backend = None,
     profile: ProfileOpt = None,
     model: Model = None,
     max_turns: MaxTurns = None,
-    parallel: Annotated[int, typer.Option(min=1, help="Sprints at once, each in its own worktree, sharing the device slots.")] = 1,
+    parallel: Annotated[
+        int, typer.Option(min=1, help="Sprints at once, each in its own worktree, sharing the device slots.")
+    ] = 1,
     gpus: Gpus = None,
     project_dir: ProjectDir = None,
     verbose: Verbose = False,
@@ -140,9 +155,15 @@ def loop(
     project = Project.find(project_dir)
     limits = LoopLimits(max_sprints, parse_until(until) if until else None, budget_usd)
     try:
-        outcome = run_loop(project, limits, SprintRequest(backend=backend, profile=profile, model=model, max_turns=max_turns),
-                           status=_status, detail=_detail(project, verbose), parallel=parallel,
-                           pool=pool_for_gpus(gpus))
+        outcome = run_loop(
+            project,
+            limits,
+            SprintRequest(backend=backend, profile=profile, model=model, max_turns=max_turns),
+            status=_status,
+            detail=_detail(project, verbose),
+            parallel=parallel,
+            pool=pool_for_gpus(gpus),
+        )
     except KeyboardInterrupt:
         _interrupted(StateStore(project.state_dir))
         raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,10 +14,14 @@ from autosae.harness.slots import pool_for_gpus
 from autosae.report.format import measured, not_measurable
 
 SUMMARY_KEYS = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance")
-UNCOUNTED_HELP = ("Exploratory run: constraints may change; never counted. It trains on seeds and is scored on "
-                  "validation samples that no counted run uses.")
-PARENT_HELP = ("With --uncounted: also train this variant (a path, or a reference variant name such as the "
-               "parent's) at the same budget, seeds and validation samples (cached), and print the difference.")
+UNCOUNTED_HELP = (
+    "Exploratory run: constraints may change; never counted. It trains on seeds and is scored on "
+    "validation samples that no counted run uses."
+)
+PARENT_HELP = (
+    "With --uncounted: also train this variant (a path, or a reference variant name such as the "
+    "parent's) at the same budget, seeds and validation samples (cached), and print the difference."
+)
 
 
 def resolve_variant(name_or_path: str) -> Path:
@@ -30,8 +34,7 @@ def resolve_variant(name_or_path: str) -> Path:
     refs = reference_variants()
     if name_or_path in refs:
         return refs[name_or_path]
-    raise AutosaeError(f"variant {name_or_path!r} is neither a file nor a reference variant "
-                       f"({', '.join(refs)})")
+    raise AutosaeError(f"variant {name_or_path!r} is neither a file nor a reference variant ({', '.join(refs)})")
 
 
 def print_results(results: dict, out: Path, quick: dict | None = None) -> None:
@@ -53,8 +56,12 @@ def print_results(results: dict, out: Path, quick: dict | None = None) -> None:
             emit(f"{key}_std", stats["std"] if measured(stats) else not_measurable(stats.get("n")))
     for row in results["per_seed"]:
         if row.get("status") == "ok":
-            emit(f"seed_{row['seed']}", f"f1={row['f1']:.4f} mcc={row['mcc']:.4f} "
-                 f"l0={row['l0']:.2f} wall_s={row['wall_s']}" + (f" device={row['device']}" if row.get('device') else ""))
+            emit(
+                f"seed_{row['seed']}",
+                f"f1={row['f1']:.4f} mcc={row['mcc']:.4f} "
+                f"l0={row['l0']:.2f} wall_s={row['wall_s']}"
+                + (f" device={row['device']}" if row.get("device") else ""),
+            )
     if quick is not None:
         print_quick(quick)
     emit("wall_s", results["wall_s"])
@@ -64,6 +71,7 @@ def print_results(results: dict, out: Path, quick: dict | None = None) -> None:
 def print_quick(quick: dict) -> None:
     """Each seed's training log in brief (`log_<name>` from the harness, `variant_<name>` from the
     variant's own metrics), then the parent's metrics and the differences."""
+
     def brief(stats: dict) -> str:
         return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items())
 
@@ -95,18 +103,23 @@ def train(
     variant: Annotated[str, typer.Argument(help="variant.py path, or a reference variant name.")],
     profile: Profile = "tiny",
     seeds: Seeds = 3,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<profile>-<variant>-<time>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<profile>-<variant>-<time>).")] = None,
     device: Device = None,
     gpus: Gpus = None,
     model_seed: ModelSeed = None,
     set_: Overrides = None,
-    samples: Annotated[Optional[int], typer.Option(help="Training samples (only with --uncounted).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (only with --uncounted).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (only with --uncounted).")] = None,
+    samples: Annotated[int | None, typer.Option(help="Training samples (only with --uncounted).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (only with --uncounted).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (only with --uncounted).")] = None,
     uncounted: Annotated[bool, typer.Option(help=UNCOUNTED_HELP)] = False,
-    parent: Annotated[Optional[str], typer.Option(help=PARENT_HELP)] = None,
-    time_limit: Annotated[Optional[float], typer.Option(help="Per-seed time limit in seconds (default: the profile's).")] = None,
-    memory_limit_gb: Annotated[Optional[float], typer.Option(help="Memory cap for each variant's sandbox in GiB (default: 3/4 of this machine's).")] = None,
+    parent: Annotated[str | None, typer.Option(help=PARENT_HELP)] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(help="Per-seed time limit in seconds (default: the profile's).")
+    ] = None,
+    memory_limit_gb: Annotated[
+        float | None,
+        typer.Option(help="Memory cap for each variant's sandbox in GiB (default: 3/4 of this machine's)."),
+    ] = None,
     disk_limit_gb: Annotated[float, typer.Option(help="Most each variant's process may write, in GiB.")] = 8.0,
     sandbox: Sandbox = "auto",
 ) -> None:
@@ -124,14 +137,22 @@ def train(
         raise AutosaeError("--parent trains a comparison beside a quick run: it needs --uncounted")
     parent_path = resolve_variant(parent) if parent is not None else None
     prof = get_profile(profile, model_seed, set_)
-    prof = apply_requests(prof, {"training_samples": samples, "lr": lr, "batch_size": batch_size},
-                          counted=not uncounted)
+    prof = apply_requests(
+        prof, {"training_samples": samples, "lr": lr, "batch_size": batch_size}, counted=not uncounted
+    )
     if out is None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d--%H-%M-%S")
         out = Path("runs") / f"{prof.name}-{path.stem}-{stamp}"
-    opts = RunOptions(seeds=list(range(seeds)), device=device, time_limit_s=time_limit,
-                      memory_limit_gb=memory_limit_gb, disk_limit_gb=disk_limit_gb, counted=not uncounted,
-                      pool=pool_for_gpus(gpus), sandbox=sandbox_mode(sandbox))
+    opts = RunOptions(
+        seeds=list(range(seeds)),
+        device=device,
+        time_limit_s=time_limit,
+        memory_limit_gb=memory_limit_gb,
+        disk_limit_gb=disk_limit_gb,
+        counted=not uncounted,
+        pool=pool_for_gpus(gpus),
+        sandbox=sandbox_mode(sandbox),
+    )
     results = run_variant(path, prof, out, opts)
     quick = None
     if uncounted:

@@ -14,15 +14,15 @@ def apply_requests(profile: Profile, requests: dict[str, float | int | None], co
     A counted run may not change any constraint: the first difference is refused with
     the constraint's name, the value asked for, the required value and the distance."""
     c = profile.constraints
-    changes = {name: value for name, value in requests.items()
-               if value is not None and value != getattr(c, name)}
+    changes = {name: value for name, value in requests.items() if value is not None and value != getattr(c, name)}
     if counted and changes:
         name, value = next(iter(changes.items()))
         required = getattr(c, name)
         raise ConstraintBreach(
             f"constraint {name}: {value:g} requested, the {profile.name} profile requires "
             f"{required:g} (off by {value - required:+g}); pass --uncounted for an exploratory "
-            "run that is not counted")
+            "run that is not counted"
+        )
     if not changes:
         return profile
     return dataclasses.replace(profile, constraints=dataclasses.replace(c, **changes))

@@ -48,8 +48,9 @@ def job_main(variant: str, profile, out: str, seeds: list[int], settings: dict) 
         signal.signal(sig, stop)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     pool = SlotPool([f"cuda:{i}" for i in range(gpus)]) if gpus > 1 else None
-    opts = RunOptions(seeds=list(seeds), device=default_device(), pool=pool, **settings,
-                      log=lambda line: print(line, flush=True))
+    opts = RunOptions(
+        seeds=list(seeds), device=default_device(), pool=pool, **settings, log=lambda line: print(line, flush=True)
+    )
     try:
         return run_variant(Path(variant), profile, Path(out), opts)
     except (VariantFailed, ConstraintBreach):
@@ -67,8 +68,14 @@ def executor_for(settings: LauncherSettings, folder: Path):
         executor.update_parameters(timeout_min=settings.time_min, gpus_per_node=settings.gpus_per_node)
         return executor
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    params = {"timeout_min": settings.time_min, "gpus_per_node": settings.gpus_per_node,
-              "cpus_per_task": settings.cpus_per_task, "tasks_per_node": 1, "nodes": 1, "name": "autosae"}
+    params = {
+        "timeout_min": settings.time_min,
+        "gpus_per_node": settings.gpus_per_node,
+        "cpus_per_task": settings.cpus_per_task,
+        "tasks_per_node": 1,
+        "nodes": 1,
+        "name": "autosae",
+    }
     if settings.mem_gb:
         params["mem_gb"] = settings.mem_gb
     if settings.partition:
@@ -116,16 +123,19 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
                 run_settings = portable_settings(opts, time_limit_s=opts.time_limit_s, sandboxed=None)
                 job = executor.submit(job_main, str(variant), profile, str(out), list(opts.seeds), run_settings)
             except Exception as exc:  # no sbatch, a refused partition or account, ...
-                raise AutosaeError(f"launcher {settings.kind}: the job could not be submitted: "
-                                   f"{_first_line(exc)}") from None
+                raise AutosaeError(
+                    f"launcher {settings.kind}: the job could not be submitted: {_first_line(exc)}"
+                ) from None
             entry = {"job_id": str(job.job_id), "submitted": time.time(), "outcome": None}
             proc = getattr(job, "_process", None)
             if proc is not None:
                 entry["pid"] = proc.pid
             record["jobs"].append(entry)
             write_json(record_path, record)
-            opts.log(f"launcher: submitted {settings.kind} job {job.job_id} "
-                     f"(attempt {len(record['jobs'])}, logs in {folder})")
+            opts.log(
+                f"launcher: submitted {settings.kind} job {job.job_id} "
+                f"(attempt {len(record['jobs'])}, logs in {folder})"
+            )
         entry = record["jobs"][-1]
         while not job.done():
             time.sleep(POLL_S)
@@ -153,11 +163,23 @@ def _as_local(results: dict, out: Path) -> dict:
 def _record_death(out: Path, record: dict, died: list[dict], opts: RunOptions) -> dict:
     from autosae.harness.seal import write_sealed
 
-    reason = (f"the {record['kind']} job died {len(died)} time{'s' if len(died) > 1 else ''} "
-              f"(max_requeue {opts.launcher.max_requeue}); last: {died[-1]['outcome']}")
-    write_sealed(out / "results.json", {"status": "failed", "reason": reason, "failure_kind": "launcher",
-                                      "per_seed": [], "summary": {}, "seeds": list(opts.seeds),
-                                      "counted": opts.counted, "launcher": record})
+    reason = (
+        f"the {record['kind']} job died {len(died)} time{'s' if len(died) > 1 else ''} "
+        f"(max_requeue {opts.launcher.max_requeue}); last: {died[-1]['outcome']}"
+    )
+    write_sealed(
+        out / "results.json",
+        {
+            "status": "failed",
+            "reason": reason,
+            "failure_kind": "launcher",
+            "per_seed": [],
+            "summary": {},
+            "seeds": list(opts.seeds),
+            "counted": opts.counted,
+            "launcher": record,
+        },
+    )
     raise VariantFailed(f"{reason} (jobs: {', '.join(j['job_id'] for j in died)})")
 
 

@@ -70,15 +70,23 @@ def clamp_samples(samples: int | None, c: Constraints) -> int:
 def parent_dir(parent: Path, profile: Profile, seeds: list[int]) -> Path:
     """Where the parent's quick run on this model, data, budget, seeds and validation set is
     cached (and with this version of autosae: a library default that changes changes the run)."""
+    from autosae import __version__
     from autosae.bench.build import cache_root
     from autosae.harness.run import sha256_file
 
-    from autosae import __version__
-
-    key = json.dumps({"variant": sha256_file(parent), "model": profile.model_hash(),
-                      "constraints": dataclasses.asdict(profile.constraints), "data": profile.data,
-                      "pool_samples": profile.pool_samples, "autosae": __version__,
-                      "seeds": [quick_seed(s) for s in seeds], "eval_seed": VALIDATION_EVAL_SEED}, sort_keys=True)
+    key = json.dumps(
+        {
+            "variant": sha256_file(parent),
+            "model": profile.model_hash(),
+            "constraints": dataclasses.asdict(profile.constraints),
+            "data": profile.data,
+            "pool_samples": profile.pool_samples,
+            "autosae": __version__,
+            "seeds": [quick_seed(s) for s in seeds],
+            "eval_seed": VALIDATION_EVAL_SEED,
+        },
+        sort_keys=True,
+    )
     return cache_root() / "quick-parents" / hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -88,9 +96,13 @@ def cached_parent(parent: Path, profile: Profile, seeds: list[int]) -> dict | No
     from autosae.harness.seal import read_verified
 
     done = read_verified(parent_dir(parent, profile, seeds) / "results.json")
-    if (done and done.get("status") == "ok" and done.get("variant_sha256") == sha256_file(parent)
-            and (done.get("quick") or {}).get("eval_seed") == VALIDATION_EVAL_SEED
-            and done.get("seeds") == [quick_seed(s) for s in seeds]):
+    if (
+        done
+        and done.get("status") == "ok"
+        and done.get("variant_sha256") == sha256_file(parent)
+        and (done.get("quick") or {}).get("eval_seed") == VALIDATION_EVAL_SEED
+        and done.get("seeds") == [quick_seed(s) for s in seeds]
+    ):
         return done
     return None
 
@@ -101,8 +113,9 @@ def parent_wanted(asked: bool | None, parent: Path | None, profile: Profile, see
         return False
     if asked:
         return True
-    return profile.constraints.training_samples <= PARENT_AUTO_SAMPLES or \
-        cached_parent(parent, profile, seeds) is not None
+    return (
+        profile.constraints.training_samples <= PARENT_AUTO_SAMPLES or cached_parent(parent, profile, seeds) is not None
+    )
 
 
 def run_parent(parent: Path, profile: Profile, opts: RunOptions) -> tuple[dict, Path, bool]:
@@ -134,8 +147,7 @@ def run_parent(parent: Path, profile: Profile, opts: RunOptions) -> tuple[dict, 
 def means(results: dict | None) -> dict[str, float]:
     """{metric: mean over seeds} of a results.json's summary."""
     summary = (results or {}).get("summary") or {}
-    return {m: v["mean"] for m, v in summary.items()
-            if isinstance(v, dict) and isinstance(v.get("mean"), (int, float))}
+    return {m: v["mean"] for m, v in summary.items() if isinstance(v, dict) and isinstance(v.get("mean"), (int, float))}
 
 
 def _number(value) -> float | str | None:
@@ -180,15 +192,22 @@ def logged_metrics(seed_dir: Path) -> dict:
 
     def stats(values: list) -> dict:
         finite = [v for v in values if isinstance(v, float)]
-        return {"first": values[0], "last": values[-1], "min": min(finite) if finite else None,
-                "max": max(finite) if finite else None, "points": len(values)}
+        return {
+            "first": values[0],
+            "last": values[-1],
+            "min": min(finite) if finite else None,
+            "max": max(finite) if finite else None,
+            "points": len(values),
+        }
 
     from autosae.sandboxed.protocol import VARIANT_METRIC_PREFIX
 
     own = {n.removeprefix(VARIANT_METRIC_PREFIX): n for n in sorted(series) if n not in LOG_FIELDS}
     shown = [n for n in own if len(n) <= MAX_NAME and NAME.match(n)][:MAX_LOGGED]
-    out = {"harness": {n: stats(series[n]) for n in LOG_FIELDS if n in series},
-           "variant": {n: stats(series[own[n]]) for n in shown}}
+    out = {
+        "harness": {n: stats(series[n]) for n in LOG_FIELDS if n in series},
+        "variant": {n: stats(series[own[n]]) for n in shown},
+    }
     if dropped or len(shown) < len(own):
         out["variant_left_out"] = "more metrics than shown, or names that are too long or use odd characters"
     return out
@@ -199,29 +218,43 @@ def quick_report(results: dict, out: Path, parent: dict | None = None) -> dict:
     train --uncounted`): the run folder, the harness's metrics, the variant's own logged
     metrics per seed, and beside it the parent's metrics and the difference."""
     quick = results.get("quick") or {}
-    report = {"status": results.get("status"), "run_folder": str(out), "profile": results.get("profile"),
-              "training_samples": (results.get("constraints") or {}).get("training_samples"),
-              "eval_set": f"{quick.get('eval_set', EVAL_SET)} (public eval seed {quick.get('eval_seed')}; "
-                          f"disjoint from the counted runs' eval samples)",
-              "train_seeds": quick.get("seeds", results.get("seeds")), "wall_s": results.get("wall_s"),
-              "metrics": means(results),
-              "logged": {str(r["seed"]): logged_metrics(out / f"seed_{r['seed']}")
-                         for r in results.get("per_seed", []) if r.get("status") == "ok"}}
+    report = {
+        "status": results.get("status"),
+        "run_folder": str(out),
+        "profile": results.get("profile"),
+        "training_samples": (results.get("constraints") or {}).get("training_samples"),
+        "eval_set": f"{quick.get('eval_set', EVAL_SET)} (public eval seed {quick.get('eval_seed')}; "
+        f"disjoint from the counted runs' eval samples)",
+        "train_seeds": quick.get("seeds", results.get("seeds")),
+        "wall_s": results.get("wall_s"),
+        "metrics": means(results),
+        "logged": {
+            str(r["seed"]): logged_metrics(out / f"seed_{r['seed']}")
+            for r in results.get("per_seed", [])
+            if r.get("status") == "ok"
+        },
+    }
     if results.get("status") != "ok":
         report["reason"] = results.get("reason")
         report["log_tail"] = (results.get("log_tail") or "")[-3000:]
     if parent is not None:
         report["parent"] = parent
         theirs, ours = parent.get("metrics") or {}, report["metrics"]
-        report["delta_vs_parent"] = {m: float(f"{ours[m] - theirs[m]:.6g}") for m in COMPARED
-                                     if m in ours and m in theirs}
+        report["delta_vs_parent"] = {
+            m: float(f"{ours[m] - theirs[m]:.6g}") for m in COMPARED if m in ours and m in theirs
+        }
     return report
 
 
 def parent_report(name: str, results: dict, out: Path, cached: bool) -> dict:
     """The parent's side of a quick report."""
-    row = {"variant": name, "status": results.get("status"), "run_folder": str(out), "cached": cached,
-           "metrics": means(results)}
+    row = {
+        "variant": name,
+        "status": results.get("status"),
+        "run_folder": str(out),
+        "cached": cached,
+        "metrics": means(results),
+    }
     if results.get("status") != "ok":
         row["reason"] = results.get("reason")
     return row
@@ -233,18 +266,29 @@ def beside(parent: Path | None, name: str, profile: Profile, opts: RunOptions, a
     if parent is None:
         return None
     if not parent_wanted(asked, parent, profile, opts.seeds):
-        why = ("not asked for" if asked is False else
-               f"{profile.constraints.training_samples:,} training samples is more than the "
-               f"{PARENT_AUTO_SAMPLES:,} up to which it is trained by default; ask for it")
+        why = (
+            "not asked for"
+            if asked is False
+            else f"{profile.constraints.training_samples:,} training samples is more than the "
+            f"{PARENT_AUTO_SAMPLES:,} up to which it is trained by default; ask for it"
+        )
         return {"variant": name, "status": "not trained", "reason": why}
     log = opts.log
-    results, out, cached = run_parent(parent, profile, dataclasses.replace(
-        opts, log=lambda line: log(f"parent {name}: {line}")))
+    results, out, cached = run_parent(
+        parent, profile, dataclasses.replace(opts, log=lambda line: log(f"parent {name}: {line}"))
+    )
     return parent_report(name, results, out, cached)
 
 
-def run_quick(variant: Path, profile: Profile, out: Path, opts: RunOptions, parent: Path | None = None,
-              parent_name: str = "", with_parent: bool | None = None) -> dict:
+def run_quick(
+    variant: Path,
+    profile: Profile,
+    out: Path,
+    opts: RunOptions,
+    parent: Path | None = None,
+    parent_name: str = "",
+    with_parent: bool | None = None,
+) -> dict:
     """Train `variant` uncounted (validation samples, quick seeds) and, when wanted, its parent
     beside it; returns the quick report, a failed run's reason and log tail included."""
     from autosae.harness.run import run_variant

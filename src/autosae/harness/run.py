@@ -18,9 +18,10 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
@@ -34,11 +35,22 @@ if TYPE_CHECKING:
     from autosae.config import LauncherSettings
     from autosae.harness.slots import SlotPool
 
-METRICS = ("f1", "mcc", "precision", "recall", "accuracy", "l0", "true_l0", "dead_latents",
-           "explained_variance", "shrinkage", "uniqueness")
-CHUNK_BATCHES = 64       # training batches per shared buffer slot
+METRICS = (
+    "f1",
+    "mcc",
+    "precision",
+    "recall",
+    "accuracy",
+    "l0",
+    "true_l0",
+    "dead_latents",
+    "explained_variance",
+    "shrinkage",
+    "uniqueness",
+)
+CHUNK_BATCHES = 64  # training batches per shared buffer slot
 EVAL_CHUNK_BATCHES = 16  # eval batches per round trip
-LOG_EVERY = 50           # steps between train_log.jsonl entries
+LOG_EVERY = 50  # steps between train_log.jsonl entries
 PROBE_ROWS, PROBE_DIMS = 64, 8
 """The probe sketch: the SAE's reconstructions of the first PROBE_ROWS eval samples, projected
 on PROBE_DIMS fixed random directions. Two SAEs that behave the same have the same sketch."""
@@ -64,7 +76,7 @@ class RunOptions:
     """Whether this run's variants are sandboxed (resolved from `sandbox` when the run starts)."""
     counted: bool = True
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
-    pool: "SlotPool | None" = None
+    pool: SlotPool | None = None
     """Device slots to spread the seeds over (see autosae.harness.slots); None: every seed
     in turn on `device`, fed from this process."""
     cpu_threads: int | None = None
@@ -72,7 +84,7 @@ class RunOptions:
     matmul_precision: str = "highest"
     """torch.set_float32_matmul_precision in the variant's process: "high" allows TF32 on
     GPUs. The harness's data and scoring always run at full precision."""
-    launcher: "LauncherSettings | None" = None
+    launcher: LauncherSettings | None = None
     """Run as a Slurm (or submitit-local) job instead (see autosae.harness.launch)."""
     launcher_folder: str | None = None
 
@@ -88,8 +100,10 @@ def default_device() -> str:
 def resolve_device(device: str | None) -> str:
     device = device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AutosaeError(f"--device {device}: no CUDA GPU is visible "
-                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+        raise AutosaeError(
+            f"--device {device}: no CUDA GPU is visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
     if device != "cpu" and not device.startswith("cuda"):
         raise AutosaeError(f"--device {device}: expected cpu, cuda or cuda:N")
     return device
@@ -110,7 +124,7 @@ def train_chunks(profile: Profile, model, pool, seed: int, device: str) -> Itera
                 if used == order.numel():
                     order, used = torch.randperm(pool.shape[0], generator=gen), 0
                 take = min(n, order.numel() - used)
-                parts.append(pool[order[used:used + take]])
+                parts.append(pool[order[used : used + take]])
                 used, n = used + take, n - take
             yield torch.cat(parts).to(device, non_blocking=True)
     else:
@@ -146,15 +160,19 @@ class Progress:
         self.last = now
         done = entry["samples"]
         eta = (now - self.start) / max(done, 1) * (self.total - done)
-        self.log(f"progress: seed={self.seed} samples={done:,}/{self.total:,} "
-                 f"loss={entry['loss']:.4g} l0={entry['l0']:.2f} dead={entry['dead']} eta={eta:.0f}s")
+        self.log(
+            f"progress: seed={self.seed} samples={done:,}/{self.total:,} "
+            f"loss={entry['loss']:.4g} l0={entry['l0']:.2f} dead={entry['dead']} eta={eta:.0f}s"
+        )
 
 
 def check_width(width: int, required: int) -> None:
     if width != required:
-        raise SeedFailure("rejected", "constraint:width",
-                          f"width: the SAE has {width} latents, the profile requires "
-                          f"{required} (off by {width - required:+d})")
+        raise SeedFailure(
+            "rejected",
+            "constraint:width",
+            f"width: the SAE has {width} latents, the profile requires {required} (off by {width - required:+d})",
+        )
 
 
 def run_seed(worker: VariantProcess, profile: Profile, model, pool, seed: int, opts: RunOptions) -> dict:
@@ -170,13 +188,21 @@ def run_seed(worker: VariantProcess, profile: Profile, model, pool, seed: int, o
     metrics, decoder = score(worker, profile, model)
     worker_memory, executed_lines = save_sae(worker, decoder)
     worker.stop()
-    return {"seed": seed, "status": "ok", **metrics, "sandboxed": bool(worker.box.sandboxed),
-            "wall_s": round(time.monotonic() - started, 2), "startup_s": round(startup_s, 2),
-            "train_s": round(train_s, 2),
-            "samples_per_s": round(spec.total_steps * c.batch_size / max(train_s, 1e-9)),
-            "architecture": ready["architecture"], "parameters": ready["parameters"],
-            "dead_window_steps": dead_window(spec), "worker_memory": worker_memory,
-            "executed_lines": executed_lines}
+    return {
+        "seed": seed,
+        "status": "ok",
+        **metrics,
+        "sandboxed": bool(worker.box.sandboxed),
+        "wall_s": round(time.monotonic() - started, 2),
+        "startup_s": round(startup_s, 2),
+        "train_s": round(train_s, 2),
+        "samples_per_s": round(spec.total_steps * c.batch_size / max(train_s, 1e-9)),
+        "architecture": ready["architecture"],
+        "parameters": ready["parameters"],
+        "dead_window_steps": dead_window(spec),
+        "worker_memory": worker_memory,
+        "executed_lines": executed_lines,
+    }
 
 
 def dead_window(spec: VariantSpec) -> int:
@@ -209,7 +235,7 @@ def train(worker: VariantProcess, profile: Profile, model, pool, seed: int, opts
                 free.append(collect())
                 in_flight -= 1
             slot = free.pop()
-            worker.slots[slot][:rows.shape[0]].copy_(rows)
+            worker.slots[slot][: rows.shape[0]].copy_(rows)
             worker.send("train", slot=slot, rows=rows.shape[0])
             in_flight += 1
         for _ in range(in_flight):
@@ -228,8 +254,9 @@ def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.
         raise SeedFailure("failed", "shape", f"decoder directions of shape {shape}: expected (width, d_in)")
     check_width(shape[0], c.width)
     if shape[1] != spec.d_in:
-        raise SeedFailure("failed", "shape", f"decoder directions have dimension {shape[1]}, "
-                                             f"the hidden activations have {spec.d_in}")
+        raise SeedFailure(
+            "failed", "shape", f"decoder directions have dimension {shape[1]}, the hidden activations have {spec.d_in}"
+        )
     decoder = worker.buffers["decoder"].clone()
     features = model.feature_dict.feature_vectors.detach()
     scorer = Scorer(decoder.to(features.device), features)
@@ -251,8 +278,9 @@ def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.
         at = 0
         for feature_acts, hidden in pending:
             n = hidden.shape[0]
-            scorer.add_batch(feature_acts, hidden, latents[at:at + n].to(hidden.device),
-                             recon[at:at + n].to(hidden.device))
+            scorer.add_batch(
+                feature_acts, hidden, latents[at : at + n].to(hidden.device), recon[at : at + n].to(hidden.device)
+            )
             at += n
         pending.clear()
 
@@ -266,9 +294,12 @@ def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.
     metrics["probe_sketch"] = sketch
     tolerance = c.l0_tolerance * c.k
     if abs(metrics["l0"] - c.k) > tolerance:
-        raise SeedFailure("rejected", "constraint:l0",
-                          f"l0: measured {metrics['l0']:.3f}, the profile requires {c.k:g} ± "
-                          f"{tolerance:.3g} (off by {metrics['l0'] - c.k:+.3f})")
+        raise SeedFailure(
+            "rejected",
+            "constraint:l0",
+            f"l0: measured {metrics['l0']:.3f}, the profile requires {c.k:g} ± "
+            f"{tolerance:.3g} (off by {metrics['l0'] - c.k:+.3f})",
+        )
     return metrics, decoder
 
 
@@ -302,9 +333,12 @@ def save_sae(worker: VariantProcess, decoder: torch.Tensor) -> tuple[dict, list[
         cfg = export
         save_file(weights, sae_dir / "sae_weights.safetensors")
     else:
-        cfg = {"architecture": "autosae-variant", "d_in": spec.d_in, "d_sae": spec.width,
-               "note": "not representable in SAELens; reload with the variant's build() and "
-                       "variant_state.safetensors"}
+        cfg = {
+            "architecture": "autosae-variant",
+            "d_in": spec.d_in,
+            "d_sae": spec.width,
+            "note": "not representable in SAELens; reload with the variant's build() and variant_state.safetensors",
+        }
         save_file({"W_dec": decoder.contiguous()}, sae_dir / "sae_weights.safetensors")
     (sae_dir / "cfg.json").write_text(json.dumps(cfg, indent=2))
     return reply["memory"], reply["lines"]
@@ -316,9 +350,11 @@ def summarize(per_seed: list[dict]) -> dict:
     for key in METRICS:
         values = [float(r[key]) for r in ok if key in r]
         if values:
-            summary[key] = {"mean": statistics.fmean(values),
-                            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                            "n": len(values)}
+            summary[key] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "n": len(values),
+            }
     return summary
 
 
@@ -326,19 +362,21 @@ def is_counted(profile: Profile) -> bool:
     """Runs count only under the named profile's own constraints (model overrides make
     held-out models and stay counted)."""
     base = PROFILES.get(profile.name)
-    return base is not None and base.constraints == profile.constraints \
-        and base.data == profile.data and base.pool_samples == profile.pool_samples
+    return (
+        base is not None
+        and base.constraints == profile.constraints
+        and base.data == profile.data
+        and base.pool_samples == profile.pool_samples
+    )
 
 
 def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) -> dict:
     """Train and score `variant` on `profile` for every seed; write results.json and return it.
 
     Raises VariantFailed / ConstraintBreach after writing a results.json that says why."""
-    from autosae import __version__
-
-    from autosae import sandbox
-    from autosae.harness.validation import check_counted_seeds, validation_run
+    from autosae import __version__, sandbox
     from autosae.harness.seal import write_sealed
+    from autosae.harness.validation import check_counted_seeds, validation_run
 
     variant = variant.resolve()
     if not variant.is_file():
@@ -360,10 +398,17 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
     device = resolve_device(opts.device) if pool is None else pool.alive[0] if pool.alive else "none"
     started = time.monotonic()
     results: dict = {
-        "status": "running", "reason": None, "counted": opts.counted and is_counted(profile),
-        "profile": profile.name, "model_hash": profile.model_hash(), "model_seed": profile.model.seed,
-        "constraints": asdict(profile.constraints), "variant": str(variant),
-        "variant_sha256": sha256_file(variant), "seeds": list(opts.seeds), "device": device,
+        "status": "running",
+        "reason": None,
+        "counted": opts.counted and is_counted(profile),
+        "profile": profile.name,
+        "model_hash": profile.model_hash(),
+        "model_seed": profile.model.seed,
+        "constraints": asdict(profile.constraints),
+        "variant": str(variant),
+        "variant_sha256": sha256_file(variant),
+        "seeds": list(opts.seeds),
+        "device": device,
         "versions": {"autosae": __version__, "torch": torch.__version__},
         "sandbox": {"mode": opts.sandbox, "enabled": opts.sandboxed},
     }
@@ -396,8 +441,15 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
     return results
 
 
-SLOT_SETTINGS = ("memory_limit_gb", "disk_limit_gb", "max_processes", "sandbox", "sandboxed", "counted",
-                 "matmul_precision")
+SLOT_SETTINGS = (
+    "memory_limit_gb",
+    "disk_limit_gb",
+    "max_processes",
+    "sandbox",
+    "sandboxed",
+    "counted",
+    "matmul_precision",
+)
 """The RunOptions a slot process or a launcher job needs (the rest, a log function and the
 pool, stay here)."""
 
@@ -407,15 +459,29 @@ def portable_settings(opts: RunOptions, **extra) -> dict:
     return {name: getattr(opts, name) for name in SLOT_SETTINGS} | extra
 
 
-def start_variant(variant: Path, profile: Profile, seed: int, device: str, seed_dir: Path,
-                  opts: RunOptions) -> VariantProcess:
+def start_variant(
+    variant: Path, profile: Profile, seed: int, device: str, seed_dir: Path, opts: RunOptions
+) -> VariantProcess:
     c = profile.constraints
     spec = spec_for(profile, seed, device)
-    confinement = Confinement(bool(opts.sandboxed), opts.memory_limit_gb, opts.disk_limit_gb, opts.max_processes,
-                              opts.cpu_threads, opts.matmul_precision)
-    return VariantProcess(variant, spec, seed_dir, confinement, chunk_rows=c.batch_size * CHUNK_BATCHES,
-                          eval_rows=c.batch_size * EVAL_CHUNK_BATCHES, log_every=LOG_EVERY,
-                          dead_window=dead_window(spec))
+    confinement = Confinement(
+        bool(opts.sandboxed),
+        opts.memory_limit_gb,
+        opts.disk_limit_gb,
+        opts.max_processes,
+        opts.cpu_threads,
+        opts.matmul_precision,
+    )
+    return VariantProcess(
+        variant,
+        spec,
+        seed_dir,
+        confinement,
+        chunk_rows=c.batch_size * CHUNK_BATCHES,
+        eval_rows=c.batch_size * EVAL_CHUNK_BATCHES,
+        log_every=LOG_EVERY,
+        dead_window=dead_window(spec),
+    )
 
 
 def stage_variant(variant: Path, folder: Path) -> Path:
@@ -435,9 +501,17 @@ def stage_variant(variant: Path, folder: Path) -> Path:
 
 def spec_for(profile: Profile, seed: int, device: str) -> VariantSpec:
     c = profile.constraints
-    return VariantSpec(d_in=profile.model.hidden_dim, width=c.width, k=c.k, batch_size=c.batch_size,
-                       total_steps=c.training_samples // c.batch_size, lr=c.lr, seed=seed, device=device,
-                       profile=profile.name)
+    return VariantSpec(
+        d_in=profile.model.hidden_dim,
+        width=c.width,
+        k=c.k,
+        batch_size=c.batch_size,
+        total_steps=c.training_samples // c.batch_size,
+        lr=c.lr,
+        seed=seed,
+        device=device,
+        profile=profile.name,
+    )
 
 
 def _run_here(variant: Path, profile: Profile, out: Path, opts: RunOptions, device: str) -> list[dict]:
@@ -460,8 +534,15 @@ def _run_here(variant: Path, profile: Profile, out: Path, opts: RunOptions, devi
             try:
                 per_seed.append(run_seed(workers[i], profile, model, pool, seed, opts))
             except SeedFailure as exc:
-                per_seed.append({"seed": seed, "status": exc.status, "kind": exc.kind,
-                                 "reason": exc.message, "log_tail": workers[i].log_tail()})
+                per_seed.append(
+                    {
+                        "seed": seed,
+                        "status": exc.status,
+                        "kind": exc.kind,
+                        "reason": exc.message,
+                        "log_tail": workers[i].log_tail(),
+                    }
+                )
                 break
     finally:  # on success, failure or Ctrl-C: no variant process outlives the run
         for w in workers:
@@ -469,7 +550,7 @@ def _run_here(variant: Path, profile: Profile, out: Path, opts: RunOptions, devi
     return per_seed
 
 
-def _run_on_slots(variant: Path, profile: Profile, out: Path, opts: RunOptions, pool: "SlotPool") -> list[dict]:
+def _run_on_slots(variant: Path, profile: Profile, out: Path, opts: RunOptions, pool: SlotPool) -> list[dict]:
     """The seeds at once, one per free slot of the pool, each in a trusted slot process; the
     first failure of the variant stops the others. Records come back in seed order."""
     from autosae.harness.slots import SlotRun, slot_main
@@ -480,8 +561,9 @@ def _run_on_slots(variant: Path, profile: Profile, out: Path, opts: RunOptions, 
     def start_job(seed: int, device: str):
         reply = ctx.Queue()
         settings = portable_settings(opts, time_limit_s=limit, cpu_threads=pool.cpu_threads())
-        proc = ctx.Process(target=slot_main, daemon=False,
-                           args=(str(variant), profile, str(out), seed, device, settings, reply))
+        proc = ctx.Process(
+            target=slot_main, daemon=False, args=(str(variant), profile, str(out), seed, device, settings, reply)
+        )
         proc.start()
         return proc, reply
 

@@ -56,8 +56,9 @@ def _key() -> bytes:
 
 
 def _digest(data: dict) -> str:
-    body = json.dumps({k: v for k, v in data.items() if k != FIELD}, sort_keys=True, default=float,
-                      separators=(",", ":"))
+    body = json.dumps(
+        {k: v for k, v in data.items() if k != FIELD}, sort_keys=True, default=float, separators=(",", ":")
+    )
     return hmac.new(_key(), body.encode(), hashlib.sha256).hexdigest()
 
 

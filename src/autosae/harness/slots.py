@@ -70,9 +70,11 @@ def check_devices(devices: list[str]) -> list[str]:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         missing = [d for d in gpus if int(d.split(":")[1]) >= count]
         if missing:
-            raise AutosaeError(f"gpus: {', '.join(missing)} not visible ({count} CUDA GPU"
-                               f"{'' if count == 1 else 's'} visible, CUDA_VISIBLE_DEVICES="
-                               f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+            raise AutosaeError(
+                f"gpus: {', '.join(missing)} not visible ({count} CUDA GPU"
+                f"{'' if count == 1 else 's'} visible, CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+            )
     return devices
 
 
@@ -202,8 +204,13 @@ def slot_main(variant: str, profile, out: str, seed: int, device: str, settings:
         try:
             record = run.run_seed(worker, profile, model, pool, seed, opts)
         except run.SeedFailure as exc:
-            record = {"seed": seed, "status": exc.status, "kind": exc.kind, "reason": exc.message,
-                      "log_tail": worker.log_tail()}
+            record = {
+                "seed": seed,
+                "status": exc.status,
+                "kind": exc.kind,
+                "reason": exc.message,
+                "log_tail": worker.log_tail(),
+            }
         finally:
             worker.kill()
         record["device"] = device
@@ -253,10 +260,17 @@ class SlotRun:
             device = self.pool.acquire(self.owner, self.cancelled)
             if device is None:
                 if not (self.cancelled.is_set() or self.pool.closed):
-                    self._record(seed, {"seed": seed, "status": "failed", "kind": "device",
-                                        "reason": "no device slot left: " + "; ".join(
-                                            f"{d}: {e}" for d, e in self.pool.retired.items()),
-                                        "log_tail": ""})
+                    self._record(
+                        seed,
+                        {
+                            "seed": seed,
+                            "status": "failed",
+                            "kind": "device",
+                            "reason": "no device slot left: "
+                            + "; ".join(f"{d}: {e}" for d, e in self.pool.retired.items()),
+                            "log_tail": "",
+                        },
+                    )
                 return
             error = None
             try:

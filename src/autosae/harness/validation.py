@@ -46,8 +46,10 @@ def reserved_seed_problem(seeds: list[int]) -> str | None:
     """Why these counted seeds are refused (None: they are fine)."""
     bad = [s for s in seeds if s >= QUICK_SEED_BASE]
     if bad:
-        return (f"seed {bad[0]} is reserved: seeds from {QUICK_SEED_BASE} up train quick (uncounted) runs, "
-                f"so counted seeds must be below {QUICK_SEED_BASE}")
+        return (
+            f"seed {bad[0]} is reserved: seeds from {QUICK_SEED_BASE} up train quick (uncounted) runs, "
+            f"so counted seeds must be below {QUICK_SEED_BASE}"
+        )
     return None
 
 
@@ -62,7 +64,15 @@ def validation_run(profile: Profile, opts: RunOptions) -> tuple[Profile, RunOpti
     seeds, whatever the caller passed (a profile carrying the secret eval seed included), and
     the record of it for results.json."""
     seeds = [quick_seed(s) for s in opts.seeds]
-    record = {"eval_set": EVAL_SET, "eval_seed": VALIDATION_EVAL_SEED, "requested_seeds": list(opts.seeds),
-              "seeds": seeds, "note": "uncounted: validation samples and training seeds that no counted run uses"}
-    return (dataclasses.replace(profile, eval_seed=VALIDATION_EVAL_SEED), dataclasses.replace(opts, seeds=seeds),
-            record)
+    record = {
+        "eval_set": EVAL_SET,
+        "eval_seed": VALIDATION_EVAL_SEED,
+        "requested_seeds": list(opts.seeds),
+        "seeds": seeds,
+        "note": "uncounted: validation samples and training seeds that no counted run uses",
+    }
+    return (
+        dataclasses.replace(profile, eval_seed=VALIDATION_EVAL_SEED),
+        dataclasses.replace(opts, seeds=seeds),
+        record,
+    )

@@ -67,9 +67,16 @@ def default_memory() -> int:
 
 def variant_env(threads: int) -> dict[str, str]:
     """The variant's whole environment: nothing inherited but the GPUs it may use."""
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp",
-           "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return env
@@ -101,8 +108,17 @@ class Confinement:
 class VariantProcess:
     """One seed's variant process and the buffers it trains from."""
 
-    def __init__(self, variant: Path, spec: VariantSpec, seed_dir: Path, opts: Confinement,
-                 chunk_rows: int, eval_rows: int, log_every: int, dead_window: int):
+    def __init__(
+        self,
+        variant: Path,
+        spec: VariantSpec,
+        seed_dir: Path,
+        opts: Confinement,
+        chunk_rows: int,
+        eval_rows: int,
+        log_every: int,
+        dead_window: int,
+    ):
         from autosae.sandbox import Limits, Policy, spawn
 
         self.spec, self.seed_dir = spec, seed_dir
@@ -125,23 +141,46 @@ class VariantProcess:
                 pin(t)
         self.slots = [self.buffers["train0"], self.buffers["train1"]]
         threads = (opts.cpu_threads or max(1, (os.cpu_count() or 2) - 1)) if not cuda else 1
-        config = {"variant": str(variant), "spec": asdict(spec), "out": str(self.work),
-                  "buffers": {"dir": str(self.buffer_dir), "shapes": shapes}, "threads": threads,
-                  "matmul_precision": opts.matmul_precision, "log_every": log_every, "dead_window": dead_window}
-        policy = Policy(cwd=self.work, env=variant_env(threads), writable=[self.work, self.buffer_dir],
-                        readable=[variant.parent], hidden=hidden_from_variants(), tmp=self.work / "tmp",
-                        network=False, gpu=cuda)
+        config = {
+            "variant": str(variant),
+            "spec": asdict(spec),
+            "out": str(self.work),
+            "buffers": {"dir": str(self.buffer_dir), "shapes": shapes},
+            "threads": threads,
+            "matmul_precision": opts.matmul_precision,
+            "log_every": log_every,
+            "dead_window": dead_window,
+        }
+        policy = Policy(
+            cwd=self.work,
+            env=variant_env(threads),
+            writable=[self.work, self.buffer_dir],
+            readable=[variant.parent],
+            hidden=hidden_from_variants(),
+            tmp=self.work / "tmp",
+            network=False,
+            gpu=cuda,
+        )
         gib = 2**30
-        limits = Limits(memory_bytes=int(opts.memory_limit_gb * gib) if opts.memory_limit_gb else default_memory(),
-                        processes=opts.max_processes,
-                        disk_bytes=int(opts.disk_limit_gb * gib) + protocol.buffer_bytes(shapes),
-                        # one file, worker.log included (it lies outside the watched folders)
-                        file_bytes=int(min(opts.disk_limit_gb, 2) * gib))
+        limits = Limits(
+            memory_bytes=int(opts.memory_limit_gb * gib) if opts.memory_limit_gb else default_memory(),
+            processes=opts.max_processes,
+            disk_bytes=int(opts.disk_limit_gb * gib) + protocol.buffer_bytes(shapes),
+            # one file, worker.log included (it lies outside the watched folders)
+            file_bytes=int(min(opts.disk_limit_gb, 2) * gib),
+        )
         self.file_bytes = limits.file_bytes
         self.log = open(self.log_path, "wb")
         try:
-            self.box = spawn([sys.executable, "-I", "-m", WORKER_MODULE, json.dumps(config)], policy, limits,
-                             opts.sandboxed, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+            self.box = spawn(
+                [sys.executable, "-I", "-m", WORKER_MODULE, json.dumps(config)],
+                policy,
+                limits,
+                opts.sandboxed,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.log,
+            )
         except BaseException:  # nothing started: leave no buffers in RAM behind
             self.log.close()
             shutil.rmtree(self.buffer_dir, ignore_errors=True)
@@ -198,7 +237,9 @@ class VariantProcess:
                 raise SeedFailure("failed", msg["kind"], msg["message"])
             if msg["tag"] != tag:
                 self.kill()
-                raise SeedFailure("failed", "protocol", f"expected {tag!r} from the variant's process, got {msg['tag']!r}")
+                raise SeedFailure(
+                    "failed", "protocol", f"expected {tag!r} from the variant's process, got {msg['tag']!r}"
+                )
             if "integrity" in msg:
                 check_integrity(msg)
             return msg
@@ -283,7 +324,10 @@ def check_integrity(msg: dict) -> None:
     counts = msg["integrity"]
     extra, foreign = int(counts.get("extra_backward", 0)), int(counts.get("foreign_steps", 0))
     if extra or foreign:
-        raise SeedFailure("rejected", "constraint:training",
-                          f"training outside the harness's step: {extra} extra backward pass"
-                          f"{'' if extra == 1 else 'es'} and {foreign} optimiser step{'' if foreign == 1 else 's'} "
-                          f"not the harness's (first: {msg.get('note') or 'unknown'})")
+        raise SeedFailure(
+            "rejected",
+            "constraint:training",
+            f"training outside the harness's step: {extra} extra backward pass"
+            f"{'' if extra == 1 else 'es'} and {foreign} optimiser step{'' if foreign == 1 else 's'} "
+            f"not the harness's (first: {msg.get('note') or 'unknown'})",
+        )

@@ -29,15 +29,28 @@ def render_leaderboard(ledger: list[dict], baselines: dict | None, objective: st
         row = {"title": name, "f1": stats.get("f1"), "mcc": stats.get("mcc"), "baseline": True}
         at = next((i for i, r in enumerate(ranked) if (_mean(r, objective) or float("-inf")) < mean), len(ranked))
         ranked.insert(at, row)
-    totals = {"sprints": len(ledger), "improved": sum(r.get("verdict") == "improved" for r in ledger),
-              "failed": sum(r.get("verdict") == "failed" for r in ledger),
-              "noop": sum(bool(r.get("noop")) for r in ledger),
-              "cost": sum(r.get("cost_usd") or 0.0 for r in ledger),
-              "tokens": token_totals(ledger)}
+    totals = {
+        "sprints": len(ledger),
+        "improved": sum(r.get("verdict") == "improved" for r in ledger),
+        "failed": sum(r.get("verdict") == "failed" for r in ledger),
+        "noop": sum(bool(r.get("noop")) for r in ledger),
+        "cost": sum(r.get("cost_usd") or 0.0 for r in ledger),
+        "tokens": token_totals(ledger),
+    }
     profile = ledger[-1].get("profile", "?") if ledger else "?"
-    return environment().get_template("leaderboard.md.j2").render(
-        ranked=ranked if ledger else [], chronological=ledger, totals=totals, profile=profile,
-        objective=objective, obj_name=objective.upper(), noise=baseline_noise(baselines))
+    return (
+        environment()
+        .get_template("leaderboard.md.j2")
+        .render(
+            ranked=ranked if ledger else [],
+            chronological=ledger,
+            totals=totals,
+            profile=profile,
+            objective=objective,
+            obj_name=objective.upper(),
+            noise=baseline_noise(baselines),
+        )
+    )
 
 
 def _progress_figure(plt, ledger: list[dict], baselines: dict | None, objective: str, ceiling: dict):
@@ -55,33 +68,58 @@ def _progress_figure(plt, ledger: list[dict], baselines: dict | None, objective:
                 failed.append(x)
             else:
                 std = (row.get(metric) or {}).get("std") or 0.0
-                ax.errorbar([x], [mean], yerr=[std], fmt="o", capsize=3,
-                            color="tab:orange" if row.get("new_best") else "tab:blue",
-                            label=None)
+                ax.errorbar(
+                    [x],
+                    [mean],
+                    yerr=[std],
+                    fmt="o",
+                    capsize=3,
+                    color="tab:orange" if row.get("new_best") else "tab:blue",
+                    label=None,
+                )
             if row.get("new_best") and mean is not None:
                 best = mean
             best_line.append(best)
         if any(b is not None for b in best_line):
-            ax.step([0.5, *xs, len(xs) + 0.5], [start if start is not None else float("nan"), *best_line,
-                                                 best_line[-1] if best_line[-1] is not None else float("nan")],
-                    where="post", color="tab:orange", linewidth=2, label=f"best so far (by {objective.upper()})")
+            ax.step(
+                [0.5, *xs, len(xs) + 0.5],
+                [
+                    start if start is not None else float("nan"),
+                    *best_line,
+                    best_line[-1] if best_line[-1] is not None else float("nan"),
+                ],
+                where="post",
+                color="tab:orange",
+                linewidth=2,
+                label=f"best so far (by {objective.upper()})",
+            )
         for name, stats in (baselines or {}).items():
             mean = ((stats or {}).get(metric) or {}).get("mean")
             if mean is not None:
-                ax.axhline(mean, linestyle="--", color="tab:green" if name == "matryoshka" else "tab:gray",
-                           label=f"{name} baseline")
+                ax.axhline(
+                    mean,
+                    linestyle="--",
+                    color="tab:green" if name == "matryoshka" else "tab:gray",
+                    label=f"{name} baseline",
+                )
         if ceiling.get(metric) is not None:
             ax.axhline(ceiling[metric], linestyle=":", color="tab:purple", label="probe ceiling")
         if failed:  # no score: marked along the bottom edge, so they do not stretch the axis
-            ax.scatter(failed, [0.02] * len(failed), marker="x", color="tab:red", transform=ax.get_xaxis_transform(),
-                       label="failed sprint")
+            ax.scatter(
+                failed,
+                [0.02] * len(failed),
+                marker="x",
+                color="tab:red",
+                transform=ax.get_xaxis_transform(),
+                label="failed sprint",
+            )
         ax.scatter([], [], color="tab:blue", label="sprint (mean ± std)")
         ax.set_xlabel("sprint number")
         ax.set_ylabel(metric.upper())
         ax.set_title(f"{metric.upper()} over the sprints")
         if xs:
             ax.set_xlim(0.5, len(xs) + 0.5)
-            ax.set_xticks(xs if len(xs) <= 25 else xs[::max(1, len(xs) // 20)])
+            ax.set_xticks(xs if len(xs) <= 25 else xs[:: max(1, len(xs) // 20)])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -97,20 +135,41 @@ def _cell_pm(stat: dict | None) -> str:
 
 def _table_pages(pdf, plt, ledger: list[dict], per_page: int = 28) -> None:
     header = ["#", "sprint", "idea", "verdict", "F1", "MCC", "Δ parent", "p", "cost"]
-    rows = [[str(i), r["id"][:20], (r.get("title") or "")[:48],
-             (r.get("verdict") or "—") + (" (no-op)" if r.get("noop") else "") + (" *" if r.get("new_best") else ""),
-             _cell_pm(r.get("f1")), _cell_pm(r.get("mcc")), fmt_delta(r.get("delta_parent"), 4),
-             fmt_p(r.get("p_value")), f"${r.get('cost_usd') or 0:.2f}"] for i, r in enumerate(ledger, 1)]
-    chunks = [rows[i:i + per_page] for i in range(0, len(rows), per_page)] or [[]]
+    rows = [
+        [
+            str(i),
+            r["id"][:20],
+            (r.get("title") or "")[:48],
+            (r.get("verdict") or "—") + (" (no-op)" if r.get("noop") else "") + (" *" if r.get("new_best") else ""),
+            _cell_pm(r.get("f1")),
+            _cell_pm(r.get("mcc")),
+            fmt_delta(r.get("delta_parent"), 4),
+            fmt_p(r.get("p_value")),
+            f"${r.get('cost_usd') or 0:.2f}",
+        ]
+        for i, r in enumerate(ledger, 1)
+    ]
+    chunks = [rows[i : i + per_page] for i in range(0, len(rows), per_page)] or [[]]
     for n, chunk in enumerate(chunks, 1):
         fig = plt.figure(figsize=(11.69, 8.27))
-        fig.text(0.03, 0.96, f"All sprints, in order ({n} of {len(chunks)}); * marks a new best", fontsize=13,
-                 weight="bold", va="top")
+        fig.text(
+            0.03,
+            0.96,
+            f"All sprints, in order ({n} of {len(chunks)}); * marks a new best",
+            fontsize=13,
+            weight="bold",
+            va="top",
+        )
         ax = fig.add_axes([0.03, 0.05, 0.94, 0.86])
         ax.axis("off")
         if chunk:
-            table = ax.table(cellText=chunk, colLabels=header, loc="upper left", cellLoc="left",
-                             colWidths=[0.03, 0.15, 0.31, 0.12, 0.1, 0.1, 0.07, 0.06, 0.06])
+            table = ax.table(
+                cellText=chunk,
+                colLabels=header,
+                loc="upper left",
+                cellLoc="left",
+                colWidths=[0.03, 0.15, 0.31, 0.12, 0.1, 0.1, 0.07, 0.06, 0.06],
+            )
             table.auto_set_font_size(False)
             table.set_fontsize(7.5)
             table.scale(1, 1.35)
@@ -120,8 +179,9 @@ def _table_pages(pdf, plt, ledger: list[dict], per_page: int = 28) -> None:
         plt.close(fig)
 
 
-def write_leaderboard(reports_dir: Path, ledger: list[dict], baselines: dict | None,
-                      objective: str = "f1") -> list[Path]:
+def write_leaderboard(
+    reports_dir: Path, ledger: list[dict], baselines: dict | None, objective: str = "f1"
+) -> list[Path]:
     """leaderboard.md, progress.png (the picture it shows) and progress.pdf (that picture and
     a table of every sprint with its verdict)."""
     import matplotlib
@@ -138,8 +198,11 @@ def write_leaderboard(reports_dir: Path, ledger: list[dict], baselines: dict | N
         fig = _progress_figure(plt, ledger, baselines, objective, ceiling)
         fig.savefig(png, dpi=100, metadata={"Software": None})
         with PdfPages(pdf_path, metadata={"Title": "autosae progress", "CreationDate": None}) as pdf:
-            fig.suptitle(f"autosae: the night's progress on {ledger[-1].get('profile') if ledger else '—'} "
-                         f"({len(ledger)} sprints)", fontsize=12)
+            fig.suptitle(
+                f"autosae: the night's progress on {ledger[-1].get('profile') if ledger else '—'} "
+                f"({len(ledger)} sprints)",
+                fontsize=12,
+            )
             fig.tight_layout()
             pdf.savefig(fig)
             plt.close(fig)

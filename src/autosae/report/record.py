@@ -99,6 +99,7 @@ def variant_series(entries: list[dict], kept: list[dict]) -> tuple[dict[str, lis
 def compact_curves(curves: dict | None, points: int = COMPACT_POINTS) -> dict[str, dict]:
     """A few evenly spaced points per seed of samples, loss, L0, dead latents and the
     variant's own metrics (4 significant digits): what the conclude phase reads."""
+
     def pick(values: list | None, idx: list[int], digits: int = 4) -> list:
         found = [finite_number(values[i]) if values and i < len(values) else None for i in idx]
         return [None if v is None else float(f"{v:.{digits}g}") for v in found]
@@ -133,17 +134,29 @@ def variant_diff(parent_label: str, parent_files: dict[str, str], files: dict[st
         old, new = parent_files.get(path), files.get(path)
         if old == new:
             continue
-        diff = list(difflib.unified_diff(_lines(old), _lines(new), f"parent/{path}" if old is not None else "/dev/null",
-                                         f"sprint/{path}" if new is not None else "/dev/null", n=2))
+        diff = list(
+            difflib.unified_diff(
+                _lines(old),
+                _lines(new),
+                f"parent/{path}" if old is not None else "/dev/null",
+                f"sprint/{path}" if new is not None else "/dev/null",
+                n=2,
+            )
+        )
         added = sum(1 for d in diff if d.startswith("+") and not d.startswith("+++"))
         removed = sum(1 for d in diff if d.startswith("-") and not d.startswith("---"))
         status = "added" if old is None else "removed" if new is None else "changed"
         rows.append({"path": path, "status": status, "added": added, "removed": removed})
         if path.endswith(".py"):
             text += [d if d.endswith("\n") else d + "\n" for d in diff]
-    return {"parent": parent_label, "files": rows, "added": sum(r["added"] for r in rows),
-            "removed": sum(r["removed"] for r in rows), "text": "".join(text[:DIFF_LINES]),
-            "truncated": len(text) > DIFF_LINES}
+    return {
+        "parent": parent_label,
+        "files": rows,
+        "added": sum(r["added"] for r in rows),
+        "removed": sum(r["removed"] for r in rows),
+        "text": "".join(text[:DIFF_LINES]),
+        "truncated": len(text) > DIFF_LINES,
+    }
 
 
 def folder_files(folder: Path, skip: tuple[str, ...]) -> dict[str, str]:

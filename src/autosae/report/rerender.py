@@ -14,8 +14,25 @@ from autosae.sprint import gitops
 from autosae.sprint.ledger import in_setting, read_ledger
 from autosae.sprint.project import Project
 
-RECORD_KEYS = ("id", "title", "idea", "hypothesis", "plan", "parent", "backend", "profile", "objective", "seeds",
-               "started", "finished", "cost_usd", "tokens", "branch", "config", "stop")
+RECORD_KEYS = (
+    "id",
+    "title",
+    "idea",
+    "hypothesis",
+    "plan",
+    "parent",
+    "backend",
+    "profile",
+    "objective",
+    "seeds",
+    "started",
+    "finished",
+    "cost_usd",
+    "tokens",
+    "branch",
+    "config",
+    "stop",
+)
 
 
 def _old_conclusion(report_md: str) -> str | None:
@@ -44,8 +61,10 @@ def rerender(project: Project, ids: list[str] | None, log=print) -> list[str]:
     by_id = {r["id"]: r for r in rows}
     unknown = [i for i in ids or [] if i not in by_id]
     if unknown:
-        raise AutosaeError(f"no recorded sprint {unknown[0]!r} in {project.ledger_path} "
-                           f"(`autosae leaderboard` lists the recorded ones)")
+        raise AutosaeError(
+            f"no recorded sprint {unknown[0]!r} in {project.ledger_path} "
+            f"(`autosae leaderboard` lists the recorded ones)"
+        )
     if not rows:
         raise AutosaeError("no sprints are recorded yet: nothing to render")
     done, paths = [], []
@@ -53,8 +72,9 @@ def rerender(project: Project, ids: list[str] | None, log=print) -> list[str]:
         folder = project.sprints_dir / sid
         verdict = read_json(folder / "verdict.json")
         if verdict is None:
-            raise AutosaeError(f"sprint {sid}: {folder / 'verdict.json'} is missing or unreadable; "
-                               f"its report cannot be rendered")
+            raise AutosaeError(
+                f"sprint {sid}: {folder / 'verdict.json'} is missing or unreadable; its report cannot be rendered"
+            )
         results = read_json(folder / "results.json")
         curves = read_json(folder / "curves.json")
         if curves is None:  # recorded before curves.json: the local run folder may still have them
@@ -65,10 +85,17 @@ def rerender(project: Project, ids: list[str] | None, log=print) -> list[str]:
         paths.append(f"sprints/{sid}")
     last = rows[-1]
     latest = read_json(project.sprints_dir / last["id"] / "verdict.json") or {}
-    write_leaderboard(project.reports_dir, in_setting(rows, last.get("setting")), latest.get("baselines"),
-                      last.get("objective") or "f1")
+    write_leaderboard(
+        project.reports_dir,
+        in_setting(rows, last.get("setting")),
+        latest.get("baselines"),
+        last.get("objective") or "f1",
+    )
     repo = gitops.open_repo(project.root)
     names = ", ".join(done) if len(done) <= 3 else f"{len(done)} sprints"
-    gitops.commit_paths(repo, f"report: re-rendered {names} and the leaderboard",
-                        [*paths, "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf"])
+    gitops.commit_paths(
+        repo,
+        f"report: re-rendered {names} and the leaderboard",
+        [*paths, "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf"],
+    )
     return done

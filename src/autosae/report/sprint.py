@@ -7,11 +7,27 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from autosae.report.format import (MISSING, environment, fmt_delta, fmt_floor, fmt_num, fmt_p, fmt_pm, measured,
-                                   not_measurable)
+from autosae.report.format import (
+    MISSING,
+    environment,
+    fmt_delta,
+    fmt_floor,
+    fmt_num,
+    fmt_p,
+    fmt_pm,
+    measured,
+    not_measurable,
+)
 
-METRICS = [("F1", "f1", 4), ("MCC", "mcc", 4), ("precision", "precision", 4), ("recall", "recall", 4),
-           ("L0", "l0", 2), ("dead latents", "dead_latents", 1), ("explained variance", "explained_variance", 4)]
+METRICS = [
+    ("F1", "f1", 4),
+    ("MCC", "mcc", 4),
+    ("precision", "precision", 4),
+    ("recall", "recall", 4),
+    ("L0", "l0", 2),
+    ("dead latents", "dead_latents", 1),
+    ("explained variance", "explained_variance", 4),
+]
 
 
 def probe_ceiling(profile_name: str | None) -> dict[str, float | None]:
@@ -66,8 +82,9 @@ def variant_metrics(curves: dict | None) -> list[dict]:
             if name not in rows and len(rows) >= MAX_VARIANT_METRICS:
                 continue
             found = [v for v in map(finite_number, values if isinstance(values, list) else []) if v is not None]
-            rows.setdefault(name, {"name": name, "seeds": {}})["seeds"][str(seed)] = \
+            rows.setdefault(name, {"name": name, "seeds": {}})["seeds"][str(seed)] = (
                 (found[0], found[-1]) if found else None
+            )
     return list(rows.values())
 
 
@@ -87,31 +104,55 @@ def comparison(sprint: dict, results: dict, verdict: dict) -> list[dict]:
     summary = results.get("summary") or {}
     mine = (summary.get(obj) or {}).get("mean")
     ok = [p for p in results.get("per_seed", []) if p.get("status") == "ok"]
-    rows = [{"label": "this sprint", "kind": "sprint", "f1": summary.get("f1"), "mcc": summary.get("mcc"),
-             "per_seed": {m: [p[m] for p in ok if m in p] for m in ("f1", "mcc")}, "delta": None}]
+    rows = [
+        {
+            "label": "this sprint",
+            "kind": "sprint",
+            "f1": summary.get("f1"),
+            "mcc": summary.get("mcc"),
+            "per_seed": {m: [p[m] for p in ok if m in p] for m in ("f1", "mcc")},
+            "delta": None,
+        }
+    ]
 
     def add(label: str, kind: str, stats: dict) -> None:
         theirs = (stats.get(obj) or {}).get("mean")
-        rows.append({"label": label, "kind": kind, "f1": stats.get("f1"), "mcc": stats.get("mcc"),
-                     "per_seed": stats.get("per_seed") or {}, "delta": None if mine is None or theirs is None
-                     else mine - theirs})
+        rows.append(
+            {
+                "label": label,
+                "kind": kind,
+                "f1": stats.get("f1"),
+                "mcc": stats.get("mcc"),
+                "per_seed": stats.get("per_seed") or {},
+                "delta": None if mine is None or theirs is None else mine - theirs,
+            }
+        )
 
     parent, best = verdict.get("parent") or {}, verdict.get("best")
     baselines = verdict.get("baselines") or {}
     parent_is_baseline = (parent.get("id") or "").startswith("baseline:") and parent["id"][9:] in baselines
     if parent and not parent_is_baseline:
         same = best and best.get("id") == parent.get("id")
-        add(f"parent `{parent.get('id')}`" + (" (the best so far)" if same else ""), "parent",
-            dict(parent, per_seed=parent.get("per_seed") or {obj: parent.get("values") or []}))
+        add(
+            f"parent `{parent.get('id')}`" + (" (the best so far)" if same else ""),
+            "parent",
+            dict(parent, per_seed=parent.get("per_seed") or {obj: parent.get("values") or []}),
+        )
     if best and best.get("id") != parent.get("id"):
         add(f"best before `{best.get('id')}`", "best", dict(best, per_seed=best.get("per_seed") or {}))
     for name, stats in baselines.items():
         is_parent = parent.get("id") == f"baseline:{name}"
-        add(f"baseline {name}" + (" (the parent)" if is_parent else ""), "parent" if is_parent else "baseline",
-            stats or {})
+        add(
+            f"baseline {name}" + (" (the parent)" if is_parent else ""),
+            "parent" if is_parent else "baseline",
+            stats or {},
+        )
     ceiling = probe_ceiling(sprint.get("profile"))
-    label = "probe ceiling" if any(v is not None for v in ceiling.values()) else \
-        f"probe ceiling (not measured for `{sprint.get('profile')}`)"
+    label = (
+        "probe ceiling"
+        if any(v is not None for v in ceiling.values())
+        else f"probe ceiling (not measured for `{sprint.get('profile')}`)"
+    )
     add(label, "ceiling", {m: _stat(v) for m, v in ceiling.items()})
     return rows
 
@@ -120,19 +161,25 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
     """What a reader must not miss: a no-op, a breach, failed seeds, a run that does not count."""
     out = []
     if sprint.get("sandboxed") is False or (results.get("sandbox") or {}).get("enabled") is False:
-        out.append("**Ran without the OS sandbox** (TASK.md `sandbox: off`, or `auto` where bubblewrap could not "
-                   "run): the agent's commands and the variant could reach this machine's files, processes and "
-                   "network, so nothing but the harness's own checks stands behind these numbers.")
+        out.append(
+            "**Ran without the OS sandbox** (TASK.md `sandbox: off`, or `auto` where bubblewrap could not "
+            "run): the agent's commands and the variant could reach this machine's files, processes and "
+            "network, so nothing but the harness's own checks stands behind these numbers."
+        )
     if verdict.get("noop"):
-        out.append(f"**No-op suspected:** {verdict.get('noop_reason')}. Whatever this sprint changed did not "
-                   f"change the trained SAE, so it is not a finding.")
+        out.append(
+            f"**No-op suspected:** {verdict.get('noop_reason')}. Whatever this sprint changed did not "
+            f"change the trained SAE, so it is not a finding."
+        )
     cov = verdict.get("coverage") or {}
     if cov.get("never_ran") and not verdict.get("noop"):
         from autosae.sprint.coverage import spans
 
-        out.append(f"**Changed lines that never ran:** {len(cov['never_ran'])} of the {cov['changed']} lines the "
-                   f"sprint added or changed in variant.py (lines {spans(cov['never_ran'])}) did not run in the "
-                   f"traced training steps or scoring: part of the change may be dead code.")
+        out.append(
+            f"**Changed lines that never ran:** {len(cov['never_ran'])} of the {cov['changed']} lines the "
+            f"sprint added or changed in variant.py (lines {spans(cov['never_ran'])}) did not run in the "
+            f"traced training steps or scoring: part of the change may be dead code."
+        )
     if results.get("status") == "rejected":
         out.append(f"**Constraint breach:** {results.get('reason')}. The harness rejected the run.")
     for p in results.get("per_seed", []):
@@ -142,18 +189,24 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
     if results.get("status") == "ok" and planned and len(scored) < len(planned):
         out.append(f"**Only {len(scored)} of {len(planned)} seeds scored**: the statistics rest on fewer seeds.")
     if results.get("counted") is False:
-        out.append("**Not a benchmark result:** this run used changed constraints or data, so it is compared only "
-                   "with runs under the same ones.")
+        out.append(
+            "**Not a benchmark result:** this run used changed constraints or data, so it is compared only "
+            "with runs under the same ones."
+        )
     if verdict.get("confirmed") is False:
-        out.append(f"**Not confirmed on held-out models:** {verdict.get('held_out_reason')}; so it is not the "
-                   f"new best, whatever it scored on the benchmark's model.")
+        out.append(
+            f"**Not confirmed on held-out models:** {verdict.get('held_out_reason')}; so it is not the "
+            f"new best, whatever it scored on the benchmark's model."
+        )
     main = verdict.get("delta_parent")
     for h in verdict.get("held_out") or []:
         delta = h.get("delta_parent")
         opposite = main is not None and delta is not None and (delta > 0) != (main > 0)
         if h.get("verdict") in ("worse", "failed") or opposite:
-            out.append(f"**Held-out model {h.get('name') or h.get('model_seed')} disagrees:** {h.get('verdict')} "
-                       f"there ({fmt_delta(h.get('delta_parent'), 4)} vs the parent).")
+            out.append(
+                f"**Held-out model {h.get('name') or h.get('model_seed')} disagrees:** {h.get('verdict')} "
+                f"there ({fmt_delta(h.get('delta_parent'), 4)} vs the parent)."
+            )
     if sprint.get("stop"):
         out.append(f"**The loop stopped after this sprint:** {sprint['stop']}.")
     return out
@@ -169,8 +222,10 @@ def banner(results: dict, verdict: dict) -> str:
         parent = dict(parent, n=len(parent["values"]))
     text = f"{obj.upper()} {fmt_pm(stat)}"
     if parent.get("mean") is not None:
-        text += (f" vs parent {fmt_pm(parent)} ({fmt_delta(verdict.get('delta_parent'))}, "
-                 f"p = {fmt_p(verdict.get('p_value'))}, n = {stat.get('n')})")
+        text += (
+            f" vs parent {fmt_pm(parent)} ({fmt_delta(verdict.get('delta_parent'))}, "
+            f"p = {fmt_p(verdict.get('p_value'))}, n = {stat.get('n')})"
+        )
     return text
 
 
@@ -205,23 +260,50 @@ def source_links(sprint: dict) -> list[str]:
 
 def render_markdown(sprint: dict, results: dict, verdict: dict, curves: dict | None = None) -> str:
     c = results.get("constraints") or {}
-    return environment().get_template("report.md.j2").render(
-        s=sprint, v=verdict, r=results, ok=succeeded(results), summary=results.get("summary") or {},
-        per_seed=results.get("per_seed") or [], n=len(sprint.get("seeds") or []), metrics=METRICS,
-        comparison=comparison(sprint, results, verdict), warnings=warnings(sprint, results, verdict),
-        banner=banner(results, verdict), conclusion=(sprint.get("conclusion") or "").strip() or "—",
-        constraints=", ".join(f"{k} {v}" for k, v in c.items()) or "—", diff=sprint.get("diff"),
-        obj_name=verdict.get("objective", "f1").upper(), held_out=verdict.get("held_out") or [],
-        wall_s=wall_time(sprint), tokens=sprint.get("tokens") or {}, sources=source_links(sprint),
-        origin=origin_line(sprint),
-        noise=baseline_noise(verdict.get("baselines")), floor=sprint_noise(results, verdict),
-        variant_metrics=variant_metrics(curves), seed_names=list(curves or {}), first_last=fmt_first_last,
-        variant_dropped=max([c["variant_dropped"] for c in (curves or {}).values()
-                             if isinstance(c, dict) and isinstance(c.get("variant_dropped"), int)] or [0]))
+    return (
+        environment()
+        .get_template("report.md.j2")
+        .render(
+            s=sprint,
+            v=verdict,
+            r=results,
+            ok=succeeded(results),
+            summary=results.get("summary") or {},
+            per_seed=results.get("per_seed") or [],
+            n=len(sprint.get("seeds") or []),
+            metrics=METRICS,
+            comparison=comparison(sprint, results, verdict),
+            warnings=warnings(sprint, results, verdict),
+            banner=banner(results, verdict),
+            conclusion=(sprint.get("conclusion") or "").strip() or "—",
+            constraints=", ".join(f"{k} {v}" for k, v in c.items()) or "—",
+            diff=sprint.get("diff"),
+            obj_name=verdict.get("objective", "f1").upper(),
+            held_out=verdict.get("held_out") or [],
+            wall_s=wall_time(sprint),
+            tokens=sprint.get("tokens") or {},
+            sources=source_links(sprint),
+            origin=origin_line(sprint),
+            noise=baseline_noise(verdict.get("baselines")),
+            floor=sprint_noise(results, verdict),
+            variant_metrics=variant_metrics(curves),
+            seed_names=list(curves or {}),
+            first_last=fmt_first_last,
+            variant_dropped=max(
+                [
+                    c["variant_dropped"]
+                    for c in (curves or {}).values()
+                    if isinstance(c, dict) and isinstance(c.get("variant_dropped"), int)
+                ]
+                or [0]
+            ),
+        )
+    )
 
 
-def write_report(sprint_dir: Path, sprint: dict, results: dict | None, verdict: dict,
-                 curves: dict | None = None) -> list[Path]:
+def write_report(
+    sprint_dir: Path, sprint: dict, results: dict | None, verdict: dict, curves: dict | None = None
+) -> list[Path]:
     """report.md and report.pdf in sprint_dir. `sprint` is the sprint's record (see
     report.record), with its `conclusion` and `diff`; `curves` as report.record.read_curves."""
     from autosae.report.pdf import write_pdf

@@ -1,6 +1,6 @@
 """autosae's SAE component library: parts that variants compose.
 
-    from autosae.sae import MatryoshkaBatchTopKSAE, LISTA, LinearK, TERM
+from autosae.sae import MatryoshkaBatchTopKSAE, LISTA, LinearK, TERM
 """
 
 from autosae.sae.base import StepInfo, TrainOutput, VariantSAE

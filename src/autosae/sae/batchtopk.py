@@ -9,7 +9,7 @@ as in training.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -166,8 +166,10 @@ class BatchTopKSAE(nn.Module):
 
     def dead_mask(self) -> torch.Tensor:
         if self.dead_steps is None:
-            raise RuntimeError("dead_steps scales with the run and is set at the first training step; "
-                               "call scale_dead_steps(total_steps) first")
+            raise RuntimeError(
+                "dead_steps scales with the run and is set at the first training step; "
+                "call scale_dead_steps(total_steps) first"
+            )
         return self.steps_since_fired > self.dead_steps
 
     def aux_loss(self, x: torch.Tensor, recon: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:

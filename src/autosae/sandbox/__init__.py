@@ -36,9 +36,23 @@ from autosae.sandbox.limits import Watchdog, descendants, plan
 from autosae.sandbox.policy import TMPFS_BYTES, Limits, Mode, Policy, SandboxUnavailable
 
 __all__ = [
-    "Limits", "Mode", "Policy", "RunResult", "SandboxUnavailable", "Sandboxed", "TMPFS_BYTES",
-    "availability", "bwrap_binary", "candidates", "command", "enforcement", "human", "reset_cache", "resolve",
-    "run", "spawn",
+    "Limits",
+    "Mode",
+    "Policy",
+    "RunResult",
+    "SandboxUnavailable",
+    "Sandboxed",
+    "TMPFS_BYTES",
+    "availability",
+    "bwrap_binary",
+    "candidates",
+    "command",
+    "enforcement",
+    "human",
+    "reset_cache",
+    "resolve",
+    "run",
+    "spawn",
 ]
 
 
@@ -46,8 +60,15 @@ class Sandboxed:
     """One sandboxed process tree (everything it starts included). Use as a context manager,
     or call close(): the tree is killed and the cgroups removed."""
 
-    def __init__(self, proc: subprocess.Popen, cgroups: Cgroups, limits: Limits, roots: list[str],
-                 enforced: dict[str, str], sandboxed: bool):
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        cgroups: Cgroups,
+        limits: Limits,
+        roots: list[str],
+        enforced: dict[str, str],
+        sandboxed: bool,
+    ):
         self.proc = proc
         """The launcher (see _launcher.py): our child, the parent of bwrap (or of the command
         when not sandboxed); its exit status is the command's (bwrap reports a signal as 128+n)."""
@@ -62,8 +83,7 @@ class Sandboxed:
         self._lock = threading.RLock()
         self._closed = False
         self._finished = False
-        self._watchdog = Watchdog(roots, limits, cgroups, pids=self._tree, alive=self._alive,
-                                  on_breach=self._report)
+        self._watchdog = Watchdog(roots, limits, cgroups, pids=self._tree, alive=self._alive, on_breach=self._report)
         self._watchdog.start()
 
     # -- state ------------------------------------------------------------------------------
@@ -168,7 +188,7 @@ class Sandboxed:
                 pass
         # stdout/stderr are left to the caller: a reader thread may still be draining them.
 
-    def __enter__(self) -> "Sandboxed":
+    def __enter__(self) -> Sandboxed:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -182,11 +202,12 @@ def _running(pid: int) -> bool:
             text = f.read()
     except OSError:
         return False
-    return text[text.rfind(")") + 2:].split()[0] not in ("Z", "X")
+    return text[text.rfind(")") + 2 :].split()[0] not in ("Z", "X")
 
 
-def spawn(argv: list[str], policy: Policy, limits: Limits, enabled: bool, *, stdin=None, stdout=None,
-          stderr=None, pass_fds=()) -> Sandboxed:
+def spawn(
+    argv: list[str], policy: Policy, limits: Limits, enabled: bool, *, stdin=None, stdout=None, stderr=None, pass_fds=()
+) -> Sandboxed:
     """Start `argv` in a sandbox (enabled) or bare (not enabled), under `limits` either way.
     It has no controlling terminal (its own session); stdin defaults to /dev/null."""
     inner, env = command(argv, policy, limits, enabled)
@@ -201,10 +222,16 @@ def spawn(argv: list[str], policy: Policy, limits: Limits, enabled: bool, *, std
         roots.append(str(policy.tmp))
     try:
         proc = subprocess.Popen(
-            launcher_argv(cgroups.dirs, rlimits, inner), env=env,
+            launcher_argv(cgroups.dirs, rlimits, inner),
+            env=env,
             cwd=str(policy.cwd) if not enabled else "/",
-            stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=stdout, stderr=stderr,
-            pass_fds=pass_fds, start_new_session=True, close_fds=True)
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=stdout,
+            stderr=stderr,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            close_fds=True,
+        )
     except BaseException:
         cgroups.remove()
         raise
@@ -222,7 +249,7 @@ def _options_through_fd(bwrap_argv: list[str]) -> tuple[list[str], int]:
     data = b"".join(os.fsencode(a) + b"\0" for a in bwrap_argv[1:split])
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
     os.lseek(fd, 0, os.SEEK_SET)
     return [bwrap_argv[0], "--args", str(fd), *bwrap_argv[split:]], fd
 
@@ -253,8 +280,9 @@ class RunResult:
     """True when output was cut at output_limit."""
 
 
-def run(argv: list[str], policy: Policy, limits: Limits, enabled: bool, timeout_s: float,
-        output_limit: int = 1_000_000) -> RunResult:
+def run(
+    argv: list[str], policy: Policy, limits: Limits, enabled: bool, timeout_s: float, output_limit: int = 1_000_000
+) -> RunResult:
     """Run a short command to completion. The whole tree is killed when the command returns or
     times out (background and setsid'ed children included)."""
     sandbox = spawn(argv, policy, limits, enabled, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -300,5 +328,6 @@ def run(argv: list[str], policy: Policy, limits: Limits, enabled: bool, timeout_
     finally:
         sandbox.close()
         sandbox.proc.stdout.close()
-    return RunResult(output=b"".join(chunks), returncode=code, timed_out=timed_out,
-                     breach=sandbox.breach, truncated=truncated)
+    return RunResult(
+        output=b"".join(chunks), returncode=code, timed_out=timed_out, breach=sandbox.breach, truncated=truncated
+    )

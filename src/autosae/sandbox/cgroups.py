@@ -61,8 +61,6 @@ def _keyed(path: str) -> dict[str, int]:
     return out
 
 
-
-
 def _mounts() -> list[tuple[str, str, str, set[str]]]:
     """(fstype, mount point, root within the hierarchy, super options) of cgroup mounts."""
     found = []
@@ -90,7 +88,7 @@ def _own() -> dict[str, str]:
 
 
 def _on_disk(mount: str, root: str, path: str) -> str | None:
-    rel = path[len(root):] if root != "/" and (path + "/").startswith(root + "/") else path
+    rel = path[len(root) :] if root != "/" and (path + "/").startswith(root + "/") else path
     d = os.path.join(mount, rel.lstrip("/"))
     return d if os.path.isdir(d) else None
 
@@ -174,7 +172,7 @@ class Cgroups:
     """(version, dir, bound) when the memory controller bounds the tree."""
 
     @classmethod
-    def create(cls, processes: int | None, memory_bytes: int | None) -> "Cgroups":
+    def create(cls, processes: int | None, memory_bytes: int | None) -> Cgroups:
         name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
         cg = cls()
         want = {c for c, v in (("pids", processes), ("memory", memory_bytes)) if v is not None}

@@ -25,7 +25,7 @@ import re
 import stat
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from autosae.sandbox.cgroups import Cgroups, human, read_file
 from autosae.sandbox.policy import Limits
@@ -61,8 +61,10 @@ def plan(limits: Limits, gpu: bool, cg: Cgroups, sandboxed: bool) -> tuple[list[
         enforced["memory"] = f"cgroup {cg.memory[0]}"
     elif not gpu:
         rlimits.append(("RLIMIT_AS", limits.memory_bytes))
-        enforced["memory"] = ("rlimit AS per process (a refused allocation fails inside, unreported) "
-                              "+ watchdog on the tree's total (polled)")
+        enforced["memory"] = (
+            "rlimit AS per process (a refused allocation fails inside, unreported) "
+            "+ watchdog on the tree's total (polled)"
+        )
     else:
         enforced["memory"] = "watchdog on the tree's total only (polled; RLIMIT_AS would break CUDA)"
 
@@ -73,11 +75,15 @@ def plan(limits: Limits, gpu: bool, cg: Cgroups, sandboxed: bool) -> tuple[list[
     elif os.getuid() != 0:
         now = _user_tasks(os.getuid())
         rlimits.append(("RLIMIT_NPROC", now + limits.processes))
-        enforced["processes"] = (f"rlimit NPROC (counts all of uid {os.getuid()}'s tasks: "
-                                 f"{now} now + {limits.processes}) + watchdog on the tree's tasks")
+        enforced["processes"] = (
+            f"rlimit NPROC (counts all of uid {os.getuid()}'s tasks: "
+            f"{now} now + {limits.processes}) + watchdog on the tree's tasks"
+        )
     else:
-        enforced["processes"] = ("watchdog on the tree's tasks only (polled, not a hard bound: root is "
-                                 "exempt from RLIMIT_NPROC and no cgroup pids controller is writable)")
+        enforced["processes"] = (
+            "watchdog on the tree's tasks only (polled, not a hard bound: root is "
+            "exempt from RLIMIT_NPROC and no cgroup pids controller is writable)"
+        )
 
     enforced["disk"] = "watchdog" if limits.disk_bytes is not None else unset
     if limits.file_bytes is not None:
@@ -90,8 +96,9 @@ def plan(limits: Limits, gpu: bool, cg: Cgroups, sandboxed: bool) -> tuple[list[
     if sandboxed:
         enforced["cleanup"] = "pid namespace" + (f" + {tracked}" if tracked else "")
     else:
-        enforced["cleanup"] = tracked or ("not enforced: without the sandbox or a writable cgroup, "
-                                          "children that setsid and re-parent escape kill()")
+        enforced["cleanup"] = tracked or (
+            "not enforced: without the sandbox or a writable cgroup, children that setsid and re-parent escape kill()"
+        )
     return rlimits, enforced
 
 
@@ -112,7 +119,7 @@ def descendants(root: int) -> list[int]:
         text = read_file(f"/proc/{name}/stat")
         if text:
             # comm (field 2) may hold spaces and parens: parse after the last ")".
-            ppid = int(text[text.rfind(")") + 2:].split()[1])
+            ppid = int(text[text.rfind(")") + 2 :].split()[1])
             children.setdefault(ppid, []).append(int(name))
     out: list[int] = []
     queue = [root]
@@ -156,9 +163,15 @@ def _pss(pid: int) -> int:
 class Watchdog:
     """Polls the cgroup events and the disk use of one sandbox; reports the first breach."""
 
-    def __init__(self, roots: list[str], limits: Limits, cg: Cgroups,
-                 pids: Callable[[], set[int]], alive: Callable[[], bool],
-                 on_breach: Callable[[str], None]):
+    def __init__(
+        self,
+        roots: list[str],
+        limits: Limits,
+        cg: Cgroups,
+        pids: Callable[[], set[int]],
+        alive: Callable[[], bool],
+        on_breach: Callable[[str], None],
+    ):
         self.roots = [os.path.abspath(r) for r in roots]
         self.limits, self.cg = limits, cg
         self._pids, self._alive, self._on_breach = pids, alive, on_breach
@@ -168,8 +181,10 @@ class Watchdog:
 
     @property
     def needed(self) -> bool:
-        return any(v is not None for v in (self.limits.processes, self.limits.memory_bytes,
-                                           self.limits.disk_bytes, self.limits.file_bytes))
+        return any(
+            v is not None
+            for v in (self.limits.processes, self.limits.memory_bytes, self.limits.disk_bytes, self.limits.file_bytes)
+        )
 
     def _tree(self) -> str | None:
         """Where no cgroup bounds them: the tree's tasks and memory (proportional set size, so
@@ -234,8 +249,11 @@ class Watchdog:
                 total += st.st_blocks * 512
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(entry.path)
-                elif (self.limits.file_bytes is not None and stat.S_ISREG(st.st_mode)
-                      and st.st_size >= self.limits.file_bytes):
+                elif (
+                    self.limits.file_bytes is not None
+                    and stat.S_ISREG(st.st_mode)
+                    and st.st_size >= self.limits.file_bytes
+                ):
                     big = entry.path
         total += _open_deleted(self._pids(), devices, seen)
         return total, big

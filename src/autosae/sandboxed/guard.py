@@ -40,7 +40,8 @@ class _Guard(importlib.abc.MetaPathFinder):
 
 def _refuse(name: str) -> None:
     raise GroundTruthImportError(
-        f"{name} is blocked in the variant's process: the ground truth lives only in autosae's trusted scorer")
+        f"{name} is blocked in the variant's process: the ground truth lives only in autosae's trusted scorer"
+    )
 
 
 def _checked(original, by_name: bool):

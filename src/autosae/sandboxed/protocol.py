@@ -44,8 +44,14 @@ class ProtocolError(ValueError):
 
 def buffer_shapes(d_in: int, width: int, chunk_rows: int, eval_rows: int) -> dict[str, tuple[int, int]]:
     """Every shared buffer of one variant process and its (rows, columns) of float32."""
-    return {"train0": (chunk_rows, d_in), "train1": (chunk_rows, d_in), "eval_in": (eval_rows, d_in),
-            "eval_latents": (eval_rows, width), "eval_recon": (eval_rows, d_in), "decoder": (width, d_in)}
+    return {
+        "train0": (chunk_rows, d_in),
+        "train1": (chunk_rows, d_in),
+        "eval_in": (eval_rows, d_in),
+        "eval_latents": (eval_rows, width),
+        "eval_recon": (eval_rows, d_in),
+        "decoder": (width, d_in),
+    }
 
 
 def buffer_bytes(shapes: dict[str, tuple[int, int]]) -> int:
@@ -62,6 +68,7 @@ def encode(message: dict) -> bytes:
 
 
 # -- reply schemas ------------------------------------------------------------------------
+
 
 def _int(v) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
@@ -86,6 +93,7 @@ def _list(item):
         if not isinstance(v, list):
             raise ProtocolError(f"expected a list, got {type(v).__name__}")
         return [item(x) for x in v]
+
     return check
 
 
@@ -116,8 +124,13 @@ REPLIES = {
     "trained": {"slot": _int, "logs": _list(_numbers), "integrity": _numbers, "note": _text},
     "decoder": {"shape": _list(_int)},
     "evaluated": {"rows": _int},
-    "state": {"export": _optional(_export), "memory": _numbers, "lines": _list(_int), "integrity": _numbers,
-              "note": _text},
+    "state": {
+        "export": _optional(_export),
+        "memory": _numbers,
+        "lines": _list(_int),
+        "integrity": _numbers,
+        "note": _text,
+    },
     "error": {"kind": _kind, "message": _text},
 }
 

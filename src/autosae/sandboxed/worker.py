@@ -42,8 +42,11 @@ def load_variant(path: str):
 
 def failure_kind(exc: BaseException) -> str:
     text = str(exc).lower()
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in text \
-            or "can't allocate memory" in text:
+    if (
+        isinstance(exc, (MemoryError, torch.OutOfMemoryError))
+        or "out of memory" in text
+        or "can't allocate memory" in text
+    ):
         return "out_of_memory"
     if isinstance(exc, VariantNaN):
         return "nan"
@@ -101,8 +104,14 @@ class Trainer:
     """The fixed part of training: Adam at the profile's lr, grad-norm clipping at 1.0
     (as SAELens's trainer), and logging of loss, L0, dead latents and K."""
 
-    def __init__(self, sae: torch.nn.Module, spec: VariantSpec, log_every: int, dead_window: int,
-                 recorder: LineRecorder | None = None):
+    def __init__(
+        self,
+        sae: torch.nn.Module,
+        spec: VariantSpec,
+        log_every: int,
+        dead_window: int,
+        recorder: LineRecorder | None = None,
+    ):
         self.sae, self.spec = sae, spec
         self.recorder = recorder
         self.traced = traced_steps(spec.total_steps) if recorder is not None else set()
@@ -165,7 +174,7 @@ def variant_metrics(metrics: dict) -> dict[str, float]:
     """The variant's own scalars as training-log fields under their own prefix, bounded in
     number and name length; a non-finite value is left out (it would break the reply line)."""
     out = {}
-    for name, value in list(metrics.items())[:protocol.VARIANT_METRICS_PER_ENTRY]:
+    for name, value in list(metrics.items())[: protocol.VARIANT_METRICS_PER_ENTRY]:
         number = float(value)
         if number == number and number not in (float("inf"), float("-inf")):
             out[f"{protocol.VARIANT_METRIC_PREFIX}{str(name)[:64]}"] = number
@@ -203,8 +212,9 @@ def main(argv: list[str]) -> None:
 
 def serve(config: dict, spec: VariantSpec, send) -> None:
     shapes = {name: tuple(shape) for name, shape in config["buffers"]["shapes"].items()}
-    buffers = {name: protocol.map_buffer(Path(config["buffers"]["dir"]) / name, shape)
-               for name, shape in shapes.items()}
+    buffers = {
+        name: protocol.map_buffer(Path(config["buffers"]["dir"]) / name, shape) for name, shape in shapes.items()
+    }
     if spec.device.startswith("cuda"):
         for t in buffers.values():
             pin(t)
@@ -218,15 +228,22 @@ def serve(config: dict, spec: VariantSpec, send) -> None:
         sae = module.build(spec)
     missing = [m for m in REQUIRED if not callable(getattr(sae, m, None))]
     if missing or not isinstance(sae, torch.nn.Module):
-        raise TypeError(f"build() must return an nn.Module with {', '.join(REQUIRED)}; "
-                        f"missing: {', '.join(missing) or 'nn.Module'}")
+        raise TypeError(
+            f"build() must return an nn.Module with {', '.join(REQUIRED)}; missing: {', '.join(missing) or 'nn.Module'}"
+        )
     sae.to(spec.device)
     trainer = Trainer(sae, spec, int(config["log_every"]), int(config["dead_window"]), recorder)
     integrity.arm(trainer.opt)
     evaluated = False
     n_params = sum(p.numel() for p in sae.parameters())
-    send({"tag": "ready", "architecture": type(sae).__name__, "parameters": n_params,
-          "width": int(sae.decoder_directions().shape[0])})
+    send(
+        {
+            "tag": "ready",
+            "architecture": type(sae).__name__,
+            "parameters": n_params,
+            "width": int(sae.decoder_directions().shape[0]),
+        }
+    )
     for line in sys.stdin.buffer:
         cmd = json.loads(line)
         match cmd.get("cmd"):
@@ -235,8 +252,15 @@ def serve(config: dict, spec: VariantSpec, send) -> None:
                 data = buffers[f"train{slot}"][:rows]
                 logs = trainer.train_rows(data.to(spec.device, non_blocking=True))
                 finish_reading(spec.device)
-                send({"tag": "trained", "slot": slot, "logs": logs, "integrity": integrity.COUNTER.report(),
-                      "note": integrity.COUNTER.first})
+                send(
+                    {
+                        "tag": "trained",
+                        "slot": slot,
+                        "logs": logs,
+                        "integrity": integrity.COUNTER.report(),
+                        "note": integrity.COUNTER.first,
+                    }
+                )
             case "decoder":
                 for name, p in sae.named_parameters():
                     if not torch.isfinite(p).all():
@@ -258,9 +282,16 @@ def serve(config: dict, spec: VariantSpec, send) -> None:
                 send({"tag": "evaluated", "rows": rows})
             case "state":
                 export = save_state(sae, out)
-                send({"tag": "state", "export": export, "memory": peak_memory(spec.device),
-                      "lines": sorted(recorder.lines), "integrity": integrity.COUNTER.report(),
-                      "note": integrity.COUNTER.first})
+                send(
+                    {
+                        "tag": "state",
+                        "export": export,
+                        "memory": peak_memory(spec.device),
+                        "lines": sorted(recorder.lines),
+                        "integrity": integrity.COUNTER.report(),
+                        "note": integrity.COUNTER.first,
+                    }
+                )
             case "stop":
                 return
             case other:
@@ -280,8 +311,9 @@ def save_state(sae: torch.nn.Module, out: Path) -> dict | None:
     if export is None:
         return None
     cfg, weights = export
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()},
-              str(out / "sae_weights.safetensors"))
+    save_file(
+        {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, str(out / "sae_weights.safetensors")
+    )
     json.dumps(cfg)  # must be plain JSON: it is sent as such
     return cfg
 
@@ -347,15 +379,17 @@ def encode_rows(sae, spec: VariantSpec, rows, latents_out, recon_out) -> None:
     as in SAELens's evaluation) into the shared output buffers."""
     sae.eval()
     for start in range(0, rows.shape[0], spec.batch_size):
-        x = rows[start:start + spec.batch_size]
+        x = rows[start : start + spec.batch_size]
         z = sae.encode(x)
         z = z.to_dense() if z.is_sparse else z
         recon = sae.decode(z)
         if z.shape != (x.shape[0], spec.width) or recon.shape != x.shape:
-            raise ValueError(f"encode/decode returned shapes {tuple(z.shape)} and "
-                             f"{tuple(recon.shape)} for a batch of {tuple(x.shape)}")
-        latents_out[start:start + x.shape[0]] = z.float()
-        recon_out[start:start + x.shape[0]] = recon.float()
+            raise ValueError(
+                f"encode/decode returned shapes {tuple(z.shape)} and "
+                f"{tuple(recon.shape)} for a batch of {tuple(x.shape)}"
+            )
+        latents_out[start : start + x.shape[0]] = z.float()
+        recon_out[start : start + x.shape[0]] = recon.float()
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ import os
 import shutil
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from autosae import notify
 from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, create_agent, default_backend
@@ -34,8 +34,17 @@ from autosae.harness.seal import read_verified
 from autosae.report.record import folder_files, read_json, variant_diff
 from autosae.sprint import gitops
 from autosae.sprint.coverage import never_ran
-from autosae.sprint.ledger import (best_row, dump_row, find_duplicate, in_setting, one_line, parse_ledger,
-                                   past_sprint, read_ledger, reference)
+from autosae.sprint.ledger import (
+    best_row,
+    dump_row,
+    find_duplicate,
+    in_setting,
+    one_line,
+    parse_ledger,
+    past_sprint,
+    read_ledger,
+    reference,
+)
 from autosae.sprint.project import Project
 from autosae.sprint.state import SprintState, StateStore, iso, new_sprint_id
 from autosae.sprint.verdict import Reference, compute_verdict, probes_of
@@ -45,8 +54,17 @@ REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progr
 """What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
 README_LIMIT = 1 << 20
 """The most of an agent's README.md that autosae reads back (to add its Sources section)."""
-TRUSTED_FILES = ("results.json", "verdict.json", "cost.json", "transcript.jsonl", "sprint.json", "curves.json",
-                 "report.md", "report.pdf", "DONE")
+TRUSTED_FILES = (
+    "results.json",
+    "verdict.json",
+    "cost.json",
+    "transcript.jsonl",
+    "sprint.json",
+    "curves.json",
+    "report.md",
+    "report.pdf",
+    "DONE",
+)
 """Files in a sprint folder that only the orchestrator writes (an agent's copies are replaced)."""
 
 
@@ -88,8 +106,14 @@ class Engine:
     their own, sharing `lock` (held wherever the main checkout, the ledger or git's refs are
     touched, so that one sprint records at a time) and `pool` (the device slots)."""
 
-    def __init__(self, project: Project, status: Callable[[str], None] = print,
-                 detail: Callable[[str], None] | None = None, pool=None, lock=None):
+    def __init__(
+        self,
+        project: Project,
+        status: Callable[[str], None] = print,
+        detail: Callable[[str], None] | None = None,
+        pool=None,
+        lock=None,
+    ):
         self.project = project
         self.repo = gitops.open_repo(project.root)
         self.store = StateStore(project.state_dir)
@@ -124,11 +148,22 @@ class Engine:
         if launcher:
             from autosae.bench.build import cache_root
 
-            folder = str(self.project.root / cfg.launcher.folder if cfg.launcher.folder
-                         else cache_root() / "slurm" / gitops.root_commit(self.repo))
-        return RunOptions(device=device, pool=self.pool_for(cfg), launcher=launcher, launcher_folder=folder,
-                          sandbox=cfg.sandbox_mode(backend), memory_limit_gb=cfg.limits.memory_gb,
-                          disk_limit_gb=cfg.limits.disk_gb, max_processes=cfg.limits.processes, **kw)
+            folder = str(
+                self.project.root / cfg.launcher.folder
+                if cfg.launcher.folder
+                else cache_root() / "slurm" / gitops.root_commit(self.repo)
+            )
+        return RunOptions(
+            device=device,
+            pool=self.pool_for(cfg),
+            launcher=launcher,
+            launcher_folder=folder,
+            sandbox=cfg.sandbox_mode(backend),
+            memory_limit_gb=cfg.limits.memory_gb,
+            disk_limit_gb=cfg.limits.disk_gb,
+            max_processes=cfg.limits.processes,
+            **kw,
+        )
 
     def _log_to_file(self, line: str) -> None:
         self.project.private.mkdir(parents=True, exist_ok=True)
@@ -160,37 +195,72 @@ class Engine:
             return run_baselines(profile, self.run_options(cfg, device, seeds=cfg.seed_list(), log=self.detail))
 
     def agent(self, cfg: TaskConfig, backend: str):
-        options = {"seed": cfg.agent.seed, "project": str(self.project.root), "model": cfg.agent.model,
-                   "max_turns": cfg.agent.max_turns.model_dump(), "sandbox": cfg.sandbox_mode(backend),
-                   "limits": cfg.limits.model_dump(), **cfg.agent.options}
+        options = {
+            "seed": cfg.agent.seed,
+            "project": str(self.project.root),
+            "model": cfg.agent.model,
+            "max_turns": cfg.agent.max_turns.model_dump(),
+            "sandbox": cfg.sandbox_mode(backend),
+            "limits": cfg.limits.model_dump(),
+            **cfg.agent.options,
+        }
         try:
             return create_agent(backend, **options)
         except AgentError as exc:
             raise AutosaeError(f"agent backend {backend!r} could not start: {exc}") from None
 
-    def context(self, cfg: TaskConfig, body: str, profile, setting: str, rows: list[dict],
-                baselines: dict[str, dict], hide_past: bool = False, state: SprintState | None = None,
-                usd_cap: float | None = None) -> AgentContext:
+    def context(
+        self,
+        cfg: TaskConfig,
+        body: str,
+        profile,
+        setting: str,
+        rows: list[dict],
+        baselines: dict[str, dict],
+        hide_past: bool = False,
+        state: SprintState | None = None,
+        usd_cap: float | None = None,
+    ) -> AgentContext:
         mine = in_setting(rows, setting)
         best = best_row(rows, setting)
-        means = {name: {m: res["summary"][m]["mean"] for m in ("f1", "mcc") if m in res.get("summary", {})}
-                 for name, res in baselines.items()}
-        return AgentContext(task_body=body, profile=profile.name, objective=cfg.objective,
-                            sprint_number=len(rows), past=[] if hide_past else [past_sprint(r) for r in mine],
-                            best=past_sprint(best) if best and not hide_past else None, baselines=means,
-                            seed=cfg.agent.seed, width=profile.constraints.width, k=profile.constraints.k,
-                            model=cfg.agent.model,
-                            budget_usd=budget_left(cfg, rows, state.cost_usd if state else 0.0,
-                                                   state.usd_cap if state else usd_cap),
-                            sprint_id=state.id if state else None, project_root=self.project.root,
-                            worktree=self.project.worktrees_dir / state.id if state else None,
-                            record_dir=self.agent_dir(state.id if state else PROPOSING),
-                            experiment=self.experimenter(state, cfg) if state else None, log=self.detail,
-                            **(quick_fields(cfg, profile, state.sprint_path, state.parent,
-                                            self.project.worktrees_dir / state.id, self.agent_dir(state.id))
-                               if state else {}),
-                            card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile)),
-                            literature=cfg.agent.literature.resolved())
+        means = {
+            name: {m: res["summary"][m]["mean"] for m in ("f1", "mcc") if m in res.get("summary", {})}
+            for name, res in baselines.items()
+        }
+        return AgentContext(
+            task_body=body,
+            profile=profile.name,
+            objective=cfg.objective,
+            sprint_number=len(rows),
+            past=[] if hide_past else [past_sprint(r) for r in mine],
+            best=past_sprint(best) if best and not hide_past else None,
+            baselines=means,
+            seed=cfg.agent.seed,
+            width=profile.constraints.width,
+            k=profile.constraints.k,
+            model=cfg.agent.model,
+            budget_usd=budget_left(cfg, rows, state.cost_usd if state else 0.0, state.usd_cap if state else usd_cap),
+            sprint_id=state.id if state else None,
+            project_root=self.project.root,
+            worktree=self.project.worktrees_dir / state.id if state else None,
+            record_dir=self.agent_dir(state.id if state else PROPOSING),
+            experiment=self.experimenter(state, cfg) if state else None,
+            log=self.detail,
+            **(
+                quick_fields(
+                    cfg,
+                    profile,
+                    state.sprint_path,
+                    state.parent,
+                    self.project.worktrees_dir / state.id,
+                    self.agent_dir(state.id),
+                )
+                if state
+                else {}
+            ),
+            card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile)),
+            literature=cfg.agent.literature.resolved(),
+        )
 
     def agent_dir(self, name: str) -> Path:
         """An LLM agent's transcripts for one sprint, outside its worktree."""
@@ -204,33 +274,54 @@ class Engine:
         from autosae.harness.quick import clamp_samples, run_quick
         from autosae.harness.run import resolve_device
 
-        def experiment(variant: Path, samples: int | None, profile: str | None, seed: int = 0,
-                       parent: bool | None = None) -> dict:
+        def experiment(
+            variant: Path, samples: int | None, profile: str | None, seed: int = 0, parent: bool | None = None
+        ) -> dict:
             name = profile or state.profile
             own = name == state.profile
             overrides = cfg.profile_overrides() if own else []
             try:
                 full = get_profile(name, cfg.model_seed if own else None, overrides)
                 samples = clamp_samples(samples, full.constraints)
-                short = get_profile(name, cfg.model_seed if own else None,
-                                    [o for o in overrides if not o.startswith("training_samples=")]
-                                    + [f"training_samples={samples}"])
+                short = get_profile(
+                    name,
+                    cfg.model_seed if own else None,
+                    [o for o in overrides if not o.startswith("training_samples=")] + [f"training_samples={samples}"],
+                )
                 try:
                     parent_path = self.parent_variant_path(state.parent or "baseline:matryoshka")
                 except AutosaeError:
                     parent_path = None
                 out = self.project.runs_dir / f"{state.id}.experiments"
                 out = out / f"{len(list(out.glob('*'))) if out.exists() else 0:03d}"
-                opts = self.run_options(cfg, resolve_device(cfg.device), launch=False, backend=state.backend,
-                                        seeds=[seed], counted=False, time_limit_s=min(short.time_limit_s, 1800.0),
-                                        log=lambda line: self.detail(f"{state.id} experiment: {line}"))
-                report = run_quick(variant, short, out, opts, parent_path if parent_path and parent_path.is_file()
-                                   else None, state.parent or "baseline:matryoshka", parent)
+                opts = self.run_options(
+                    cfg,
+                    resolve_device(cfg.device),
+                    launch=False,
+                    backend=state.backend,
+                    seeds=[seed],
+                    counted=False,
+                    time_limit_s=min(short.time_limit_s, 1800.0),
+                    log=lambda line: self.detail(f"{state.id} experiment: {line}"),
+                )
+                report = run_quick(
+                    variant,
+                    short,
+                    out,
+                    opts,
+                    parent_path if parent_path and parent_path.is_file() else None,
+                    state.parent or "baseline:matryoshka",
+                    parent,
+                )
             except AutosaeError as exc:
                 return {"status": "error", "reason": str(exc)}
-            return {**report, "seed": seed,
-                    "note": "uncounted: one seed, fewer samples, scored on validation samples that no counted "
-                            "run uses; the verdict comes from the counted run"}
+            return {
+                **report,
+                "seed": seed,
+                "note": "uncounted: one seed, fewer samples, scored on validation samples that no counted "
+                "run uses; the verdict comes from the counted run",
+            }
+
         return experiment
 
     def check_tree(self, allow: tuple[str, ...] = ()) -> str:
@@ -256,9 +347,19 @@ class Engine:
     def in_flight(self) -> list[dict]:
         """Unfinished sprints as ledger-like rows: parallel sprints see each other's ideas
         (and are refused as repeats of them) and take distinct sprint numbers."""
-        return [{"id": s.id, "title": s.title, "idea": s.idea, "config": s.config, "parent": s.parent,
-                 "verdict": "in progress", "setting": s.setting, "cost_usd": s.cost_usd}
-                for s in self.store.unfinished()]
+        return [
+            {
+                "id": s.id,
+                "title": s.title,
+                "idea": s.idea,
+                "config": s.config,
+                "parent": s.parent,
+                "verdict": "in progress",
+                "setting": s.setting,
+                "cost_usd": s.cost_usd,
+            }
+            for s in self.store.unfinished()
+        ]
 
     def _start(self, req: SprintRequest) -> SprintState:
         from autosae.harness.run import resolve_device
@@ -281,8 +382,11 @@ class Engine:
         sandboxed = self.check_sandbox(cfg, backend)
         agent = self.agent(cfg, backend)
         setting = setting_of(profile)
-        self.say("baselines", "training" if not _baselines_cached(profile, cfg) else "cached",
-                 f"{profile.name}, {len(cfg.seed_list())} seeds")
+        self.say(
+            "baselines",
+            "training" if not _baselines_cached(profile, cfg) else "cached",
+            f"{profile.name}, {len(cfg.seed_list())} seeds",
+        )
         baselines = self.baselines(cfg, profile, device)
         recorded = read_ledger(self.project.ledger_path)
         rows = recorded + self.in_flight()
@@ -300,18 +404,41 @@ class Engine:
         taken = {r["id"] for r in rows} | {s.id for s in self.store.all()}
         sid = new_sprint_id(proposal.title, taken)
         state = SprintState(
-            id=sid, phase="proposed", title=proposal.title, idea=proposal.idea,
-            hypothesis=proposal.hypothesis, plan=proposal.plan, parent=parent, config=proposal.config,
-            backend=backend, profile=profile.name, objective=cfg.objective, seeds=cfg.seed_list(),
-            setting=setting, base_branch=base_branch, branch=f"sprint/{sid}", task_sha256=task.sha256,
-            user_idea=req.idea is not None, explore=ctx.explore, cost_usd=agent.cost_usd, tokens=dict(getattr(agent, "tokens", {})),
-            usd_cap=req.usd_cap, task=cfg.model_dump(mode="json"), task_body=task.body, sandboxed=sandboxed,
-            origin=proposal.origin, sources=clean_sources(proposal.sources))
+            id=sid,
+            phase="proposed",
+            title=proposal.title,
+            idea=proposal.idea,
+            hypothesis=proposal.hypothesis,
+            plan=proposal.plan,
+            parent=parent,
+            config=proposal.config,
+            backend=backend,
+            profile=profile.name,
+            objective=cfg.objective,
+            seeds=cfg.seed_list(),
+            setting=setting,
+            base_branch=base_branch,
+            branch=f"sprint/{sid}",
+            task_sha256=task.sha256,
+            user_idea=req.idea is not None,
+            explore=ctx.explore,
+            cost_usd=agent.cost_usd,
+            tokens=dict(getattr(agent, "tokens", {})),
+            usd_cap=req.usd_cap,
+            task=cfg.model_dump(mode="json"),
+            task_body=task.body,
+            sandboxed=sandboxed,
+            origin=proposal.origin,
+            sources=clean_sources(proposal.sources),
+        )
         if ctx.record_dir.exists():
             ctx.record_dir.rename(self.agent_dir(sid))
         self.store.save(state)
-        self.say(state, "proposed", f"{proposal.title} (parent {parent}, agent {backend}"
-                 + (", exploration sprint)" if ctx.explore else ")"))
+        self.say(
+            state,
+            "proposed",
+            f"{proposal.title} (parent {parent}, agent {backend}" + (", exploration sprint)" if ctx.explore else ")"),
+        )
         crash_point("proposed")
         return state
 
@@ -331,26 +458,49 @@ class Engine:
             row, how = dup
             self.record_refusal(proposal, row["id"], how, agent.name)
             if req.idea is not None:
-                raise SprintNotStarted(f"this idea repeats sprint {row['id']} ({how}); "
-                                       f"pass --allow-duplicate to run it anyway")
-            ctx.past.append(PastSprint(id="(refused)", title=proposal.title, idea=proposal.idea,
-                                       verdict=f"refused: repeats {row['id']} ({how})", f1=None, mcc=None,
-                                       config=proposal.config, summary=one_line(proposal.idea or proposal.title)))
+                raise SprintNotStarted(
+                    f"this idea repeats sprint {row['id']} ({how}); pass --allow-duplicate to run it anyway"
+                )
+            ctx.past.append(
+                PastSprint(
+                    id="(refused)",
+                    title=proposal.title,
+                    idea=proposal.idea,
+                    verdict=f"refused: repeats {row['id']} ({how})",
+                    f1=None,
+                    mcc=None,
+                    config=proposal.config,
+                    summary=one_line(proposal.idea or proposal.title),
+                )
+            )
             # the next attempt is a new conversation that sees the refusal: an LLM backend would
             # otherwise resume the finished one from its transcript (and count its cost again)
             done = Path(ctx.record_dir) / "propose.jsonl" if ctx.record_dir else None
             if done is not None and done.exists():
                 done.rename(done.with_name(f"propose-refused-{attempt + 1}.jsonl"))
-        raise SprintNotStarted(f"the {agent.name} agent proposed only repeats of past sprints "
-                               f"({PROPOSE_ATTEMPTS} attempts); steer it with new ideas in TASK.md")
+        raise SprintNotStarted(
+            f"the {agent.name} agent proposed only repeats of past sprints "
+            f"({PROPOSE_ATTEMPTS} attempts); steer it with new ideas in TASK.md"
+        )
 
     def record_refusal(self, proposal: Proposal, repeats: str, how: str, backend: str) -> None:
         """A proposal refused as a repeat: appended to .autosae/refused.jsonl (`autosae status`
         counts them)."""
         self.project.private.mkdir(parents=True, exist_ok=True)
         with open(self.project.refused_path, "a") as f:
-            f.write(json.dumps({"at": iso(), "title": proposal.title, "repeats": repeats, "how": how,
-                                "backend": backend, "config": proposal.config}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "at": iso(),
+                        "title": proposal.title,
+                        "repeats": repeats,
+                        "how": how,
+                        "backend": backend,
+                        "config": proposal.config,
+                    }
+                )
+                + "\n"
+            )
         self.say("ideation", "refused", f"{proposal.title!r} repeats {repeats} ({how})")
 
     # -- the phases ----------------------------------------------------------------------
@@ -364,15 +514,23 @@ class Engine:
         device = resolve_device(cfg.device)
         current = gitops.current_branch(self.repo)
         if current != state.base_branch:
-            raise AutosaeError(f"sprint {state.id} records onto branch {state.base_branch}, but {current} "
-                               f"is checked out; `git checkout {state.base_branch}` and resume")
+            raise AutosaeError(
+                f"sprint {state.id} records onto branch {state.base_branch}, but {current} "
+                f"is checked out; `git checkout {state.base_branch}` and resume"
+            )
         sandboxed = self.check_sandbox(cfg, state.backend)
         if state.sandboxed is not False:  # a sprint that ran without it once is recorded as such
             state.sandboxed = sandboxed
         agent = self.agent(cfg, state.backend)
         baselines = self.baselines(cfg, profile, device)
-        runners = {"proposed": self._implement, "implementing": self._implement, "training": self._train,
-                   "scoring": self._score, "verifying": self._verify, "reporting": self._report}
+        runners = {
+            "proposed": self._implement,
+            "implementing": self._implement,
+            "training": self._train,
+            "scoring": self._score,
+            "verifying": self._verify,
+            "reporting": self._report,
+        }
         while state.phase not in ("done", "abandoned"):
             runners[state.phase](state, cfg, profile, device, agent, baselines)
         return state
@@ -393,12 +551,21 @@ class Engine:
         self.enter(state, "implementing", f"agent {state.backend} writes README.md and variant.py")
         tree, folder = self.worktree(state)
         if gitops.in_head(tree, f"{state.sprint_path}/variant.py") or (
-                state.failure and gitops.in_head(tree, f"{state.sprint_path}/README.md")):
+            state.failure and gitops.in_head(tree, f"{state.sprint_path}/README.md")
+        ):
             pass  # committed before a crash: keep it
         else:
             rows = read_ledger(self.project.ledger_path)
-            ctx = self.context(cfg, state.task_body, profile, state.setting, rows, baselines,
-                               hide_past=cfg.agent.hide_past, state=state)
+            ctx = self.context(
+                cfg,
+                state.task_body,
+                profile,
+                state.setting,
+                rows,
+                baselines,
+                hide_past=cfg.agent.hide_past,
+                state=state,
+            )
             if not (ctx.record_dir / "implement.jsonl").is_file():  # else: a conversation to continue
                 shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
@@ -417,14 +584,18 @@ class Engine:
                 (folder / name).unlink(missing_ok=True)
             refused = refuse_links(folder)
             if refused and not state.failure:
-                state.failure = (f"refused: the sprint folder held {', '.join(refused[:5])} (a symlink or a "
-                                 f"file that is not a regular file); they were removed, nothing was trained")
+                state.failure = (
+                    f"refused: the sprint folder held {', '.join(refused[:5])} (a symlink or a "
+                    f"file that is not a regular file); they were removed, nothing was trained"
+                )
             crash_point("implementing")
             if not any(folder.iterdir()):
                 (folder / "README.md").write_text(f"# {state.title}\n\n{state.idea}\n")
             with self.lock:
-                state.commit = gitops.commit_paths(tree, f"{state.id}: implement: {state.title}",
-                                                   [state.sprint_path]) or state.commit
+                state.commit = (
+                    gitops.commit_paths(tree, f"{state.id}: implement: {state.title}", [state.sprint_path])
+                    or state.commit
+                )
         self.store.save(state)
         state.phase = "training"
 
@@ -448,8 +619,14 @@ class Engine:
             limit = None
             if cfg.budgets.hours_per_sprint:
                 limit = counted_time_limit(cfg, profile)
-            opts = self.run_options(cfg, device, backend=state.backend, seeds=list(state.seeds), time_limit_s=limit,
-                                    log=lambda line: self.detail(f"{state.id}: {line}"))
+            opts = self.run_options(
+                cfg,
+                device,
+                backend=state.backend,
+                seeds=list(state.seeds),
+                time_limit_s=limit,
+                log=lambda line: self.detail(f"{state.id}: {line}"),
+            )
             try:
                 run_variant(variant, profile, run_dir, opts)
             except (VariantFailed, ConstraintBreach) as exc:
@@ -477,10 +654,21 @@ class Engine:
         coverage = None
         if results and results.get("status") == "ok":
             _, folder = self.worktree(state)
-            coverage = never_ran(self.parent_source(state), (folder / "variant.py").read_text(),
-                                 [r.get("executed_lines") for r in results.get("per_seed", []) if r.get("status") == "ok"])
-        verdict = compute_verdict(results, state.id, parent, reference(best) if best else None, refs,
-                                  state.objective, cfg.significance, coverage)
+            coverage = never_ran(
+                self.parent_source(state),
+                (folder / "variant.py").read_text(),
+                [r.get("executed_lines") for r in results.get("per_seed", []) if r.get("status") == "ok"],
+            )
+        verdict = compute_verdict(
+            results,
+            state.id,
+            parent,
+            reference(best) if best else None,
+            refs,
+            state.objective,
+            cfg.significance,
+            coverage,
+        )
         if state.failure:
             verdict["reason"] = state.failure
         crash_point("scoring")
@@ -494,8 +682,12 @@ class Engine:
         confirmed; one that does not hold up there is not the new best (nor the next parent)."""
         v = state.verdict
         if v.get("new_best") and cfg.heldout.auto and cfg.heldout.models > 0 and v.get("held_out") is None:
-            self.enter(state, "verifying", f"{cfg.heldout.models} held-out models, {cfg.heldout.seeds} seeds each, "
-                                           f"beside the parent {state.parent}")
+            self.enter(
+                state,
+                "verifying",
+                f"{cfg.heldout.models} held-out models, {cfg.heldout.seeds} seeds each, "
+                f"beside the parent {state.parent}",
+            )
             _, folder = self.worktree(state)
             try:
                 out = self.verify_on_heldout(state.parent, folder / "variant.py", profile, cfg, device, state.backend)
@@ -509,14 +701,23 @@ class Engine:
         state.phase = "reporting"
         self.store.save(state)
 
-    def verify_on_heldout(self, parent: str, variant: Path, profile, cfg: TaskConfig, device: str,
-                          backend: str | None = None) -> dict:
+    def verify_on_heldout(
+        self, parent: str, variant: Path, profile, cfg: TaskConfig, device: str, backend: str | None = None
+    ) -> dict:
         from autosae.sprint.heldout import suite, verify
 
         models = suite(self.secret_eval(profile), gitops.root_commit(self.repo), cfg.heldout.models)
         parent_variant = self.parent_variant_path(parent)
-        return verify(models, variant, parent_variant, parent, list(range(cfg.heldout.seeds)), cfg.objective,
-                      cfg.significance, self.run_options(cfg, device, backend=backend, log=self.detail))
+        return verify(
+            models,
+            variant,
+            parent_variant,
+            parent,
+            list(range(cfg.heldout.seeds)),
+            cfg.objective,
+            cfg.significance,
+            self.run_options(cfg, device, backend=backend, log=self.detail),
+        )
 
     def parent_variant_path(self, parent: str) -> Path:
         from autosae.variants import reference_variants
@@ -544,25 +745,42 @@ class Engine:
             shown = results or {"status": "failed", "reason": state.failure}
             (folder / "results.json").write_text(json.dumps(shown, indent=2, default=float))
             (folder / "verdict.json").write_text(json.dumps(state.verdict, indent=2, default=float))
-            (folder / "cost.json").write_text(json.dumps({"backend": state.backend, "model": cfg.agent.model,
-                                                          "cost_usd": round(state.cost_usd, 6),
-                                                          "tokens": state.tokens}, indent=2))
-            merge_transcripts(self.agent_dir(state.id), ("propose", "implement", "conclude"),
-                              folder / "transcript.jsonl")
+            (folder / "cost.json").write_text(
+                json.dumps(
+                    {
+                        "backend": state.backend,
+                        "model": cfg.agent.model,
+                        "cost_usd": round(state.cost_usd, 6),
+                        "tokens": state.tokens,
+                    },
+                    indent=2,
+                )
+            )
+            merge_transcripts(
+                self.agent_dir(state.id), ("propose", "implement", "conclude"), folder / "transcript.jsonl"
+            )
             state.sources = merge_sources(state.sources, self.implement_sources(state, cfg, agent))
             self.write_readme_sources(state, cfg, folder / "README.md")
             state.finished = state.finished or iso()
-            record = report_info(state) | {"conclusion": state.conclusion, "stop": state.stop,
-                                           "diff": self.diff_against_parent(state, tree, folder)}
+            record = report_info(state) | {
+                "conclusion": state.conclusion,
+                "stop": state.stop,
+                "diff": self.diff_against_parent(state, tree, folder),
+            }
             curves = read_curves(run_dir)
             write_json(folder / "sprint.json", record)
             write_json(folder / "curves.json", curves)
             write_report(folder, record, shown, state.verdict, curves)
-            (folder / "DONE").write_text(json.dumps({"id": state.id, "verdict": state.verdict["verdict"],
-                                                     "finished": state.finished}) + "\n")
+            (folder / "DONE").write_text(
+                json.dumps({"id": state.id, "verdict": state.verdict["verdict"], "finished": state.finished}) + "\n"
+            )
             with self.lock:
-                state.commit = gitops.commit_paths(tree, f"{state.id}: {state.verdict['verdict']}: {state.title}",
-                                                   [state.sprint_path]) or state.commit
+                state.commit = (
+                    gitops.commit_paths(
+                        tree, f"{state.id}: {state.verdict['verdict']}: {state.title}", [state.sprint_path]
+                    )
+                    or state.commit
+                )
             self.store.save(state)
         crash_point("reporting")
         with self.lock:
@@ -571,11 +789,18 @@ class Engine:
         state.phase = "done"
         self.store.save(state)
         v = state.verdict
-        self.say(state, "done", f"{v['verdict']}" + (" (new best)" if v.get("new_best") else "")
-                 + f" | sprints/{state.id}/report.md")
-        notify.post(notify.webhook_url(cfg), notify.sprint_notice(
-            self.project.root.name, ledger_row(state, results), self.project.sprints_dir / state.id / "report.md"),
-            lambda line: self.say(state, "notify", line))
+        self.say(
+            state,
+            "done",
+            f"{v['verdict']}" + (" (new best)" if v.get("new_best") else "") + f" | sprints/{state.id}/report.md",
+        )
+        notify.post(
+            notify.webhook_url(cfg),
+            notify.sprint_notice(
+                self.project.root.name, ledger_row(state, results), self.project.sprints_dir / state.id / "report.md"
+            ),
+            lambda line: self.say(state, "notify", line),
+        )
 
     def implement_sources(self, state: SprintState, cfg: TaskConfig, agent) -> list[dict]:
         """What the agent read on the web while implementing (TASK.md literature.phases lists
@@ -681,9 +906,12 @@ class Engine:
         rows.append(ledger_row(state, results))
         self.project.reports_dir.mkdir(exist_ok=True)
         self.project.ledger_path.write_text("".join(dump_row(r) for r in rows))
-        write_leaderboard(self.project.reports_dir, in_setting(rows, state.setting),
-                          {n: {m: res["summary"].get(m) for m in ("f1", "mcc")} for n, res in baselines.items()},
-                          state.objective)
+        write_leaderboard(
+            self.project.reports_dir,
+            in_setting(rows, state.setting),
+            {n: {m: res["summary"].get(m) for m in ("f1", "mcc")} for n, res in baselines.items()},
+            state.objective,
+        )
         crash_point("merging")
         gitops.commit_paths(repo, f"sprint {state.id}: {state.verdict['verdict']}: {state.title}", ours)
         crash_point("merged")
@@ -739,15 +967,43 @@ def budget_left(cfg: TaskConfig, rows: list[dict], spent: float, usd_cap: float 
 
 
 def proposal_of(state: SprintState) -> Proposal:
-    return Proposal(title=state.title, idea=state.idea, hypothesis=state.hypothesis, plan=state.plan,
-                    parent=state.parent, config=state.config, origin=state.origin, sources=list(state.sources))
+    return Proposal(
+        title=state.title,
+        idea=state.idea,
+        hypothesis=state.hypothesis,
+        plan=state.plan,
+        parent=state.parent,
+        config=state.config,
+        origin=state.origin,
+        sources=list(state.sources),
+    )
 
 
 def report_info(state: SprintState) -> dict:
-    return {k: getattr(state, k) for k in ("id", "title", "idea", "hypothesis", "plan", "parent", "backend",
-                                           "profile", "objective", "seeds", "started", "finished",
-                                           "cost_usd", "tokens", "branch", "config", "sandboxed", "origin",
-                                           "sources")}
+    return {
+        k: getattr(state, k)
+        for k in (
+            "id",
+            "title",
+            "idea",
+            "hypothesis",
+            "plan",
+            "parent",
+            "backend",
+            "profile",
+            "objective",
+            "seeds",
+            "started",
+            "finished",
+            "cost_usd",
+            "tokens",
+            "branch",
+            "config",
+            "sandboxed",
+            "origin",
+            "sources",
+        )
+    }
 
 
 def ledger_row(state: SprintState, results: dict | None) -> dict:
@@ -755,21 +1011,44 @@ def ledger_row(state: SprintState, results: dict | None) -> dict:
     summary = (results or {}).get("summary") or {}
     ok = [r for r in (results or {}).get("per_seed", []) if r.get("status") == "ok"]
     return {
-        "id": state.id, "title": state.title, "idea": state.idea, "parent": state.parent,
-        "verdict": v.get("verdict", "failed"), "reason": v.get("reason"), "noop": v.get("noop", False),
-        "new_best": v.get("new_best", False), "confirmed": v.get("confirmed"), "objective": state.objective,
-        "f1": summary.get("f1"), "mcc": summary.get("mcc"), "l0": (summary.get("l0") or {}).get("mean"),
-        "precision": summary.get("precision"), "recall": summary.get("recall"),
+        "id": state.id,
+        "title": state.title,
+        "idea": state.idea,
+        "parent": state.parent,
+        "verdict": v.get("verdict", "failed"),
+        "reason": v.get("reason"),
+        "noop": v.get("noop", False),
+        "new_best": v.get("new_best", False),
+        "confirmed": v.get("confirmed"),
+        "objective": state.objective,
+        "f1": summary.get("f1"),
+        "mcc": summary.get("mcc"),
+        "l0": (summary.get("l0") or {}).get("mean"),
+        "precision": summary.get("precision"),
+        "recall": summary.get("recall"),
         "dead_latents": summary.get("dead_latents"),
         "per_seed": {m: [r[m] for r in ok if m in r] for m in ("f1", "mcc")},
-        "delta_parent": v.get("delta_parent"), "p_value": v.get("p_value"), "noise_floor": v.get("noise_floor"),
+        "delta_parent": v.get("delta_parent"),
+        "p_value": v.get("p_value"),
+        "noise_floor": v.get("noise_floor"),
         "noise_floor_note": v.get("noise_floor_note"),
-        "backend": state.backend, "cost_usd": round(state.cost_usd, 4), "tokens": state.tokens,
+        "backend": state.backend,
+        "cost_usd": round(state.cost_usd, 4),
+        "tokens": state.tokens,
         "stop": state.stop,
-        "wall_s": (results or {}).get("wall_s"), "started": state.started, "finished": state.finished,
-        "branch": state.branch, "commit": state.commit, "profile": state.profile, "setting": state.setting,
-        "seeds": state.seeds, "config": state.config, "variant_sha256": (results or {}).get("variant_sha256"),
-        "user_idea": state.user_idea, "explore": state.explore, "sandboxed": state.sandboxed,
+        "wall_s": (results or {}).get("wall_s"),
+        "started": state.started,
+        "finished": state.finished,
+        "branch": state.branch,
+        "commit": state.commit,
+        "profile": state.profile,
+        "setting": state.setting,
+        "seeds": state.seeds,
+        "config": state.config,
+        "variant_sha256": (results or {}).get("variant_sha256"),
+        "user_idea": state.user_idea,
+        "explore": state.explore,
+        "sandboxed": state.sandboxed,
     }
 
 

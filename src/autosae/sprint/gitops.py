@@ -18,8 +18,12 @@ from autosae.errors import AutosaeError
 OWNED = ("sprints", "reports")
 """The paths autosae commits on the main branch."""
 
-IDENTITY = {"GIT_AUTHOR_NAME": "autosae", "GIT_AUTHOR_EMAIL": "autosae@localhost",
-            "GIT_COMMITTER_NAME": "autosae", "GIT_COMMITTER_EMAIL": "autosae@localhost"}
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "autosae",
+    "GIT_AUTHOR_EMAIL": "autosae@localhost",
+    "GIT_COMMITTER_NAME": "autosae",
+    "GIT_COMMITTER_EMAIL": "autosae@localhost",
+}
 
 
 def open_repo(root: Path) -> git.Repo:
@@ -64,14 +68,15 @@ def root_commit(repo: git.Repo) -> str:
 
 def current_branch(repo: git.Repo) -> str:
     if repo.head.is_detached:
-        raise AutosaeError("HEAD is detached; check out the branch that records your sprints "
-                           "(for example `git checkout main`)")
+        raise AutosaeError(
+            "HEAD is detached; check out the branch that records your sprints (for example `git checkout main`)"
+        )
     return repo.active_branch.name
 
 
 def has_commits(repo: git.Repo) -> bool:
     try:
-        repo.head.commit
+        _ = repo.head.commit
     except ValueError:
         return False
     return True
@@ -87,8 +92,10 @@ def refuse_dirty(repo: git.Repo, allow: tuple[str, ...] = ()) -> None:
     dirty = [p for p in dirty_paths(repo) if not p.startswith(allow)]
     if dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        raise AutosaeError(f"uncommitted changes in sprints/ or reports/ ({shown}); autosae commits "
-                           f"these folders itself: commit, stash or remove the changes first")
+        raise AutosaeError(
+            f"uncommitted changes in sprints/ or reports/ ({shown}); autosae commits "
+            f"these folders itself: commit, stash or remove the changes first"
+        )
 
 
 def in_head(repo: git.Repo, path: str) -> bool:

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autosae.bench.build import cache_root
-from autosae.sprint.project_secrets import heldout_seeds
 from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.seal import read_verified
+from autosae.sprint.project_secrets import heldout_seeds
 from autosae.sprint.verdict import Reference, compute_verdict
 
 if TYPE_CHECKING:
@@ -55,8 +55,10 @@ def suite(profile: Profile, project_key: str, count: int) -> list[HeldOutModel]:
         "heldout-d": {"seed": seeds[3]},
         "shallow": {"seed": seeds[4], "max_depth": max(1, m.max_depth - 1)},
     }
-    return [HeldOutModel(name, dataclasses.replace(profile, model=dataclasses.replace(m, **changes[name])))
-            for name in SUITE[:count]]
+    return [
+        HeldOutModel(name, dataclasses.replace(profile, model=dataclasses.replace(m, **changes[name])))
+        for name in SUITE[:count]
+    ]
 
 
 def run_cached(variant: Path, profile: Profile, seeds: list[int], opts: RunOptions) -> dict:
@@ -64,8 +66,15 @@ def run_cached(variant: Path, profile: Profile, seeds: list[int], opts: RunOptio
     `opts` says where to run (device, slots) and where to log; the seeds are `seeds`."""
     from autosae.harness.run import run_variant, sha256_file
 
-    key = json.dumps({"variant": sha256_file(variant), "model": profile.model_hash(), "seeds": seeds,
-                      "constraints": dataclasses.asdict(profile.constraints)}, sort_keys=True)
+    key = json.dumps(
+        {
+            "variant": sha256_file(variant),
+            "model": profile.model_hash(),
+            "seeds": seeds,
+            "constraints": dataclasses.asdict(profile.constraints),
+        },
+        sort_keys=True,
+    )
     out = cache_root() / "heldout-runs" / hashlib.sha256(key.encode()).hexdigest()[:20]
     done = read_verified(out / "results.json")  # reused only when the harness sealed it
     if done and done.get("status") not in (None, "running") and done.get("variant_sha256") == sha256_file(variant):
@@ -80,8 +89,16 @@ def _stat(results: dict, metric: str) -> dict | None:
     return (results.get("summary") or {}).get(metric)
 
 
-def verify(models: list[HeldOutModel], variant: Path, parent_variant: Path, parent_id: str, seeds: list[int],
-           objective: str, alpha: float, opts: RunOptions) -> dict:
+def verify(
+    models: list[HeldOutModel],
+    variant: Path,
+    parent_variant: Path,
+    parent_id: str,
+    seeds: list[int],
+    objective: str,
+    alpha: float,
+    opts: RunOptions,
+) -> dict:
     """Train the sprint's variant and its parent's on every held-out model and judge each pair.
 
     Confirmed when the sprint's mean advantage over the parent across the models is positive
@@ -97,11 +114,20 @@ def verify(models: list[HeldOutModel], variant: Path, parent_variant: Path, pare
         v = compute_verdict(mine, "held-out", parent, None, {}, objective, alpha)
         if theirs.get("status") != "ok":
             v.update(verdict="failed", reason=f"the parent failed: {theirs.get('reason')}")
-        rows.append({"name": model.name, "model_hash": model.profile.model_hash(),
-                     "f1": _stat(mine, "f1"), "mcc": _stat(mine, "mcc"),
-                     "parent_f1": _stat(theirs, "f1"), "parent_mcc": _stat(theirs, "mcc"),
-                     "delta_parent": v["delta_parent"], "p_value": v["p_value"], "verdict": v["verdict"],
-                     "reason": v["reason"]})
+        rows.append(
+            {
+                "name": model.name,
+                "model_hash": model.profile.model_hash(),
+                "f1": _stat(mine, "f1"),
+                "mcc": _stat(mine, "mcc"),
+                "parent_f1": _stat(theirs, "f1"),
+                "parent_mcc": _stat(theirs, "mcc"),
+                "delta_parent": v["delta_parent"],
+                "p_value": v["p_value"],
+                "verdict": v["verdict"],
+                "reason": v["reason"],
+            }
+        )
     return {"models": rows, "seeds": seeds, **judge(rows, objective)}
 
 
@@ -112,11 +138,16 @@ def judge(rows: list[dict], objective: str) -> dict:
     mean = statistics.fmean(deltas) if deltas else None
     confirmed = bool(rows) and mean is not None and mean > 0 and not bad
     if confirmed:
-        reason = (f"confirmed on {len(rows)} held-out models: {objective.upper()} {mean:+.4f} vs the parent on "
-                  f"average, worse on none")
+        reason = (
+            f"confirmed on {len(rows)} held-out models: {objective.upper()} {mean:+.4f} vs the parent on "
+            f"average, worse on none"
+        )
     elif bad:
         reason = f"not confirmed: {', '.join(bad)} {'says' if len(bad) == 1 else 'say'} worse or failed"
     else:
-        reason = ("not confirmed: " + (f"{objective.upper()} {mean:+.4f} vs the parent on average"
-                                       if mean is not None else "no held-out model produced scores"))
+        reason = "not confirmed: " + (
+            f"{objective.upper()} {mean:+.4f} vs the parent on average"
+            if mean is not None
+            else "no held-out model produced scores"
+        )
     return {"confirmed": confirmed, "mean_delta": mean, "reason": reason}

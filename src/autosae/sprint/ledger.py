@@ -70,11 +70,12 @@ def one_line(text: str, limit: int = SUMMARY_CHARS) -> str:
     """The first sentence of `text` on one line, cut at `limit` characters."""
     flat = " ".join((text or "").split())
     first = re.split(r"(?<=[.!?])\s+(?=[A-Z])", flat, maxsplit=1)[0]  # "e.g. the" is one sentence
-    return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
 def past_sprint(row: dict) -> PastSprint:
     """A ledger row as agents see it; rows written before a field existed give None ("-")."""
+
     def stat(metric: str) -> dict | None:
         value = row.get(metric)
         if isinstance(value, dict) and value.get("mean") is not None:
@@ -82,21 +83,35 @@ def past_sprint(row: dict) -> PastSprint:
         return {"mean": value} if isinstance(value, (int, float)) else None
 
     stats = {m: stat(m) for m in PAST_METRICS if stat(m) is not None}
-    return PastSprint(id=row["id"], title=row.get("title", ""), verdict=row.get("verdict", ""),
-                      f1=(stats.get("f1") or {}).get("mean"), mcc=(stats.get("mcc") or {}).get("mean"),
-                      config=row.get("config"), idea=row.get("idea", ""), parent=row.get("parent"),
-                      f1_std=(stats.get("f1") or {}).get("std"), mcc_std=(stats.get("mcc") or {}).get("std"),
-                      noop=bool(row.get("noop")), stats=stats, delta_parent=row.get("delta_parent"),
-                      p_value=row.get("p_value"), noise_floor=row.get("noise_floor"),
-                      noise_floor_note=row.get("noise_floor_note"), objective=row.get("objective") or "",
-                      summary=one_line(row.get("idea") or row.get("title") or ""))
+    return PastSprint(
+        id=row["id"],
+        title=row.get("title", ""),
+        verdict=row.get("verdict", ""),
+        f1=(stats.get("f1") or {}).get("mean"),
+        mcc=(stats.get("mcc") or {}).get("mean"),
+        config=row.get("config"),
+        idea=row.get("idea", ""),
+        parent=row.get("parent"),
+        f1_std=(stats.get("f1") or {}).get("std"),
+        mcc_std=(stats.get("mcc") or {}).get("std"),
+        noop=bool(row.get("noop")),
+        stats=stats,
+        delta_parent=row.get("delta_parent"),
+        p_value=row.get("p_value"),
+        noise_floor=row.get("noise_floor"),
+        noise_floor_note=row.get("noise_floor_note"),
+        objective=row.get("objective") or "",
+        summary=one_line(row.get("idea") or row.get("title") or ""),
+    )
 
 
 def normalise_text(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9.]+", text.lower()))
 
 
-def find_duplicate(rows: list[dict], idea: str, config: dict | None, title: str | None = None) -> tuple[dict, str] | None:
+def find_duplicate(
+    rows: list[dict], idea: str, config: dict | None, title: str | None = None
+) -> tuple[dict, str] | None:
     """The past sprint that `idea`/`config` repeats, and how; None if it is new. Two sprints
     that both carry a configuration are compared by it alone (generated titles such as "3
     levels" and "5 levels" read alike); otherwise by the normalised text of the idea and the
@@ -119,5 +134,7 @@ def find_duplicate(rows: list[dict], idea: str, config: dict | None, title: str 
 
 def token_totals(rows: list[dict]) -> dict[str, int]:
     """The agents' token usage summed over ledger rows."""
-    return {k: sum((r.get("tokens") or {}).get(k, 0) for r in rows)
-            for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
+    return {
+        k: sum((r.get("tokens") or {}).get(k, 0) for r in rows)
+        for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    }

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Callable
 
 from autosae.config import load_task
 from autosae.errors import AutosaeError
@@ -74,9 +74,15 @@ def parse_until(text: str, now: datetime | None = None) -> datetime:
         raise AutosaeError(f"--until {text!r}: expected HH:MM or an ISO date-time like 2026-11-25T07:30") from None
 
 
-def run_loop(project: Project, limits: LoopLimits, request: SprintRequest,
-             status: Callable[[str], None] = print, detail: Callable[[str], None] | None = None,
-             parallel: int = 1, pool=None) -> LoopOutcome:
+def run_loop(
+    project: Project,
+    limits: LoopLimits,
+    request: SprintRequest,
+    status: Callable[[str], None] = print,
+    detail: Callable[[str], None] | None = None,
+    parallel: int = 1,
+    pool=None,
+) -> LoopOutcome:
     """Run sprints until a stop; the Slack webhook, when set, hears why it stopped.
 
     With `parallel` > 1, that many sprints run at once (see Lanes), sharing `pool`'s device
@@ -105,12 +111,22 @@ def _notify_stop(project: Project, sprints: int, reason: str, status: Callable[[
         cfg = None  # a broken TASK.md: the environment variable may still name a webhook
     rows = read_ledger(project.ledger_path)
     best = best_row(rows, rows[-1].get("setting")) if rows else None
-    notify.post(notify.webhook_url(cfg), notify.loop_notice(project.root.name, sprints, reason, best),
-                lambda line: status(f"{time.strftime('%H:%M:%S')} loop | {line}"))
+    notify.post(
+        notify.webhook_url(cfg),
+        notify.loop_notice(project.root.name, sprints, reason, best),
+        lambda line: status(f"{time.strftime('%H:%M:%S')} loop | {line}"),
+    )
 
 
-def _run_loop(project: Project, limits: LoopLimits, request: SprintRequest, status: Callable[[str], None],
-              detail: Callable[[str], None] | None, progress: dict, pool=None) -> LoopOutcome:
+def _run_loop(
+    project: Project,
+    limits: LoopLimits,
+    request: SprintRequest,
+    status: Callable[[str], None],
+    detail: Callable[[str], None] | None,
+    progress: dict,
+    pool=None,
+) -> LoopOutcome:
     with ProjectLock(project, "autosae loop", log=status):
         progress["started"] = True
         project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
@@ -149,8 +165,9 @@ def stop_reason(project: Project, limits: LoopLimits, cfg, count: int, spent: fl
     if project.stop_path.exists():
         return "`autosae stop` was requested"
     if failures >= cfg.loop.max_consecutive_failures:
-        return (f"{failures} sprints in a row failed (loop.max_consecutive_failures is "
-                f"{cfg.loop.max_consecutive_failures})")
+        return (
+            f"{failures} sprints in a row failed (loop.max_consecutive_failures is {cfg.loop.max_consecutive_failures})"
+        )
     if limits.max_sprints is not None and count >= limits.max_sprints:
         return f"--max-sprints {limits.max_sprints} reached"
     if limits.until is not None and datetime.now() >= limits.until:
@@ -177,8 +194,17 @@ class Lanes:
     The limits count sprints as they start; a lane's error stops the others from starting
     new sprints, lets running ones finish, and is raised when all are done."""
 
-    def __init__(self, project: Project, limits: LoopLimits, request: SprintRequest, status, detail,
-                 progress: dict, parallel: int, pool):
+    def __init__(
+        self,
+        project: Project,
+        limits: LoopLimits,
+        request: SprintRequest,
+        status,
+        detail,
+        progress: dict,
+        parallel: int,
+        pool,
+    ):
         self.project, self.limits, self.request = project, limits, request
         self.status, self.detail, self.progress, self.parallel = status, detail, progress, parallel
         self.pool = pool
@@ -201,12 +227,18 @@ class Lanes:
                 from autosae.harness.run import resolve_device
 
                 self.pool = pool_for_gpus(cfg.gpus) or SlotPool([resolve_device(cfg.device)])
-            self.say(f"{self.parallel} sprints at once on {len(self.pool.devices)} device slot"
-                     f"{'' if len(self.pool.devices) == 1 else 's'} ({', '.join(self.pool.devices)})")
+            self.say(
+                f"{self.parallel} sprints at once on {len(self.pool.devices)} device slot"
+                f"{'' if len(self.pool.devices) == 1 else 's'} ({', '.join(self.pool.devices)})"
+            )
             self.resume = Engine(self.project, status=self.status, detail=self.detail).store.unfinished()
             try:
-                wait_all([threading.Thread(target=self.lane, args=(i,), name=f"lane-{i}", daemon=True)
-                          for i in range(self.parallel)])
+                wait_all(
+                    [
+                        threading.Thread(target=self.lane, args=(i,), name=f"lane-{i}", daemon=True)
+                        for i in range(self.parallel)
+                    ]
+                )
             except BaseException:  # Ctrl-C: no new sprint, every slot process stopped now
                 with self.lock:
                     self.reason = self.reason or "interrupted"
@@ -238,8 +270,9 @@ class Lanes:
                         state = None
                         cfg = load_task(self.project.task_path).config
                         t = self.tally
-                        self.reason = t.capped or stop_reason(self.project, self.limits, cfg, self.count, t.spent,
-                                                              t.failures)
+                        self.reason = t.capped or stop_reason(
+                            self.project, self.limits, cfg, self.count, t.spent, t.failures
+                        )
                         if self.reason:
                             return
                         self.count += 1

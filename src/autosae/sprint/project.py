@@ -24,15 +24,16 @@ class Project:
     root: Path
 
     @classmethod
-    def find(cls, start: Path | None = None) -> "Project":
+    def find(cls, start: Path | None = None) -> Project:
         """The project that holds `start` (default: the current folder): the nearest folder
         upwards with a TASK.md inside a git repository."""
         here = (start or Path.cwd()).resolve()
         for folder in (here, *here.parents):
             if (folder / "TASK.md").is_file():
                 if not (folder / ".git").exists():
-                    raise AutosaeError(f"{folder} has a TASK.md but is not the top of a git "
-                                       f"repository; run `autosae init {folder}`")
+                    raise AutosaeError(
+                        f"{folder} has a TASK.md but is not the top of a git repository; run `autosae init {folder}`"
+                    )
                 return cls(folder)
         raise AutosaeError(f"no TASK.md in {here} or above; run `autosae init` to start a project")
 
@@ -106,10 +107,14 @@ class ProjectLock:
         except (OSError, ValueError):
             return None
 
-    def acquire(self) -> "ProjectLock":
+    def acquire(self) -> ProjectLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -122,9 +127,9 @@ class ProjectLock:
                     raise AutosaeError(
                         f"another autosae is running in this project (`{other.get('command')}`, pid "
                         f"{other.get('pid')} on {other.get('host')}, since {other.get('started')}); "
-                        f"`autosae stop` asks a loop to finish its sprint and stop")
-                self.log(f"lock: taking over a stale lock from pid {other and other.get('pid')} "
-                         f"(that process is gone)")
+                        f"`autosae stop` asks a loop to finish its sprint and stop"
+                    ) from None
+                self.log(f"lock: taking over a stale lock from pid {other and other.get('pid')} (that process is gone)")
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as f:
@@ -140,15 +145,16 @@ class ProjectLock:
                 self.path.unlink(missing_ok=True)
             self.held = False
 
-    def __enter__(self) -> "ProjectLock":
+    def __enter__(self) -> ProjectLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()
 
 
-def init_project(root: Path, profile: str = "tiny", backend: str | None = None, seeds: int = 3,
-                 force: bool = False) -> tuple[Project, list[str]]:
+def init_project(
+    root: Path, profile: str = "tiny", backend: str | None = None, seeds: int = 3, force: bool = False
+) -> tuple[Project, list[str]]:
     """Make (or adopt) a git repository for research: TASK.md from the template, sprints/,
     reports/ and ignore entries, committed on the current branch. Returns what was done."""
     from autosae.config import parse_task, render_task_template

@@ -73,8 +73,9 @@ def eval_seed() -> int:
     def valid(data) -> bool:
         return isinstance(data, dict) and isinstance(data.get("eval_seed"), int)
 
-    return _draw(cache_root() / "secrets" / "eval.json", valid,
-                 lambda: {"eval_seed": 1_000_000 + secrets.randbelow(10**9)})["eval_seed"]
+    return _draw(
+        cache_root() / "secrets" / "eval.json", valid, lambda: {"eval_seed": 1_000_000 + secrets.randbelow(10**9)}
+    )["eval_seed"]
 
 
 def draw_all(project_key: str) -> list[Path]:

@@ -36,7 +36,7 @@ def iso(t: datetime | None = None) -> str:
 
 def slugify(text: str, limit: int = 40) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return (slug[:limit].rstrip("-") or "sprint")
+    return slug[:limit].rstrip("-") or "sprint"
 
 
 def new_sprint_id(title: str, taken: set[str], now: datetime | None = None) -> str:
@@ -108,7 +108,7 @@ class SprintState:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SprintState":
+    def from_dict(cls, data: dict) -> SprintState:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -34,19 +34,25 @@ class Reference:
         vals = self.values.get(metric) or []
         if not vals:
             return None
-        return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                "n": len(vals)}
+        return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
 
     @classmethod
-    def from_results(cls, ref_id: str, results: dict) -> "Reference":
+    def from_results(cls, ref_id: str, results: dict) -> Reference:
         ok = [r for r in results.get("per_seed", []) if r.get("status") == "ok"]
-        return cls(ref_id, {m: [float(r[m]) for r in ok if m in r] for m in ("f1", "mcc")},
-                   results.get("variant_sha256"), probes_of(results))
+        return cls(
+            ref_id,
+            {m: [float(r[m]) for r in ok if m in r] for m in ("f1", "mcc")},
+            results.get("variant_sha256"),
+            probes_of(results),
+        )
 
 
 def probes_of(results: dict | None) -> dict[str, list[float]]:
-    return {str(r["seed"]): r["probe_sketch"] for r in (results or {}).get("per_seed", [])
-            if r.get("status") == "ok" and r.get("probe_sketch")}
+    return {
+        str(r["seed"]): r["probe_sketch"]
+        for r in (results or {}).get("per_seed", [])
+        if r.get("status") == "ok" and r.get("probe_sketch")
+    }
 
 
 def same_sketch(a: list[float], b: list[float], rel: float = 1e-4) -> bool:
@@ -81,11 +87,15 @@ def noop_reason(sprint: Reference, parent: Reference) -> str | None:
         return "variant.py is byte-for-byte the parent's"
     seeds = list(sprint.probes)
     if seeds and all(s in parent.probes and same_sketch(sprint.probes[s], parent.probes[s]) for s in seeds):
-        return ("the trained SAE computes what the parent's does: its reconstructions of a fixed probe batch "
-                "match the parent's, seed for seed")
-    same = all(len(sprint.values.get(m, [])) == len(parent.values.get(m, [])) > 0 and
-               all(abs(x - y) < 1e-9 for x, y in zip(sprint.values[m], parent.values[m]))
-               for m in ("f1", "mcc"))
+        return (
+            "the trained SAE computes what the parent's does: its reconstructions of a fixed probe batch "
+            "match the parent's, seed for seed"
+        )
+    same = all(
+        len(sprint.values.get(m, [])) == len(parent.values.get(m, [])) > 0
+        and all(abs(x - y) < 1e-9 for x, y in zip(sprint.values[m], parent.values[m]))
+        for m in ("f1", "mcc")
+    )
     if same:
         return "every seed scored exactly as the parent's did: the change had no effect on the SAE"
     return None
@@ -97,13 +107,22 @@ def coverage_reason(coverage: dict | None) -> str | None:
         return None
     from autosae.sprint.coverage import spans
 
-    return (f"none of the {coverage['changed']} lines the sprint added or changed in variant.py ran during "
-            f"training or scoring (lines {spans(coverage['never_ran'])})")
+    return (
+        f"none of the {coverage['changed']} lines the sprint added or changed in variant.py ran during "
+        f"training or scoring (lines {spans(coverage['never_ran'])})"
+    )
 
 
-def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, best: Reference | None,
-                    baselines: dict[str, Reference], objective: str, alpha: float,
-                    coverage: dict | None = None) -> dict:
+def compute_verdict(
+    results: dict | None,
+    sprint_id: str,
+    parent: Reference,
+    best: Reference | None,
+    baselines: dict[str, Reference],
+    objective: str,
+    alpha: float,
+    coverage: dict | None = None,
+) -> dict:
     """The verdict dict recorded in state, ledger and report. `coverage` (see
     sprint.coverage.never_ran) says which changed lines of variant.py never ran."""
 
@@ -111,17 +130,38 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
         if ref is None:
             return None
         stat = ref.stat(objective) or {}
-        return {"id": ref.id, "mean": stat.get("mean"), "std": stat.get("std"), "n": stat.get("n"),
-                "values": ref.values.get(objective, []), "f1": ref.stat("f1"), "mcc": ref.stat("mcc"),
-                "per_seed": ref.values}
+        return {
+            "id": ref.id,
+            "mean": stat.get("mean"),
+            "std": stat.get("std"),
+            "n": stat.get("n"),
+            "values": ref.values.get(objective, []),
+            "f1": ref.stat("f1"),
+            "mcc": ref.stat("mcc"),
+            "per_seed": ref.values,
+        }
 
-    verdict = {"verdict": "failed", "objective": objective, "alpha": alpha, "parent": summary(parent),
-               "delta_parent": None, "p_value": None, "noise_floor": None, "noise_floor_note": None,
-               "noop": False, "noop_reason": None,
-               "best": summary(best), "delta_best": None, "new_best": False,
-               "baselines": {name: {"f1": ref.stat("f1"), "mcc": ref.stat("mcc"), "per_seed": ref.values}
-                             for name, ref in baselines.items()},
-               "coverage": coverage, "reason": ""}
+    verdict = {
+        "verdict": "failed",
+        "objective": objective,
+        "alpha": alpha,
+        "parent": summary(parent),
+        "delta_parent": None,
+        "p_value": None,
+        "noise_floor": None,
+        "noise_floor_note": None,
+        "noop": False,
+        "noop_reason": None,
+        "best": summary(best),
+        "delta_best": None,
+        "new_best": False,
+        "baselines": {
+            name: {"f1": ref.stat("f1"), "mcc": ref.stat("mcc"), "per_seed": ref.values}
+            for name, ref in baselines.items()
+        },
+        "coverage": coverage,
+        "reason": "",
+    }
     if results is None or results.get("status") != "ok":
         verdict["reason"] = (results or {}).get("reason") or "the sprint produced no scores"
         return verdict
@@ -137,28 +177,43 @@ def compute_verdict(results: dict | None, sprint_id: str, parent: Reference, bes
     floor = None if note else max(sd, statistics.stdev(theirs))
     p = welch_p(mine, theirs)
     reason = noop_reason(me, parent) or coverage_reason(coverage)
-    verdict.update(delta_parent=delta, p_value=p, noise_floor=floor, noise_floor_note=note, noop=reason is not None,
-                   noop_reason=reason)
+    verdict.update(
+        delta_parent=delta,
+        p_value=p,
+        noise_floor=floor,
+        noise_floor_note=note,
+        noop=reason is not None,
+        noop_reason=reason,
+    )
     name = objective.upper()
     if reason is not None:
         verdict.update(verdict="no change", reason=f"no-op: {reason}")
     elif p is None:  # one seed on either side: no test, so no claim either way
-        verdict.update(verdict="inconclusive",
-                       reason=f"{name} {delta:+.4f} vs {parent.id} from {len(mine)} seed(s) against "
-                              f"{len(theirs)}: a test needs at least 2 on each side, and a single seed never "
-                              f"counts (noise floor {note or f'{floor:.4f}'})")
+        verdict.update(
+            verdict="inconclusive",
+            reason=f"{name} {delta:+.4f} vs {parent.id} from {len(mine)} seed(s) against "
+            f"{len(theirs)}: a test needs at least 2 on each side, and a single seed never "
+            f"counts (noise floor {note or f'{floor:.4f}'})",
+        )
     elif p < alpha:
-        verdict.update(verdict="improved" if delta > 0 else "worse",
-                       reason=f"{name} {delta:+.4f} vs {parent.id}, p = {p:.3g} < {alpha:g}")
+        verdict.update(
+            verdict="improved" if delta > 0 else "worse",
+            reason=f"{name} {delta:+.4f} vs {parent.id}, p = {p:.3g} < {alpha:g}",
+        )
     elif abs(delta) <= floor:
-        verdict.update(verdict="no change",
-                       reason=f"{name} {delta:+.4f} vs {parent.id} is within the noise floor {floor:.4f}")
+        verdict.update(
+            verdict="no change", reason=f"{name} {delta:+.4f} vs {parent.id} is within the noise floor {floor:.4f}"
+        )
     else:
-        verdict.update(verdict="inconclusive",
-                       reason=f"{name} {delta:+.4f} vs {parent.id} exceeds the noise floor {floor:.4f} but "
-                              f"p = {p:.3g} >= {alpha:g}")
+        verdict.update(
+            verdict="inconclusive",
+            reason=f"{name} {delta:+.4f} vs {parent.id} exceeds the noise floor {floor:.4f} but "
+            f"p = {p:.3g} >= {alpha:g}",
+        )
     if best is not None and best.values.get(objective):
         verdict["delta_best"] = mean - statistics.fmean(best.values[objective])
     # A new best must beat its parent significantly and sit above everything before it.
-    verdict["new_best"] = verdict["verdict"] == "improved" and (verdict["delta_best"] is None or verdict["delta_best"] > 0)
+    verdict["new_best"] = verdict["verdict"] == "improved" and (
+        verdict["delta_best"] is None or verdict["delta_best"] > 0
+    )
     return verdict

@@ -13,7 +13,9 @@ from autosae.sae import LISTA, TERM, LinearK, MatryoshkaBatchTopKSAE
 def build(spec):
     levels = [spec.width // 32, spec.width // 8, spec.width // 2, spec.width]
     return MatryoshkaBatchTopKSAE(
-        spec.d_in, spec.width, spec.k,
+        spec.d_in,
+        spec.width,
+        spec.k,
         levels=levels,
         detach_inner=True,
         sort_by_frequency=True,

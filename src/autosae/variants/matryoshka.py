@@ -9,5 +9,6 @@ from autosae.sae import MatryoshkaBatchTopKSAE
 
 def build(spec):
     levels = [spec.width // 32, spec.width // 8, spec.width // 2, spec.width]
-    return MatryoshkaBatchTopKSAE(spec.d_in, spec.width, spec.k, levels=levels,
-                                  dead_steps=min(1000, spec.total_steps // 4))
+    return MatryoshkaBatchTopKSAE(
+        spec.d_in, spec.width, spec.k, levels=levels, dead_steps=min(1000, spec.total_steps // 4)
+    )
