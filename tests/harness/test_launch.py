@@ -35,7 +35,7 @@ def short_tiny():
 
 
 def opts_for(tmp_path, **launcher) -> RunOptions:
-    return RunOptions(
+    return RunOptions.make(
         seeds=[0],
         launcher=LauncherSettings(kind="submitit-local", **launcher),
         launcher_folder=str(tmp_path / "jobs"),
