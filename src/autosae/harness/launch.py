@@ -63,7 +63,7 @@ def job_main(variant: str, profile: Profile, out: str, seeds: list[int], setting
     for sig in (signal.SIGTERM, signal.SIGUSR2):
         signal.signal(sig, stop)
     settings = dict(settings)
-    counted = settings.pop("counted", True)
+    counted = settings.pop("counted")
     seed_settings = SeedSettings(**settings, log=lambda line: print(line, flush=True))
     quick = None
     if not counted:  # the seeds are moved already (validation_run keeps them); this is its record
