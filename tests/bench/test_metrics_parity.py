@@ -34,7 +34,7 @@ def trained(tiny, tmp_path_factory):
         profile, constraints=dataclasses.replace(profile.constraints, training_samples=100_000, eval_samples=20_000)
     )
     out = tmp_path_factory.mktemp("parity")
-    results = run_variant(reference_variants()["batchtopk"], quick, out, RunOptions(seeds=[0], counted=False))
+    results = run_variant(reference_variants()["batchtopk"], quick, out, RunOptions.make(seeds=[0], counted=False))
     return quick, model, out, results
 
 

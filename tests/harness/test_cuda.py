@@ -28,8 +28,12 @@ def short_tiny():
 @needs_gpu
 def test_a_run_on_the_gpu_scores_like_the_cpu(tmp_path, short_tiny):
     variant = reference_variants()["batchtopk"]
-    gpu = run_variant(variant, short_tiny, tmp_path / "gpu", RunOptions(seeds=[0], device="cuda", log=lambda _: None))
-    cpu = run_variant(variant, short_tiny, tmp_path / "cpu", RunOptions(seeds=[0], device="cpu", log=lambda _: None))
+    gpu = run_variant(
+        variant, short_tiny, tmp_path / "gpu", RunOptions.make(seeds=[0], device="cuda", log=lambda _: None)
+    )
+    cpu = run_variant(
+        variant, short_tiny, tmp_path / "cpu", RunOptions.make(seeds=[0], device="cpu", log=lambda _: None)
+    )
     row = gpu["per_seed"][0]
     assert gpu["status"] == "ok" and row["worker_memory"]["peak_gpu_mb"] > 0
     assert row["f1"] == pytest.approx(cpu["per_seed"][0]["f1"], abs=0.03)
@@ -38,12 +42,14 @@ def test_a_run_on_the_gpu_scores_like_the_cpu(tmp_path, short_tiny):
 @needs_gpu
 def test_tf32_in_the_variant_keeps_the_metrics(tmp_path, short_tiny):
     variant = reference_variants()["matryoshka"]
-    full = run_variant(variant, short_tiny, tmp_path / "fp32", RunOptions(seeds=[0], device="cuda", log=lambda _: None))
+    full = run_variant(
+        variant, short_tiny, tmp_path / "fp32", RunOptions.make(seeds=[0], device="cuda", log=lambda _: None)
+    )
     tf32 = run_variant(
         variant,
         short_tiny,
         tmp_path / "tf32",
-        RunOptions(seeds=[0], device="cuda", matmul_precision="high", log=lambda _: None),
+        RunOptions.make(seeds=[0], device="cuda", matmul_precision="high", log=lambda _: None),
     )
     for metric in ("f1", "mcc"):
         assert tf32["per_seed"][0][metric] == pytest.approx(full["per_seed"][0][metric], abs=0.01)
@@ -56,6 +62,6 @@ def test_seeds_on_every_gpu_at_once(tmp_path, short_tiny):
         reference_variants()["batchtopk"],
         short_tiny,
         tmp_path / "run",
-        RunOptions(seeds=list(range(GPUS)), pool=SlotPool(devices), log=lambda _: None),
+        RunOptions.make(seeds=list(range(GPUS)), pool=SlotPool(devices), log=lambda _: None),
     )
     assert res["status"] == "ok" and sorted(res["devices"]) == sorted(devices)

@@ -21,7 +21,7 @@ def build(spec):
 
 def run_failing(path, profile, out, error=VariantFailed, **opts):
     with pytest.raises(error) as info:
-        run_variant(path, profile, out, RunOptions(seeds=[0, 1], counted=False, **opts))
+        run_variant(path, profile, out, RunOptions.make(seeds=[0, 1], counted=False, **opts))
     results = json.loads((out / "results.json").read_text())
     return str(info.value), results
 
@@ -200,6 +200,6 @@ def test_a_variant_imports_the_python_files_beside_it(quick, write_variant, tmp_
         def build(spec):
             return helpers.make(spec)
     """)
-    results = run_variant(path, quick, tmp_path / "run", RunOptions(seeds=[0], counted=False))
+    results = run_variant(path, quick, tmp_path / "run", RunOptions.make(seeds=[0], counted=False))
     assert results["status"] == "ok"
     assert sorted(p.name for p in (tmp_path / "run" / "variant").iterdir()) == ["helpers.py", "variant.py"]

@@ -13,7 +13,8 @@ import torch
 from autosae.config import parse_task
 from autosae.errors import AutosaeError
 from autosae.harness.quick import beside, logged_metrics, parent_dir
-from autosae.harness.run import RunOptions, eval_batches, run_variant
+from autosae.harness.run import RunOptions, run_variant
+from autosae.harness.seed import eval_batches
 from autosae.harness.validation import QUICK_SEED_BASE, VALIDATION_EVAL_SEED
 from autosae.sprint.project_secrets import with_secret_eval
 from autosae.variants import reference_variants
@@ -73,8 +74,10 @@ def test_a_quick_run_never_sees_the_counted_eval_samples_nor_its_seeds(quick, ti
     _, model, _ = tiny
     spy = write_variant(SPY)
     counted = with_secret_eval(quick)
-    run_variant(spy, counted, tmp_path / "counted", RunOptions(seeds=[0], log=lambda _: None))
-    results = run_variant(spy, counted, tmp_path / "quick", RunOptions(seeds=[0], counted=False, log=lambda _: None))
+    run_variant(spy, counted, tmp_path / "counted", RunOptions.make(seeds=[0], log=lambda _: None))
+    results = run_variant(
+        spy, counted, tmp_path / "quick", RunOptions.make(seeds=[0], counted=False, log=lambda _: None)
+    )
 
     test_set = hashes(counted, model)
     validation = hashes(dataclasses.replace(quick, eval_seed=VALIDATION_EVAL_SEED), model)
@@ -100,10 +103,14 @@ def test_a_quick_run_never_sees_the_counted_eval_samples_nor_its_seeds(quick, ti
 
 def test_counted_runs_and_task_md_refuse_the_quick_seeds(quick, tmp_path):
     with pytest.raises(AutosaeError, match="reserved"):
-        run_variant(reference_variants()["batchtopk"], quick, tmp_path / "run", RunOptions(seeds=[QUICK_SEED_BASE]))
+        run_variant(
+            reference_variants()["batchtopk"], quick, tmp_path / "run", RunOptions.make(seeds=[QUICK_SEED_BASE])
+        )
     assert not (tmp_path / "run").exists()
     with pytest.raises(AutosaeError, match="quick .uncounted. runs take seeds 0 to 999"):
-        run_variant(reference_variants()["batchtopk"], quick, tmp_path / "run", RunOptions(seeds=[5000], counted=False))
+        run_variant(
+            reference_variants()["batchtopk"], quick, tmp_path / "run", RunOptions.make(seeds=[5000], counted=False)
+        )
     for front, where in (
         (f"seeds: [0, {QUICK_SEED_BASE + 3}]", "line 2: seeds"),
         (f"seeds: {QUICK_SEED_BASE + 1}", "line 2: seeds"),
@@ -158,7 +165,7 @@ def test_the_parent_beside_comes_from_the_cache_only_when_its_seal_holds(quick_w
     proc, _ = quick_with_parent
     assert proc.returncode == 0, proc.stderr
     profile = dataclasses.replace(quick, constraints=dataclasses.replace(quick.constraints, training_samples=20480))
-    parent, opts = reference_variants()["matryoshka"], RunOptions(seeds=[0], log=lambda _: None)
+    parent, opts = reference_variants()["matryoshka"], RunOptions.make(seeds=[0], log=lambda _: None)
     side = beside(parent, "matryoshka", profile, opts, True)  # what the CLI run above trained
     assert side["status"] == "ok" and side["cached"] and side["run_folder"] == str(parent_dir(parent, profile, [0]))
     path = parent_dir(parent, profile, [0]) / "results.json"

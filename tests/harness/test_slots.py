@@ -9,8 +9,9 @@ import time
 import pytest
 
 from autosae.errors import AutosaeError, VariantFailed
+from autosae.harness.devices import parse_gpus
 from autosae.harness.run import RunOptions, run_variant
-from autosae.harness.slots import SlotPool, parse_gpus
+from autosae.harness.slots import SlotPool
 from autosae.variants import reference_variants
 
 
@@ -68,9 +69,9 @@ def test_seeds_on_slots_match_seeds_in_turn_and_a_failing_slot_is_retired(tmp_pa
     cuda:9 does not exist here (nor on a one-GPU machine): the trusted side fails on it, the
     slot is retired, and the seed it had moves to a CPU slot."""
     variant = reference_variants()["batchtopk"]
-    seq = run_variant(variant, short_tiny, tmp_path / "seq", RunOptions(seeds=[0, 1], log=lambda _: None))
+    seq = run_variant(variant, short_tiny, tmp_path / "seq", RunOptions.make(seeds=[0, 1], log=lambda _: None))
     pool, lines = SlotPool(["cuda:9", "cpu", "cpu"]), []
-    par = run_variant(variant, short_tiny, tmp_path / "par", RunOptions(seeds=[0, 1], pool=pool, log=lines.append))
+    par = run_variant(variant, short_tiny, tmp_path / "par", RunOptions.make(seeds=[0, 1], pool=pool, log=lines.append))
     assert par["status"] == "ok" and par["devices"] == ["cpu"]
     assert [r["seed"] for r in par["per_seed"]] == [0, 1]
     for a, b in zip(seq["per_seed"], par["per_seed"]):
@@ -89,7 +90,7 @@ def test_no_slot_left_fails_the_run_with_the_reason(tmp_path, short_tiny):
             reference_variants()["batchtopk"],
             short_tiny,
             tmp_path / "run",
-            RunOptions(seeds=[0], pool=pool, log=lambda _: None),
+            RunOptions.make(seeds=[0], pool=pool, log=lambda _: None),
         )
 
 
@@ -111,7 +112,7 @@ def test_a_crashing_seed_stops_the_seeds_still_running(tmp_path, write_variant, 
             variant,
             profile,
             tmp_path / "run",
-            RunOptions(seeds=[0, 1], pool=SlotPool(["cpu", "cpu"]), log=lambda _: None),
+            RunOptions.make(seeds=[0, 1], pool=SlotPool(["cpu", "cpu"]), log=lambda _: None),
         )
     assert time.monotonic() - started < 90
 
@@ -128,7 +129,9 @@ def test_closing_the_pool_stops_its_runs_at_once(tmp_path, write_variant, short_
 
     def run() -> None:
         try:
-            run_variant(variant, short_tiny, tmp_path / "run", RunOptions(seeds=[0, 1], pool=pool, log=lambda _: None))
+            run_variant(
+                variant, short_tiny, tmp_path / "run", RunOptions.make(seeds=[0, 1], pool=pool, log=lambda _: None)
+            )
         except BaseException as exc:  # noqa: BLE001 - the test looks at what came out
             outcome["error"] = exc
 

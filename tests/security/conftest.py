@@ -27,7 +27,7 @@ def attack(path: Path, profile, out: Path, **opts) -> dict:
     """Run a hostile variant sandboxed; its results.json, whether the run failed or not."""
     opts = {"seeds": [0], "counted": False, "sandbox": "required", **opts}
     try:
-        run_variant(path, profile, out, RunOptions(**opts))
+        run_variant(path, profile, out, RunOptions.make(**opts))
     except (VariantFailed, ConstraintBreach):
         pass
     return json.loads((out / "results.json").read_text())

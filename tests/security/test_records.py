@@ -69,11 +69,11 @@ def test_a_forged_held_out_result_is_trained_again_not_reused(quick, tmp_path):
     out = cache_root() / "heldout-runs" / hashlib.sha256(key.encode()).hexdigest()[:20]
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(FORGED | {"variant_sha256": sha256_file(variant)}))
-    results = run_cached(variant, quick, [0], RunOptions(seeds=[0], sandbox="required"))
+    results = run_cached(variant, quick, [0], RunOptions.make(seeds=[0], sandbox="required"))
     assert results["status"] == "ok" and results["summary"]["f1"]["mean"] < 0.9
     sealed = json.loads((out / "results.json").read_text())
     assert verified(sealed)
-    assert run_cached(variant, quick, [0], RunOptions(seeds=[0])) == sealed  # its own record is reused as it is
+    assert run_cached(variant, quick, [0], RunOptions.make(seeds=[0])) == sealed  # its own record is reused as it is
 
 
 def test_links_and_special_files_are_removed_from_a_sprint_folder(tmp_path):

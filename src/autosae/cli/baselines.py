@@ -27,7 +27,9 @@ def baselines(
     from autosae.report.format import fmt_pm
 
     prof = get_profile(profile, model_seed, set_)
-    opts = RunOptions(seeds=list(range(seeds)), device=device, pool=pool_for_gpus(gpus), sandbox=sandbox_mode(sandbox))
+    opts = RunOptions.make(
+        seeds=list(range(seeds)), device=device, pool=pool_for_gpus(gpus), sandbox=sandbox_mode(sandbox)
+    )
     found = run_baselines(prof, opts, force=force)
     emit("profile", prof.name)
     emit("seeds", seeds)

@@ -143,7 +143,7 @@ def train(
     if out is None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d--%H-%M-%S")
         out = Path("runs") / f"{prof.name}-{path.stem}-{stamp}"
-    opts = RunOptions(
+    opts = RunOptions.make(
         seeds=list(range(seeds)),
         device=device,
         time_limit_s=time_limit,

@@ -1,7 +1,7 @@
 """Counted runs as Slurm jobs, through submitit (TASK.md `launcher:`).
 
-The job runs the same harness (autosae.harness.run.run_variant) on the node, on its GPUs
-(several GPUs on a node become device slots), and writes the run folder there; the project
+The job runs the same harness as a local run (autosae.harness.local.run_here) on the node, on
+its GPUs (several GPUs on a node become device slots), and writes the run folder there; the project
 and $AUTOSAE_CACHE must therefore sit on a file system the nodes share. The loop waits for
 the job and reads its results.json like a local run's.
 
@@ -17,42 +17,71 @@ Slurm; the tests use it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
+from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.harness.devices import default_device
+from autosae.harness.local import run_here
+from autosae.harness.seal import read_verified, write_sealed
+from autosae.harness.seed import SeedSettings
+from autosae.harness.slots import SlotPool
+from autosae.harness.validation import validation_run
+from autosae.report.record import read_json
 
 if TYPE_CHECKING:
     from autosae.config import LauncherSettings
-    from autosae.harness.run import RunOptions
 
 POLL_S = 2.0
 
 
-def job_main(variant: str, profile, out: str, seeds: list[int], settings: dict) -> dict:
-    """What a job runs on its node: the counted run on the node's GPUs (or CPU). `settings`:
-    the run's options (run.SLOT_SETTINGS and the time limit); the sandbox is resolved on the node."""
-    import torch
+def job_payload(settings: SeedSettings, counted: bool) -> dict:
+    """job_main's `settings`: the SeedSettings a node needs, and whether the run counts. The
+    sandbox is resolved on the node, the CPU threads are the node's."""
+    payload = settings.portable() | {"sandboxed": None, "counted": counted}
+    del payload["cpu_threads"]
+    return payload
 
-    from autosae.harness.run import RunOptions, default_device, run_variant
-    from autosae.harness.seal import read_verified
-    from autosae.harness.slots import SlotPool
+
+def job_main(variant: str, profile: Profile, out: str, seeds: list[int], settings: dict) -> dict:
+    """What a job runs on its node: the run on the node's GPUs (or CPU), as a local run.
+
+    The arguments are pickled into the job when it is submitted, and a resumed loop waits for
+    jobs submitted by an earlier autosae: keep this signature, and `settings` as job_payload
+    writes it (SeedSettings fields but log and cpu_threads, plus `counted`)."""
 
     def stop(signum, _frame):  # scancel / preemption / timeout: stop the variant's processes too
         raise KeyboardInterrupt(f"signal {signum}")
 
     for sig in (signal.SIGTERM, signal.SIGUSR2):
         signal.signal(sig, stop)
+    settings = dict(settings)
+    counted = settings.pop("counted")
+    seed_settings = SeedSettings(**settings, log=lambda line: print(line, flush=True))
+    quick = None
+    if not counted:  # the seeds are moved already (validation_run keeps them); this is its record
+        profile, seeds, quick = validation_run(profile, list(seeds))
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     pool = SlotPool([f"cuda:{i}" for i in range(gpus)]) if gpus > 1 else None
-    opts = RunOptions(
-        seeds=list(seeds), device=default_device(), pool=pool, **settings, log=lambda line: print(line, flush=True)
-    )
     try:
-        return run_variant(Path(variant), profile, Path(out), opts)
+        return run_here(
+            Path(variant),
+            profile,
+            Path(out),
+            list(seeds),
+            seed_settings,
+            counted=counted,
+            device=default_device(),
+            pool=pool,
+            quick=quick,
+        )
     except (VariantFailed, ConstraintBreach):
         return read_verified(Path(out) / "results.json") or {"status": "failed", "reason": "no results were recorded"}
 
@@ -92,15 +121,22 @@ def job_class(settings: LauncherSettings):
     return submitit.LocalJob if settings.kind == "submitit-local" else submitit.SlurmJob
 
 
-def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
+def submit_run(
+    variant: Path,
+    profile: Profile,
+    out: Path,
+    seeds: list[int],
+    run_settings: SeedSettings,
+    *,
+    counted: bool,
+    launcher: LauncherSettings,
+    folder: Path,
+) -> dict:
     """run_variant's contract through the launcher: the results dict, or VariantFailed /
     ConstraintBreach after a results.json that says why."""
     from submitit.core.utils import UncompletedJobError
 
-    from autosae.harness.run import portable_settings, write_json
-    from autosae.report.record import read_json
-
-    settings, folder = opts.launcher, Path(opts.launcher_folder)
+    settings, log = launcher, run_settings.log
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "launcher.json"
     record = read_json(record_path) or {"kind": settings.kind, "jobs": []}
@@ -109,7 +145,7 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
     if record["jobs"] and record["jobs"][-1].get("outcome") is None:  # a job from before a restart
         last = record["jobs"][-1]
         job = job_class(settings)(folder=folder, job_id=last["job_id"])
-        opts.log(f"launcher: waiting again for {settings.kind} job {last['job_id']}")
+        log(f"launcher: waiting again for {settings.kind} job {last['job_id']}")
         if settings.kind == "submitit-local" and not (read_json(out / "results.json") or {}).get("status"):
             _end_local(last)  # a local job is not tracked across restarts: stop it, submit anew
             last["outcome"] = "lost with the loop that submitted it"
@@ -118,10 +154,10 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
         if job is None:
             died = [j for j in record["jobs"] if j.get("outcome") not in (None, "finished")]
             if len(died) > settings.max_requeue:
-                return _record_death(out, record, died, opts)
+                return _record_death(out, record, died, seeds, counted, settings.max_requeue)
             try:
-                run_settings = portable_settings(opts, time_limit_s=opts.time_limit_s, sandboxed=None)
-                job = executor.submit(job_main, str(variant), profile, str(out), list(opts.seeds), run_settings)
+                payload = job_payload(run_settings, counted)
+                job = executor.submit(job_main, str(variant), profile, str(out), list(seeds), payload)
             except Exception as exc:  # no sbatch, a refused partition or account, ...
                 raise AutosaeError(
                     f"launcher {settings.kind}: the job could not be submitted: {_first_line(exc)}"
@@ -132,7 +168,7 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
                 entry["pid"] = proc.pid
             record["jobs"].append(entry)
             write_json(record_path, record)
-            opts.log(
+            log(
                 f"launcher: submitted {settings.kind} job {job.job_id} "
                 f"(attempt {len(record['jobs'])}, logs in {folder})"
             )
@@ -144,7 +180,7 @@ def submit_run(variant: Path, profile, out: Path, opts: RunOptions) -> dict:
         except UncompletedJobError as exc:  # died: preempted, killed, node failure, timeout
             entry["outcome"] = _first_line(exc)
             write_json(record_path, record)
-            opts.log(f"launcher: job {entry['job_id']} died: {entry['outcome']}")
+            log(f"launcher: job {entry['job_id']} died: {entry['outcome']}")
             job = None
             continue
         entry["outcome"] = "finished"
@@ -160,12 +196,10 @@ def _as_local(results: dict, out: Path) -> dict:
     raise err(f"{results.get('reason')} {where}")
 
 
-def _record_death(out: Path, record: dict, died: list[dict], opts: RunOptions) -> dict:
-    from autosae.harness.seal import write_sealed
-
+def _record_death(out: Path, record: dict, died: list[dict], seeds: list[int], counted: bool, max_requeue: int) -> dict:
     reason = (
         f"the {record['kind']} job died {len(died)} time{'s' if len(died) > 1 else ''} "
-        f"(max_requeue {opts.launcher.max_requeue}); last: {died[-1]['outcome']}"
+        f"(max_requeue {max_requeue}); last: {died[-1]['outcome']}"
     )
     write_sealed(
         out / "results.json",
@@ -175,8 +209,8 @@ def _record_death(out: Path, record: dict, died: list[dict], opts: RunOptions) -
             "failure_kind": "launcher",
             "per_seed": [],
             "summary": {},
-            "seeds": list(opts.seeds),
-            "counted": opts.counted,
+            "seeds": list(seeds),
+            "counted": counted,
             "launcher": record,
         },
     )
@@ -195,3 +229,9 @@ def _end_local(entry: dict) -> None:
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, path)

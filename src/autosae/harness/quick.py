@@ -274,9 +274,7 @@ def beside(parent: Path | None, name: str, profile: Profile, opts: RunOptions, a
         )
         return {"variant": name, "status": "not trained", "reason": why}
     log = opts.log
-    results, out, cached = run_parent(
-        parent, profile, dataclasses.replace(opts, log=lambda line: log(f"parent {name}: {line}"))
-    )
+    results, out, cached = run_parent(parent, profile, opts.replace(log=lambda line: log(f"parent {name}: {line}")))
     return parent_report(name, results, out, cached)
 
 

@@ -7,11 +7,14 @@ sprints, baselines and held-out runs) and hands slots out fairly: when one frees
 to the waiting run that holds the fewest slots, the earliest among equals, so that one
 sprint's seeds cannot starve another's.
 
-Each seed on a slot runs in a trusted slot process (autosae.harness.slots.slot_main): it
-loads the benchmark model on its device, starts the variant's process and streams it data
-exactly as the single-device path does, and reports the seed's record back. A slot whose
-trusted side fails (a GPU error, a dead process) is retired and the seed goes to another
-slot; when no slot is left the run fails with the reason.
+Each seed on a slot runs in a trusted slot process (autosae.harness.local.slot_main): it
+loads the benchmark model on its device and runs the seed exactly as the single-device path
+does (autosae.harness.seed), and reports the seed's record back. A slot whose trusted side
+fails (a GPU error, a dead process) is retired and the seed goes to another slot; when no
+slot is left the run fails with the reason.
+
+This module only schedules: it imports neither torch nor the harness that trains, so that
+the CLI and the loop can make a pool cheaply.
 """
 
 from __future__ import annotations
@@ -25,57 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from autosae.errors import AutosaeError
-
-
-def parse_gpus(text: str | list | int | None) -> list[str] | None:
-    """`0,1` / [0, 1] / `all` / `cpu,cpu` -> device strings (None: no slots asked for)."""
-    if text is None:
-        return None
-    if isinstance(text, int):
-        items = [text]
-    elif isinstance(text, str):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-    else:
-        items = list(text)
-    if items == ["all"]:
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise AutosaeError("gpus all: no CUDA GPU is visible")
-        return [f"cuda:{i}" for i in range(count)]
-    devices = []
-    for item in items:
-        name = str(item)
-        if name.isdigit():
-            devices.append(f"cuda:{int(name)}")
-        elif name == "cpu" or name.startswith("cuda:") and name[5:].isdigit():
-            devices.append(name)
-        else:
-            raise AutosaeError(f"gpus {text!r}: expected GPU indices (0,1), cuda:N, cpu or all; got {name!r}")
-    if not devices:
-        raise AutosaeError(f"gpus {text!r}: no device named")
-    gpus = [d for d in devices if d != "cpu"]
-    if len(set(gpus)) != len(gpus):
-        raise AutosaeError(f"gpus {text!r}: a GPU is named twice")
-    return devices
-
-
-def check_devices(devices: list[str]) -> list[str]:
-    """Refuse GPUs that are not there, in one line, before anything starts."""
-    import torch
-
-    gpus = [d for d in devices if d != "cpu"]
-    if gpus:
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        missing = [d for d in gpus if int(d.split(":")[1]) >= count]
-        if missing:
-            raise AutosaeError(
-                f"gpus: {', '.join(missing)} not visible ({count} CUDA GPU"
-                f"{'' if count == 1 else 's'} visible, CUDA_VISIBLE_DEVICES="
-                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
-            )
-    return devices
+from autosae.harness.devices import check_devices, parse_gpus
 
 
 def pool_for_gpus(gpus) -> SlotPool | None:
@@ -167,66 +120,9 @@ class SlotPool:
             self._cond.notify_all()
 
 
-def slot_main(variant: str, profile, out: str, seed: int, device: str, settings: dict, reply) -> None:
-    """One seed on one slot, in a process of its own: the trusted producer and scorer for
-    that seed. Reports ("log", line)*, then ("seed", record) or ("slot_error", message).
-    `settings` holds the run's options that matter here (run.SLOT_SETTINGS, the time limit
-    and the CPU threads)."""
-    from pathlib import Path
-
-    import torch
-
-    from autosae.harness import run
-    from autosae.sandboxed.worker import exit_when_orphaned
-
-    os.setpgrp()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    workers: list = []
-
-    def bail(*_):  # cancelled: the variant's process goes first (it has a process group of its own)
-        for w in workers:
-            w.kill()
-        raise SystemExit(143)  # unwinds, so that multiprocessing cleans up after us
-
-    signal.signal(signal.SIGTERM, bail)
-    exit_when_orphaned(lambda: [w.kill() for w in workers])  # the loop was killed: so is the variant
-    threads = settings["cpu_threads"]
-    torch.set_num_threads(1 if device != "cpu" else max(1, threads // 2))
-    opts = run.RunOptions(seeds=[seed], device=device, **settings, log=lambda line: reply.put(("log", line)))
-    try:
-        if device.startswith("cuda"):
-            torch.cuda.set_device(torch.device(device))
-        from autosae.bench.build import load
-
-        model, pool = load(profile, device=device, log=opts.log)
-        worker = run.start_variant(Path(variant), profile, seed, device, Path(out) / f"seed_{seed}", opts)
-        workers.append(worker)
-        try:
-            record = run.run_seed(worker, profile, model, pool, seed, opts)
-        except run.SeedFailure as exc:
-            record = {
-                "seed": seed,
-                "status": exc.status,
-                "kind": exc.kind,
-                "reason": exc.message,
-                "log_tail": worker.log_tail(),
-            }
-        finally:
-            worker.kill()
-        record["device"] = device
-        reply.put(("seed", record))
-    except SystemExit:
-        raise
-    except BaseException as exc:  # the trusted side failed on this slot: not the variant's doing
-        reply.put(("slot_error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500]))
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # done: a late cancel must not break the exit
-        reply.close()
-        reply.join_thread()
-
-
 class SlotRun:
-    """The seeds of one run spread over a pool's slots (see run.run_variant)."""
+    """The seeds of one run spread over a pool's slots (see autosae.harness.local.run_on_slots):
+    `start_job(seed, device)` starts a slot process and returns it with its reply queue."""
 
     def __init__(self, pool: SlotPool, owner: str, start_job, log):
         self.pool, self.owner, self.start_job, self.log = pool, owner, start_job, log

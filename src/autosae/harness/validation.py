@@ -19,7 +19,6 @@ from autosae.errors import AutosaeError
 
 if TYPE_CHECKING:
     from autosae.bench.profiles import Profile
-    from autosae.harness.run import RunOptions
 
 QUICK_SEED_BASE = 900_000
 """Quick seed s trains as QUICK_SEED_BASE + s; counted seeds must stay below it."""
@@ -59,20 +58,20 @@ def check_counted_seeds(seeds: list[int]) -> None:
         raise AutosaeError(problem)
 
 
-def validation_run(profile: Profile, opts: RunOptions) -> tuple[Profile, RunOptions, dict]:
-    """An uncounted run's profile and options moved onto the validation samples and the quick
+def validation_run(profile: Profile, seeds: list[int]) -> tuple[Profile, list[int], dict]:
+    """An uncounted run's profile and seeds moved onto the validation samples and the quick
     seeds, whatever the caller passed (a profile carrying the secret eval seed included), and
     the record of it for results.json."""
-    seeds = [quick_seed(s) for s in opts.seeds]
+    requested, seeds = list(seeds), [quick_seed(s) for s in seeds]
     record = {
         "eval_set": EVAL_SET,
         "eval_seed": VALIDATION_EVAL_SEED,
-        "requested_seeds": list(opts.seeds),
+        "requested_seeds": requested,
         "seeds": seeds,
         "note": "uncounted: validation samples and training seeds that no counted run uses",
     }
     return (
         dataclasses.replace(profile, eval_seed=VALIDATION_EVAL_SEED),
-        dataclasses.replace(opts, seeds=seeds),
+        seeds,
         record,
     )

@@ -93,7 +93,7 @@ def buffer_dir(fallback: Path) -> Path:
 
 @dataclass
 class Confinement:
-    """How a variant's process is confined (from the run's RunOptions)."""
+    """How a variant's process is confined (from the run's SeedSettings)."""
 
     sandboxed: bool
     """Under bubblewrap; False: the same bounds without the namespaces."""

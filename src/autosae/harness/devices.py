@@ -1,0 +1,81 @@
+"""Device names: the default device, a checked `--device`, and `--gpus` / TASK.md `gpus` read
+as device strings. Alone so that TASK.md's validation (autosae.config) can check them without
+importing the harness that runs on them, nor torch before a device is actually looked at."""
+
+from __future__ import annotations
+
+import os
+
+from autosae.errors import AutosaeError
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device: str | None) -> str:
+    """`device` (None: the default one), refused in one line when it is not there or not a device."""
+    import torch
+
+    device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AutosaeError(
+            f"--device {device}: no CUDA GPU is visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
+    if device != "cpu" and not device.startswith("cuda"):
+        raise AutosaeError(f"--device {device}: expected cpu, cuda or cuda:N")
+    return device
+
+
+def parse_gpus(text: str | list | int | None) -> list[str] | None:
+    """`0,1` / [0, 1] / `all` / `cpu,cpu` -> device strings (None: no slots asked for)."""
+    if text is None:
+        return None
+    if isinstance(text, int):
+        items = [text]
+    elif isinstance(text, str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+    else:
+        items = list(text)
+    if items == ["all"]:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise AutosaeError("gpus all: no CUDA GPU is visible")
+        return [f"cuda:{i}" for i in range(count)]
+    devices = []
+    for item in items:
+        name = str(item)
+        if name.isdigit():
+            devices.append(f"cuda:{int(name)}")
+        elif name == "cpu" or name.startswith("cuda:") and name[5:].isdigit():
+            devices.append(name)
+        else:
+            raise AutosaeError(f"gpus {text!r}: expected GPU indices (0,1), cuda:N, cpu or all; got {name!r}")
+    if not devices:
+        raise AutosaeError(f"gpus {text!r}: no device named")
+    gpus = [d for d in devices if d != "cpu"]
+    if len(set(gpus)) != len(gpus):
+        raise AutosaeError(f"gpus {text!r}: a GPU is named twice")
+    return devices
+
+
+def check_devices(devices: list[str]) -> list[str]:
+    """Refuse GPUs that are not there, in one line, before anything starts."""
+    import torch
+
+    gpus = [d for d in devices if d != "cpu"]
+    if gpus:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        missing = [d for d in gpus if int(d.split(":")[1]) >= count]
+        if missing:
+            raise AutosaeError(
+                f"gpus: {', '.join(missing)} not visible ({count} CUDA GPU"
+                f"{'' if count == 1 else 's'} visible, CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+            )
+    return devices
