@@ -18,8 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autosae.errors import AutosaeError
 
-TEMPLATES_DIR = Path(__file__).parent / "templates"
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -468,9 +466,6 @@ def load_task(path: Path) -> Task:
 
 
 def render_task_template(profile: str = "tiny", backend: str | None = None, seeds: int = 3, **extra) -> str:
-    import jinja2
+    from autosae.templating import render
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-    )
-    return env.get_template("TASK.md.j2").render(profile=profile, backend=backend, seeds=seeds, **extra)
+    return render("TASK.md.j2", profile=profile, backend=backend, seeds=seeds, **extra)
