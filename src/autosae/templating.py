@@ -69,7 +69,20 @@ def _environment(root: Path | None) -> jinja2.Environment:
 def render(name: str, project_root: Path | None = None, **variables) -> str:
     """Template `name` (a path under templates/, such as "report.md.j2" or
     "agent/propose.md.j2"), the project's own copy where it has one."""
-    return environment(project_root).get_template(name).render(**variables)
+    try:
+        return environment(project_root).get_template(name).render(**variables)
+    except jinja2.TemplateError as exc:
+        mine = overridden(project_root) if project_root is not None else []
+        if not mine:
+            raise  # autosae's own templates: a bug of ours, with its traceback
+        from autosae.errors import AutosaeError
+
+        where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        copies = ", ".join(f"{PROJECT_FOLDER}/{m}" for m in mine)
+        raise AutosaeError(
+            f"{name}{where}: {exc.message or type(exc).__name__}, with this project's own templates "
+            f"({copies}); fix or remove them (`autosae templates copy NAME` copies autosae's again)"
+        ) from None
 
 
 def template_names() -> list[str]:
@@ -84,13 +97,32 @@ def overridden(project_root: Path) -> list[str]:
     return [n for n in template_names() if (folder / n).is_file()]
 
 
-def unknown_name(name: str) -> str:
-    """One line for a name that is no template: the closest ones, or how to list them."""
+def resolve(name: str) -> str:
+    """The template a researcher means: its full name, or one that names a single template
+    without its folder or suffix ("propose", "report.md"); else one line naming close ones."""
+    from autosae.errors import AutosaeError
+
     names = template_names()
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    close += [n for n in names if name and name in n and n not in close][: 3 - len(close)]
+    if name in names:
+        return name
+    found = [n for n in names if name and name in (n.rsplit("/", 1)[-1], n.rsplit("/", 1)[-1].split(".")[0], n[:-3])]
+    if len(found) == 1:
+        return found[0]
+    close = found or difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    close += [n for n in names if name and name in n and n not in close][: max(0, 3 - len(close))]
     hint = f"did you mean {', '.join(close)}?" if close else "`autosae templates list` lists them"
-    return f"no template named {name!r}: {hint}"
+    raise AutosaeError(f"no template named {name!r}: {hint}")
+
+
+def strays(project_root: Path) -> list[str]:
+    """Files in the project's templates/ that replace no template (a misspelt copy is never
+    used, and says so in `autosae templates list`)."""
+    folder = project_templates(project_root)
+    if not folder.is_dir():
+        return []
+    known = set(template_names())
+    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return sorted(f for f in files if f not in known and f != "README.md")
 
 
 def description(name: str) -> str:
@@ -111,6 +143,9 @@ def readme() -> str:
         "",
         "The templates are jinja2, rendered with StrictUndefined (an unknown name is an error),",
         "trim_blocks and lstrip_blocks (a tag written `+%}` keeps the line break after it).",
+        "A template includes others by their full name (`agent/library.md.j2`), so that an include",
+        "finds this project's copy too. report.md.j2 is rendered with the names",
+        "autosae.report.content.report_content returns; report.pdf is drawn from the same content.",
         "autosae reads them from the project's main checkout only, never from an agent's worktree.",
         "",
         "What can be overridden:",
