@@ -213,6 +213,7 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
 
 
 def banner(results: dict, verdict: dict) -> str:
+    """The one line under the verdict: the objective's score against the parent's, or why there is none."""
     obj = verdict.get("objective", "f1")
     stat = (results.get("summary") or {}).get(obj)
     if not stat:
@@ -259,6 +260,7 @@ def source_links(sprint: dict) -> list[str]:
 
 
 def failure_sections(results: dict, verdict: dict) -> list[tuple[str, str]]:
+    """(heading, text) of a failed sprint: why, each seed, the tail of the variant's log."""
     seeds = (
         "\n".join(
             f"seed {p.get('seed')}: {p.get('status')}"
@@ -276,6 +278,7 @@ def failure_sections(results: dict, verdict: dict) -> list[tuple[str, str]]:
 
 
 def conclusion_sections(sprint: dict) -> list[tuple[str, str]]:
+    """(heading, text) of the idea, its origin and sources, the change and the conclusions."""
     diff = sprint.get("diff")
     if diff is None:
         change = "no diff was recorded"

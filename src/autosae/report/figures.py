@@ -9,6 +9,7 @@ BAR_COLORS = {"sprint": "#0969da", "parent": "#6e7781", "best": "#bf8700", "base
 
 
 def plain(text: str) -> str:
+    """Markdown's bold and code marks dropped: the PDF shows the words alone."""
     return text.replace("**", "").replace("`", "")
 
 
