@@ -34,7 +34,6 @@ from autosae.settings import (
     Strict,
 )
 
-TEMPLATES_DIR = Path(__file__).parent / "templates"
 __all__ = [  # the sub-settings live in autosae.settings; callers import them from here too
     "DEFAULT_DOMAINS",
     "AgentSettings",
@@ -50,7 +49,6 @@ __all__ = [  # the sub-settings live in autosae.settings; callers import them fr
     "NotifySettings",
     "Task",
     "TaskConfig",
-    "TEMPLATES_DIR",
     "load_task",
     "parse_task",
     "render_task_template",
@@ -251,9 +249,6 @@ def load_task(path: Path) -> Task:
 
 
 def render_task_template(profile: str = "tiny", backend: str | None = None, seeds: int = 3, **extra) -> str:
-    import jinja2
+    from autosae.templating import render
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-    )
-    return env.get_template("TASK.md.j2").render(profile=profile, backend=backend, seeds=seeds, **extra)
+    return render("TASK.md.j2", profile=profile, backend=backend, seeds=seeds, **extra)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from autosae.report import fmt_pm, leaderboard_rows, render_leaderboard, write_leaderboard, write_report
 from autosae.report.format import fmt_row_floor, fmt_stat
@@ -332,3 +333,23 @@ def test_latex_in_agent_and_variant_text_is_shown_not_parsed(tmp_path):
         assert "lVert x - D z" in pdftools.text(tmp_path / folder / "report.pdf")
     md = (tmp_path / "ok" / "report.md").read_text()
     assert "\\$\\\\lVert" in md  # the agent's origin: one escaped line of Markdown
+
+
+def test_the_markdown_and_pdf_renderers_share_the_content_and_not_each_other():
+    """report.content says what a report holds; report.markdown and report.pdf (with
+    report.figures) each draw it, and neither imports the other, at the top or in a function."""
+    import ast
+
+    import autosae.report
+
+    folder = Path(autosae.report.__file__).parent
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        return found | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    pdf_side = imports("pdf") | imports("figures")
+    assert "autosae.report.markdown" not in pdf_side and "autosae.report.sprint" not in pdf_side
+    assert not {"autosae.report.pdf", "autosae.report.figures", "autosae.report.sprint"} & imports("markdown")
+    assert not {"autosae.report.pdf", "autosae.report.markdown", "autosae.report.sprint"} & imports("content")

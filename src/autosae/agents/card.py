@@ -7,15 +7,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from autosae.bench.profiles import Profile
     from autosae.config import TaskConfig
 
 
 def render_card(
-    profile: Profile, cfg: TaskConfig, baselines: dict[str, dict] | None = None, time_limit_s: float | None = None
+    profile: Profile,
+    cfg: TaskConfig,
+    baselines: dict[str, dict] | None = None,
+    time_limit_s: float | None = None,
+    project_root: Path | None = None,
 ) -> str:
     """The card for `profile` under TASK.md's settings; `baselines` (the harness's results per
-    baseline) give the measured true L0; `time_limit_s` is the per-seed limit of counted runs."""
+    baseline) give the measured true L0; `time_limit_s` is the per-seed limit of counted runs;
+    `project_root` (the main checkout) may hold its own templates/agent/card.md.j2."""
     from autosae.agents.prompts import render
 
     c = profile.constraints
@@ -30,6 +37,7 @@ def render_card(
     limit = time_limit_s or profile.time_limit_s
     return render(
         "card.md.j2",
+        project_root,
         p=profile,
         c=c,
         m=profile.model,

@@ -1,5 +1,6 @@
 """What the LLM backends (anthropic, claude_code) tell the model: prompts rendered from the
-jinja2 templates in templates/agent/ (StrictUndefined), and the shape of their answers."""
+templates in templates/agent/ by autosae.templating (a project's own templates/agent/ first),
+and the shape of their answers."""
 
 from __future__ import annotations
 
@@ -7,37 +8,18 @@ import difflib
 import json
 from pathlib import Path
 
-import jinja2
-
 from autosae.agents.base import AgentContext, Conclusion, Proposal
 from autosae.sprint.coverage import spans
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "agent"
 DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
 
 
-def render(name: str, **values) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-    )
-    env.filters.update(number_filters())
-    return env.get_template(name).render(**{"library": library_paths(), **values})
+def render(name: str, project_root: Path | None = None, **values) -> str:
+    """templates/agent/`name`, the project's own copy where its main checkout has one
+    (`project_root`: AgentContext.project_root, never the agent's worktree)."""
+    from autosae.templating import render as render_template
 
-
-def number_filters() -> dict:
-    """Numbers as the reports print them (a std from one seed is "not measurable (n = 1)"),
-    with "-" where a record lacks one (ledger rows older than the field)."""
-    from autosae.report import format as fmt
-
-    def dashed(format_value):
-        return lambda *args, **kw: format_value(*args, **kw).replace(fmt.MISSING, "-")
-
-    return {
-        "stat": dashed(fmt.fmt_stat),
-        "num": dashed(fmt.fmt_num),
-        "delta": dashed(fmt.fmt_delta),
-        "p": dashed(fmt.fmt_p),
-    }
+    return render_template(f"agent/{name}", project_root, **{"library": library_paths(), **values})
 
 
 def library_paths() -> dict[str, str]:
@@ -63,12 +45,13 @@ def library_mounts() -> dict[str, Path]:
 
 def system_prompt(ctx: AgentContext) -> str:
     """The system prompt of every phase: the role, the contract and benchmark card, TASK.md's body."""
-    return render("system.md.j2", ctx=ctx)
+    return render("system.md.j2", ctx.project_root, ctx=ctx)
 
 
 def propose_prompt(ctx: AgentContext, idea: str | None) -> str:
     return render(
         "propose.md.j2",
+        ctx.project_root,
         ctx=ctx,
         number=ctx.sprint_number + 1,
         baselines=ctx.baselines,
@@ -88,6 +71,7 @@ def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) ->
     parent = parent_variant(worktree, proposal.parent)
     prompt = render(
         "implement.md.j2",
+        ctx.project_root,
         ctx=ctx,
         backend=ctx.backend,
         folder=folder,
@@ -112,6 +96,7 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
 
     prompt = render(
         "conclude.md.j2",
+        ctx.project_root,
         ctx=ctx,
         backend=ctx.backend,
         sprint_id=ctx.sprint_id or "?",

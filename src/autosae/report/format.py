@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import jinja2
-
-from autosae.config import TEMPLATES_DIR
-
 MISSING = "—"
 
 
@@ -66,15 +62,3 @@ def fmt_row_floor(row: dict) -> str:
 
 def fmt_p(value) -> str:
     return MISSING if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
-
-
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(num=fmt_num, delta=fmt_delta, pm=fmt_pm, p=fmt_p, stat=fmt_stat, floor=fmt_floor)
-    return env

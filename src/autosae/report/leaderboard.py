@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autosae.report.format import environment, fmt_delta, fmt_p, fmt_pm, measured
-from autosae.report.sprint import baseline_noise, probe_ceiling
+from autosae.report.content import baseline_noise, probe_ceiling
+from autosae.report.format import fmt_delta, fmt_p, fmt_pm, measured
 from autosae.sprint.ledger import token_totals
+from autosae.templating import render
 
 
 def _mean(row: dict, objective: str) -> float | None:
@@ -20,7 +21,11 @@ def leaderboard_rows(ledger: list[dict], objective: str = "f1") -> list[dict]:
     return sorted(scored, key=lambda r: -_mean(r, objective)) + unscored
 
 
-def render_leaderboard(ledger: list[dict], baselines: dict | None, objective: str = "f1") -> str:
+def render_leaderboard(
+    ledger: list[dict], baselines: dict | None, objective: str = "f1", project_root: Path | None = None
+) -> str:
+    """leaderboard.md's text, from the project's own templates/leaderboard.md.j2 where its main
+    checkout (`project_root`) has one."""
     ranked = [dict(r, rank=i, baseline=False) for i, r in enumerate(leaderboard_rows(ledger, objective), 1)]
     for name, stats in (baselines or {}).items():
         mean = ((stats or {}).get(objective) or {}).get("mean")
@@ -38,18 +43,16 @@ def render_leaderboard(ledger: list[dict], baselines: dict | None, objective: st
         "tokens": token_totals(ledger),
     }
     profile = ledger[-1].get("profile", "?") if ledger else "?"
-    return (
-        environment()
-        .get_template("leaderboard.md.j2")
-        .render(
-            ranked=ranked if ledger else [],
-            chronological=ledger,
-            totals=totals,
-            profile=profile,
-            objective=objective,
-            obj_name=objective.upper(),
-            noise=baseline_noise(baselines),
-        )
+    return render(
+        "leaderboard.md.j2",
+        project_root,
+        ranked=ranked if ledger else [],
+        chronological=ledger,
+        totals=totals,
+        profile=profile,
+        objective=objective,
+        obj_name=objective.upper(),
+        noise=baseline_noise(baselines),
     )
 
 
@@ -183,7 +186,9 @@ def write_leaderboard(
     reports_dir: Path, ledger: list[dict], baselines: dict | None, objective: str = "f1"
 ) -> list[Path]:
     """leaderboard.md, progress.png (the picture it shows) and progress.pdf (that picture and
-    a table of every sprint with its verdict)."""
+    a table of every sprint with its verdict). `reports_dir` is the project's reports/ folder
+    in its main checkout (the only place the leaderboard is written), so the project's own
+    templates/ are beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,7 +197,7 @@ def write_leaderboard(
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     md, png, pdf_path = reports_dir / "leaderboard.md", reports_dir / "progress.png", reports_dir / "progress.pdf"
-    md.write_text(render_leaderboard(ledger, baselines, objective))
+    md.write_text(render_leaderboard(ledger, baselines, objective, reports_dir.parent))
     ceiling = probe_ceiling(ledger[-1].get("profile") if ledger else None)
     with matplotlib.rc_context({"pdf.fonttype": 42}):
         fig = _progress_figure(plt, ledger, baselines, objective, ceiling)

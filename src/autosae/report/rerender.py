@@ -1,6 +1,7 @@
 """`autosae report`: render recorded sprints' reports again, from what their folders on the
 main branch hold (results.json, verdict.json, sprint.json, curves.json), and then the
-leaderboard; so that a template change reaches old sprints. The new files are committed."""
+leaderboard; so that a template change (autosae's, or the project's own in templates/)
+reaches old sprints. The new files are committed."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def rerender(project: Project, ids: list[str] | None, log=print) -> list[str]:
         curves = read_json(folder / "curves.json")
         if curves is None:  # recorded before curves.json: the local run folder may still have them
             curves = read_curves(project.runs_dir / sid)
-        write_report(folder, sprint_record(project, by_id[sid]), results, verdict, curves)
+        write_report(folder, sprint_record(project, by_id[sid]), results, verdict, curves, project.root)
         log(f"{sid}: {folder / 'report.md'}, report.pdf")
         done.append(sid)
         paths.append(f"sprints/{sid}")

@@ -1,4 +1,6 @@
-"""A research project: a git repository with TASK.md, sprints/ and reports/.
+"""A research project: a git repository with TASK.md, sprints/, reports/ and templates/ (the
+project's own copies of autosae's templates, see autosae.templating; a project made before
+templates/ existed works without it).
 
 Everything the orchestrator keeps for itself lives under .autosae/ (git-ignored, out of the
 agent's worktree): sprint state, worktrees, harness runs, the loop lock and the STOP file.
@@ -156,9 +158,11 @@ def init_project(
     root: Path, profile: str = "tiny", backend: str | None = None, seeds: int = 3, force: bool = False
 ) -> tuple[Project, list[str]]:
     """Make (or adopt) a git repository for research: TASK.md from the template, sprints/,
-    reports/ and ignore entries, committed on the current branch. Returns what was done."""
+    reports/, templates/ with a README of what can be overridden, and ignore entries,
+    committed on the current branch. Returns what was done."""
     from autosae.config import parse_task, render_task_template
     from autosae.sprint import gitops
+    from autosae.templating import project_templates, readme
 
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -176,14 +180,20 @@ def init_project(
         keep = folder / ".gitkeep"
         if not any(folder.iterdir()):
             keep.write_text("")
+    guide = project_templates(root) / "README.md"
+    if not guide.exists():  # the researcher's own notes there are kept
+        guide.parent.mkdir(exist_ok=True)
+        guide.write_text(readme())
+        done.append("templates/: README.md lists the templates this project can override")
     ignore = root / ".gitignore"
     lines = ignore.read_text().splitlines() if ignore.exists() else []
     missing = [line for line in IGNORE_LINES if line not in lines]
     if missing:
         ignore.write_text("\n".join([*lines, *missing]) + "\n")
         done.append(f".gitignore: added {', '.join(missing)}")
-    paths = ["TASK.md", ".gitignore", *(p for p in ("sprints", "reports") if any((root / p).iterdir()))]
-    commit = gitops.commit_paths(repo, "autosae init: TASK.md, sprints/, reports/", paths)
+    folders = ("sprints", "reports", "templates")
+    paths = ["TASK.md", ".gitignore", *(p for p in folders if any((root / p).iterdir()))]
+    commit = gitops.commit_paths(repo, "autosae init: TASK.md, sprints/, reports/, templates/", paths)
     done.append(f"commit: {commit[:10]}" if commit else "commit: nothing new to commit")
     from autosae.sprint.project_secrets import draw_all
 

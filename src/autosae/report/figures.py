@@ -1,0 +1,177 @@
+"""The matplotlib pages of report.pdf that plot data: the scores against the parent, the
+best, the baselines and the probe ceiling; the training curves; the variant's own metrics.
+A page whose data is missing says so instead of being left out."""
+
+from __future__ import annotations
+
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+BAR_COLORS = {"sprint": "#0969da", "parent": "#6e7781", "best": "#bf8700", "baseline": "#8c959f"}
+
+
+def plain(text: str) -> str:
+    """Markdown's bold and code marks dropped: the PDF shows the words alone."""
+    return text.replace("**", "").replace("`", "")
+
+
+def save(pdf, plt, fig) -> None:
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def scores_page(pdf, plt, content: dict) -> None:
+    """F1 and MCC bars (mean ± std, every seed's point) of this sprint, its parent, the best
+    so far and the baselines, against the probe ceiling."""
+    rows, sprint = content["comparison"], content["s"]
+    fig, axes = plt.subplots(1, 2, figsize=PAGE)
+    for ax, metric in zip(axes, ("f1", "mcc")):
+        bars = [r for r in rows if r["kind"] != "ceiling" and (r.get(metric) or {}).get("mean") is not None]
+        xs = range(len(bars))
+        means = [r[metric]["mean"] for r in bars]
+        stds = [r[metric].get("std") or 0.0 for r in bars]
+        ax.bar(
+            xs,
+            means,
+            yerr=stds,
+            capsize=6,
+            color=[BAR_COLORS[r["kind"]] for r in bars],
+            alpha=0.85,
+            error_kw={"elinewidth": 1.5},
+        )
+        for x, r in zip(xs, bars):
+            points = (r.get("per_seed") or {}).get(metric) or []
+            offsets = [(i - (len(points) - 1) / 2) * 0.08 for i in range(len(points))]
+            ax.scatter(
+                [x + o for o in offsets], points, s=18, color="black", zorder=3, label="per seed" if x == 0 else None
+            )
+        ceiling = next(((r.get(metric) or {}).get("mean") for r in rows if r["kind"] == "ceiling"), None)
+        if ceiling is not None:
+            ax.axhline(ceiling, color="#8250df", linestyle="--", label=f"probe ceiling {ceiling:.2f}")
+        else:
+            ax.text(
+                0.99,
+                0.99,
+                "probe ceiling: not measured",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+                color="#8250df",
+            )
+        ax.set_xticks(
+            list(xs),
+            [
+                plain(r["label"])
+                .replace(" (the best so far)", "\n(best so far)")
+                .replace(" (the parent)", "\n(the parent)")
+                .replace(" ", "\n", 1)
+                + f"\n{r[metric]['mean']:.4f}"
+                for r in bars
+            ],
+            fontsize=8,
+        )
+        top = max([m + s for m, s in zip(means, stds)] + [ceiling or 0.0])
+        low = min([m - s for m, s in zip(means, stds)] + [top])
+        ax.set_ylim(max(0.0, low - 0.15 * (top - low + 0.05)), min(1.02, top + 0.12 * (top - low + 0.05)))
+        ax.set_ylabel(f"{metric.upper()} (mean ± std over seeds)")
+        ax.set_title(metric.upper())
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(
+        f"{sprint.get('title')}: scores against the parent, the best, the baselines and the probe ceiling", fontsize=11
+    )
+    fig.tight_layout()
+    save(pdf, plt, fig)
+
+
+def curves_page(pdf, plt, curves: dict) -> None:
+    if not curves:
+        fig = plt.figure(figsize=PAGE)
+        fig.text(0.04, 0.96, "Training curves, every seed", fontsize=14, weight="bold", va="top")
+        fig.text(
+            0.5,
+            0.5,
+            "No training curves were recorded for this sprint:\nno seed logged a training step.",
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="#57606a",
+        )
+        save(pdf, plt, fig)
+        return
+    scheduled = any(len({k for k in c.get("k") or [] if k is not None}) > 1 for c in curves.values())
+    panels = [
+        ("loss", "training loss", True),
+        ("l0", "L0 (active latents per sample)", False),
+        ("dead", "dead latents", False),
+    ] + ([("k", "K (scheduled)", False)] if scheduled else [])
+    fig, axes = plt.subplots(2, 2, figsize=PAGE)
+    axes = axes.ravel()
+    for ax, (key, label, log) in zip(axes, panels):
+        for seed, c in curves.items():
+            pairs = [
+                (x, y) for x, y in zip(c.get("samples") or [], c.get(key) or []) if x is not None and y is not None
+            ]
+            if pairs:
+                ax.plot(*zip(*pairs), label=f"seed {seed}", linewidth=1.2)
+        if log and ax.lines and all(y > 0 for line in ax.lines for y in line.get_ydata()):
+            ax.set_yscale("log")
+        ax.set_xlabel("training samples")
+        ax.set_ylabel(label)
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", va="center", color="#57606a")
+    for ax in axes[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle("Training curves, every seed", fontsize=12)
+    fig.tight_layout()
+    save(pdf, plt, fig)
+
+
+def variant_page(pdf, plt, curves: dict, variant_metrics: list[dict]) -> None:
+    """One small panel per metric the variant logged itself (curves.json's "variant"), every
+    seed; a page that says so when it logged none."""
+    from autosae.report.record import VARIANT_KEY, finite_number, metric_name
+
+    title = "The variant's own logged metrics (TrainOutput.metrics), every seed"
+    names = [m["name"] for m in variant_metrics]
+    if not names:
+        fig = plt.figure(figsize=PAGE)
+        fig.text(0.04, 0.96, title, fontsize=14, weight="bold", va="top")
+        fig.text(
+            0.5,
+            0.5,
+            "The variant logged no metrics of its own.",
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="#57606a",
+        )
+        save(pdf, plt, fig)
+        return
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=PAGE, squeeze=False)
+    flat = axes.ravel()
+    for ax, name in zip(flat, names):
+        for seed, c in curves.items():
+            series = {metric_name(str(k)): v for k, v in ((c or {}).get(VARIANT_KEY) or {}).items()}.get(name) or []
+            pairs = [(x, finite_number(y)) for x, y in zip(c.get("samples") or [], series)]
+            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+            if pairs:
+                ax.plot(*zip(*pairs), label=f"seed {seed}", linewidth=1.1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training samples", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if ax.lines and len(curves) > 1:
+            ax.legend(fontsize=6)
+        elif not ax.lines:
+            ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center", color="#57606a")
+    for ax in flat[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    save(pdf, plt, fig)
