@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 from autosae.agents.base import AgentContext, AgentError, Conclusion, Proposal
-from autosae.agents.recipe import search
+from autosae.agents.recipe import hand_search, search
 from autosae.agents.recipe.config import (
     BASELINE_CONFIGS,
     CHOICES,
@@ -30,6 +30,8 @@ from autosae.agents.recipe.ideas import config_from_idea
 from autosae.agents.recipe.render import conclusion_text, render_readme, render_variant
 
 BASELINE = "baseline:matryoshka"
+SEARCH = "tpe"
+"""Which search proposes: "tpe" (search.py, Optuna) or "hand" (hand_search.py, the release's)."""
 
 
 class RecipeAgent:
@@ -61,7 +63,11 @@ class RecipeAgent:
             config = config_from_idea(idea, start)
             fields = changes(start, config) or list(config)
             return self._proposal(idea, start, parent, config, fields, ctx, title=idea)
-        config = search.Search(ctx, self._seed(ctx)).propose(start, self._tried(ctx))
+        if SEARCH == "hand":
+            found = hand_search.candidates(start, ctx, self._seed(ctx))
+            config = found[0][0] if found else None
+        else:
+            config = search.Search(ctx, self._seed(ctx)).propose(start, self._tried(ctx))
         if config is None:
             config = self._fallback(start, ctx)
         return self._proposal(None, start, parent, config, changes(start, config), ctx)
@@ -98,6 +104,8 @@ class RecipeAgent:
             if config_key(config) not in tried and config != start:
                 candidates.setdefault(config_key(config), config)
         configs = list(candidates.values())
+        if SEARCH == "hand":  # the release's order: its ranking of single changes from the baseline
+            configs = [c for c, _ in hand_search.candidates(start, ctx, self._seed(ctx))]
         far = [c for c in configs if not {FAMILY[f] for f in changes(start, c)} & used] or configs
         if not far:
             raise AgentError("every configuration of the component library has been tried")

@@ -125,7 +125,9 @@ def candidates(start: dict, ctx: AgentContext, seed: int) -> list[tuple[dict, li
             config = normalise({**start, field: value})
             if config_key(config) in tried or config == start:
                 continue
-            rank = PRIOR.index((field, value)) if (field, value) in PRIOR else len(PRIOR) + rng.random() * UNRANKED_SPREAD
+            rank = (
+                PRIOR.index((field, value)) if (field, value) in PRIOR else len(PRIOR) + rng.random() * UNRANKED_SPREAD
+            )
             score = rank + PENALTY_WEIGHT * penalty.get((start_key, field), 0.0) + rng.random() * JITTER
             if found.get(field, (0.0,))[0] > 0:
                 score -= HELPED_BONUS
