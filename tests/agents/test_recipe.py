@@ -267,3 +267,15 @@ def test_parallel_lanes_do_not_propose_the_same_configuration(tmp_path):
     first = RecipeAgent(seed=0).propose(ctx(5, past, root=tmp_path))
     second = RecipeAgent(seed=0).propose(ctx(5, past, root=tmp_path))
     assert first.config != second.config
+
+
+def test_a_user_idea_outside_the_search_space_is_kept_out_of_the_model(tmp_path):
+    """TPE's categorical space cannot hold a tilt of 0.007: the sprint is a failed trial (which TPE
+    ignores), and the search goes on."""
+    agent = RecipeAgent(seed=0)
+    idea = agent.propose(ctx(), idea="TERM with tilt 0.007")
+    past = [row(0, idea, 0.8, "improved")]
+    proposal = agent.propose(ctx(1, past, past[0], root=tmp_path))
+    assert proposal.parent == "s0" and proposal.config["term_tilt"] == 0.007
+    trial = next(t for t in Search(ctx(2, past, root=tmp_path), 0).study.trials if t.user_attrs.get("sprint") == "s0")
+    assert trial.state == TrialState.FAIL and trial.params == {}

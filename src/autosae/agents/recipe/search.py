@@ -117,6 +117,7 @@ class Search:
             if sprint in have:
                 continue
             trial = (pending.get(config_key(p)) or [None]).pop(0) if p is not None else None
+            p = p or {}  # outside the search space: a failed trial without parameters
             state = TrialState.COMPLETE if value is not None else TrialState.FAIL
             if trial is not None:  # asked by an earlier proposal: its sprint is now recorded
                 optuna.trial.Trial(study, trial._trial_id).set_user_attr("sprint", sprint)
@@ -145,7 +146,7 @@ class Search:
             if p.config and not p.id.startswith("("):  # "(refused)" rows are the engine's, not sprints
                 value = getattr(p, ctx.objective, None) if p.verdict != "failed" else None
                 out[p.id] = (params(p.config), value)
-        return {k: v if v[0] is not None else ({}, None) for k, v in out.items()}
+        return {k: v if v[0] is not None else (None, None) for k, v in out.items()}
 
     def running(self) -> set[str]:
         """Configurations that parallel lanes proposed for sprints not yet recorded."""
@@ -159,9 +160,12 @@ class Search:
             if any(_made(p, field, value, self.ctx.past) for p in self.ctx.past):
                 continue
             config = normalise({**start, field: value})
-            if config_key(config) not in tried:
-                self.study.enqueue_trial(params(config))
-                return self._ask(tried, suggest)
+            if config_key(config) in tried:
+                continue
+            if params(config) is None:  # a start from a user's idea outside the space: no trial to ask
+                return config
+            self.study.enqueue_trial(params(config))
+            return self._ask(tried, suggest)
         return self._ask(tried, suggest)
 
     def _ask(self, tried: set[str], sample) -> dict | None:
