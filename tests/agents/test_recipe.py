@@ -7,16 +7,26 @@ import json
 
 import pytest
 import torch
+from optuna.trial import TrialState
 
 from autosae.agents import AgentContext, AgentError, PastSprint, create_agent
-from autosae.agents.recipe import BASELINE_CONFIGS, RecipeAgent, config_key, normalise, render_variant
+from autosae.agents.recipe import (
+    BASELINE_CONFIGS,
+    DEPENDS,
+    RecipeAgent,
+    RecipeConfig,
+    config_key,
+    normalise,
+    render_variant,
+)
+from autosae.agents.recipe.search import KNOWN_GOOD, STUDY_FILE, Search
 from autosae.sandboxed.spec import VariantSpec
 from autosae.variants import reference_variants
 
 SPEC = VariantSpec(d_in=16, width=32, k=4, batch_size=8, total_steps=100, lr=1e-3, seed=0, device="cpu", profile="tiny")
 
 
-def ctx(n: int = 0, past=(), best=None, seed: int = 0) -> AgentContext:
+def ctx(n: int = 0, past=(), best=None, seed: int = 0, root=None) -> AgentContext:
     return AgentContext(
         task_body="",
         profile="tiny",
@@ -27,6 +37,14 @@ def ctx(n: int = 0, past=(), best=None, seed: int = 0) -> AgentContext:
         seed=seed,
         width=32,
         k=4,
+        baselines={"matryoshka": {"f1": 0.76, "mcc": 0.7}, "batchtopk": {"f1": 0.6, "mcc": 0.5}},
+        project_root=root,
+    )
+
+
+def row(n: int, proposal, f1: float | None, verdict: str = "no change") -> PastSprint:
+    return PastSprint(
+        id=f"s{n}", title=proposal.title, verdict=verdict, f1=f1, mcc=f1, config=proposal.config, parent=proposal.parent
     )
 
 
@@ -171,6 +189,93 @@ def test_conclusions_quote_the_numbers():
     assert "no-op" in noop
 
 
-def test_configs_are_json():
-    proposal = RecipeAgent(seed=0).propose(ctx())
-    assert json.loads(json.dumps(proposal.config)) == proposal.config
+def test_recipe_config_applies_the_dependency_map():
+    """A dependent setting is stored off while its switch is off and defaulted when it is on, so
+    configurations that build the same SAE compare equal (the engine refuses repeats by them)."""
+    assert RecipeConfig.of({"k_fraction": 0.5, "lista_eta": 0.1}) == RecipeConfig()
+    on = RecipeConfig.of({"k_start": 2, "lista_iterations": 1})
+    assert (on.k_start, on.k_fraction, on.lista_eta) == (
+        2.0,
+        DEPENDS["k_fraction"].default,
+        DEPENDS["lista_eta"].default,
+    )
+    assert (
+        RecipeConfig.of({"levels": 1, "detach_inner": True, "sort_by_frequency": True}).as_dict()
+        == (BASELINE_CONFIGS["batchtopk"])
+    )
+    assert list(RecipeConfig().as_dict()) == list(BASELINE_CONFIGS["matryoshka"])  # the ledger's key order
+
+
+def test_every_proposal_is_a_normalised_configuration_the_ledger_can_store(tmp_path):
+    """What the search proposes is already normalised (a repeat cannot hide behind an unset
+    dependent) and survives the ledger's JSON unchanged."""
+    agent, past = RecipeAgent(seed=2), []
+    for n in range(12):
+        proposal = agent.propose(ctx(n, past, root=tmp_path))
+        assert RecipeConfig.of(proposal.config).as_dict() == proposal.config
+        assert json.loads(json.dumps(proposal.config)) == proposal.config
+        past.append(row(n, proposal, 0.7 + n / 100))
+
+
+def test_the_known_good_changes_come_first_and_compound_on_the_best():
+    agent, past, best = RecipeAgent(seed=0), [], None
+    for n, (field, value) in enumerate(KNOWN_GOOD):
+        proposal = agent.propose(ctx(n, past, best))
+        start = best.config if best else BASELINE_CONFIGS["matryoshka"]
+        assert proposal.config == normalise({**start, field: value})
+        helped = field != "k_start"
+        past.append(row(n, proposal, 0.77 + n / 100 if helped else 0.7, "improved" if helped else "worse"))
+        best = past[-1] if helped else best
+    assert best.config == normalise({"detach_inner": True, "lista_iterations": 1, "term_tilt": 2e-3})
+    after = agent.propose(ctx(len(past), past, best))  # TPE's turn: anything untried, from the best
+    assert after.parent == best.id and config_key(after.config) not in {config_key(p.config) for p in past}
+
+
+def test_the_study_lives_in_the_project_and_is_rebuilt_from_the_ledger(tmp_path):
+    """The ledger is the source of truth: the study's finished trials are its sprints, and a
+    deleted study file gives the same proposals as the one it replaces."""
+    past, proposals = [], []
+    for n in range(8):
+        proposal = RecipeAgent(seed=0).propose(ctx(n, past, root=tmp_path))
+        proposals.append(proposal.config)
+        past.append(row(n, proposal, None if n == 3 else 0.7 + (n % 3) / 50, "failed" if n == 3 else "no change"))
+    journal = tmp_path / ".autosae" / STUDY_FILE
+    assert journal.exists()
+    study = Search(ctx(len(past), past, root=tmp_path), 0).study
+    told = {t.user_attrs["sprint"]: t for t in study.trials if "sprint" in t.user_attrs}
+    assert set(told) == {"baseline:matryoshka", "baseline:batchtopk", *(p.id for p in past)}
+    assert told["s3"].state == TrialState.FAIL and told["s5"].value == past[5].f1
+    journal.unlink()
+    fresh, rebuilt = [], []
+    for n in range(8):
+        proposal = RecipeAgent(seed=0).propose(ctx(n, fresh, root=tmp_path / "other"))
+        rebuilt.append(proposal.config)
+        fresh.append(row(n, proposal, past[n].f1, past[n].verdict))
+    assert rebuilt == proposals
+    assert (
+        RecipeAgent(seed=0).propose(ctx(8, past, root=tmp_path)).config
+        == RecipeAgent(seed=0).propose(ctx(8, past)).config
+    )  # the same with the journal rebuilt as with no project at all
+
+
+def test_parallel_lanes_do_not_propose_the_same_configuration(tmp_path):
+    """Two lanes propose for the same ledger: the second sees the first's trial in flight."""
+    past = []
+    for n in range(5):
+        proposal = RecipeAgent(seed=0).propose(ctx(n, past, root=tmp_path))
+        past.append(row(n, proposal, 0.7 + n / 100))
+    first = RecipeAgent(seed=0).propose(ctx(5, past, root=tmp_path))
+    second = RecipeAgent(seed=0).propose(ctx(5, past, root=tmp_path))
+    assert first.config != second.config
+
+
+def test_a_user_idea_outside_the_search_space_is_kept_out_of_the_model(tmp_path):
+    """TPE's categorical space cannot hold a tilt of 0.007: the sprint is a failed trial (which TPE
+    ignores), and the search goes on."""
+    agent = RecipeAgent(seed=0)
+    idea = agent.propose(ctx(), idea="TERM with tilt 0.007")
+    past = [row(0, idea, 0.8, "improved")]
+    proposal = agent.propose(ctx(1, past, past[0], root=tmp_path))
+    assert proposal.parent == "s0" and proposal.config["term_tilt"] == 0.007
+    trial = next(t for t in Search(ctx(2, past, root=tmp_path), 0).study.trials if t.user_attrs.get("sprint") == "s0")
+    assert trial.state == TrialState.FAIL and trial.params == {}

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from autosae.agents.recipe.agent import SEARCH
+from autosae.agents.recipe.search import STUDY_FILE
 from tests.sprint.conftest import autosae, ledger
 
 
@@ -18,6 +20,8 @@ def test_ten_recipe_sprints_beat_matryoshka(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = ledger(root)
     assert len(rows) == 10
+    if SEARCH == "tpe":  # the Optuna study lives in the project, beside the ledger it mirrors
+        assert (root / ".autosae" / STUDY_FILE).stat().st_size > 0
     assert len({json.dumps(r["config"], sort_keys=True) for r in rows}) == 10
     bests = [r for r in rows if r["new_best"]]
     assert bests, "no sprint improved significantly on the Matryoshka baseline"

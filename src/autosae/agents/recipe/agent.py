@@ -1,0 +1,169 @@
+"""The offline recipe agent: proposes, implements and concludes sprints over autosae.sae's
+components without an API key (the default backend without one, and `make demo`'s).
+
+Each sprint starts from the best configuration so far (the Matryoshka baseline at first) and
+takes the search's next untried configuration; an exploration sprint instead changes one
+setting of the Matryoshka baseline in a component family the best does not use; a user's idea
+is read by keywords (ideas.py). It is deterministic for a given seed and ledger.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from autosae.agents.base import AgentContext, AgentError, Conclusion, Proposal
+from autosae.agents.recipe import hand_search, search
+from autosae.agents.recipe.config import (
+    BASELINE_CONFIGS,
+    CHOICES,
+    FAMILY,
+    WHY,
+    changes,
+    config_key,
+    describe,
+    main_changes,
+    normalise,
+    summarise,
+)
+from autosae.agents.recipe.ideas import config_from_idea
+from autosae.agents.recipe.render import conclusion_text, render_readme, render_variant
+
+BASELINE = "baseline:matryoshka"
+SEARCH = "tpe"
+"""Which search proposes: "tpe" (search.py, Optuna) or "hand" (hand_search.py, the release's)."""
+
+
+class RecipeAgent:
+    name = "recipe"
+
+    def __init__(self, seed: int | None = None, **_ignored):
+        self.seed = seed
+        self.cost_usd = 0.0
+
+    def _seed(self, ctx: AgentContext) -> int:
+        return self.seed if self.seed is not None else ctx.seed
+
+    # -- ideation ---------------------------------------------------------------------------
+
+    def _start(self, ctx: AgentContext) -> tuple[dict, str]:
+        if ctx.best is not None and ctx.best.config:
+            return normalise(ctx.best.config), ctx.best.id
+        return normalise(BASELINE_CONFIGS["matryoshka"]), BASELINE
+
+    @staticmethod
+    def _tried(ctx: AgentContext) -> set[str]:
+        return {config_key(p.config) for p in ctx.past if p.config} | {config_key(c) for c in BASELINE_CONFIGS.values()}
+
+    def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
+        start, parent = self._start(ctx)
+        if idea is None and ctx.explore:
+            return self._explore(ctx)
+        if idea is not None:
+            config = config_from_idea(idea, start)
+            fields = changes(start, config) or list(config)
+            return self._proposal(idea, start, parent, config, fields, ctx, title=idea)
+        if SEARCH == "hand":
+            found = hand_search.candidates(start, ctx, self._seed(ctx))
+            config = found[0][0] if found else None
+        else:
+            config = search.Search(ctx, self._seed(ctx)).propose(start, self._tried(ctx))
+        if config is None:
+            config = self._fallback(start, ctx)
+        return self._proposal(None, start, parent, config, changes(start, config), ctx)
+
+    def _fallback(self, start: dict, ctx: AgentContext) -> dict:
+        """When TPE keeps sampling tried configurations: an untried single change of `start`,
+        else any untried configuration, in a seeded random order."""
+        rng = random.Random(f"{self._seed(ctx)}:{ctx.sprint_number}")
+        tried = self._tried(ctx)
+        single = [normalise({**start, f: v}) for f, values in CHOICES.items() for v in values]
+        rng.shuffle(single)
+        for config in single:
+            if config_key(config) not in tried:
+                return config
+        everything = [normalise(c) for c in search.every_config()]
+        rest = sorted({config_key(c): c for c in everything if config_key(c) not in tried}.items())
+        if not rest:
+            raise AgentError("every configuration of the component library has been tried")
+        return rng.choice(rest)[1]
+
+    def _explore(self, ctx: AgentContext) -> Proposal:
+        """An exploration sprint: from the Matryoshka baseline, an untried single change in a
+        component family that the best does not use (any family while nothing beats the baselines),
+        the known-good changes first, picked at random among the first six."""
+        start = normalise(BASELINE_CONFIGS["matryoshka"])
+        used = set()
+        if ctx.best is not None and ctx.best.config:
+            used = {FAMILY[f] for f in changes(start, normalise(ctx.best.config))}
+        tried = self._tried(ctx)
+        order = [*search.KNOWN_GOOD, *((f, v) for f, values in CHOICES.items() for v in values)]
+        candidates: dict[str, dict] = {}
+        for field, value in order:
+            config = normalise({**start, field: value})
+            if config_key(config) not in tried and config != start:
+                candidates.setdefault(config_key(config), config)
+        configs = list(candidates.values())
+        if SEARCH == "hand":  # the release's order: its ranking of single changes from the baseline
+            configs = [c for c, _ in hand_search.candidates(start, ctx, self._seed(ctx))]
+        far = [c for c in configs if not {FAMILY[f] for f in changes(start, c)} & used] or configs
+        if not far:
+            raise AgentError("every configuration of the component library has been tried")
+        rng = random.Random(f"explore:{self._seed(ctx)}:{ctx.sprint_number}")
+        config = rng.choice(far[:6])
+        return self._proposal(None, start, BASELINE, config, changes(start, config), ctx)
+
+    def _proposal(
+        self,
+        idea: str | None,
+        start: dict,
+        parent: str,
+        config: dict,
+        fields: list[str],
+        ctx: AgentContext,
+        title: str | None = None,
+    ) -> Proposal:
+        what = "; ".join(describe(f, config[f]) for f in main_changes(fields))
+        title = title or what[0].upper() + what[1:]
+        if not parent.startswith("baseline:") and title != idea:  # say what it builds on
+            title += " on " + summarise(start)
+        text = idea or f"Change {parent}'s configuration to use {what}."
+        hypothesis = " ".join(WHY[f] for f in fields) + (
+            f" So {ctx.objective.upper()} should rise above the parent's by more than the noise between seeds."
+        )
+        plan = (
+            f"Start from {parent} and change only {', '.join(fields)} "
+            f"({'; '.join(f'{f}: {start[f]} -> {config[f]}' for f in fields)}). Train with the task's seeds "
+            f"under the benchmark's constraints; the change counts only if {ctx.objective.upper()} beats "
+            f"the parent at the task's significance and the per-seed scores differ from the parent's "
+            f"(otherwise the change was a no-op)."
+        )
+        return Proposal(title=title, idea=text, hypothesis=hypothesis, plan=plan, parent=parent, config=config)
+
+    # -- implementation ---------------------------------------------------------------------
+
+    def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
+        if proposal.config is None:
+            raise AgentError("the recipe agent implements only its own configurations")
+        parent_config = self._parent_config(proposal.parent, ctx)
+        config = normalise(proposal.config)
+        sprint_dir.mkdir(parents=True, exist_ok=True)
+        root = ctx.project_root
+        (sprint_dir / "variant.py").write_text(
+            render_variant(config, proposal.title, proposal.idea, proposal.parent or "", parent_config, root)
+        )
+        (sprint_dir / "README.md").write_text(render_readme(proposal, config, parent_config, self._seed(ctx), root))
+
+    def _parent_config(self, parent: str | None, ctx: AgentContext) -> dict:
+        name = (parent or "").removeprefix("baseline:")
+        if name in BASELINE_CONFIGS:
+            return normalise(BASELINE_CONFIGS[name])
+        for p in [*ctx.past, *([ctx.best] if ctx.best else [])]:
+            if p.id == parent and p.config:
+                return normalise(p.config)
+        return normalise(BASELINE_CONFIGS["matryoshka"])
+
+    # -- conclusions ------------------------------------------------------------------------
+
+    def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
+        return Conclusion(conclusion_text(proposal, results, verdict, ctx.past, ctx.project_root))
