@@ -16,7 +16,7 @@ from autosae.sprint.project_secrets import eval_seed, secrets_path
 from autosae.variants import reference_variants
 from tests.sprint.conftest import SPRINT_ID, autosae, ledger, write_script, write_task
 
-# Matryoshka on the benchmark's seeds (2, 3, 4 below), a crash on any other: a variant that
+# Matryoshka on the benchmark's seeds (2 and 3 below), a crash on any other: a variant that
 # beats its parent on the benchmark and does not hold up on the held-out models (seeds 0, 1).
 BENCHMARK_ONLY = (
     reference_variants()["matryoshka"].read_text()
@@ -108,13 +108,14 @@ def test_the_suite_and_its_judgement():
     assert not judge(flat, "f1")["confirmed"] and not judge([], "f1")["confirmed"]
 
 
-@pytest.mark.slow  # a sprint and a held-out run: about a minute on two cores
+@pytest.mark.slow  # a sprint, its baselines and a held-out run: minutes on two busy cores
 def test_autosae_verify_that_does_not_confirm_takes_the_new_best_away(project):
     task = project / "TASK.md"
     task.write_text(
         task.read_text()
-        .replace("seeds: 2\n", "seeds: [2, 3, 4]\n", 1)
-        .replace("significance: 0.05", "significance: 0.2")
+        .replace("seeds: 2\n", "seeds: [2, 3]\n", 1)
+        .replace("significance: 0.05", "significance: 0.3")
+        .replace("training_samples: 204800", "training_samples: 102400")
         .replace("  models: 2\n", "  models: 1\n")
     )  # heldout.auto is false: the sprint is recorded as a new best, unverified
     write_script(
@@ -149,8 +150,8 @@ def test_autosae_verify_that_does_not_confirm_takes_the_new_best_away(project):
     }
     status = autosae("status", cwd=project).stdout
     assert "best: the Matryoshka baseline" in status, status
-    board = (project / "reports" / "leaderboard.md").read_text()
-    assert "(held-out ✗)" in board and "★" not in board
+    (line,) = [x for x in (project / "reports" / "leaderboard.md").read_text().splitlines() if f"[{sid}]" in x]
+    assert "(held-out ✗)" in line and "★" not in line
     assert not git.Repo(project).git.status("--porcelain", "sprints", "reports")  # committed
 
 
