@@ -16,19 +16,20 @@ from autosae.sprint.project_secrets import eval_seed, secrets_path
 from autosae.variants import reference_variants
 from tests.sprint.conftest import SPRINT_ID, autosae, ledger, write_script, write_task
 
-# Matryoshka on the benchmark's seeds (2 and 3 below), a crash on any other: a variant that
-# beats its parent on the benchmark and does not hold up on the held-out models (seeds 0, 1).
+# BatchTopK on the benchmark's seeds (2 and 3 below), a crash on any other: a variant that
+# beats its parent (Matryoshka, after the short training below) on the benchmark and does
+# not hold up on the held-out models (seeds 0 and 1).
 BENCHMARK_ONLY = (
-    reference_variants()["matryoshka"].read_text()
+    reference_variants()["batchtopk"].read_text()
     + """
 
-_matryoshka = build
+_batchtopk = build
 
 
 def build(spec):
     if spec.seed < 2:
         raise RuntimeError("tuned to the benchmark's seeds only")
-    return _matryoshka(spec)
+    return _batchtopk(spec)
 """
 )
 
@@ -114,8 +115,8 @@ def test_autosae_verify_that_does_not_confirm_takes_the_new_best_away(project):
     task.write_text(
         task.read_text()
         .replace("seeds: 2\n", "seeds: [2, 3]\n", 1)
-        .replace("significance: 0.05", "significance: 0.3")
-        .replace("training_samples: 204800", "training_samples: 102400")
+        .replace("significance: 0.05", "significance: 0.45")
+        .replace("training_samples: 204800", "training_samples: 20480")
         .replace("  models: 2\n", "  models: 1\n")
     )  # heldout.auto is false: the sprint is recorded as a new best, unverified
     write_script(
@@ -123,8 +124,8 @@ def test_autosae_verify_that_does_not_confirm_takes_the_new_best_away(project):
         [
             {
                 "title": "benchmark-only",
-                "idea": "Matryoshka tuned to the benchmark",
-                "parent": "baseline:batchtopk",
+                "idea": "BatchTopK tuned to the benchmark",
+                "parent": "baseline:matryoshka",
                 "variant": BENCHMARK_ONLY,
             }
         ],
@@ -150,8 +151,8 @@ def test_autosae_verify_that_does_not_confirm_takes_the_new_best_away(project):
     }
     status = autosae("status", cwd=project).stdout
     assert "best: the Matryoshka baseline" in status, status
-    (line,) = [x for x in (project / "reports" / "leaderboard.md").read_text().splitlines() if f"[{sid}]" in x]
-    assert "(held-out ✗)" in line and "★" not in line
+    lines = [x for x in (project / "reports" / "leaderboard.md").read_text().splitlines() if f"[{sid}]" in x]
+    assert any("(held-out ✗)" in x for x in lines) and not any("★" in x for x in lines), lines
     assert not git.Repo(project).git.status("--porcelain", "sprints", "reports")  # committed
 
 
