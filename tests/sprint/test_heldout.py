@@ -130,14 +130,14 @@ def test_autosae_verify_that_does_not_confirm_takes_the_new_best_away(project):
             }
         ],
     )
-    proc = autosae("sprint", cwd=project)
+    proc = autosae("sprint", cwd=project, timeout=1500)  # a fresh cache: the model and baselines too
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sid = SPRINT_ID.search(proc.stdout).group(1)
     (before,) = ledger(project)
     assert before["verdict"] == "improved" and before["new_best"] and before["confirmed"] is None, before
     assert f"best: {sid}" in autosae("status", cwd=project).stdout
 
-    proc = autosae("verify", sid, cwd=project)
+    proc = autosae("verify", sid, cwd=project, timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "confirmed: no" in proc.stdout and "heldout-a says worse or failed" in proc.stdout
     verdict = json.loads((project / "sprints" / sid / "verdict.json").read_text())
