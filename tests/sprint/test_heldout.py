@@ -13,7 +13,25 @@ import pytest
 from autosae.bench.profiles import get_profile
 from autosae.sprint.heldout import SUITE, judge, suite
 from autosae.sprint.project_secrets import eval_seed, secrets_path
+from autosae.variants import reference_variants
 from tests.sprint.conftest import SPRINT_ID, autosae, ledger, write_script, write_task
+
+# BatchTopK on the benchmark's seeds (2 and 3 below), a crash on any other: a variant that
+# beats its parent (Matryoshka, after the short training below) on the benchmark and does
+# not hold up on the held-out models (seeds 0 and 1).
+BENCHMARK_ONLY = (
+    reference_variants()["batchtopk"].read_text()
+    + """
+
+_batchtopk = build
+
+
+def build(spec):
+    if spec.seed < 2:
+        raise RuntimeError("tuned to the benchmark's seeds only")
+    return _batchtopk(spec)
+"""
+)
 
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
@@ -89,3 +107,96 @@ def test_the_suite_and_its_judgement():
     assert not out["confirmed"] and out["reason"] == "not confirmed: c says worse or failed"
     flat = [{"name": "a", "delta_parent": -0.001, "verdict": "no change"}]
     assert not judge(flat, "f1")["confirmed"] and not judge([], "f1")["confirmed"]
+
+
+@pytest.mark.slow  # a sprint, its baselines and a held-out run: minutes on two busy cores
+def test_autosae_verify_that_does_not_confirm_takes_the_new_best_away(project):
+    task = project / "TASK.md"
+    task.write_text(
+        task.read_text()
+        .replace("seeds: 2\n", "seeds: [2, 3]\n", 1)
+        .replace("significance: 0.05", "significance: 0.45")
+        .replace("training_samples: 204800", "training_samples: 20480")
+        .replace("  models: 2\n", "  models: 1\n")
+    )  # heldout.auto is false: the sprint is recorded as a new best, unverified
+    write_script(
+        project,
+        [
+            {
+                "title": "benchmark-only",
+                "idea": "BatchTopK tuned to the benchmark",
+                "parent": "baseline:matryoshka",
+                "variant": BENCHMARK_ONLY,
+            }
+        ],
+    )
+    proc = autosae("sprint", cwd=project, timeout=1500)  # a fresh cache: the model and baselines too
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sid = SPRINT_ID.search(proc.stdout).group(1)
+    (before,) = ledger(project)
+    assert before["verdict"] == "improved" and before["new_best"] and before["confirmed"] is None, before
+    assert f"best: {sid}" in autosae("status", cwd=project).stdout
+
+    proc = autosae("verify", sid, cwd=project, timeout=1200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "confirmed: no" in proc.stdout and "heldout-a says worse or failed" in proc.stdout
+    verdict = json.loads((project / "sprints" / sid / "verdict.json").read_text())
+    assert verdict["confirmed"] is False and verdict["new_best"] is False
+    assert verdict["verdict"] == "improved" and verdict["held_out"][0]["verdict"] == "failed"
+    (after,) = ledger(project)
+    assert after["new_best"] is False and after["confirmed"] is False
+    # every other key of the row is kept as it was
+    assert {k: v for k, v in after.items() if k not in ("new_best", "confirmed")} == {
+        k: v for k, v in before.items() if k not in ("new_best", "confirmed")
+    }
+    status = autosae("status", cwd=project).stdout
+    assert "best: the Matryoshka baseline" in status, status
+    lines = [x for x in (project / "reports" / "leaderboard.md").read_text().splitlines() if f"[{sid}]" in x]
+    assert any("(held-out ✗)" in x for x in lines) and not any("★" in x for x in lines), lines
+    assert not git.Repo(project).git.status("--porcelain", "sprints", "reports")  # committed
+
+
+def test_a_recorded_sprint_the_held_out_models_do_not_confirm_loses_its_new_best(tmp_path):
+    from autosae.jsonio import write_json
+    from autosae.records import LedgerRow
+    from autosae.sprint.heldout import apply_heldout, record_heldout
+    from autosae.sprint.ledger import best_row, read_ledger, write_ledger
+    from autosae.sprint.state import SprintState
+    from autosae.sprint.verdict import Reference, compute_verdict
+
+    parent = Reference("baseline:matryoshka", {"f1": [0.76, 0.765, 0.755], "mcc": [0.7, 0.71, 0.69]}, "aaa")
+    rows, verdicts = [], {}
+    for sid, f1 in (("a", [0.80, 0.81, 0.805]), ("b", [0.85, 0.86, 0.855])):
+        results = {
+            "status": "ok",
+            "variant_sha256": f"sha-of-{sid}",
+            "per_seed": [{"seed": i, "status": "ok", "f1": f, "mcc": 0.7} for i, f in enumerate(f1)],
+        }
+        best = Reference("a", {"f1": [0.80, 0.81, 0.805]}) if rows else None
+        verdicts[sid] = compute_verdict(results, sid, parent, best, {}, "f1", 0.05)
+        state = SprintState(
+            sid, "reporting", sid, "idea", "h", "p", "baseline:matryoshka", None, "scripted", "tiny", "f1",
+            [0, 1, 2], "x", "main", f"sprint/{sid}", "0" * 64, verdict=verdicts[sid],
+        )  # fmt: skip
+        rows.append(LedgerRow.from_sprint(state, results).to_dict() | {"a_later_key": sid})
+    assert verdicts["a"]["new_best"] and verdicts["b"]["new_best"] and best_row(rows, "x")["id"] == "b"
+    ledger_path = tmp_path / "reports" / "ledger.jsonl"
+    write_ledger(ledger_path, rows)
+    first_line = ledger_path.read_text().splitlines()[0]
+    folder = tmp_path / "sprints" / "b"
+    folder.mkdir(parents=True)
+    write_json(folder / "verdict.json", verdicts["b"])
+
+    out = judge([{"name": "heldout-a", "delta_parent": -0.02, "verdict": "worse"}], "f1")
+    out["models"] = [{"name": "heldout-a", "verdict": "worse", "delta_parent": -0.02}]
+    verdict = record_heldout(folder, ledger_path, "b", out)
+    assert json.loads((folder / "verdict.json").read_text()) == verdict
+    assert verdict["new_best"] is False and verdict["confirmed"] is False and verdict["verdict"] == "improved"
+    assert verdict["held_out_reason"] == "not confirmed: heldout-a says worse or failed"
+    after = read_ledger(ledger_path)
+    assert after[1] == rows[1] | {"new_best": False, "confirmed": False}  # every other key kept
+    assert ledger_path.read_text().splitlines()[0] == first_line  # the other rows, byte for byte
+    assert best_row(after, "x")["id"] == "a"  # the best is the sprint before it again
+    # a confirmed sprint stays the new best
+    kept = apply_heldout(verdicts["b"], {"models": [], "confirmed": True, "reason": "confirmed"})
+    assert kept["new_best"] is True and kept["confirmed"] is True

@@ -80,10 +80,13 @@ def test_repeats_by_configuration_or_by_text():
 def test_the_best_is_the_latest_new_best_in_the_setting():
     rows = [
         {"id": "a", "setting": "x", "new_best": True},
-        {"id": "b", "setting": "y", "new_best": True},
-        {"id": "c", "setting": "x", "new_best": False},
+        {"id": "b", "setting": "x", "new_best": True},
+        {"id": "c", "setting": "y", "new_best": True},  # later, but another model or constraints
+        {"id": "d", "setting": "x", "new_best": False},
+        {"id": "e", "setting": "x"},  # a row from before new_best existed
     ]
-    assert best_row(rows, "x")["id"] == "a" and best_row(rows, "z") is None
+    assert best_row(rows, "x")["id"] == "b" and best_row(rows, "y")["id"] == "c" and best_row(rows, "z") is None
+    assert best_row(rows[:1] + rows[2:], "x")["id"] == "a"
 
 
 def test_a_corrupt_ledger_line_is_named():

@@ -264,13 +264,16 @@ def verify(
     project_dir: ProjectDir = None,
 ) -> None:
     """Train a recorded sprint's variant and its parent's on the held-out suite (TASK.md's
-    heldout settings), record the held-out F1 and MCC in its verdict.json and report, and commit."""
+    heldout settings), record the outcome in its verdict.json, ledger row and report, and
+    commit. A sprint the held-out models do not confirm is no longer the new best."""
     from autosae.config import load_task
     from autosae.harness.run import resolve_device
+    from autosae.jsonio import read_json
     from autosae.report import fmt_pm
-    from autosae.report.record import read_json, write_json
     from autosae.report.rerender import rerender
+    from autosae.sprint import gitops
     from autosae.sprint.engine import Engine, setting_of
+    from autosae.sprint.heldout import record_heldout
     from autosae.sprint.ledger import read_ledger
     from autosae.sprint.project import Project, ProjectLock
 
@@ -296,9 +299,13 @@ def verify(
         out = engine.verify_on_heldout(
             row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device), row.get("backend")
         )
-        verdict.update(held_out=out["models"], confirmed=out["confirmed"], held_out_reason=out["reason"])
-        write_json(folder / "verdict.json", verdict)
-        rerender(project, [sid], log=lambda line: None)
+        record_heldout(folder, project.ledger_path, sid, out)
+        gitops.commit_paths(
+            gitops.open_repo(project.root),
+            f"verify {sid}: {'confirmed' if out['confirmed'] else 'not confirmed'} on held-out models",
+            [f"sprints/{sid}/verdict.json", "reports/ledger.jsonl"],
+        )
+        rerender(project, [sid], log=lambda line: None)  # the report and the leaderboard, committed
     for m in out["models"]:
         emit(f"held-out {m['name']}", f"F1 {fmt_pm(m['f1'], 4)} vs parent {fmt_pm(m['parent_f1'], 4)}, {m['verdict']}")
     emit("confirmed", "yes" if out["confirmed"] else "no")

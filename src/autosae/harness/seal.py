@@ -15,6 +15,8 @@ import os
 import secrets
 from pathlib import Path
 
+from autosae.jsonio import write_json
+
 FIELD = "seal"
 
 
@@ -74,11 +76,10 @@ def verified(data: dict | None) -> bool:
 
 
 def write_sealed(path: Path, data: dict) -> dict:
-    """Write `data` as `path` (atomically), sealed; returns what was written."""
-    sealed = seal(json.loads(json.dumps(data, default=float)))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sealed, indent=2))
-    os.replace(tmp, path)
+    """Write `data` as `path` (atomically and durably: a resumed sprint reuses it), sealed;
+    returns what was written."""
+    sealed = seal(json.loads(json.dumps(data, default=float)))  # sealed as it reads back
+    write_json(path, sealed, durable=True)
     return sealed
 
 

@@ -30,6 +30,9 @@ from autosae.bench.build import cache_root
 from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.seal import read_verified
+from autosae.jsonio import read_json, write_json
+from autosae.records import LedgerRow, Verdict, is_ok
+from autosae.sprint.ledger import read_ledger, write_ledger
 from autosae.sprint.project_secrets import heldout_seeds
 from autosae.sprint.verdict import Reference, compute_verdict
 
@@ -112,7 +115,7 @@ def verify(
         theirs = run_cached(parent_variant, model.profile, seeds, opts)
         parent = Reference.from_results(parent_id, theirs)
         v = compute_verdict(mine, "held-out", parent, None, {}, objective, alpha)
-        if theirs.get("status") != "ok":
+        if not is_ok(theirs):
             v.update(verdict="failed", reason=f"the parent failed: {theirs.get('reason')}")
         rows.append(
             {
@@ -151,3 +154,35 @@ def judge(rows: list[dict], objective: str) -> dict:
             else "no held-out model produced scores"
         )
     return {"confirmed": confirmed, "mean_delta": mean, "reason": reason}
+
+
+def apply_heldout(verdict: dict, out: dict) -> dict:
+    """`verdict` with the outcome of verify() recorded: the per-model rows, whether the sprint
+    is confirmed and why. A sprint the held-out models do not confirm is not the new best,
+    whatever the benchmark's model said (nor, then, the next sprints' parent). Every other key
+    of `verdict` is kept as it was."""
+    v = Verdict.from_dict(verdict)
+    v.record_heldout(out["models"], out["confirmed"], out["reason"])
+    return v.to_dict()
+
+
+def record_heldout(sprint_folder: Path, ledger_path: Path, sprint_id: str, out: dict) -> dict:
+    """Record a recorded sprint's held-out outcome (`autosae verify`) in its verdict.json and
+    its ledger row, as apply_heldout does for a sprint in flight; returns the new verdict. The
+    ledger row keeps every key it had; other rows are written back unchanged."""
+    path = sprint_folder / "verdict.json"
+    verdict = read_json(path)
+    if not isinstance(verdict, dict):
+        raise AutosaeError(f"sprint {sprint_id}: {path} is missing or unreadable")
+    verdict = apply_heldout(verdict, out)
+    rows = read_ledger(ledger_path)
+    for i, row in enumerate(rows):
+        if row.get("id") == sprint_id:
+            new = LedgerRow.from_dict(row)
+            new.confirmed = verdict["confirmed"]
+            if not new.confirmed:
+                new.new_best = False
+            rows[i] = new.to_dict()
+    write_json(path, verdict)
+    write_ledger(ledger_path, rows)
+    return verdict

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from autosae.agents.base import PastSprint
 from autosae.errors import AutosaeError
+from autosae.jsonio import write_text
 from autosae.sprint.verdict import Reference
 
 DUPLICATE_RATIO = 0.9
@@ -39,7 +40,14 @@ def read_ledger(path: Path) -> list[dict]:
 
 
 def dump_row(row: dict) -> str:
+    """One ledger line: the row's JSON with sorted keys (so rows diff well in git)."""
     return json.dumps(row, sort_keys=True, default=float) + "\n"
+
+
+def write_ledger(path: Path, rows: list[dict]) -> None:
+    """Replace the ledger with `rows`, atomically and durably: it is the project's record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, "".join(dump_row(r) for r in rows), durable=True)
 
 
 def in_setting(rows: list[dict], setting: str) -> list[dict]:

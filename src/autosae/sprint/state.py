@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from autosae.errors import AutosaeError
+from autosae.jsonio import write_json
 
 PHASES = ("proposed", "implementing", "training", "scoring", "verifying", "reporting", "done")
 FINAL = ("done", "abandoned")
@@ -126,13 +127,7 @@ class StateStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         state.updated = iso()
         state.pid = os.getpid()
-        target = self.path(state.id)
-        tmp = target.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(state.to_dict(), f, indent=2, default=float)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        write_json(self.path(state.id), state.to_dict(), durable=True)  # a resume starts from it
 
     def load(self, sprint_id: str) -> SprintState:
         try:

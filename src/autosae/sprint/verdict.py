@@ -18,6 +18,8 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from autosae.records import Verdict, is_ok, ok_seeds
+
 
 @dataclass
 class Reference:
@@ -38,7 +40,7 @@ class Reference:
 
     @classmethod
     def from_results(cls, ref_id: str, results: dict) -> Reference:
-        ok = [r for r in results.get("per_seed", []) if r.get("status") == "ok"]
+        ok = ok_seeds(results)
         return cls(
             ref_id,
             {m: [float(r[m]) for r in ok if m in r] for m in ("f1", "mcc")},
@@ -48,11 +50,7 @@ class Reference:
 
 
 def probes_of(results: dict | None) -> dict[str, list[float]]:
-    return {
-        str(r["seed"]): r["probe_sketch"]
-        for r in (results or {}).get("per_seed", [])
-        if r.get("status") == "ok" and r.get("probe_sketch")
-    }
+    return {str(r["seed"]): r["probe_sketch"] for r in ok_seeds(results) if r.get("probe_sketch")}
 
 
 def same_sketch(a: list[float], b: list[float], rel: float = 1e-4) -> bool:
@@ -141,79 +139,69 @@ def compute_verdict(
             "per_seed": ref.values,
         }
 
-    verdict = {
-        "verdict": "failed",
-        "objective": objective,
-        "alpha": alpha,
-        "parent": summary(parent),
-        "delta_parent": None,
-        "p_value": None,
-        "noise_floor": None,
-        "noise_floor_note": None,
-        "noop": False,
-        "noop_reason": None,
-        "best": summary(best),
-        "delta_best": None,
-        "new_best": False,
-        "baselines": {
+    verdict = Verdict(
+        objective=objective,
+        alpha=alpha,
+        parent=summary(parent),
+        best=summary(best),
+        baselines={
             name: {"f1": ref.stat("f1"), "mcc": ref.stat("mcc"), "per_seed": ref.values}
             for name, ref in baselines.items()
         },
-        "coverage": coverage,
-        "reason": "",
-    }
-    if results is None or results.get("status") != "ok":
-        verdict["reason"] = (results or {}).get("reason") or "the sprint produced no scores"
-        return verdict
-    me = Reference.from_results(sprint_id, results)
+        coverage=coverage,
+    )
+    if not is_ok(results):
+        verdict.reason = (results or {}).get("reason") or "the sprint produced no scores"
+        return verdict.to_dict()
+    judge_scores(verdict, Reference.from_results(sprint_id, results), parent, best, objective, alpha, coverage)
+    return verdict.to_dict()
+
+
+def judge_scores(
+    verdict: Verdict,
+    me: Reference,
+    parent: Reference,
+    best: Reference | None,
+    objective: str,
+    alpha: float,
+    coverage: dict | None,
+) -> None:
+    """Fill in `verdict` for a run that produced scores."""
     mine, theirs = me.values[objective], parent.values.get(objective, [])
     mean = statistics.fmean(mine)
     sd = statistics.stdev(mine) if len(mine) > 1 else 0.0
     if not theirs:
-        verdict.update(verdict="inconclusive", reason=f"the parent {parent.id} has no scores to compare with")
-        return verdict
+        verdict.verdict, verdict.reason = "inconclusive", f"the parent {parent.id} has no scores to compare with"
+        return
     delta = mean - statistics.fmean(theirs)
     note = floor_note(len(mine), len(theirs))
     floor = None if note else max(sd, statistics.stdev(theirs))
     p = welch_p(mine, theirs)
     reason = noop_reason(me, parent) or coverage_reason(coverage)
-    verdict.update(
-        delta_parent=delta,
-        p_value=p,
-        noise_floor=floor,
-        noise_floor_note=note,
-        noop=reason is not None,
-        noop_reason=reason,
-    )
+    verdict.delta_parent, verdict.p_value, verdict.noise_floor, verdict.noise_floor_note = delta, p, floor, note
+    verdict.noop, verdict.noop_reason = reason is not None, reason
     name = objective.upper()
     if reason is not None:
-        verdict.update(verdict="no change", reason=f"no-op: {reason}")
+        verdict.verdict, verdict.reason = "no change", f"no-op: {reason}"
     elif p is None:  # one seed on either side: no test, so no claim either way
-        verdict.update(
-            verdict="inconclusive",
-            reason=f"{name} {delta:+.4f} vs {parent.id} from {len(mine)} seed(s) against "
+        verdict.verdict = "inconclusive"
+        verdict.reason = (
+            f"{name} {delta:+.4f} vs {parent.id} from {len(mine)} seed(s) against "
             f"{len(theirs)}: a test needs at least 2 on each side, and a single seed never "
-            f"counts (noise floor {note or f'{floor:.4f}'})",
+            f"counts (noise floor {note or f'{floor:.4f}'})"
         )
     elif p < alpha:
-        verdict.update(
-            verdict="improved" if delta > 0 else "worse",
-            reason=f"{name} {delta:+.4f} vs {parent.id}, p = {p:.3g} < {alpha:g}",
-        )
+        verdict.verdict = "improved" if delta > 0 else "worse"
+        verdict.reason = f"{name} {delta:+.4f} vs {parent.id}, p = {p:.3g} < {alpha:g}"
     elif abs(delta) <= floor:
-        verdict.update(
-            verdict="no change", reason=f"{name} {delta:+.4f} vs {parent.id} is within the noise floor {floor:.4f}"
-        )
+        verdict.verdict = "no change"
+        verdict.reason = f"{name} {delta:+.4f} vs {parent.id} is within the noise floor {floor:.4f}"
     else:
-        verdict.update(
-            verdict="inconclusive",
-            reason=f"{name} {delta:+.4f} vs {parent.id} exceeds the noise floor {floor:.4f} but "
-            f"p = {p:.3g} >= {alpha:g}",
+        verdict.verdict = "inconclusive"
+        verdict.reason = (
+            f"{name} {delta:+.4f} vs {parent.id} exceeds the noise floor {floor:.4f} but p = {p:.3g} >= {alpha:g}"
         )
     if best is not None and best.values.get(objective):
-        verdict["delta_best"] = mean - statistics.fmean(best.values[objective])
+        verdict.delta_best = mean - statistics.fmean(best.values[objective])
     # A new best must beat its parent significantly and sit above everything before it.
-    verdict["new_best"] = verdict["verdict"] == "improved" and (
-        verdict["delta_best"] is None or verdict["delta_best"] > 0
-    )
-    return verdict
+    verdict.new_best = verdict.verdict == "improved" and (verdict.delta_best is None or verdict.delta_best > 0)
