@@ -58,9 +58,20 @@ def test_a_free_slot_goes_to_the_run_holding_fewest():
 
 def test_retired_slots_are_not_handed_out():
     pool = SlotPool(["cpu", "cuda:9"])
-    gpu = [pool.acquire("A"), pool.acquire("A")][1]
-    pool.release("A", gpu, error="CUDA error: device lost")
+    assert {pool.acquire("A"), pool.acquire("A")} == {"cpu", "cuda:9"}
+    pool.release("A", "cuda:9", error="CUDA error: device lost")
+    pool.release("A", "cpu")
     assert pool.alive == ["cpu"] and pool.retired == {"cuda:9": "CUDA error: device lost"}
+    for owner in ("B", "C", "B"):  # every later run gets the live slot, never the retired one
+        assert pool.acquire(owner) == "cpu"
+        pool.release(owner, "cpu")
+    # with the live slot taken, a run waits for it (it is not handed cuda:9) until it gives up
+    assert pool.acquire("B") == "cpu"
+    gave_up = threading.Event()
+    threading.Timer(0.3, gave_up.set).start()
+    assert pool.acquire("C", gave_up) is None
+    pool.release("B", "cpu")
+    assert pool.acquire("C") == "cpu"
 
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
