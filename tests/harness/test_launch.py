@@ -125,4 +125,5 @@ def test_a_job_submitted_by_an_earlier_autosae_still_runs(tmp_path, short_tiny):
     job = executor.submit(job_main, str(variant), short_tiny, str(tmp_path / "run"), [0], dict(EARLIER_PAYLOAD))
     results = job.result()
     assert results["status"] == "ok" and results["seeds"] == [0] and "quick" not in results
-    assert read_verified(tmp_path / "run" / "results.json") == json.loads(json.dumps(results))
+    sealed = read_verified(tmp_path / "run" / "results.json")
+    assert sealed is not None and {k: v for k, v in sealed.items() if k != "seal"} == json.loads(json.dumps(results))
