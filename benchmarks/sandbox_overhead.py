@@ -88,7 +88,7 @@ def main() -> None:
                     variant,
                     profile,
                     out,
-                    RunOptions(
+                    RunOptions.make(
                         seeds=list(range(args.seeds)), device=device, counted=False, sandbox=mode, log=lambda line: None
                     ),
                 )

@@ -87,7 +87,7 @@ def ours(profile, device: str, out: Path, variant_name: str, seeds: int, precisi
         variant,
         profile,
         out / "run",
-        RunOptions(
+        RunOptions.make(
             seeds=list(range(seeds)), device=device, counted=False, matmul_precision=precision, log=lambda _: None
         ),
     )
