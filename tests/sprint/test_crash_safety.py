@@ -14,20 +14,16 @@ import time
 import git
 import pytest
 
+from autosae.sprint.engine import PHASES, PROPOSED
 from tests.sprint.conftest import autosae, head_ledger, ledger, one_line_error, sprint_commits, write_script, write_task
 
 # The point where a half-done merge must be undone runs by default (a kill in the middle of
 # training is test_sigkill_mid_training_from_outside_then_loop_resumes); the others (16 s
 # each) run with `make test-all`, to keep the default suite near 10 minutes.
 SLOW = pytest.mark.slow
-ORDER = ["proposed", "implementing", "training", "scoring", "verifying", "reporting", "merging", "merged"]
-CRASH_POINTS = [
-    "merging",
-    *(
-        pytest.param(point, marks=SLOW)
-        for point in ("training", "implementing", "reporting", "proposed", "scoring", "verifying", "merged")
-    ),
-]
+# every phase's crash point, in order: start()'s, each phase's own, then the merge's two inside reporting
+ORDER = [PROPOSED, *(name for name, _ in PHASES), "merging", "merged"]
+CRASH_POINTS = ["merging", *(pytest.param(point, marks=SLOW) for point in ORDER if point != "merging")]
 
 
 def states(root):

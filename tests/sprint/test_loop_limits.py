@@ -37,6 +37,38 @@ def test_the_loop_stops_at_its_budget(project):
     assert len(rows) == 3 and sum(r["cost_usd"] for r in rows) == pytest.approx(1.2)
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_max_sprints_counts_the_sprints_the_loop_starts(project, lanes):
+    """--max-sprints 3 starts three sprints and no more, in one lane or two (two lanes never
+    start a fourth while the third is running)."""
+    write_task(project, max_failures=10)
+    write_script(project, failing_actions(5))
+    proc = autosae("loop", "--max-sprints", "3", "--parallel", str(lanes), cwd=project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--max-sprints 3 reached" in proc.stdout and "stopped after 3 sprints" in proc.stdout
+    assert len(ledger(project)) == 3
+    assert len(list((project / ".autosae" / "state").glob("*.json"))) == 3
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_an_attempt_that_starts_no_sprint_is_not_counted(project, lanes):
+    """A proposal that fails starts no sprint: it counts toward the failures in a row, not
+    toward --max-sprints (else the loop would stop at the limit with one sprint recorded)."""
+    write_task(project, max_failures=3)
+    write_script(
+        project,
+        [
+            {"title": "broken", "idea": "a sprint that fails to implement", "fail": "implement"},
+            {"title": "mute", "idea": "never proposed", "fail": "propose"},
+        ],
+    )
+    proc = autosae("loop", "--max-sprints", "2", "--parallel", str(lanes), cwd=project)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "3 sprints in a row failed" in one_line_error(proc) and "--max-sprints" not in proc.stdout
+    assert "no sprint started: the scripted agent could not propose an idea" in proc.stdout
+    assert [r["title"] for r in ledger(project)] == ["broken"]
+
+
 def test_the_loop_starts_nothing_after_until(project):
     proc = autosae("loop", "--until", "2000-01-01T00:00", cwd=project)
     assert proc.returncode == 0 and "--until 2000-01-01 00:00 reached" in proc.stdout

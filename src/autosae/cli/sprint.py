@@ -92,7 +92,7 @@ def sprint(
     verbose: Verbose = False,
 ) -> int:
     """Run one sprint: ideation, branch and worktree, implement, counted run, verdict, report, record."""
-    from autosae.sprint.engine import SprintRequest
+    from autosae.sprint.ideation import SprintRequest
 
     with _locked_engine(project_dir, "autosae sprint", verbose, gpus) as (project, engine):
         pending = engine.store.unfinished()
@@ -128,7 +128,13 @@ def resume(
 
 
 def loop(
-    max_sprints: Annotated[int | None, typer.Option(min=1, help="Stop after this many sprints.")] = None,
+    max_sprints: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Start at most this many sprints (a resumed sprint counts; an attempt that starts none does not).",
+        ),
+    ] = None,
     until: Annotated[
         str | None, typer.Option(help="Start no sprint after this time: HH:MM or an ISO date-time.")
     ] = None,
@@ -147,7 +153,7 @@ def loop(
     verbose: Verbose = False,
 ) -> None:
     """Run sprints until a limit, `autosae stop`, Ctrl-C, or too many failures in a row."""
-    from autosae.sprint.engine import SprintRequest
+    from autosae.sprint.ideation import SprintRequest
     from autosae.sprint.loop import LoopLimits, parse_until, run_loop
     from autosae.sprint.project import Project
     from autosae.sprint.state import StateStore

@@ -1,5 +1,5 @@
-"""The Ralph loop: sprint after sprint until a limit, a STOP file, Ctrl-C, or too many
-failures in a row. An interrupted sprint is resumed first."""
+"""The Ralph loop: sprint after sprint, in one lane or several at once, until a limit, a STOP
+file, Ctrl-C, or too many failures in a row. Interrupted sprints are resumed first."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from datetime import datetime, timedelta
 
 from autosae.config import load_task
 from autosae.errors import AutosaeError
-from autosae.sprint.engine import BudgetExhausted, Engine, SprintNotStarted, SprintRequest
+from autosae.sprint.engine import Engine
+from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest
 from autosae.sprint.ledger import best_row, read_ledger
 from autosae.sprint.project import Project, ProjectLock
+from autosae.sprint.state import StateStore
 
 
 class TooManyFailures(AutosaeError):
@@ -83,16 +85,12 @@ def run_loop(
     parallel: int = 1,
     pool=None,
 ) -> LoopOutcome:
-    """Run sprints until a stop; the Slack webhook, when set, hears why it stopped.
-
-    With `parallel` > 1, that many sprints run at once (see Lanes), sharing `pool`'s device
-    slots (default: TASK.md's gpus, else the one device)."""
+    """Run sprints until a stop, in `parallel` lanes (see Lanes); the Slack webhook, when
+    set, hears why it stopped. With `parallel` > 1 the lanes share `pool`'s device slots
+    (default: TASK.md's gpus, else the one device)."""
     progress = {"started": False, "sprints": 0}
     try:
-        if parallel > 1:
-            outcome = Lanes(project, limits, request, status, detail, progress, parallel, pool).run()
-        else:
-            outcome = _run_loop(project, limits, request, status, detail, progress, pool)
+        outcome = Lanes(project, limits, request, status, detail, progress, parallel, pool).run()
     except (KeyboardInterrupt, AutosaeError) as exc:
         if progress["started"]:  # not when another loop holds the project
             why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -116,49 +114,6 @@ def _notify_stop(project: Project, sprints: int, reason: str, status: Callable[[
         notify.loop_notice(project.root.name, sprints, reason, best),
         lambda line: status(f"{time.strftime('%H:%M:%S')} loop | {line}"),
     )
-
-
-def _run_loop(
-    project: Project,
-    limits: LoopLimits,
-    request: SprintRequest,
-    status: Callable[[str], None],
-    detail: Callable[[str], None] | None,
-    progress: dict,
-    pool=None,
-) -> LoopOutcome:
-    with ProjectLock(project, "autosae loop", log=status):
-        progress["started"] = True
-        project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
-        engine = Engine(project, status=status, detail=detail, pool=pool)
-        tally = Tally()
-
-        def after(state) -> None:
-            tally.add(state)
-            progress["sprints"] = tally.finished
-
-        for state in engine.store.unfinished():
-            status(f"{time.strftime('%H:%M:%S')} loop | resuming {state.id} from phase {state.phase}")
-            after(engine.run(state))
-        while True:
-            cfg = load_task(project.task_path).config  # re-read: limits in TASK.md steer too
-            reason = tally.capped or stop_reason(project, limits, cfg, tally.finished, tally.spent, tally.failures)
-            if reason:
-                project.stop_path.unlink(missing_ok=True)
-                if tally.failures >= cfg.loop.max_consecutive_failures and not tally.capped:
-                    raise TooManyFailures(f"loop stopped after {tally.finished} sprints: {reason}; {tally.last}")
-                return LoopOutcome(tally.finished, reason, tally.spent)
-            cap = None if limits.budget_usd is None else max(0.0, limits.budget_usd - tally.spent)
-            try:
-                state = engine.start(replace(request, usd_cap=cap))
-            except BudgetExhausted as exc:
-                tally.capped = str(exc)
-                continue
-            except SprintNotStarted as exc:
-                status(f"{time.strftime('%H:%M:%S')} loop | no sprint started: {exc}")
-                tally.not_started(exc)
-                continue
-            after(engine.run(state))
 
 
 def stop_reason(project: Project, limits: LoopLimits, cfg, count: int, spent: float, failures: int) -> str | None:
@@ -187,12 +142,18 @@ def stop_reason(project: Project, limits: LoopLimits, cfg, count: int, spent: fl
 
 
 class Lanes:
-    """`autosae loop --parallel N`: N sprints at once, each with its own engine, branch and
-    worktree. They share one lock (ideation, scoring against the ledger and the record on
-    the main branch happen one sprint at a time) and one SlotPool (training takes turns
-    fairly on the device slots); agents write and the harness trains concurrently.
-    The limits count sprints as they start; a lane's error stops the others from starting
-    new sprints, lets running ones finish, and is raised when all are done."""
+    """`autosae loop`: sprints in N lanes (N = --parallel, 1 without it), each lane with its
+    own engine, and each sprint with its own branch and worktree. Lanes share one lock
+    (ideation, scoring against the ledger and the record on the main branch happen one sprint
+    at a time) and, with more than one lane, one SlotPool (training takes turns fairly on the
+    device slots); agents write and the harness trains concurrently.
+
+    Unfinished sprints are resumed first. --max-sprints counts the sprints this loop starts,
+    resumed ones included, as they start (so N lanes never overshoot it); an attempt that
+    starts no sprint (SprintNotStarted: a failed or repeated proposal) is not one, though it
+    counts as a failure in a row. A lane's error stops the others from starting new sprints,
+    lets running ones finish, and is raised when all are done. One lane runs in the calling
+    thread, so that Ctrl-C reaches the sprint's harness run directly."""
 
     def __init__(
         self,
@@ -211,72 +172,74 @@ class Lanes:
         self.lock = threading.RLock()
         self.tally = Tally()
         self.count = 0
-        """Sprints started (resumed ones included): what --max-sprints counts here."""
+        """Sprints started (resumed ones included): what --max-sprints counts."""
         self.reason: str | None = None
         self.error: BaseException | None = None
         self.resume: list = []
+        self.cfg = None
+        """TASK.md's settings as the last stop check read them."""
 
     def run(self) -> LoopOutcome:
         with ProjectLock(self.project, "autosae loop", log=self.status):
             self.progress["started"] = True
-            self.project.stop_path.unlink(missing_ok=True)
-            cfg = load_task(self.project.task_path).config
-            from autosae.harness.slots import SlotPool, pool_for_gpus, wait_all
-
-            if self.pool is None:
-                from autosae.harness.run import resolve_device
-
-                self.pool = pool_for_gpus(cfg.gpus) or SlotPool([resolve_device(cfg.device)])
-            self.say(
-                f"{self.parallel} sprints at once on {len(self.pool.devices)} device slot"
-                f"{'' if len(self.pool.devices) == 1 else 's'} ({', '.join(self.pool.devices)})"
-            )
-            self.resume = Engine(self.project, status=self.status, detail=self.detail).store.unfinished()
+            self.project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
+            if self.parallel > 1:
+                self.share_slots()
+            self.resume = StateStore(self.project.state_dir).unfinished()
             try:
-                wait_all(
-                    [
-                        threading.Thread(target=self.lane, args=(i,), name=f"lane-{i}", daemon=True)
-                        for i in range(self.parallel)
-                    ]
-                )
+                if self.parallel == 1:
+                    self.lane(0)
+                else:
+                    from autosae.harness.slots import wait_all
+
+                    wait_all(
+                        [
+                            threading.Thread(target=self.lane, args=(i,), name=f"lane-{i}", daemon=True)
+                            for i in range(self.parallel)
+                        ]
+                    )
             except BaseException:  # Ctrl-C: no new sprint, every slot process stopped now
                 with self.lock:
                     self.reason = self.reason or "interrupted"
-                self.pool.close()
+                if self.parallel > 1:
+                    self.pool.close()
                 raise
             self.project.stop_path.unlink(missing_ok=True)
             if self.error is not None:
                 raise self.error
             t = self.tally
-            if t.failures >= cfg.loop.max_consecutive_failures and not t.capped:
+            if self.cfg is not None and t.failures >= self.cfg.loop.max_consecutive_failures and not t.capped:
                 raise TooManyFailures(f"loop stopped after {t.finished} sprints: {self.reason}; {t.last}")
             return LoopOutcome(t.finished, self.reason or "all lanes stopped", t.spent)
 
-    def say(self, text: str) -> None:
-        self.status(f"{time.strftime('%H:%M:%S')} loop | {text}")
+    def share_slots(self) -> None:
+        """The device slots the lanes share: --gpus, else TASK.md's gpus, else the one device."""
+        from autosae.harness.slots import SlotPool, pool_for_gpus
+
+        if self.pool is None:
+            from autosae.harness.run import resolve_device
+
+            cfg = load_task(self.project.task_path).config
+            self.pool = pool_for_gpus(cfg.gpus) or SlotPool([resolve_device(cfg.device)])
+        self.say(
+            f"{self.parallel} sprints at once on {len(self.pool.devices)} device slot"
+            f"{'' if len(self.pool.devices) == 1 else 's'} ({', '.join(self.pool.devices)})"
+        )
+
+    def say(self, text: str, lane: int | None = None) -> None:
+        where = f"lane {lane}: " if lane is not None and self.parallel > 1 else ""
+        self.status(f"{time.strftime('%H:%M:%S')} loop | {where}{text}")
 
     def lane(self, number: int) -> None:
         engine = Engine(self.project, status=self.status, detail=self.detail, pool=self.pool, lock=self.lock)
         try:
             while True:
                 with self.lock:
-                    if self.error is not None or self.reason:
-                        return
-                    if self.resume:
-                        state = self.resume.pop(0)
-                        self.count += 1
-                        self.say(f"lane {number} resumes {state.id} from phase {state.phase}")
-                    else:
-                        state = None
-                        cfg = load_task(self.project.task_path).config
-                        t = self.tally
-                        self.reason = t.capped or stop_reason(
-                            self.project, self.limits, cfg, self.count, t.spent, t.failures
-                        )
-                        if self.reason:
+                    state = self.next_resume(number)
+                    if state is None:
+                        cap = self.take_start()
+                        if self.reason or self.error is not None:
                             return
-                        self.count += 1
-                        cap = None if self.limits.budget_usd is None else max(0.0, self.limits.budget_usd - t.spent)
                 if state is None:
                     try:
                         state = engine.start(replace(self.request, usd_cap=cap))
@@ -286,7 +249,7 @@ class Lanes:
                         continue
                     except SprintNotStarted as exc:
                         with self.lock:
-                            self.say(f"lane {number}: no sprint started: {exc}")
+                            self.say(f"no sprint started: {exc}", number)
                             self.count -= 1
                             self.tally.not_started(exc)
                         continue
@@ -296,6 +259,29 @@ class Lanes:
                 if self.error is None:
                     self.error = exc
                     self.reason = str(exc)
+
+    def next_resume(self, number: int):
+        """An unfinished sprint for this lane to resume (counted as started), if any is left
+        and the loop goes on."""
+        if self.error is not None or self.reason or not self.resume:
+            return None
+        state = self.resume.pop(0)
+        self.count += 1
+        self.say(f"resuming {state.id} from phase {state.phase}", number)
+        return state
+
+    def take_start(self) -> float | None:
+        """Whether a new sprint may start (else self.reason says why not): counted as started
+        now, and what is left of --budget-usd for it."""
+        if self.error is not None or self.reason:
+            return None
+        self.cfg = load_task(self.project.task_path).config  # re-read: limits in TASK.md steer too
+        t = self.tally
+        self.reason = t.capped or stop_reason(self.project, self.limits, self.cfg, self.count, t.spent, t.failures)
+        if self.reason:
+            return None
+        self.count += 1
+        return None if self.limits.budget_usd is None else max(0.0, self.limits.budget_usd - t.spent)
 
     def after(self, state) -> None:
         with self.lock:

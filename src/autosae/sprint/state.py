@@ -1,13 +1,9 @@
-"""A sprint's state: persisted, outside the agent's worktree, after every phase.
+"""A sprint's state: persisted, outside the agent's worktree, before and after every phase.
 
-    proposed -> implementing -> training -> scoring -> reporting -> done
-                                                        (failed runs still go through
-                                                         scoring and reporting: a failure
-                                                         is a recorded result)
-    abandoned: the user gave the sprint up (`autosae resume --abandon`).
-
-`phase` is the phase to run next; each phase's work is idempotent, so a sprint killed in any
-phase is resumed by running that phase again.
+`phase` is "proposed" (ideation is done), the phase to run next (autosae.sprint.engine.PHASES
+names them, in order), or one of FINAL: "done", or "abandoned" (the user gave the sprint up,
+`autosae resume --abandon`). Each phase's work is idempotent, so a sprint killed in any phase
+is resumed by running that phase again. These names are stored: they never change.
 """
 
 from __future__ import annotations
@@ -23,7 +19,6 @@ from typing import Any
 from autosae.errors import AutosaeError
 from autosae.jsonio import write_json
 
-PHASES = ("proposed", "implementing", "training", "scoring", "verifying", "reporting", "done")
 FINAL = ("done", "abandoned")
 
 

@@ -1,0 +1,200 @@
+"""A sprint's phases up to its verdict: implementing, training, scoring, verifying.
+
+Each takes the Sprint in hand; Engine.run saves the state before and after each (see
+engine.PHASES for the order), so a phase only saves what it must keep midway. Each phase's
+work is idempotent: a phase killed midway is run again from its start, reusing what it
+recorded (the implement commit, the harness's sealed results.json). A failure (the agent
+wrote nothing, the variant crashed) does not skip phases: training says it is skipped and
+scoring records a failed verdict, which reporting records like any other."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autosae.agents import AgentError, BudgetReached
+from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.harness.seal import read_verified
+from autosae.report.record import read_json
+from autosae.sprint import gitops
+from autosae.sprint.common import TRUSTED_FILES, counted_time_limit, crash_point, proposal_of
+from autosae.sprint.coverage import never_ran
+from autosae.sprint.ledger import best_row, read_ledger, reference
+from autosae.sprint.verdict import Reference, compute_verdict, probes_of
+
+if TYPE_CHECKING:
+    from autosae.sprint.common import Sprint
+
+
+def implement(s: Sprint) -> None:
+    """The agent writes README.md and variant.py in the sprint's folder; committed on its branch."""
+    state, engine = s.state, s.engine
+    s.say("implementing", f"agent {state.backend} writes README.md and variant.py")
+    tree, folder = s.worktree()
+    if gitops.in_head(tree, f"{state.sprint_path}/variant.py") or (
+        state.failure and gitops.in_head(tree, f"{state.sprint_path}/README.md")
+    ):
+        pass  # committed before a crash: keep it
+    else:
+        rows = read_ledger(engine.project.ledger_path)
+        ctx = engine.context(
+            s.cfg,
+            state.task_body,
+            s.profile,
+            state.setting,
+            rows,
+            s.baselines,
+            hide_past=s.cfg.agent.hide_past,
+            state=state,
+        )
+        if not (ctx.record_dir / "implement.jsonl").is_file():  # else: a conversation to continue
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        with s.charging():
+            try:
+                s.agent.implement(proposal_of(state), folder, ctx)
+                missing = [f for f in ("README.md", "variant.py") if not (folder / f).is_file()]
+                if missing:
+                    state.failure = f"the agent did not write {', '.join(missing)}"
+            except BudgetReached as exc:
+                state.failure = state.stop = f"budget reached: {exc}"
+            except AgentError as exc:
+                state.failure = f"the {state.backend} agent could not implement the idea: {exc}"
+        for name in TRUSTED_FILES:
+            (folder / name).unlink(missing_ok=True)
+        refused = refuse_links(folder)
+        if refused and not state.failure:
+            state.failure = (
+                f"refused: the sprint folder held {', '.join(refused[:5])} (a symlink or a "
+                f"file that is not a regular file); they were removed, nothing was trained"
+            )
+        crash_point("implementing")
+        if not any(folder.iterdir()):
+            (folder / "README.md").write_text(f"# {state.title}\n\n{state.idea}\n")
+        with engine.lock:
+            state.commit = (
+                gitops.commit_paths(tree, f"{state.id}: implement: {state.title}", [state.sprint_path]) or state.commit
+            )
+    s.save()
+
+
+def train(s: Sprint) -> None:
+    """The harness's counted run on TASK.md's seeds (skipped after a failure)."""
+    from autosae.harness.run import run_variant, sha256_file
+
+    state, run_dir = s.state, s.run_dir
+    if state.failure:
+        s.say("training", f"skipped: {state.failure}")
+        return
+    s.say("training", f"{len(state.seeds)} seeds on {s.profile.name} ({s.device})")
+    _, folder = s.worktree()
+    variant = folder / "variant.py"
+    done = read_verified(run_dir / "results.json")  # only a record the harness sealed is reused
+    if done and done.get("status") not in (None, "running") and done.get("variant_sha256") == sha256_file(variant):
+        s.say("training", "reusing the results recorded before the interruption")
+    else:
+        if not (run_dir / "launcher.json").is_file():  # else: a job to wait for again (launch.py)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        limit = counted_time_limit(s.cfg, s.profile) if s.cfg.budgets.hours_per_sprint else None
+        opts = s.engine.run_options(
+            s.cfg,
+            s.device,
+            backend=state.backend,
+            seeds=list(state.seeds),
+            time_limit_s=limit,
+            log=lambda line: s.engine.detail(f"{state.id}: {line}"),
+        )
+        try:
+            run_variant(variant, s.profile, run_dir, opts)
+        except (VariantFailed, ConstraintBreach) as exc:
+            s.say("training", f"the variant failed: {exc}")
+    crash_point("training")
+
+
+def score(s: Sprint) -> None:
+    """The verdict against the parent, with the best so far and the baselines alongside;
+    under the lock, so that it reads the ledger as it stands."""
+    with s.engine.lock:
+        _score(s)
+
+
+def _score(s: Sprint) -> None:
+    state, project = s.state, s.engine.project
+    results = None if state.failure else read_verified(s.run_dir / "results.json")
+    rows = read_ledger(project.ledger_path)
+    by_id = {r["id"]: r for r in rows}
+    refs = {name: Reference.from_results(f"baseline:{name}", res) for name, res in s.baselines.items()}
+    if state.parent in by_id:
+        parent = reference(by_id[state.parent])
+        parent.probes = probes_of(read_json(project.sprints_dir / state.parent / "results.json"))
+    else:
+        parent = refs.get((state.parent or "").removeprefix("baseline:"), refs["matryoshka"])
+    best = best_row(rows, state.setting)
+    coverage = None
+    if results and results.get("status") == "ok":
+        _, folder = s.worktree()
+        coverage = never_ran(
+            parent_source(s),
+            (folder / "variant.py").read_text(),
+            [r.get("executed_lines") for r in results.get("per_seed", []) if r.get("status") == "ok"],
+        )
+    verdict = compute_verdict(
+        results,
+        state.id,
+        parent,
+        reference(best) if best else None,
+        refs,
+        state.objective,
+        s.cfg.significance,
+        coverage,
+    )
+    if state.failure:
+        verdict["reason"] = state.failure
+    crash_point("scoring")
+    state.verdict = verdict  # saved with the next phase, by Engine.run
+    s.say("scoring", f"{verdict['verdict']}: {verdict['reason']}")  # the phase's one status line
+
+
+def verify(s: Sprint) -> None:
+    """A new best is trained on the held-out suite, beside its parent, before it is
+    confirmed; one that does not hold up there is not the new best (nor the next parent)."""
+    state, cfg, v = s.state, s.cfg, s.state.verdict
+    if v.get("new_best") and cfg.heldout.auto and cfg.heldout.models > 0 and v.get("held_out") is None:
+        s.say(
+            "verifying",
+            f"{cfg.heldout.models} held-out models, {cfg.heldout.seeds} seeds each, beside the parent {state.parent}",
+        )
+        _, folder = s.worktree()
+        try:
+            out = s.engine.verify_on_heldout(
+                state.parent, folder / "variant.py", s.profile, cfg, s.device, state.backend
+            )
+        except AutosaeError as exc:
+            out = {"models": [], "confirmed": False, "reason": f"not confirmed: {exc}"}
+        v.update(held_out=out["models"], confirmed=out["confirmed"], held_out_reason=out["reason"])
+        if not out["confirmed"]:
+            v["new_best"] = False
+        s.say("verifying", out["reason"])
+    crash_point("verifying")
+
+
+def parent_source(s: Sprint) -> str | None:
+    """The parent's variant.py as recorded on the main branch (or the baseline's)."""
+    parent = s.state.parent
+    try:
+        path = s.engine.parent_variant_path(parent or "")
+    except AutosaeError:
+        return None
+    return path.read_text() if parent and path.is_file() else None
+
+
+def refuse_links(folder: Path) -> list[str]:
+    """Remove every symlink and non-regular file from a sprint folder (a link to ~/.netrc or
+    to the held-out seeds must never be read, copied or committed); returns what was removed."""
+    removed = []
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            removed.append(path.relative_to(folder).as_posix())
+            path.unlink(missing_ok=True)
+    return sorted(removed)

@@ -1,0 +1,275 @@
+"""A sprint's last phase, reporting: the agent's conclusions, the sprint folder's records
+(results, verdict, cost, transcript, report), committed on its branch, then one commit on
+the main branch with the folder, its ledger row and the leaderboard; and the notice when it
+is done.
+
+Idempotent like every phase: a conclusion already drawn is kept, a folder already committed
+(DONE) is not written again, a half-done merge is undone and redone, a merge that landed is
+recognised."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autosae import notify
+from autosae.agents import AgentError, BudgetReached
+from autosae.agents.literature import merge_sources, readme_with_sources
+from autosae.agents.transcript import merge_transcripts
+from autosae.errors import AutosaeError
+from autosae.harness.seal import read_verified
+from autosae.report.record import folder_files, variant_diff
+from autosae.sprint import gitops
+from autosae.sprint.common import TRUSTED_FILES, crash_point, proposal_of
+from autosae.sprint.ledger import dump_row, in_setting, parse_ledger, read_ledger
+from autosae.sprint.state import SprintState, iso
+
+if TYPE_CHECKING:
+    from autosae.sprint.common import Sprint
+
+REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf")
+"""What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
+README_LIMIT = 1 << 20
+"""The most of an agent's README.md that autosae reads back (to add its Sources section)."""
+
+
+def report(s: Sprint) -> None:
+    from autosae.report import write_report
+    from autosae.report.record import read_curves, write_json
+
+    state, cfg, engine = s.state, s.cfg, s.engine
+    s.say("reporting", "conclusions, report.md, report.pdf, commit, ledger")
+    results = read_verified(s.run_dir / "results.json") if not state.failure else None
+    if state.conclusion is None:
+        state.conclusion = conclude(s, results)
+        s.save()
+    tree, folder = s.worktree()
+    if not gitops.in_head(tree, f"{state.sprint_path}/DONE"):
+        folder.mkdir(parents=True, exist_ok=True)
+        shown = results or {"status": "failed", "reason": state.failure}
+        (folder / "results.json").write_text(json.dumps(shown, indent=2, default=float))
+        (folder / "verdict.json").write_text(json.dumps(state.verdict, indent=2, default=float))
+        (folder / "cost.json").write_text(
+            json.dumps(
+                {
+                    "backend": state.backend,
+                    "model": cfg.agent.model,
+                    "cost_usd": round(state.cost_usd, 6),
+                    "tokens": state.tokens,
+                },
+                indent=2,
+            )
+        )
+        merge_transcripts(engine.agent_dir(state.id), ("propose", "implement", "conclude"), folder / "transcript.jsonl")
+        state.sources = merge_sources(state.sources, implement_sources(s))
+        write_readme_sources(s, folder / "README.md")
+        state.finished = state.finished or iso()
+        record = report_info(state) | {
+            "conclusion": state.conclusion,
+            "stop": state.stop,
+            "diff": diff_against_parent(s, tree, folder),
+        }
+        curves = read_curves(s.run_dir)
+        write_json(folder / "sprint.json", record)
+        write_json(folder / "curves.json", curves)
+        write_report(folder, record, shown, state.verdict, curves)
+        (folder / "DONE").write_text(
+            json.dumps({"id": state.id, "verdict": state.verdict["verdict"], "finished": state.finished}) + "\n"
+        )
+        with engine.lock:
+            state.commit = (
+                gitops.commit_paths(tree, f"{state.id}: {state.verdict['verdict']}: {state.title}", [state.sprint_path])
+                or state.commit
+            )
+        s.save()
+    crash_point("reporting")
+    with engine.lock:
+        merge(s, results)
+        gitops.remove_worktree(engine.repo, engine.project.worktrees_dir / state.id)
+
+
+def announce(s: Sprint) -> None:
+    """The sprint's last status line and its Slack notice (after it is saved as done)."""
+    state, project = s.state, s.engine.project
+    v = state.verdict
+    s.say("done", f"{v['verdict']}" + (" (new best)" if v.get("new_best") else "") + f" | sprints/{state.id}/report.md")
+    results = read_verified(s.run_dir / "results.json") if not state.failure else None
+    notify.post(
+        notify.webhook_url(s.cfg),
+        notify.sprint_notice(
+            project.root.name, ledger_row(state, results), project.sprints_dir / state.id / "report.md"
+        ),
+        lambda line: s.say("notify", line),
+    )
+
+
+def conclude(s: Sprint, results: dict | None) -> str:
+    state, engine = s.state, s.engine
+    if results is None:
+        return f"The sprint failed before training: {state.failure}"
+    from autosae.report.record import compact_curves, read_curves
+
+    rows = read_ledger(engine.project.ledger_path)
+    ctx = engine.context(s.cfg, state.task_body, s.profile, state.setting, rows, s.baselines, state=state)
+    ctx.parent_metrics = engine.parent_metrics(state.parent, rows, s.baselines)
+    ctx.curves = compact_curves(read_curves(s.run_dir))
+    with s.charging():
+        try:
+            text = s.agent.conclude(proposal_of(state), results, state.verdict, ctx).text
+        except BudgetReached as exc:
+            state.stop = f"budget reached: {exc}"
+            text = f"(No conclusions were drawn: {exc}.)"
+        except AgentError as exc:
+            text = f"(The {state.backend} agent could not draw conclusions: {exc}.)"
+    return text
+
+
+def merge(s: Sprint, results: dict | None) -> None:
+    """One commit on the main branch: the sprint folder, its ledger row, the leaderboard."""
+    from autosae.report import write_leaderboard
+
+    state, engine = s.state, s.engine
+    repo, ledger = engine.repo, "reports/ledger.jsonl"
+    recorded = any(r.get("id") == state.id for r in parse_ledger(gitops.head_text(repo, ledger)))
+    if recorded and gitops.in_head(repo, f"{state.sprint_path}/DONE"):
+        return  # merged before a crash: never record twice
+    ours = [state.sprint_path, *REPORT_FILES]
+    gitops.restore(repo, ours)  # drop a half-done merge (only files autosae writes)
+    engine.check_tree()
+    gitops.checkout_from(repo, state.branch, state.sprint_path)
+    rows = parse_ledger(gitops.head_text(repo, ledger))
+    rows.append(ledger_row(state, results))
+    engine.project.reports_dir.mkdir(exist_ok=True)
+    engine.project.ledger_path.write_text("".join(dump_row(r) for r in rows))
+    write_leaderboard(
+        engine.project.reports_dir,
+        in_setting(rows, state.setting),
+        {n: {m: res["summary"].get(m) for m in ("f1", "mcc")} for n, res in s.baselines.items()},
+        state.objective,
+    )
+    crash_point("merging")
+    gitops.commit_paths(repo, f"sprint {state.id}: {state.verdict['verdict']}: {state.title}", ours)
+    crash_point("merged")
+
+
+def implement_sources(s: Sprint) -> list[dict]:
+    """What the agent read on the web while implementing (TASK.md literature.phases lists
+    implement), from that phase's transcript: the backend parses its own tools' results."""
+    settings = s.cfg.agent.literature.resolved()
+    if not settings or "implement" not in settings["phases"] or not hasattr(s.agent, "sources"):
+        return []
+    return s.agent.sources(s.engine.agent_dir(s.state.id), "implement")
+
+
+def write_readme_sources(s: Sprint, readme: Path) -> None:
+    """The sprint README's "Sources" section, written by autosae from the recorded sources
+    (the agent writes the rest of the README; whatever it put between autosae's markers is
+    replaced). Written where there is something to say: sources, a sprint whose LLM agent
+    had web tools, or a README that already has the markers; idempotent."""
+    state = s.state
+    if readme.is_symlink():
+        readme.unlink()  # never written through (refuse_links removed any before; this is belt and braces)
+    if readme.exists() and not readme.is_file():
+        return  # a folder named README.md: the sprint already failed for want of a README
+    text = ""
+    if readme.is_file():
+        with open(readme, "rb") as f:
+            raw = f.read(README_LIMIT + 1)
+        text = raw[:README_LIMIT].decode(errors="replace")
+        if len(raw) > README_LIMIT:
+            text += f"\n\n(autosae cut this README at {README_LIMIT:,} bytes)\n"
+    web = bool(s.cfg.agent.literature.resolved()) and state.backend in ("anthropic", "claude_code")
+    if not (state.sources or web or "autosae:sources" in text):
+        return
+    readme.write_text(readme_with_sources(text or f"# {state.title}\n", state.sources))
+
+
+def diff_against_parent(s: Sprint, tree, folder: Path) -> dict:
+    """What the agent changed in code: its folder against the parent sprint's (as the
+    sprint's branch has it) or against the baseline's variant.py. README.md, the agent's
+    notes, is left out on both sides."""
+    skip = (*TRUSTED_FILES, "README.md")
+    parent = s.state.parent or ""
+    if parent.startswith("baseline:"):
+        try:
+            parent_files = {"variant.py": s.engine.parent_variant_path(parent).read_text()}
+        except AutosaeError:
+            parent_files = {}
+    else:
+        parent_files = folder_files(Path(tree.working_tree_dir) / "sprints" / parent, skip) if parent else {}
+    return variant_diff(parent or "—", parent_files, folder_files(folder, skip))
+
+
+REPORT_FIELDS = (
+    "id",
+    "title",
+    "idea",
+    "hypothesis",
+    "plan",
+    "parent",
+    "backend",
+    "profile",
+    "objective",
+    "seeds",
+    "started",
+    "finished",
+    "cost_usd",
+    "tokens",
+    "branch",
+    "config",
+    "sandboxed",
+    "origin",
+    "sources",
+)
+"""The sprint state's fields that sprint.json records."""
+
+
+def report_info(state: SprintState) -> dict:
+    return {k: getattr(state, k) for k in REPORT_FIELDS}
+
+
+def ledger_row(state: SprintState, results: dict | None) -> dict:
+    v = state.verdict or {}
+    summary = (results or {}).get("summary") or {}
+    ok = [r for r in (results or {}).get("per_seed", []) if r.get("status") == "ok"]
+    return {
+        "id": state.id,
+        "title": state.title,
+        "idea": state.idea,
+        "parent": state.parent,
+        "verdict": v.get("verdict", "failed"),
+        "reason": v.get("reason"),
+        "noop": v.get("noop", False),
+        "new_best": v.get("new_best", False),
+        "confirmed": v.get("confirmed"),
+        "objective": state.objective,
+        "f1": summary.get("f1"),
+        "mcc": summary.get("mcc"),
+        "l0": (summary.get("l0") or {}).get("mean"),
+        "precision": summary.get("precision"),
+        "recall": summary.get("recall"),
+        "dead_latents": summary.get("dead_latents"),
+        "per_seed": {m: [r[m] for r in ok if m in r] for m in ("f1", "mcc")},
+        "delta_parent": v.get("delta_parent"),
+        "p_value": v.get("p_value"),
+        "noise_floor": v.get("noise_floor"),
+        "noise_floor_note": v.get("noise_floor_note"),
+        "backend": state.backend,
+        "cost_usd": round(state.cost_usd, 4),
+        "tokens": state.tokens,
+        "stop": state.stop,
+        "wall_s": (results or {}).get("wall_s"),
+        "started": state.started,
+        "finished": state.finished,
+        "branch": state.branch,
+        "commit": state.commit,
+        "profile": state.profile,
+        "setting": state.setting,
+        "seeds": state.seeds,
+        "config": state.config,
+        "variant_sha256": (results or {}).get("variant_sha256"),
+        "user_idea": state.user_idea,
+        "explore": state.explore,
+        "sandboxed": state.sandboxed,
+    }
