@@ -65,7 +65,7 @@ def build(
     from autosae.bench.build import build as build_model
     from autosae.bench.build import entry_dir, verify
     from autosae.bench.profiles import get_profile
-    from autosae.harness.run import resolve_device
+    from autosae.harness.devices import resolve_device
 
     p = get_profile(name, model_seed, set_)
     entry = entry_dir(p)

@@ -267,7 +267,7 @@ def verify(
     heldout settings), record the outcome in its verdict.json, ledger row and report, and
     commit. A sprint the held-out models do not confirm is no longer the new best."""
     from autosae.config import load_task
-    from autosae.harness.run import resolve_device
+    from autosae.harness.devices import resolve_device
     from autosae.jsonio import read_json
     from autosae.report import fmt_pm
     from autosae.report.rerender import rerender

@@ -112,7 +112,7 @@ class Engine:
 
     def prepare(self, state: SprintState) -> Sprint:
         """What every phase needs, under the settings the sprint started with."""
-        from autosae.harness.run import resolve_device
+        from autosae.harness.devices import resolve_device
 
         cfg = self.task_config(state)
         profile = self.profile_for(cfg, state.profile)
@@ -164,27 +164,16 @@ class Engine:
         """Where runs execute: the device slots, and for counted runs (launch) TASK.md's
         launcher (Slurm jobs through submitit); under which sandbox and bounds (TASK.md's
         sandbox, for the sprint's backend, and limits)."""
-        from autosae.harness.run import RunOptions
+        from autosae.harness.run import task_run_options
 
-        launcher = cfg.launcher if launch and cfg.launcher.kind != "local" else None
-        folder = None
-        if launcher:
-            from autosae.bench.build import cache_root
-
-            folder = str(
-                self.project.root / cfg.launcher.folder
-                if cfg.launcher.folder
-                else cache_root() / "slurm" / gitops.root_commit(self.repo)
-            )
-        return RunOptions(
-            device=device,
-            pool=self.pool_for(cfg),
-            launcher=launcher,
-            launcher_folder=folder,
-            sandbox=cfg.sandbox_mode(backend),
-            memory_limit_gb=cfg.limits.memory_gb,
-            disk_limit_gb=cfg.limits.disk_gb,
-            max_processes=cfg.limits.processes,
+        return task_run_options(
+            cfg,
+            device,
+            self.pool_for(cfg),
+            project_root=self.project.root,
+            project_id=gitops.root_commit(self.repo),
+            backend=backend,
+            launch=launch,
             **kw,
         )
 
@@ -292,8 +281,8 @@ class Engine:
     def experimenter(self, state: SprintState, cfg: TaskConfig):
         """The agent's `run_experiment` (autosae.harness.experiment): quick runs on this
         machine (never through the launcher), under the sprint's sandbox, uncounted."""
+        from autosae.harness.devices import resolve_device
         from autosae.harness.experiment import experimenter
-        from autosae.harness.run import resolve_device
 
         parent = state.parent or "baseline:matryoshka"
         try:

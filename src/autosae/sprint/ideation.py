@@ -70,7 +70,7 @@ def task_settings(cfg: TaskConfig, req: SprintRequest) -> TaskConfig:
 
 def start(engine: Engine, req: SprintRequest) -> SprintState:
     """Ideation, under the engine's lock: the new sprint's state, saved in phase `proposed`."""
-    from autosae.harness.run import resolve_device
+    from autosae.harness.devices import resolve_device
 
     task = load_task(engine.project.task_path)  # re-read: the user steers by editing it
     cfg = task_settings(task.config, req)

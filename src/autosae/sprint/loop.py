@@ -217,7 +217,7 @@ class Lanes:
         from autosae.harness.slots import SlotPool, pool_for_gpus
 
         if self.pool is None:
-            from autosae.harness.run import resolve_device
+            from autosae.harness.devices import resolve_device
 
             cfg = load_task(self.project.task_path).config
             self.pool = pool_for_gpus(cfg.gpus) or SlotPool([resolve_device(cfg.device)])
