@@ -128,7 +128,7 @@ class Finished:
 
 def call(use: dict, handlers: dict, finish: Callable[[dict], Any]) -> tuple[str, bool, Finished | None]:
     """Run one tool_use block: (the tool_result's text, whether it is an error, Finished when the
-    model's `finish` passed the phase's check). Every text is redacted of credentials."""
+    model's `finish` passed the phase's check). What a tool returns or raises is redacted of credentials."""
     name, args = use.get("name"), use.get("input")
     if not isinstance(args, dict):
         return f"malformed tool call: the input of {name!r} must be a JSON object", True, None
