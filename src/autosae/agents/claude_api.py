@@ -13,13 +13,15 @@ Every message is appended to the phase's transcript before the next step, so a k
 conversation is continued where it stopped. The SDK retries 429/5xx/529 and time-outs; above
 it, a longer back-off rides out an outage. Each response's usage is priced; reaching the
 sprint's or the project's cap raises BudgetReached, which ends the sprint with a record.
+
+This module is the conversation (the loop, its transcript, retries and costs); the tools' schemas,
+their execution and the checks on `finish` are in autosae.agents.claude_tools.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -29,6 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
+from autosae.agents.claude_tools import (
+    BASH,
+    EDITOR,
+    EXPERIMENT,
+    FINISH,
+    VIEW,
+    call,
+    check_conclusion,
+    check_proposal,
+    experiment_tool,
+    implemented,
+    string,
+)
 from autosae.agents.literature import FETCH_BETA, message_sources, needs_fetch_beta, server_tools, settle
 from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage, usage_dict
 from autosae.agents.prompts import (
@@ -40,120 +55,15 @@ from autosae.agents.prompts import (
     system_prompt,
     turn_limits,
 )
-from autosae.agents.sandbox import Files, Shell, ToolError, redact
+from autosae.agents.sandbox import Files, Shell, redact
 from autosae.agents.transcript import Transcript
-from autosae.harness.quick import PARENT_AUTO_SAMPLES
-from autosae.harness.validation import QUICK_SEED_SPAN
 
 RETRYABLE = (408, 409, 429, 500, 502, 503, 504, 529)
-
-
-def tool(name: str, description: str, properties: dict, required: list[str]) -> dict:
-    return {
-        "name": name,
-        "description": description,
-        "input_schema": {"type": "object", "properties": properties, "required": required},
-    }
-
-
-STR = {"type": "string"}
-EDITOR = tool(
-    "str_replace_based_edit_tool",
-    "View a file or folder, create a file, or replace one exact occurrence of a string in a file. "
-    "Paths are relative to the worktree; paths outside it are refused.",
-    {
-        "command": {"type": "string", "enum": ["view", "create", "str_replace"]},
-        "path": STR,
-        "file_text": STR,
-        "old_str": STR,
-        "new_str": STR,
-        "view_range": {"type": "array", "items": {"type": "integer"}},
-    },
-    ["command", "path"],
-)
-VIEW = tool(
-    "str_replace_based_edit_tool",
-    "View a file or folder (read-only in this phase); autosae/sae/ and "
-    "autosae/variants/ are the component library and the reference variants.",
-    {
-        "command": {"type": "string", "enum": ["view"]},
-        "path": STR,
-        "view_range": {"type": "array", "items": {"type": "integer"}},
-    },
-    ["command", "path"],
-)
-BASH = tool(
-    "bash",
-    "Run a bash command in the worktree (no network, no credentials, a time limit).",
-    {"command": STR},
-    ["command"],
-)
-EXPERIMENT = tool(
-    "run_experiment",
-    "Train and score a variant quickly and return its run folder, its metrics (f1, mcc, precision, "
-    "recall, l0, dead_latents, explained_variance, ...), a summary of its training log (the harness's "
-    "loss, l0, dead latents and the variant's own TrainOutput.metrics), and the parent's metrics at "
-    "the same budget, seed and eval samples with the difference. Uncounted: one seed, fewer samples, "
-    "training seeds and validation eval samples that no counted run uses, so its numbers differ "
-    "from the counted run's; only the counted run decides the verdict. The parent is trained beside "
-    f"by default when the run has at most {PARENT_AUTO_SAMPLES:,} training samples (all of `tiny`) "
-    "or its run is cached (cached runs cost nothing).",
-    {
-        "variant": {"type": "string", "description": "path of the variant, default: this sprint's"},
-        "samples": {"type": "integer", "description": "training samples (default: a tenth of the profile's)"},
-        "profile": {"type": "string", "description": "profile to run on (default: the sprint's; `tiny` is fastest)"},
-        "seed": {"type": "integer", "description": f"quick seed, 0 to {QUICK_SEED_SPAN - 1} (default 0)"},
-        "parent": {
-            "type": "boolean",
-            "description": "train the parent's variant beside it (cached): true "
-            "or false; default: true when cheap, as above",
-        },
-    },
-    [],
-)
-FINISH = {
-    "propose": tool(
-        "finish",
-        "Submit this sprint's proposal.",
-        {
-            "title": STR,
-            "idea": STR,
-            "hypothesis": STR,
-            "plan": STR,
-            "parent": STR,
-            "origin": {
-                "type": "string",
-                "description": "where the idea comes from: a paper or method "
-                "and its field, a past sprint's result, or your own reasoning",
-            },
-        },
-        ["title", "idea", "hypothesis", "plan", "origin"],
-    ),
-    "implement": tool(
-        "finish", "Declare the implementation done (README.md and variant.py written).", {"summary": STR}, ["summary"]
-    ),
-    "conclude": tool(
-        "finish",
-        "Submit the conclusions.",
-        {
-            "checks": STR,
-            "alternatives": {"type": "array", "items": STR},
-            "conclusion": STR,
-            "next_steps": {"type": "array", "items": STR},
-        },
-        ["checks", "alternatives", "conclusion", "next_steps"],
-    ),
-}
 
 
 class Refused(AgentError):
     """The API refused a request as invalid or not permitted (400, 403): with web tools in it,
     perhaps the tools themselves (a model without them, an organisation without web search)."""
-
-
-class Finished(Exception):
-    def __init__(self, value: Any):
-        self.value = value
 
 
 class AnthropicAgent:
@@ -218,7 +128,7 @@ class AnthropicAgent:
             prompt,
             [VIEW, FINISH["propose"]],
             {"str_replace_based_edit_tool": files.call},
-            self._check_proposal,
+            check_proposal,
         )
         return Proposal(
             title=out["title"].strip()[:120],
@@ -235,34 +145,6 @@ class AnthropicAgent:
         worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
         files = Files(worktree)
 
-        def experiment(args: dict) -> str:
-            if ctx.experiment is None:
-                raise ToolError("run_experiment is not available here")
-            variant = files.resolve(args.get("variant") or f"{folder}/variant.py")
-            if not variant.is_file():
-                raise ToolError(f"{variant.relative_to(files.root)}: no such file; write the variant first")
-            samples, seed, parent = args.get("samples"), args.get("seed", 0), args.get("parent")
-            for key, value in (("samples", samples), ("seed", seed)):
-                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                    raise ToolError(f"{key}: expected an integer")
-            if parent is not None and not isinstance(parent, bool):
-                raise ToolError("parent: expected true or false")
-            if args.get("profile") is not None and not isinstance(args["profile"], str):
-                raise ToolError("profile: expected a profile name")
-            return json.dumps(
-                ctx.experiment(variant, samples, args.get("profile"), seed or 0, parent), indent=1, default=float
-            )
-
-        def finish_check(args: dict) -> dict:
-            for name in ("README.md", "variant.py"):
-                if not (sprint_dir / name).is_file():
-                    raise ToolError(f"{folder}/{name} is not written yet")
-            try:
-                compile((sprint_dir / "variant.py").read_text(), "variant.py", "exec")
-            except (SyntaxError, ValueError) as exc:
-                raise ToolError(f"variant.py does not compile: {exc}") from None
-            return args
-
         shell = Shell(
             worktree,
             Path(ctx.record_dir or worktree.parent) / "shell-tmp",
@@ -273,13 +155,18 @@ class AnthropicAgent:
             int(self.limits.get("processes", 512)),
         )
         handlers = {
-            "bash": lambda a: shell.run(_string(a, "command")),
+            "bash": lambda a: shell.run(string(a, "command")),
             "str_replace_based_edit_tool": files.call,
-            "run_experiment": experiment,
+            "run_experiment": experiment_tool(ctx, files, folder),
         }
         try:
             self.converse(
-                "implement", ctx, prompt, [BASH, EDITOR, EXPERIMENT, FINISH["implement"]], handlers, finish_check
+                "implement",
+                ctx,
+                prompt,
+                [BASH, EDITOR, EXPERIMENT, FINISH["implement"]],
+                handlers,
+                implemented(sprint_dir, folder),
             )
         finally:
             shutil.rmtree(shell.scratch, ignore_errors=True)  # the shell's private /tmp
@@ -293,7 +180,7 @@ class AnthropicAgent:
             prompt,
             [VIEW, FINISH["conclude"]],
             {"str_replace_based_edit_tool": Files(worktree, writable=False).call},
-            self._check_conclusion,
+            check_conclusion,
         )
         return conclusion_markdown(out)
 
@@ -362,7 +249,7 @@ class AnthropicAgent:
                 continue
             replies, result = [], None
             for use in uses:
-                text, error, done = self._call(use, handlers, finish)
+                text, error, done = call(use, handlers, finish)
                 replies.append(
                     {
                         "type": "tool_result",
@@ -408,21 +295,6 @@ class AnthropicAgent:
         if record is not None:
             record.append({"t": time.strftime("%Y-%m-%dT%H:%M:%S"), "message": message, **extra})
 
-    def _call(self, use: dict, handlers: dict, finish: Callable[[dict], Any]) -> tuple[str, bool, Finished | None]:
-        name, args = use.get("name"), use.get("input")
-        if not isinstance(args, dict):
-            return f"malformed tool call: the input of {name!r} must be a JSON object", True, None
-        try:
-            if name == "finish":
-                return "recorded", False, Finished(finish(args))
-            if name not in handlers:
-                return f"unknown tool {name!r}; the tools are: {', '.join([*handlers, 'finish'])}", True, None
-            return redact(handlers[name](args)), False, None
-        except ToolError as exc:
-            return redact(str(exc)), True, None
-        except (OSError, ValueError, TypeError, UnicodeError) as exc:  # the tool broke, not the agent
-            return redact(f"{name} failed: {type(exc).__name__}: {exc}"), True, None
-
     def _create(self, system: str, tools: list[dict], messages: list[dict], log: Callable[[str], None]):
         """One Messages-API call. The SDK retries briefly; this rides out a longer outage."""
         import anthropic
@@ -460,43 +332,6 @@ class AnthropicAgent:
             time.sleep(delay)
             waited += delay
             delay = min(delay * 2, 300.0)
-
-    # -- checks on what the model submits --------------------------------------------------
-
-    @staticmethod
-    def _check_proposal(args: dict) -> dict:
-        for key in ("title", "idea", "hypothesis", "plan", "origin"):
-            if not isinstance(args.get(key), str) or not args[key].strip():
-                raise ToolError(
-                    f"{key}: expected a non-empty string"
-                    + (
-                        " (where the idea comes from: a paper or method and its field, a past sprint, your own "
-                        "reasoning)"
-                        if key == "origin"
-                        else ""
-                    )
-                )
-        if args.get("parent") is not None and not isinstance(args["parent"], str):
-            raise ToolError("parent: expected a sprint id or baseline:matryoshka / baseline:batchtopk")
-        return args
-
-    @staticmethod
-    def _check_conclusion(args: dict) -> dict:
-        for key in ("checks", "conclusion"):
-            if not isinstance(args.get(key), str) or not args[key].strip():
-                raise ToolError(f"{key}: expected a non-empty string (say what you checked and concluded)")
-        for key in ("alternatives", "next_steps"):
-            items = args.get(key)
-            if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
-                raise ToolError(f"{key}: expected a non-empty list of strings")
-        return args
-
-
-def _string(args: dict, key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ToolError(f"{key}: expected a non-empty string")
-    return value
 
 
 def _block(block) -> dict:

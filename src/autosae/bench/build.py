@@ -6,6 +6,10 @@ every file. An entry is used only when every checksum matches; anything else (a 
 file, a missing manifest, a failed load) is reported and rebuilt, never silently used.
 Entries are written to a temporary folder and renamed into place, so a build killed
 half-way leaves no entry behind.
+
+A build shows its own progress on stderr (BuildProgress): one line that updates on a terminal,
+one plain line per phase elsewhere. sae_lens's orthogonalisation bar never reaches the output:
+it feeds that progress instead (sae_lens forces it on, so TQDM_DISABLE cannot stop it).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -115,15 +120,94 @@ def verify(entry: Path) -> str | None:
 
 
 @torch.no_grad()
-def sample_pool(model, n: int, seed: int) -> torch.Tensor:
-    """n hidden activations from the model, drawn in chunks under a fixed torch seed."""
+def sample_pool(model, n: int, seed: int, step: Callable[[int, int], None] = lambda done, total: None) -> torch.Tensor:
+    """n hidden activations from the model, drawn in chunks under a fixed torch seed;
+    step(done, n) after each chunk."""
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        chunks = [model.sample(min(SAMPLE_CHUNK, n - i)) for i in range(0, n, SAMPLE_CHUNK)]
+        chunks = []
+        for i in range(0, n, SAMPLE_CHUNK):
+            chunks.append(model.sample(min(SAMPLE_CHUNK, n - i)))
+            step(min(i + SAMPLE_CHUNK, n), n)
     finally:
         torch.random.set_rng_state(gen_state)
     return torch.cat(chunks).float().cpu().contiguous()
+
+
+class BuildProgress:
+    """Our own progress for one model build, on stderr: on a terminal one rich line that
+    updates (the phase, sae_lens's steps, the time so far); elsewhere (a pipe, a log file)
+    one plain line per phase, never a carriage return."""
+
+    def __init__(self, name: str):
+        self.name, self.stream = name, sys.stderr  # the real stderr, before anything replaces it
+        self.tty = self.stream.isatty()
+        self.bar = self.task = None
+
+    def __enter__(self) -> BuildProgress:
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn(f"model {self.name}: {{task.description}}", markup=False),
+                BarColumn(bar_width=10),  # the line fits 80 columns
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream),  # a file, not stderr=True: sys.stderr is swapped below
+                transient=True,
+            )
+            self.bar.start()
+        return self
+
+    def phase(self, text: str) -> None:
+        if self.bar is not None:  # a task per phase: its own step count and time
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(text, total=None)
+        else:
+            print(f"model {self.name}: {text}", file=self.stream, flush=True)
+
+    def advance(self, done: int, total: int) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def done(self, text: str) -> None:
+        self.__exit__()
+        print(f"model {self.name}: {text}", file=self.stream, flush=True)
+
+    def __exit__(self, *_) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+class _BarCatcher(io.TextIOBase):
+    """Stands in for stderr while sae_lens builds a model. Its forced tqdm bar (carriage
+    returns, thousands of characters off a terminal) becomes calls of on_bar(done, total);
+    any other text written meanwhile (a warning) is kept, by line, for the log."""
+
+    STEP = re.compile(r"(\d+)/(\d+) \[")  # tqdm's "45/100 [00:10<00:12, ...]"
+
+    def __init__(self, on_bar: Callable[[int, int], None]):
+        self.on_bar, self.pending, self.other = on_bar, "", []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *pieces, self.pending = re.split(r"[\r\n]", self.pending + text)
+        for piece in [*pieces, self.pending]:  # the unfinished piece is tqdm's latest state
+            if step := self.STEP.search(piece):
+                self.on_bar(int(step[1]), int(step[2]))
+        self.other += [p.strip() for p in pieces if p.strip() and not self.STEP.search(p)]
+        return len(text)
+
+    def lines(self) -> list[str]:
+        """What was written that was not the bar."""
+        rest = self.pending.strip()
+        return self.other + ([rest] if rest and not self.STEP.search(rest) else [])
 
 
 def build(profile: Profile, device: str = "cpu", force: bool = False, log: Callable[[str], None] = print) -> Path:
@@ -141,15 +225,20 @@ def build(profile: Profile, device: str = "cpu", force: bool = False, log: Calla
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
     try:
         started = time.time()
-        # sae_lens forces its orthogonalisation progress bar on (show_progress=True); off a
-        # terminal (a log, an agent's tool output) it is thousands of characters of noise
-        quiet = contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(io.StringIO())
-        with quiet:
-            model = SyntheticModel(sae_lens_config(profile.model), device=device)
-        model.save(tmp)
-        if profile.data == "pool":
-            pool = sample_pool(model, profile.pool_samples, seed=profile.model.seed + 1000)
-            save_file({"hidden": pool}, tmp / POOL_FILE)
+        with BuildProgress(profile.name) as progress:
+            spec = profile.model
+            progress.phase(f"building with sae_lens ({spec.num_features:,} features)")
+            bar = _BarCatcher(progress.advance)
+            with contextlib.redirect_stderr(bar):
+                model = SyntheticModel(sae_lens_config(spec), device=device)
+            for line in bar.lines():  # a warning written while the bar was caught: kept, in the log
+                log(f"sae_lens: {line}")
+            model.save(tmp)
+            if profile.data == "pool":
+                progress.phase("sampling the pool")
+                pool = sample_pool(model, profile.pool_samples, spec.seed + 1000, progress.advance)
+                save_file({"hidden": pool}, tmp / POOL_FILE)
+            progress.done(f"built in {time.time() - started:.0f} s (cached for the next runs)")
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / "profile.json").write_text(
             json.dumps(

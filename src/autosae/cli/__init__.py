@@ -42,6 +42,10 @@ app.command("variants")(train.variants)
 
 def main() -> None:
     """Entry point: known errors become one line and an exit code, never a traceback."""
+    # off a terminal, third-party progress bars are kilobytes of carriage returns in a log; tqdm reads
+    # TQDM_DISABLE when first imported (after this line), and every process we start inherits it
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         result = app(standalone_mode=False)
     except AutosaeError as exc:

@@ -1,0 +1,218 @@
+"""The tools of the `anthropic` backend's conversations (autosae.agents.claude_api runs the
+conversations): the schemas the model sees, the implement phase's run_experiment and `finish`
+check, the checks on what the model submits with `finish`, and the execution of one tool call.
+
+A tool that fails answers the model with an error (is_error) rather than raising into the
+conversation loop: bad arguments, a missing file or a broken tool are the model's to fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autosae.agents.base import AgentContext
+from autosae.agents.sandbox import Files, ToolError, redact
+from autosae.harness.quick import PARENT_AUTO_SAMPLES
+from autosae.harness.validation import QUICK_SEED_SPAN
+
+
+def tool(name: str, description: str, properties: dict, required: list[str]) -> dict:
+    return {
+        "name": name,
+        "description": description,
+        "input_schema": {"type": "object", "properties": properties, "required": required},
+    }
+
+
+STR = {"type": "string"}
+EDITOR = tool(
+    "str_replace_based_edit_tool",
+    "View a file or folder, create a file, or replace one exact occurrence of a string in a file. "
+    "Paths are relative to the worktree; paths outside it are refused.",
+    {
+        "command": {"type": "string", "enum": ["view", "create", "str_replace"]},
+        "path": STR,
+        "file_text": STR,
+        "old_str": STR,
+        "new_str": STR,
+        "view_range": {"type": "array", "items": {"type": "integer"}},
+    },
+    ["command", "path"],
+)
+VIEW = tool(
+    "str_replace_based_edit_tool",
+    "View a file or folder (read-only in this phase); autosae/sae/ and "
+    "autosae/variants/ are the component library and the reference variants.",
+    {
+        "command": {"type": "string", "enum": ["view"]},
+        "path": STR,
+        "view_range": {"type": "array", "items": {"type": "integer"}},
+    },
+    ["command", "path"],
+)
+BASH = tool(
+    "bash",
+    "Run a bash command in the worktree (no network, no credentials, a time limit).",
+    {"command": STR},
+    ["command"],
+)
+EXPERIMENT = tool(
+    "run_experiment",
+    "Train and score a variant quickly and return its run folder, its metrics (f1, mcc, precision, "
+    "recall, l0, dead_latents, explained_variance, ...), a summary of its training log (the harness's "
+    "loss, l0, dead latents and the variant's own TrainOutput.metrics), and the parent's metrics at "
+    "the same budget, seed and eval samples with the difference. Uncounted: one seed, fewer samples, "
+    "training seeds and validation eval samples that no counted run uses, so its numbers differ "
+    "from the counted run's; only the counted run decides the verdict. The parent is trained beside "
+    f"by default when the run has at most {PARENT_AUTO_SAMPLES:,} training samples (all of `tiny`) "
+    "or its run is cached (cached runs cost nothing).",
+    {
+        "variant": {"type": "string", "description": "path of the variant, default: this sprint's"},
+        "samples": {"type": "integer", "description": "training samples (default: a tenth of the profile's)"},
+        "profile": {"type": "string", "description": "profile to run on (default: the sprint's; `tiny` is fastest)"},
+        "seed": {"type": "integer", "description": f"quick seed, 0 to {QUICK_SEED_SPAN - 1} (default 0)"},
+        "parent": {
+            "type": "boolean",
+            "description": "train the parent's variant beside it (cached): true "
+            "or false; default: true when cheap, as above",
+        },
+    },
+    [],
+)
+FINISH = {
+    "propose": tool(
+        "finish",
+        "Submit this sprint's proposal.",
+        {
+            "title": STR,
+            "idea": STR,
+            "hypothesis": STR,
+            "plan": STR,
+            "parent": STR,
+            "origin": {
+                "type": "string",
+                "description": "where the idea comes from: a paper or method "
+                "and its field, a past sprint's result, or your own reasoning",
+            },
+        },
+        ["title", "idea", "hypothesis", "plan", "origin"],
+    ),
+    "implement": tool(
+        "finish", "Declare the implementation done (README.md and variant.py written).", {"summary": STR}, ["summary"]
+    ),
+    "conclude": tool(
+        "finish",
+        "Submit the conclusions.",
+        {
+            "checks": STR,
+            "alternatives": {"type": "array", "items": STR},
+            "conclusion": STR,
+            "next_steps": {"type": "array", "items": STR},
+        },
+        ["checks", "alternatives", "conclusion", "next_steps"],
+    ),
+}
+
+
+@dataclass
+class Finished:
+    """What `call` returns when the model called `finish` and the phase's check accepted it: the
+    phase's result (which may itself be None, hence the wrapper)."""
+
+    value: Any
+
+
+def call(use: dict, handlers: dict, finish: Callable[[dict], Any]) -> tuple[str, bool, Finished | None]:
+    """Run one tool_use block: (the tool_result's text, whether it is an error, Finished when the
+    model's `finish` passed the phase's check). What a tool returns or raises is redacted of credentials."""
+    name, args = use.get("name"), use.get("input")
+    if not isinstance(args, dict):
+        return f"malformed tool call: the input of {name!r} must be a JSON object", True, None
+    try:
+        if name == "finish":
+            return "recorded", False, Finished(finish(args))
+        if name not in handlers:
+            return f"unknown tool {name!r}; the tools are: {', '.join([*handlers, 'finish'])}", True, None
+        return redact(handlers[name](args)), False, None
+    except ToolError as exc:
+        return redact(str(exc)), True, None
+    except (OSError, ValueError, TypeError, UnicodeError) as exc:  # the tool broke, not the agent
+        return redact(f"{name} failed: {type(exc).__name__}: {exc}"), True, None
+
+
+def experiment_tool(ctx: AgentContext, files: Files, folder: str) -> Callable[[dict], str]:
+    """run_experiment: the quick run of ctx.experiment, its arguments checked before it starts."""
+
+    def experiment(args: dict) -> str:
+        if ctx.experiment is None:
+            raise ToolError("run_experiment is not available here")
+        variant = files.resolve(args.get("variant") or f"{folder}/variant.py")
+        if not variant.is_file():
+            raise ToolError(f"{variant.relative_to(files.root)}: no such file; write the variant first")
+        samples, seed, parent = args.get("samples"), args.get("seed", 0), args.get("parent")
+        for key, value in (("samples", samples), ("seed", seed)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ToolError(f"{key}: expected an integer")
+        if parent is not None and not isinstance(parent, bool):
+            raise ToolError("parent: expected true or false")
+        if args.get("profile") is not None and not isinstance(args["profile"], str):
+            raise ToolError("profile: expected a profile name")
+        return json.dumps(
+            ctx.experiment(variant, samples, args.get("profile"), seed or 0, parent), indent=1, default=float
+        )
+
+    return experiment
+
+
+def implemented(sprint_dir: Path, folder: str) -> Callable[[dict], dict]:
+    """The implement phase's `finish` check: README.md and a variant.py that compiles are written."""
+
+    def check(args: dict) -> dict:
+        for name in ("README.md", "variant.py"):
+            if not (sprint_dir / name).is_file():
+                raise ToolError(f"{folder}/{name} is not written yet")
+        try:
+            compile((sprint_dir / "variant.py").read_text(), "variant.py", "exec")
+        except (SyntaxError, ValueError) as exc:
+            raise ToolError(f"variant.py does not compile: {exc}") from None
+        return args
+
+    return check
+
+
+def check_proposal(args: dict) -> dict:
+    for key in ("title", "idea", "hypothesis", "plan", "origin"):
+        if not isinstance(args.get(key), str) or not args[key].strip():
+            raise ToolError(
+                f"{key}: expected a non-empty string"
+                + (
+                    " (where the idea comes from: a paper or method and its field, a past sprint, your own reasoning)"
+                    if key == "origin"
+                    else ""
+                )
+            )
+    if args.get("parent") is not None and not isinstance(args["parent"], str):
+        raise ToolError("parent: expected a sprint id or baseline:matryoshka / baseline:batchtopk")
+    return args
+
+
+def check_conclusion(args: dict) -> dict:
+    for key in ("checks", "conclusion"):
+        if not isinstance(args.get(key), str) or not args[key].strip():
+            raise ToolError(f"{key}: expected a non-empty string (say what you checked and concluded)")
+    for key in ("alternatives", "next_steps"):
+        items = args.get(key)
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
+            raise ToolError(f"{key}: expected a non-empty list of strings")
+    return args
+
+
+def string(args: dict, key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ToolError(f"{key}: expected a non-empty string")
+    return value
