@@ -19,6 +19,7 @@ from autosae.agents.recipe import (
     normalise,
     render_variant,
 )
+from autosae.agents.recipe.agent import SEARCHES
 from autosae.agents.recipe.search import KNOWN_GOOD, STUDY_FILE, Search
 from autosae.sandboxed.spec import VariantSpec
 from autosae.variants import reference_variants
@@ -61,8 +62,9 @@ def test_it_is_the_default_backend_and_deterministic():
     assert RecipeAgent(seed=3).propose(ctx()) == RecipeAgent(seed=3).propose(ctx())
 
 
-def test_it_never_repeats_a_configuration_over_fifteen_sprints():
-    agent, past, seen = RecipeAgent(seed=1), [], {config_key(c) for c in BASELINE_CONFIGS.values()}
+@pytest.mark.parametrize("search", SEARCHES)
+def test_it_never_repeats_a_configuration_over_fifteen_sprints(search):
+    agent, past, seen = RecipeAgent(seed=1, search=search), [], {config_key(c) for c in BASELINE_CONFIGS.values()}
     best = None
     for n in range(15):
         proposal = agent.propose(ctx(n, past, best))
@@ -86,7 +88,8 @@ def test_it_never_repeats_a_configuration_over_fifteen_sprints():
             assert proposal.parent == "s2"
 
 
-def test_it_starts_from_the_best_and_changes_one_setting():
+@pytest.mark.parametrize("search", SEARCHES)
+def test_it_starts_from_the_best_and_changes_one_setting(search):
     best = PastSprint(
         id="b",
         title="best",
@@ -96,19 +99,20 @@ def test_it_starts_from_the_best_and_changes_one_setting():
         config=normalise({"term_tilt": 2e-3}),
         parent="baseline:matryoshka",
     )
-    proposal = RecipeAgent(seed=0).propose(ctx(1, [best], best))
+    proposal = RecipeAgent(seed=0, search=search).propose(ctx(1, [best], best))
     assert proposal.parent == "b"
     diff = [k for k in proposal.config if proposal.config[k] != best.config[k]]
     assert len(diff) == 1 or diff == ["k_start", "k_fraction"] or diff == ["lista_iterations", "lista_eta"]
     assert proposal.config["term_tilt"] == 2e-3 or diff == ["term_tilt"]
 
 
-def test_settings_that_hurt_are_tried_later_from_the_same_start():
-    first = RecipeAgent(seed=0).propose(ctx())
+@pytest.mark.parametrize("search", SEARCHES)
+def test_settings_that_hurt_are_tried_later_from_the_same_start(search):
+    first = RecipeAgent(seed=0, search=search).propose(ctx())
     hurt = PastSprint(
         id="s0", title=first.title, verdict="worse", f1=0.5, mcc=0.5, config=first.config, parent="baseline:matryoshka"
     )
-    second = RecipeAgent(seed=0).propose(ctx(1, [hurt]))
+    second = RecipeAgent(seed=0, search=search).propose(ctx(1, [hurt]))
     changed = {k for k in second.config if second.config[k] != normalise(BASELINE_CONFIGS["matryoshka"])[k]}
     assert not changed & {k for k in first.config if first.config[k] != normalise(BASELINE_CONFIGS["matryoshka"])[k]}
 
@@ -206,10 +210,11 @@ def test_recipe_config_applies_the_dependency_map():
     assert list(RecipeConfig().as_dict()) == list(BASELINE_CONFIGS["matryoshka"])  # the ledger's key order
 
 
-def test_every_proposal_is_a_normalised_configuration_the_ledger_can_store(tmp_path):
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_proposal_is_a_normalised_configuration_the_ledger_can_store(tmp_path, search):
     """What the search proposes is already normalised (a repeat cannot hide behind an unset
     dependent) and survives the ledger's JSON unchanged."""
-    agent, past = RecipeAgent(seed=2), []
+    agent, past = RecipeAgent(seed=2, search=search), []
     for n in range(12):
         proposal = agent.propose(ctx(n, past, root=tmp_path))
         assert RecipeConfig.of(proposal.config).as_dict() == proposal.config
@@ -218,7 +223,7 @@ def test_every_proposal_is_a_normalised_configuration_the_ledger_can_store(tmp_p
 
 
 def test_the_known_good_changes_come_first_and_compound_on_the_best():
-    agent, past, best = RecipeAgent(seed=0), [], None
+    agent, past, best = RecipeAgent(seed=0, search="tpe"), [], None
     for n, (field, value) in enumerate(KNOWN_GOOD):
         proposal = agent.propose(ctx(n, past, best))
         start = best.config if best else BASELINE_CONFIGS["matryoshka"]
@@ -236,7 +241,7 @@ def test_the_study_lives_in_the_project_and_is_rebuilt_from_the_ledger(tmp_path)
     deleted study file gives the same proposals as the one it replaces."""
     past, proposals = [], []
     for n in range(8):
-        proposal = RecipeAgent(seed=0).propose(ctx(n, past, root=tmp_path))
+        proposal = RecipeAgent(seed=0, search="tpe").propose(ctx(n, past, root=tmp_path))
         proposals.append(proposal.config)
         past.append(row(n, proposal, None if n == 3 else 0.7 + (n % 3) / 50, "failed" if n == 3 else "no change"))
     journal = tmp_path / ".autosae" / STUDY_FILE
@@ -248,13 +253,13 @@ def test_the_study_lives_in_the_project_and_is_rebuilt_from_the_ledger(tmp_path)
     journal.unlink()
     fresh, rebuilt = [], []
     for n in range(8):
-        proposal = RecipeAgent(seed=0).propose(ctx(n, fresh, root=tmp_path / "other"))
+        proposal = RecipeAgent(seed=0, search="tpe").propose(ctx(n, fresh, root=tmp_path / "other"))
         rebuilt.append(proposal.config)
         fresh.append(row(n, proposal, past[n].f1, past[n].verdict))
     assert rebuilt == proposals
     assert (
-        RecipeAgent(seed=0).propose(ctx(8, past, root=tmp_path)).config
-        == RecipeAgent(seed=0).propose(ctx(8, past)).config
+        RecipeAgent(seed=0, search="tpe").propose(ctx(8, past, root=tmp_path)).config
+        == RecipeAgent(seed=0, search="tpe").propose(ctx(8, past)).config
     )  # the same with the journal rebuilt as with no project at all
 
 
@@ -262,20 +267,26 @@ def test_parallel_lanes_do_not_propose_the_same_configuration(tmp_path):
     """Two lanes propose for the same ledger: the second sees the first's trial in flight."""
     past = []
     for n in range(5):
-        proposal = RecipeAgent(seed=0).propose(ctx(n, past, root=tmp_path))
+        proposal = RecipeAgent(seed=0, search="tpe").propose(ctx(n, past, root=tmp_path))
         past.append(row(n, proposal, 0.7 + n / 100))
-    first = RecipeAgent(seed=0).propose(ctx(5, past, root=tmp_path))
-    second = RecipeAgent(seed=0).propose(ctx(5, past, root=tmp_path))
+    first = RecipeAgent(seed=0, search="tpe").propose(ctx(5, past, root=tmp_path))
+    second = RecipeAgent(seed=0, search="tpe").propose(ctx(5, past, root=tmp_path))
     assert first.config != second.config
 
 
 def test_a_user_idea_outside_the_search_space_is_kept_out_of_the_model(tmp_path):
     """TPE's categorical space cannot hold a tilt of 0.007: the sprint is a failed trial (which TPE
     ignores), and the search goes on."""
-    agent = RecipeAgent(seed=0)
+    agent = RecipeAgent(seed=0, search="tpe")
     idea = agent.propose(ctx(), idea="TERM with tilt 0.007")
     past = [row(0, idea, 0.8, "improved")]
     proposal = agent.propose(ctx(1, past, past[0], root=tmp_path))
     assert proposal.parent == "s0" and proposal.config["term_tilt"] == 0.007
     trial = next(t for t in Search(ctx(2, past, root=tmp_path), 0).study.trials if t.user_attrs.get("sprint") == "s0")
     assert trial.state == TrialState.FAIL and trial.params == {}
+
+
+def test_a_project_picks_the_search_and_an_unknown_one_is_one_clear_error():
+    assert create_agent("recipe", seed=0, search="hand").search == "hand"
+    with pytest.raises(AgentError, match="knows tpe, hand"):
+        create_agent("recipe", seed=0, search="grid")

@@ -1,7 +1,8 @@
 """The offline recipe agent, a search over autosae.sae's components that needs no API key.
 
-config.py holds RecipeConfig, its search space and the dependency map; search.py the Optuna
-search; ideas.py the reader of users' ideas; render.py what the agent writes; agent.py the agent.
+config.py holds RecipeConfig, its search space and the dependency map; hand_search.py the
+hand-weighted search (the default) and search.py the Optuna one (agent.SEARCH picks);
+ideas.py the reader of users' ideas; render.py what the agent writes; agent.py the agent.
 """
 
 from autosae.agents.recipe.agent import RecipeAgent

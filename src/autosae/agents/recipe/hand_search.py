@@ -1,4 +1,4 @@
-"""The recipe agent's hand-weighted search (the release's search before Optuna), kept beside the
+"""The recipe agent's hand-weighted search (the release's search, and the default), kept beside the
 TPE search: agent.SEARCH picks one.
 
 From the best configuration it ranks every untried single change: the seed write-up's findings
