@@ -11,6 +11,7 @@ import typer
 from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Sandbox, Seeds, emit, sandbox_mode
 from autosae.errors import AutosaeError
 from autosae.harness.slots import pool_for_gpus
+from autosae.records import is_ok
 from autosae.report.format import measured, not_measurable
 
 SUMMARY_KEYS = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance")
@@ -55,7 +56,7 @@ def print_results(results: dict, out: Path, quick: dict | None = None) -> None:
             emit(key, stats["mean"])
             emit(f"{key}_std", stats["std"] if measured(stats) else not_measurable(stats.get("n")))
     for row in results["per_seed"]:
-        if row.get("status") == "ok":
+        if is_ok(row):
             emit(
                 f"seed_{row['seed']}",
                 f"f1={row['f1']:.4f} mcc={row['mcc']:.4f} "

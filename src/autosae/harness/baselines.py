@@ -11,6 +11,7 @@ from autosae.bench.build import cache_root
 from autosae.bench.profiles import Profile
 from autosae.harness.run import RunOptions, run_variant, sha256_file
 from autosae.harness.seal import read_verified
+from autosae.records import is_ok
 from autosae.variants import reference_variants
 
 BASELINES = ("batchtopk", "matryoshka")
@@ -27,7 +28,7 @@ def baseline_dir(profile: Profile, seeds: list[int]) -> Path:
 def cached(out: Path, variant: Path) -> dict | None:
     """The cached result, when the harness sealed it (see autosae.harness.seal)."""
     results = read_verified(out / "results.json")
-    if results is not None and results.get("status") == "ok" and results.get("variant_sha256") == sha256_file(variant):
+    if is_ok(results) and results.get("variant_sha256") == sha256_file(variant):
         return results
     return None
 

@@ -17,7 +17,6 @@ Slurm; the tests use it.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -34,7 +33,8 @@ from autosae.harness.seal import read_verified, write_sealed
 from autosae.harness.seed import SeedSettings
 from autosae.harness.slots import SlotPool
 from autosae.harness.validation import validation_run
-from autosae.report.record import read_json
+from autosae.jsonio import read_json, write_json
+from autosae.records import is_ok
 
 if TYPE_CHECKING:
     from autosae.config import LauncherSettings
@@ -167,7 +167,7 @@ def submit_run(
             if proc is not None:
                 entry["pid"] = proc.pid
             record["jobs"].append(entry)
-            write_json(record_path, record)
+            write_json(record_path, record, durable=True)
             log(
                 f"launcher: submitted {settings.kind} job {job.job_id} "
                 f"(attempt {len(record['jobs'])}, logs in {folder})"
@@ -179,17 +179,17 @@ def submit_run(
             results = job.result()
         except UncompletedJobError as exc:  # died: preempted, killed, node failure, timeout
             entry["outcome"] = _first_line(exc)
-            write_json(record_path, record)
+            write_json(record_path, record, durable=True)
             log(f"launcher: job {entry['job_id']} died: {entry['outcome']}")
             job = None
             continue
         entry["outcome"] = "finished"
-        write_json(record_path, record)
+        write_json(record_path, record, durable=True)
         return _as_local(results, out)
 
 
 def _as_local(results: dict, out: Path) -> dict:
-    if results.get("status") == "ok":
+    if is_ok(results):
         return results
     where = f"(log: {out / ('seed_' + str((results.get('per_seed') or [{}])[-1].get('seed'))) / 'worker.log'})"
     err = ConstraintBreach if results.get("status") == "rejected" else VariantFailed
@@ -229,9 +229,3 @@ def _end_local(entry: dict) -> None:
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    os.replace(tmp, path)

@@ -28,6 +28,7 @@ from autosae.harness.seal import write_sealed
 from autosae.harness.seed import SeedFailure, SeedSettings, failure_record, run_seed, start_variant
 from autosae.harness.slots import SlotPool, SlotRun
 from autosae.harness.variant_process import VariantProcess
+from autosae.records import is_ok
 
 METRICS = (
     "f1",
@@ -163,7 +164,7 @@ def run_on_slots(
     records = SlotRun(pool, owner, start_job, settings.log).run(list(seeds), guard_s=limit + 900)
     per_seed = [records[s] for s in seeds if s in records]
     failed = [r for r in per_seed if r.get("status") != "ok"]
-    return [r for r in per_seed if r.get("status") == "ok"] + failed[:1] if failed else per_seed
+    return [r for r in per_seed if is_ok(r)] + failed[:1] if failed else per_seed
 
 
 def slot_main(variant: str, profile: Profile, out: str, seed: int, device: str, settings: dict, reply) -> None:
@@ -210,7 +211,7 @@ def slot_main(variant: str, profile: Profile, out: str, seed: int, device: str, 
 
 
 def summarize(per_seed: list[dict]) -> dict:
-    ok = [r for r in per_seed if r.get("status") == "ok"]
+    ok = [r for r in per_seed if is_ok(r)]
     summary = {}
     for key in METRICS:
         values = [float(r[key]) for r in ok if key in r]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.validation import EVAL_SET, VALIDATION_EVAL_SEED, quick_seed
+from autosae.records import is_ok
 
 if TYPE_CHECKING:
     from autosae.bench.profiles import Constraints, Profile
@@ -98,7 +99,7 @@ def cached_parent(parent: Path, profile: Profile, seeds: list[int]) -> dict | No
     done = read_verified(parent_dir(parent, profile, seeds) / "results.json")
     if (
         done
-        and done.get("status") == "ok"
+        and is_ok(done)
         and done.get("variant_sha256") == sha256_file(parent)
         and (done.get("quick") or {}).get("eval_seed") == VALIDATION_EVAL_SEED
         and done.get("seeds") == [quick_seed(s) for s in seeds]
@@ -229,9 +230,7 @@ def quick_report(results: dict, out: Path, parent: dict | None = None) -> dict:
         "wall_s": results.get("wall_s"),
         "metrics": means(results),
         "logged": {
-            str(r["seed"]): logged_metrics(out / f"seed_{r['seed']}")
-            for r in results.get("per_seed", [])
-            if r.get("status") == "ok"
+            str(r["seed"]): logged_metrics(out / f"seed_{r['seed']}") for r in results.get("per_seed", []) if is_ok(r)
         },
     }
     if results.get("status") != "ok":
@@ -298,7 +297,7 @@ def run_quick(
     except (VariantFailed, ConstraintBreach) as exc:
         results = {**(read_verified(out / "results.json") or {"status": "failed"}), "reason": str(exc)}
     side = None
-    if results.get("status") == "ok":
+    if is_ok(results):
         side = beside(parent, parent_name, profile, opts, with_parent)
     elif parent is not None:
         side = {"variant": parent_name, "status": "not trained", "reason": "the variant's run failed"}

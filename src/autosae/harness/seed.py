@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from autosae.bench.metrics import Scorer
 from autosae.bench.profiles import Profile
 from autosae.harness.variant_process import Confinement, SeedFailure, VariantProcess
+from autosae.jsonio import write_json
 from autosae.sandboxed.spec import VariantSpec
 
 CHUNK_BATCHES = 64  # training batches per shared buffer slot
@@ -306,7 +307,7 @@ def save_sae(worker: VariantProcess, decoder: torch.Tensor) -> tuple[dict, list[
             "note": "not representable in SAELens; reload with the variant's build() and variant_state.safetensors",
         }
         save_file({"W_dec": decoder.contiguous()}, sae_dir / "sae_weights.safetensors")
-    (sae_dir / "cfg.json").write_text(json.dumps(cfg, indent=2))
+    write_json(sae_dir / "cfg.json", cfg)
     return reply["memory"], reply["lines"]
 
 

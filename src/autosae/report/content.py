@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from autosae.records import is_ok, ok_seeds
 from autosae.report.format import (
     MISSING,
     fmt_delta,
@@ -103,7 +104,7 @@ def comparison(sprint: dict, results: dict, verdict: dict) -> list[dict]:
     obj = verdict.get("objective", "f1")
     summary = results.get("summary") or {}
     mine = (summary.get(obj) or {}).get("mean")
-    ok = [p for p in results.get("per_seed", []) if p.get("status") == "ok"]
+    ok = ok_seeds(results)
     rows = [
         {
             "label": "this sprint",
@@ -185,8 +186,8 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
     for p in results.get("per_seed", []):
         if p.get("status") not in (None, "ok"):
             out.append(f"**Seed {p.get('seed')} {p.get('status')}** ({p.get('kind') or 'unknown'}): {p.get('reason')}")
-    planned, scored = sprint.get("seeds") or [], [p for p in results.get("per_seed", []) if p.get("status") == "ok"]
-    if results.get("status") == "ok" and planned and len(scored) < len(planned):
+    planned, scored = sprint.get("seeds") or [], ok_seeds(results)
+    if is_ok(results) and planned and len(scored) < len(planned):
         out.append(f"**Only {len(scored)} of {len(planned)} seeds scored**: the statistics rest on fewer seeds.")
     if results.get("counted") is False:
         out.append(
@@ -240,7 +241,7 @@ def wall_time(sprint: dict) -> float | None:
 
 
 def succeeded(results: dict) -> bool:
-    return results.get("status") == "ok" and bool(results.get("summary"))
+    return is_ok(results) and bool(results.get("summary"))
 
 
 def origin_line(sprint: dict) -> str:

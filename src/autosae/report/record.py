@@ -173,14 +173,3 @@ def folder_files(folder: Path, skip: tuple[str, ...]) -> dict[str, str]:
         except (UnicodeDecodeError, OSError):
             files[rel] = f"<binary file, {path.stat().st_size} bytes>\n"
     return files
-
-
-def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
-
-
-def read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

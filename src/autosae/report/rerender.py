@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 
 from autosae.errors import AutosaeError
+from autosae.jsonio import read_json
 from autosae.report.leaderboard import write_leaderboard
-from autosae.report.record import read_curves, read_json
+from autosae.report.record import read_curves
 from autosae.report.sprint import write_report
 from autosae.sprint import gitops
 from autosae.sprint.ledger import in_setting, read_ledger

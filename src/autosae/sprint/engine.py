@@ -20,7 +20,7 @@ from autosae.agents.card import render_card
 from autosae.agents.quick import quick_fields
 from autosae.config import TaskConfig
 from autosae.errors import AutosaeError
-from autosae.report.record import read_json
+from autosae.jsonio import read_json
 from autosae.sprint import gitops, ideation
 from autosae.sprint.common import (
     PROPOSING,

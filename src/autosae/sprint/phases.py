@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from autosae.agents import AgentError, BudgetReached
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.seal import read_verified
-from autosae.report.record import read_json
+from autosae.jsonio import read_json
+from autosae.records import is_ok, ok_seeds
 from autosae.sprint import gitops
 from autosae.sprint.common import TRUSTED_FILES, counted_time_limit, crash_point, proposal_of
 from autosae.sprint.coverage import never_ran
@@ -132,12 +133,12 @@ def _score(s: Sprint) -> None:
         parent = refs.get((state.parent or "").removeprefix("baseline:"), refs["matryoshka"])
     best = best_row(rows, state.setting)
     coverage = None
-    if results and results.get("status") == "ok":
+    if is_ok(results):
         _, folder = s.worktree()
         coverage = never_ran(
             parent_source(s),
             (folder / "variant.py").read_text(),
-            [r.get("executed_lines") for r in results.get("per_seed", []) if r.get("status") == "ok"],
+            [r.get("executed_lines") for r in ok_seeds(results)],
         )
     verdict = compute_verdict(
         results,

@@ -19,10 +19,11 @@ from autosae.agents.literature import merge_sources, readme_with_sources
 from autosae.agents.transcript import merge_transcripts
 from autosae.errors import AutosaeError
 from autosae.harness.seal import read_verified
+from autosae.records import LedgerRow
 from autosae.report.record import folder_files, variant_diff
 from autosae.sprint import gitops
 from autosae.sprint.common import TRUSTED_FILES, crash_point, proposal_of
-from autosae.sprint.ledger import dump_row, in_setting, parse_ledger, read_ledger
+from autosae.sprint.ledger import in_setting, parse_ledger, read_ledger, write_ledger
 from autosae.sprint.state import SprintState, iso
 
 if TYPE_CHECKING:
@@ -35,8 +36,9 @@ README_LIMIT = 1 << 20
 
 
 def report(s: Sprint) -> None:
+    from autosae.jsonio import write_json
     from autosae.report import write_report
-    from autosae.report.record import read_curves, write_json
+    from autosae.report.record import read_curves
 
     state, cfg, engine = s.state, s.cfg, s.engine
     s.say("reporting", "conclusions, report.md, report.pdf, commit, ledger")
@@ -48,18 +50,16 @@ def report(s: Sprint) -> None:
     if not gitops.in_head(tree, f"{state.sprint_path}/DONE"):
         folder.mkdir(parents=True, exist_ok=True)
         shown = results or {"status": "failed", "reason": state.failure}
-        (folder / "results.json").write_text(json.dumps(shown, indent=2, default=float))
-        (folder / "verdict.json").write_text(json.dumps(state.verdict, indent=2, default=float))
-        (folder / "cost.json").write_text(
-            json.dumps(
-                {
-                    "backend": state.backend,
-                    "model": cfg.agent.model,
-                    "cost_usd": round(state.cost_usd, 6),
-                    "tokens": state.tokens,
-                },
-                indent=2,
-            )
+        write_json(folder / "results.json", shown)
+        write_json(folder / "verdict.json", state.verdict)
+        write_json(
+            folder / "cost.json",
+            {
+                "backend": state.backend,
+                "model": cfg.agent.model,
+                "cost_usd": round(state.cost_usd, 6),
+                "tokens": state.tokens,
+            },
         )
         merge_transcripts(engine.agent_dir(state.id), ("propose", "implement", "conclude"), folder / "transcript.jsonl")
         state.sources = merge_sources(state.sources, implement_sources(s))
@@ -141,7 +141,7 @@ def merge(s: Sprint, results: dict | None) -> None:
     rows = parse_ledger(gitops.head_text(repo, ledger))
     rows.append(ledger_row(state, results))
     engine.project.reports_dir.mkdir(exist_ok=True)
-    engine.project.ledger_path.write_text("".join(dump_row(r) for r in rows))
+    write_ledger(engine.project.ledger_path, rows)
     write_leaderboard(
         engine.project.reports_dir,
         in_setting(rows, state.setting),
@@ -230,46 +230,5 @@ def report_info(state: SprintState) -> dict:
 
 
 def ledger_row(state: SprintState, results: dict | None) -> dict:
-    v = state.verdict or {}
-    summary = (results or {}).get("summary") or {}
-    ok = [r for r in (results or {}).get("per_seed", []) if r.get("status") == "ok"]
-    return {
-        "id": state.id,
-        "title": state.title,
-        "idea": state.idea,
-        "parent": state.parent,
-        "verdict": v.get("verdict", "failed"),
-        "reason": v.get("reason"),
-        "noop": v.get("noop", False),
-        "new_best": v.get("new_best", False),
-        "confirmed": v.get("confirmed"),
-        "objective": state.objective,
-        "f1": summary.get("f1"),
-        "mcc": summary.get("mcc"),
-        "l0": (summary.get("l0") or {}).get("mean"),
-        "precision": summary.get("precision"),
-        "recall": summary.get("recall"),
-        "dead_latents": summary.get("dead_latents"),
-        "per_seed": {m: [r[m] for r in ok if m in r] for m in ("f1", "mcc")},
-        "delta_parent": v.get("delta_parent"),
-        "p_value": v.get("p_value"),
-        "noise_floor": v.get("noise_floor"),
-        "noise_floor_note": v.get("noise_floor_note"),
-        "backend": state.backend,
-        "cost_usd": round(state.cost_usd, 4),
-        "tokens": state.tokens,
-        "stop": state.stop,
-        "wall_s": (results or {}).get("wall_s"),
-        "started": state.started,
-        "finished": state.finished,
-        "branch": state.branch,
-        "commit": state.commit,
-        "profile": state.profile,
-        "setting": state.setting,
-        "seeds": state.seeds,
-        "config": state.config,
-        "variant_sha256": (results or {}).get("variant_sha256"),
-        "user_idea": state.user_idea,
-        "explore": state.explore,
-        "sandboxed": state.sandboxed,
-    }
+    """The sprint's line in reports/ledger.jsonl (the record's one writer is records.LedgerRow)."""
+    return LedgerRow.from_sprint(state, results).to_dict()
