@@ -64,11 +64,41 @@ def autosae_cache(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_model_shared(autosae_cache, tmp_path_factory) -> None:
+    """Under xdist (`-n 2`), the tiny benchmark's model is built once, under a lock in the
+    session's shared folder, and copied into each worker's cache, rather than built by every
+    worker (half a minute of both cores). Alone, the cache builds it when first needed."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import fcntl
+    import shutil
+
+    from autosae.bench.build import build, entry_dir
+    from autosae.bench.profiles import get_profile
+
+    profile = get_profile("tiny")
+    shared = tmp_path_factory.getbasetemp().parent / "shared-cache"
+    shared.mkdir(exist_ok=True)
+    with open(shared.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.environ["AUTOSAE_CACHE"] = str(shared)
+        try:
+            built = build(profile, log=lambda line: None)
+        finally:
+            os.environ["AUTOSAE_CACHE"] = str(autosae_cache)
+    if not entry_dir(profile).exists():
+        shutil.copytree(built, entry_dir(profile))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def harness_replay_module(request):
     """Module fixtures (a project with a sprint run once for many tests) replay recorded runs,
     unless the module is marked real_harness."""
-    with _replay_env(_trains_for_real(request.node)):
+    real = _trains_for_real(request.node)
+    if real:
+        request.getfixturevalue("tiny_model_shared")
+    with _replay_env(real):
         yield
 
 
@@ -76,12 +106,15 @@ def harness_replay_module(request):
 def harness_replay(request):
     """Tests replay recorded harness runs (AUTOSAE_REPLAY, inherited by the autosae
     subprocesses they start) unless marked real_harness."""
-    with _replay_env(_trains_for_real(request.node)):
+    real = _trains_for_real(request.node)
+    if real:
+        request.getfixturevalue("tiny_model_shared")
+    with _replay_env(real):
         yield
 
 
 @pytest.fixture(scope="session")
-def tiny():
+def tiny(tiny_model_shared):
     """The tiny profile with its model and pool built once for the session."""
     from autosae.bench.build import load
     from autosae.bench.profiles import get_profile
