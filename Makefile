@@ -38,11 +38,14 @@ demo: install
 	$(VENV)/bin/autosae loop --project $(DEMO) --max-sprints 3
 	$(VENV)/bin/autosae leaderboard --project $(DEMO)
 
+# Two workers, a test file each at a time (a file's module fixtures run once): the engine, loop,
+# CLI and report tests replay recorded harness runs (tests/replay), so most of the time is
+# process start-up, which two cores share well.
 test: install poppler $(CLAUDE_CODE)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-all: install poppler $(CLAUDE_CODE)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -m '' -n 2 --dist loadfile
 
 bench: install
 	$(PY) benchmarks/train_throughput.py --profile tiny

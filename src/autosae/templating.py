@@ -40,7 +40,7 @@ def environment(project_root: Path | None = None) -> jinja2.Environment:
 
 @functools.cache
 def _environment(root: Path | None) -> jinja2.Environment:
-    from autosae.report import format as fmt
+    import autosae.report.format as fmt
 
     package = jinja2.FileSystemLoader(PACKAGE_TEMPLATES)
     loader = (

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import git
+import pytest
 
 import autosae as autosae_package
 from autosae.bench.build import cache_root
@@ -109,6 +110,7 @@ def all_commits_text(root: Path) -> str:
     return "\n".join(out)
 
 
+@pytest.mark.real_harness  # its cheating variant must fail in the real sandbox
 def test_an_attacking_agent_changes_no_record_and_leaks_nothing(project, listener, tmp_path):
     home = tmp_path / "home"
     home.mkdir()

@@ -8,6 +8,7 @@ import os
 import stat
 
 import git
+import pytest
 
 from autosae.harness.baselines import cached
 from autosae.harness.run import RunOptions
@@ -49,6 +50,7 @@ def test_a_forged_baseline_in_the_cache_is_not_used(tmp_path):
     assert cached(tmp_path, variant)["summary"]["f1"]["mean"] == 0.99  # only the harness's own seal counts
 
 
+@pytest.mark.real_harness
 def test_a_forged_held_out_result_is_trained_again_not_reused(quick, tmp_path):
     import dataclasses
     import hashlib

@@ -17,6 +17,8 @@ from autosae.harness.seal import key_path, verified
 from autosae.sprint.project_secrets import draw_all, secrets_path
 from tests.security.conftest import HONEST, attack, seed_dir, worker_log
 
+pytestmark = pytest.mark.real_harness  # hostile variants in the real harness and sandbox
+
 
 @pytest.mark.parametrize("payload", ["reduce", "unimportable", "schema", "flood"])
 def test_a_reply_the_harness_would_unpickle_or_cannot_parse_fails_the_seed(quick, write_variant, tmp_path, payload):

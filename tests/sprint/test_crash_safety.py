@@ -58,6 +58,7 @@ def test_sigkill_in_each_phase_then_resume(project, point):
 
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
+@pytest.mark.real_harness  # killed while it trains
 def test_sigkill_mid_training_from_outside_then_loop_resumes(project):
     proc = subprocess.Popen(
         [sys.executable, "-m", "autosae", "loop", "--max-sprints", "1"],

@@ -35,6 +35,7 @@ def test_init_makes_a_project_and_refuses_to_overwrite(tmp_path):
     assert autosae("init", str(root), "--force", cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.real_harness  # the one end-to-end sprint with real training (baselines included)
 def test_a_full_sprint_is_recorded_on_main(project):
     proc = autosae("sprint", cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr

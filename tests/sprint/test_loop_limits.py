@@ -94,6 +94,7 @@ def test_no_gpu_is_a_clear_error_before_anything_is_recorded(project):
 
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
+@pytest.mark.real_harness  # interrupted while it trains
 def test_ctrl_c_leaves_the_sprint_resumable(project):
     proc = subprocess.Popen(
         [sys.executable, "-m", "autosae", "loop"],

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     import git
 
     from autosae.config import TaskConfig
-    from autosae.sprint.engine import Engine
 
 PROPOSING = "_proposing"
 """The agent's transcript folder while an idea is proposed (the sprint has no id yet)."""
@@ -45,7 +44,8 @@ class Sprint:
     settings it started under, its profile and device, its agent and the baselines), beside
     the engine's shared services (the project, the state store, the lock, the status lines)."""
 
-    engine: Engine
+    engine: Any
+    """The Engine running it (autosae.sprint.engine, which imports this module, so the type is not named)."""
     state: SprintState
     cfg: TaskConfig
     profile: Any

@@ -10,7 +10,6 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, default_backend
 from autosae.agents.literature import clean_sources
@@ -19,9 +18,6 @@ from autosae.errors import AutosaeError
 from autosae.sprint.common import crash_point, setting_of
 from autosae.sprint.ledger import best_row, find_duplicate, in_setting, one_line, read_ledger
 from autosae.sprint.state import SprintState, iso, new_sprint_id
-
-if TYPE_CHECKING:
-    from autosae.sprint.engine import Engine
 
 PROPOSE_ATTEMPTS = 3
 
@@ -68,7 +64,7 @@ def task_settings(cfg: TaskConfig, req: SprintRequest) -> TaskConfig:
     return cfg
 
 
-def start(engine: Engine, req: SprintRequest) -> SprintState:
+def start(engine, req: SprintRequest) -> SprintState:
     """Ideation, under the engine's lock: the new sprint's state, saved in phase `proposed`."""
     from autosae.harness.devices import resolve_device
 
@@ -142,7 +138,7 @@ def start(engine: Engine, req: SprintRequest) -> SprintState:
     return state
 
 
-def in_flight(engine: Engine) -> list[dict]:
+def in_flight(engine) -> list[dict]:
     """Unfinished sprints as ledger-like rows: parallel sprints see each other's ideas (and
     are refused as repeats of them) and take distinct sprint numbers."""
     return [
@@ -160,7 +156,7 @@ def in_flight(engine: Engine) -> list[dict]:
     ]
 
 
-def propose(engine: Engine, agent, ctx: AgentContext, req: SprintRequest, rows: list[dict]) -> Proposal:
+def propose(engine, agent, ctx: AgentContext, req: SprintRequest, rows: list[dict]) -> Proposal:
     """The agent's idea; one that repeats a row is refused, and the agent asked again with
     the refusal in its past (up to PROPOSE_ATTEMPTS times)."""
     from autosae.agents import PastSprint
@@ -204,7 +200,7 @@ def propose(engine: Engine, agent, ctx: AgentContext, req: SprintRequest, rows: 
     )
 
 
-def record_refusal(engine: Engine, proposal: Proposal, repeats: str, how: str, backend: str) -> None:
+def record_refusal(engine, proposal: Proposal, repeats: str, how: str, backend: str) -> None:
     """A proposal refused as a repeat: appended to .autosae/refused.jsonl (`autosae status`
     counts them)."""
     project = engine.project

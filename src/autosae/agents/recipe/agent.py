@@ -12,8 +12,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import autosae.agents.recipe.hand_search as hand_search
+import autosae.agents.recipe.search as search
 from autosae.agents.base import AgentContext, AgentError, Conclusion, Proposal
-from autosae.agents.recipe import hand_search, search
 from autosae.agents.recipe.config import (
     BASELINE_CONFIGS,
     CHOICES,
