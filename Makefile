@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.autosae-installed
 
-.PHONY: install poppler demo test test-all bench clean
+.PHONY: install poppler lint demo test test-all bench clean
 
 install: $(STAMP)
 
@@ -41,7 +41,12 @@ demo: install
 # Two workers, a test file each at a time (a file's module fixtures run once): the engine, loop,
 # CLI and report tests replay recorded harness runs (tests/replay), so most of the time is
 # process start-up, which two cores share well.
-test: install poppler $(CLAUDE_CODE)
+# ruff's lint and its formatter's check (the style is the formatter's; see pyproject.toml).
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+test: install poppler $(CLAUDE_CODE) lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-all: install poppler $(CLAUDE_CODE)
