@@ -270,7 +270,7 @@ class Engine:
                 if state
                 else {}
             ),
-            card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile)),
+            card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile), project_root=self.project.root),
             literature=cfg.agent.literature.resolved(),
         )
 

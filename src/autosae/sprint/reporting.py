@@ -73,7 +73,7 @@ def report(s: Sprint) -> None:
         curves = read_curves(s.run_dir)
         write_json(folder / "sprint.json", record)
         write_json(folder / "curves.json", curves)
-        write_report(folder, record, shown, state.verdict, curves)
+        write_report(folder, record, shown, state.verdict, curves, project_root=engine.project.root)
         (folder / "DONE").write_text(
             json.dumps({"id": state.id, "verdict": state.verdict["verdict"], "finished": state.finished}) + "\n"
         )
