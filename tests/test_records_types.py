@@ -11,7 +11,7 @@ import pytest
 from autosae.harness.seal import read_verified, seal, write_sealed
 from autosae.jsonio import read_json, write_json
 from autosae.records import LedgerRow, Results, SeedResult, Verdict, is_ok, ok_seeds
-from autosae.sprint.engine import ledger_row
+from autosae.sprint.reporting import ledger_row
 from autosae.sprint.state import SprintState, StateStore
 from autosae.sprint.verdict import Reference, compute_verdict
 

@@ -96,7 +96,7 @@ def run_here(
     else:
         per_seed = run_on_slots(variant, profile, out, seeds, settings, pool)
         results["devices"] = sorted({r["device"] for r in per_seed if r.get("device")})
-    failed = next((r for r in per_seed if r.get("status") != "ok"), None)
+    failed = next((r for r in per_seed if not is_ok(r)), None)
     results["per_seed"] = per_seed
     results["summary"] = summarize(per_seed)
     results["wall_s"] = round(time.monotonic() - started, 2)
@@ -163,7 +163,7 @@ def run_on_slots(
     owner = f"{out}#{time.monotonic_ns()}"
     records = SlotRun(pool, owner, start_job, settings.log).run(list(seeds), guard_s=limit + 900)
     per_seed = [records[s] for s in seeds if s in records]
-    failed = [r for r in per_seed if r.get("status") != "ok"]
+    failed = [r for r in per_seed if not is_ok(r)]
     return [r for r in per_seed if is_ok(r)] + failed[:1] if failed else per_seed
 
 

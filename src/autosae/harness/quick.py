@@ -233,7 +233,7 @@ def quick_report(results: dict, out: Path, parent: dict | None = None) -> dict:
             str(r["seed"]): logged_metrics(out / f"seed_{r['seed']}") for r in results.get("per_seed", []) if is_ok(r)
         },
     }
-    if results.get("status") != "ok":
+    if not is_ok(results):
         report["reason"] = results.get("reason")
         report["log_tail"] = (results.get("log_tail") or "")[-3000:]
     if parent is not None:
@@ -254,7 +254,7 @@ def parent_report(name: str, results: dict, out: Path, cached: bool) -> dict:
         "cached": cached,
         "metrics": means(results),
     }
-    if results.get("status") != "ok":
+    if not is_ok(results):
         row["reason"] = results.get("reason")
     return row
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from autosae.errors import AutosaeError
 from autosae.harness.devices import check_devices, parse_gpus
+from autosae.records import is_ok
 
 
 def pool_for_gpus(gpus) -> SlotPool | None:
@@ -226,7 +227,7 @@ class SlotRun:
     def _record(self, seed: int, record: dict) -> None:
         with self.lock:
             self.records[seed] = record
-        if record.get("status") != "ok":  # one failed seed fails the run: stop the others
+        if not is_ok(record):  # one failed seed fails the run: stop the others
             self.cancel()
 
 

@@ -265,7 +265,7 @@ def failure_sections(results: dict, verdict: dict) -> list[tuple[str, str]]:
     seeds = (
         "\n".join(
             f"seed {p.get('seed')}: {p.get('status')}"
-            + (f" ({p.get('kind')}): {p.get('reason')}" if p.get("status") != "ok" else "")
+            + (f" ({p.get('kind')}): {p.get('reason')}" if not is_ok(p) else "")
             for p in results.get("per_seed") or []
         )
         or "no seed ran"

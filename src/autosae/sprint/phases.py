@@ -21,6 +21,7 @@ from autosae.records import is_ok, ok_seeds
 from autosae.sprint import gitops
 from autosae.sprint.common import TRUSTED_FILES, counted_time_limit, crash_point, proposal_of
 from autosae.sprint.coverage import never_ran
+from autosae.sprint.heldout import apply_heldout
 from autosae.sprint.ledger import best_row, read_ledger, reference
 from autosae.sprint.verdict import Reference, compute_verdict, probes_of
 
@@ -173,9 +174,7 @@ def verify(s: Sprint) -> None:
             )
         except AutosaeError as exc:
             out = {"models": [], "confirmed": False, "reason": f"not confirmed: {exc}"}
-        v.update(held_out=out["models"], confirmed=out["confirmed"], held_out_reason=out["reason"])
-        if not out["confirmed"]:
-            v["new_best"] = False
+        state.verdict = apply_heldout(v, out)
         s.say("verifying", out["reason"])
     crash_point("verifying")
 
