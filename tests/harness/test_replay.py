@@ -61,14 +61,14 @@ def test_a_failure_is_recorded_and_raised_again(quick, recordings, write_variant
 
 def test_the_key_names_what_decides_the_outcome(quick, write_variant, tmp_path):
     variant = write_variant("from autosae.variants.batchtopk import build\n")
-    opts = RunOptions(seeds=[0, 1])
+    opts = RunOptions.make(seeds=[0, 1])
     key = replay.run_key(variant, quick, opts, "cpu")
     same = replay.digest(key)
     assert replay.digest(replay.run_key(variant, quick, opts, "cpu")) == same
     changes = [
-        replay.run_key(variant, quick, dataclasses.replace(opts, seeds=[0]), "cpu"),
-        replay.run_key(variant, quick, dataclasses.replace(opts, counted=False), "cpu"),
-        replay.run_key(variant, quick, dataclasses.replace(opts, time_limit_s=5), "cpu"),
+        replay.run_key(variant, quick, opts.replace(seeds=[0]), "cpu"),
+        replay.run_key(variant, quick, opts.replace(counted=False), "cpu"),
+        replay.run_key(variant, quick, opts.replace(time_limit_s=5), "cpu"),
         replay.run_key(variant, dataclasses.replace(quick, eval_seed=7), opts, "cpu"),
         replay.run_key(variant, quick, opts, "cuda"),
     ]

@@ -121,6 +121,7 @@ def branch_exists(repo: git.Repo, branch: str) -> bool:
 def add_worktree(repo: git.Repo, path: Path, branch: str) -> git.Repo:
     """The sprint's worktree on its branch (created from HEAD the first time); idempotent, so
     that a resumed sprint finds the same tree."""
+    forget_elsewhere(repo, path)
     repo.git.worktree("prune")
     if path.exists():
         try:
@@ -139,6 +140,19 @@ def add_worktree(repo: git.Repo, path: Path, branch: str) -> git.Repo:
     else:
         repo.git.worktree("add", "-q", "-b", branch, str(path), "HEAD")
     return git.Repo(path)
+
+
+def forget_elsewhere(repo: git.Repo, path: Path) -> None:
+    """Drop git's record of a worktree named like `path` that lies in another folder: in a
+    project moved or copied to a new place (where the original may still live), git's records
+    still name the old place, and git would refuse to check the sprint's branch out here. Only
+    this repository's record goes (the original's tree and records are left alone); the
+    worktree is then made anew from the sprint's branch, where its work is committed."""
+    admin = Path(repo.common_dir) / "worktrees"
+    for record in sorted(admin.glob("*/gitdir")) if admin.is_dir() else []:
+        where = Path(record.read_text().strip()).parent
+        if where.name == path.name and where.resolve() != path.resolve():
+            shutil.rmtree(record.parent)
 
 
 def remove_worktree(repo: git.Repo, path: Path) -> None:
