@@ -7,11 +7,8 @@ from __future__ import annotations
 import json
 
 import git
-import pytest
 
 from tests.sprint.conftest import autosae, ledger, one_line_error, write_task
-
-pytestmark = pytest.mark.real_harness  # a real run without the sandbox
 
 NO_BWRAP = {"AUTOSAE_BWRAP": "/nonexistent/bwrap", "ANTHROPIC_API_KEY": "sk-ant-fake-0123456789"}
 
