@@ -18,6 +18,14 @@ def save(pdf, plt, fig) -> None:
     plt.close(fig)
 
 
+def notice_page(pdf, plt, title: str, message: str) -> None:
+    """A page with its title and one grey sentence in the middle: what a figure would show is missing."""
+    fig = plt.figure(figsize=PAGE)
+    fig.text(0.04, 0.96, title, fontsize=14, weight="bold", va="top")
+    fig.text(0.5, 0.5, message, ha="center", va="center", fontsize=14, color="#57606a")
+    save(pdf, plt, fig)
+
+
 def scores_page(pdf, plt, content: dict) -> None:
     """F1 and MCC bars (mean ± std, every seed's point) of this sprint, its parent, the best
     so far and the baselines, against the probe ceiling."""
@@ -85,18 +93,12 @@ def scores_page(pdf, plt, content: dict) -> None:
 
 def curves_page(pdf, plt, curves: dict) -> None:
     if not curves:
-        fig = plt.figure(figsize=PAGE)
-        fig.text(0.04, 0.96, "Training curves, every seed", fontsize=14, weight="bold", va="top")
-        fig.text(
-            0.5,
-            0.5,
+        notice_page(
+            pdf,
+            plt,
+            "Training curves, every seed",
             "No training curves were recorded for this sprint:\nno seed logged a training step.",
-            ha="center",
-            va="center",
-            fontsize=14,
-            color="#57606a",
         )
-        save(pdf, plt, fig)
         return
     scheduled = any(len({k for k in c.get("k") or [] if k is not None}) > 1 for c in curves.values())
     panels = [
@@ -138,18 +140,7 @@ def variant_page(pdf, plt, curves: dict, variant_metrics: list[dict]) -> None:
     title = "The variant's own logged metrics (TrainOutput.metrics), every seed"
     names = [m["name"] for m in variant_metrics]
     if not names:
-        fig = plt.figure(figsize=PAGE)
-        fig.text(0.04, 0.96, title, fontsize=14, weight="bold", va="top")
-        fig.text(
-            0.5,
-            0.5,
-            "The variant logged no metrics of its own.",
-            ha="center",
-            va="center",
-            fontsize=14,
-            color="#57606a",
-        )
-        save(pdf, plt, fig)
+        notice_page(pdf, plt, title, "The variant logged no metrics of its own.")
         return
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
