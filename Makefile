@@ -51,7 +51,7 @@ test: install poppler $(CLAUDE_CODE) lint
 	$(PY) -m pytest -q -n 3 --dist loadfile
 
 test-all: install poppler $(CLAUDE_CODE)
-	$(PY) -m pytest -q -m '' -n 2 --dist loadfile
+	$(PY) -m pytest -q -m '' -n 3 --dist loadfile
 
 bench: install
 	$(PY) benchmarks/train_throughput.py --profile tiny

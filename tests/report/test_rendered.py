@@ -113,6 +113,8 @@ def test_a_scored_sprint_report_holds_its_numbers(night):
     folder = night["root"] / "sprints" / night["ids"][0]
     results = json.loads((folder / "results.json").read_text())
     assert results["status"] == "ok"
+    # the suite's runs are replayed recordings (tests/replay): the report says so, never hides it
+    assert results["replayed"] is True and "**Replayed, not trained:**" in (folder / "report.md").read_text()
     text = pdftools.text(folder / "report.pdf")
     for metric in ("f1", "mcc", "precision", "recall", "explained_variance"):
         assert f"{results['summary'][metric]['mean']:.4f}" in text, metric

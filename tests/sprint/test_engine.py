@@ -59,6 +59,7 @@ def test_a_full_sprint_is_recorded_on_main(project):
     assert row["parent"] == "baseline:matryoshka" and len(row["per_seed"]["f1"]) == 2
     results = json.loads((folder / "results.json").read_text())
     assert results["status"] == "ok" and results["summary"]["f1"]["mean"] == row["f1"]["mean"]
+    assert "replayed" not in results and "Replayed, not trained" not in (folder / "report.md").read_text()
     # the branch is kept, the worktree is gone, the tree is clean
     assert f"sprint/{sid}" in [b.name for b in repo.branches]
     assert not (project / ".autosae" / "worktrees" / sid).exists()

@@ -167,6 +167,11 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
             "run): the agent's commands and the variant could reach this machine's files, processes and "
             "network, so nothing but the harness's own checks stands behind these numbers."
         )
+    if results.get("replayed"):
+        out.append(
+            "**Replayed, not trained:** AUTOSAE_REPLAY was set, so these numbers are a recording of an "
+            "earlier run of the same variant (the test suite's harness stand-in), not a new training run."
+        )
     if verdict.get("noop"):
         out.append(
             f"**No-op suspected:** {verdict.get('noop_reason')}. Whatever this sprint changed did not "
