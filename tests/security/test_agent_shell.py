@@ -13,7 +13,7 @@ import pytest
 
 import autosae
 from autosae.agents.sandbox import Shell
-from autosae.bench.build import cache_root
+from autosae.bench.cache import cache_root
 from autosae.sprint import gitops
 from autosae.sprint.project_secrets import draw_all, secrets_path
 from tests.conftest import run_cli

@@ -16,7 +16,7 @@ import git
 import pytest
 
 import autosae as autosae_package
-from autosae.bench.build import cache_root
+from autosae.bench.cache import cache_root
 from autosae.sprint import project_secrets
 from autosae.sprint.project_secrets import secrets_path
 from tests.agents.fake_messages_api import FakeMessagesAPI, phase_of, turn_of, use

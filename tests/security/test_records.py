@@ -55,7 +55,7 @@ def test_a_forged_held_out_result_is_trained_again_not_reused(quick, tmp_path):
     import dataclasses
     import hashlib
 
-    from autosae.bench.build import cache_root
+    from autosae.bench.cache import cache_root
     from autosae.harness.run import sha256_file
 
     variant = reference_variants()["batchtopk"]

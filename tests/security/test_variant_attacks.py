@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from autosae.bench.build import cache_root
+from autosae.bench.cache import cache_root
 from autosae.harness.seal import key_path, verified
 from autosae.sprint.project_secrets import draw_all, secrets_path
 from tests.security.conftest import HONEST, attack, seed_dir, worker_log

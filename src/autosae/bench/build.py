@@ -15,7 +15,6 @@ it feeds that progress instead (sae_lens forces it on, so TQDM_DISABLE cannot st
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -29,23 +28,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from platformdirs import user_cache_dir
 from safetensors.torch import load_file, save_file
 
+from autosae.bench.cache import MANIFEST, entry_dir, sha256_of, verify
 from autosae.bench.profiles import ModelSpec, Profile
 
-MANIFEST = "manifest.json"
 POOL_FILE = "pool.safetensors"
 SAMPLE_CHUNK = 4096  # sae_lens samples fastest in batches of a few thousand
-
-
-def cache_root() -> Path:
-    """$AUTOSAE_CACHE, else the user cache dir (e.g. ~/.cache/autosae)."""
-    return Path(os.environ.get("AUTOSAE_CACHE") or user_cache_dir("autosae"))
-
-
-def entry_dir(profile: Profile) -> Path:
-    return cache_root() / "models" / f"{profile.name}-{profile.model_hash()}"
 
 
 def sae_lens_config(spec: ModelSpec):
@@ -91,32 +80,6 @@ def sae_lens_config(spec: ModelSpec):
         bias=spec.bias,
         seed=spec.seed,
     )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify(entry: Path) -> str | None:
-    """None when the entry is complete and intact, else why it is not."""
-    manifest = entry / MANIFEST
-    if not manifest.is_file():
-        return "no manifest"
-    try:
-        files = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError):
-        return "unreadable manifest"
-    for name, digest in files.items():
-        path = entry / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if _sha256(path) != digest:
-            return f"{name} does not match its checksum"
-    return None
 
 
 @torch.no_grad()
@@ -239,7 +202,7 @@ def build(profile: Profile, device: str = "cpu", force: bool = False, log: Calla
                 pool = sample_pool(model, profile.pool_samples, spec.seed + 1000, progress.advance)
                 save_file({"hidden": pool}, tmp / POOL_FILE)
             progress.done(f"built in {time.time() - started:.0f} s (cached for the next runs)")
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: sha256_of(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / "profile.json").write_text(
             json.dumps(
                 {
@@ -251,7 +214,7 @@ def build(profile: Profile, device: str = "cpu", force: bool = False, log: Calla
                 indent=2,
             )
         )
-        files["profile.json"] = _sha256(tmp / "profile.json")
+        files["profile.json"] = sha256_of(tmp / "profile.json")
         (tmp / MANIFEST).write_text(json.dumps({"files": files}, indent=2))
         if entry.exists():
             shutil.rmtree(entry)

@@ -17,7 +17,7 @@ app = typer.Typer(help="Benchmark profiles: list them, show one, build and cache
 @app.command("list")
 def list_profiles() -> None:
     """List the profiles with their main constraints and whether their model is cached."""
-    from autosae.bench.build import entry_dir, verify
+    from autosae.bench.cache import entry_dir, verify
     from autosae.bench.profiles import PROFILES
 
     typer.echo(f"{'profile':<11} {'features':>8} {'hidden':>6} {'width':>6} {'k':>4} {'samples':>12} {'lr':>7}  cached")
@@ -33,7 +33,7 @@ def list_profiles() -> None:
 @app.command()
 def info(name: str, model_seed: ModelSeed = None, set_: Overrides = None) -> None:
     """Show a profile: model config, constraints, cache entry and reference numbers."""
-    from autosae.bench.build import entry_dir, verify
+    from autosae.bench.cache import entry_dir, verify
     from autosae.bench.profiles import get_profile
 
     p = get_profile(name, model_seed, set_)
@@ -63,7 +63,7 @@ def build(
 ) -> None:
     """Build a profile's synthetic model with sae_lens and cache it (instant when cached)."""
     from autosae.bench.build import build as build_model
-    from autosae.bench.build import entry_dir, verify
+    from autosae.bench.cache import entry_dir, verify
     from autosae.bench.profiles import get_profile
     from autosae.harness.devices import resolve_device
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from autosae.bench.build import cache_root
+from autosae.bench.cache import cache_root
 from autosae.bench.profiles import Profile
 from autosae.harness.run import RunOptions, run_variant, sha256_file
 from autosae.harness.seal import read_verified

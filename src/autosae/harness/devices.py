@@ -5,22 +5,41 @@ importing the harness that runs on them, nor torch before a device is actually l
 from __future__ import annotations
 
 import os
+import sys
 
 from autosae.errors import AutosaeError
 
+CUDA_DEVICE_NODES = ("/dev/nvidiactl", "/dev/dxg")
+"""On Linux, CUDA needs the NVIDIA driver's control device (or WSL 2's /dev/dxg)."""
 
-def default_device() -> str:
+
+def cuda_available() -> bool:
+    """torch.cuda.is_available(), answered without torch where the answer is plainly no: a Linux
+    machine with no NVIDIA device node has no CUDA, and asking torch would cost every command
+    (init, status, a replayed run) 1.5 s of starting torch to say so."""
+    if sys.platform.startswith("linux") and not any(os.path.exists(node) for node in CUDA_DEVICE_NODES):
+        return False
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.cuda.is_available()
+
+
+def cuda_count() -> int:
+    if not cuda_available():
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def default_device() -> str:
+    return "cuda" if cuda_available() else "cpu"
 
 
 def resolve_device(device: str | None) -> str:
     """`device` (None: the default one), refused in one line when it is not there or not a device."""
-    import torch
-
     device = device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and not cuda_available():
         raise AutosaeError(
             f"--device {device}: no CUDA GPU is visible "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
@@ -41,9 +60,7 @@ def parse_gpus(text: str | list | int | None) -> list[str] | None:
     else:
         items = list(text)
     if items == ["all"]:
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        count = cuda_count()
         if count == 0:
             raise AutosaeError("gpus all: no CUDA GPU is visible")
         return [f"cuda:{i}" for i in range(count)]
@@ -66,11 +83,9 @@ def parse_gpus(text: str | list | int | None) -> list[str] | None:
 
 def check_devices(devices: list[str]) -> list[str]:
     """Refuse GPUs that are not there, in one line, before anything starts."""
-    import torch
-
     gpus = [d for d in devices if d != "cpu"]
     if gpus:
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        count = cuda_count()
         missing = [d for d in gpus if int(d.split(":")[1]) >= count]
         if missing:
             raise AutosaeError(

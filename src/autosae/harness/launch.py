@@ -29,8 +29,8 @@ from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.devices import default_device
 from autosae.harness.local import run_here
+from autosae.harness.options import SeedSettings
 from autosae.harness.seal import read_verified, write_sealed
-from autosae.harness.seed import SeedSettings
 from autosae.harness.slots import SlotPool
 from autosae.harness.validation import validation_run
 from autosae.jsonio import read_json, write_json

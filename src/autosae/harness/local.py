@@ -6,7 +6,6 @@ autosae.harness.run decides where a run goes.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing as mp
 import os
 import shutil
@@ -24,31 +23,15 @@ from autosae.bench.build import load
 from autosae.bench.profiles import PROFILES, Profile
 from autosae.errors import ConstraintBreach, VariantFailed
 from autosae.harness.devices import resolve_device
+from autosae.harness.options import METRICS, SeedSettings, sha256_file
 from autosae.harness.seal import write_sealed
-from autosae.harness.seed import SeedFailure, SeedSettings, failure_record, run_seed, start_variant
+from autosae.harness.seed import SeedFailure, failure_record, run_seed, start_variant
 from autosae.harness.slots import SlotPool, SlotRun
 from autosae.harness.variant_process import VariantProcess
 from autosae.records import is_ok
 
-METRICS = (
-    "f1",
-    "mcc",
-    "precision",
-    "recall",
-    "accuracy",
-    "l0",
-    "true_l0",
-    "dead_latents",
-    "explained_variance",
-    "shrinkage",
-    "uniqueness",
-)
 MAX_VARIANT_FILES, MAX_VARIANT_BYTES = 200, 4 << 20
 """The most Python files (and bytes each) copied from a variant's folder into its run."""
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_here(

@@ -72,7 +72,7 @@ def parent_dir(parent: Path, profile: Profile, seeds: list[int]) -> Path:
     """Where the parent's quick run on this model, data, budget, seeds and validation set is
     cached (and with this version of autosae: a library default that changes changes the run)."""
     from autosae import __version__
-    from autosae.bench.build import cache_root
+    from autosae.bench.cache import cache_root
     from autosae.harness.run import sha256_file
 
     key = json.dumps(

@@ -105,10 +105,10 @@ def _real(real, *args) -> dict:
 def _device(device: str | None) -> str | None:
     """The device the run would use (as harness.run.resolve_device decides), None where that
     raises: the real run then says why."""
-    import torch
+    from autosae.harness.devices import cuda_available
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu" or (device.startswith("cuda") and torch.cuda.is_available()):
+    device = device or ("cuda" if cuda_available() else "cpu")
+    if device == "cpu" or (device.startswith("cuda") and cuda_available()):
         return device
     return None
 
@@ -123,7 +123,7 @@ def sources(variant: Path) -> dict[str, str]:
 def secret_roles() -> tuple[int | None, dict[int, str]]:
     """This cache's secret eval seed, and its held-out model seeds by role (see
     sprint.project_secrets): read from the files, since each test session draws new ones."""
-    from autosae.bench.build import cache_root
+    from autosae.bench.cache import cache_root
 
     folder, eval_seed, heldout = cache_root() / "secrets", None, {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

@@ -10,6 +10,9 @@ The floors below, each importing only those under it:
 A run's options say what runs (its seeds, whether it counts), how each seed runs
 (SeedSettings) and where (Placement). This module is the harness's front door: callers import
 run_variant, RunOptions and what they read of a run (METRICS, sha256_file, resolve_device) here.
+
+Only a run that trains imports the floors below (and with them torch, 1.5 s of CPU): the CLI's
+other commands, the ledger, reports and replayed runs import this module without them.
 """
 
 from __future__ import annotations
@@ -19,14 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autosae.bench.build import cache_root
+from autosae.bench.cache import cache_root
 from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError
 from autosae.harness import replay
 from autosae.harness.devices import resolve_device
-from autosae.harness.launch import submit_run
-from autosae.harness.local import METRICS, run_here, sha256_file
-from autosae.harness.seed import SeedSettings
+from autosae.harness.options import METRICS, SeedSettings, sha256_file
 from autosae.harness.validation import check_counted_seeds, validation_run
 
 if TYPE_CHECKING:
@@ -116,12 +117,16 @@ def run_variant(variant: Path, profile: Profile, out: Path, opts: RunOptions) ->
         profile, seeds, quick = validation_run(profile, seeds)
     where = opts.where
     if where.launcher is not None and where.launcher.kind != "local":
+        from autosae.harness.launch import submit_run
+
         if where.launcher_folder is None:
             raise AutosaeError(f"launcher {where.launcher.kind}: no folder for its jobs was given")
         folder = Path(where.launcher_folder)
         return submit_run(
             variant, profile, out, seeds, opts.settings, counted=opts.counted, launcher=where.launcher, folder=folder
         )
+    from autosae.harness.local import run_here
+
     return run_here(
         variant,
         profile,

@@ -21,7 +21,7 @@ FIELD = "seal"
 
 
 def key_path() -> Path:
-    from autosae.bench.build import cache_root
+    from autosae.bench.cache import cache_root
 
     return cache_root() / "keys" / "results.key"
 

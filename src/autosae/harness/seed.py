@@ -11,10 +11,8 @@ business of the floors above: autosae.harness.local, .slots and .launch.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -22,7 +20,8 @@ from safetensors.torch import save_file
 
 from autosae.bench.metrics import Scorer
 from autosae.bench.profiles import Profile
-from autosae.harness.variant_process import Confinement, SeedFailure, VariantProcess
+from autosae.harness.options import SeedSettings
+from autosae.harness.variant_process import SeedFailure, VariantProcess
 from autosae.jsonio import write_json
 from autosae.sandboxed.spec import VariantSpec
 
@@ -32,50 +31,6 @@ LOG_EVERY = 50  # steps between train_log.jsonl entries
 PROBE_ROWS, PROBE_DIMS = 64, 8
 """The probe sketch: the SAE's reconstructions of the first PROBE_ROWS eval samples, projected
 on PROBE_DIMS fixed random directions. Two SAEs that behave the same have the same sketch."""
-
-
-def to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class SeedSettings:
-    """How every seed of a run trains, wherever it runs: its time limit, how the variant's
-    process is confined, and where progress lines go."""
-
-    time_limit_s: float | None = None
-    """Per-seed limit; the profile's when None."""
-    memory_limit_gb: float | None = None
-    """Memory cap for each variant's sandbox, in GiB (None: 3/4 of this machine's memory)."""
-    disk_limit_gb: float = 8.0
-    """Most a variant's process may write (its work folder and /tmp), in GiB."""
-    max_processes: int = 512
-    """Most tasks (processes and threads) in a variant's sandbox: no fork bomb."""
-    sandbox: str = "auto"
-    """required | auto | off: run variants under bubblewrap (see autosae.sandbox)."""
-    sandboxed: bool | None = None
-    """Whether the variants are sandboxed: resolved from `sandbox` where the run executes."""
-    cpu_threads: int | None = None
-    """Threads of a variant on CPU (default: all cores but one)."""
-    matmul_precision: str = "highest"
-    """torch.set_float32_matmul_precision in the variant's process: "high" allows TF32 on
-    GPUs. The harness's data and scoring always run at full precision."""
-    log: Callable[[str], None] = to_stderr
-
-    def portable(self) -> dict:
-        """The settings as plain values for another process (a slot process, a launcher job),
-        which brings its own `log`."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "log"}
-
-    def confinement(self) -> Confinement:
-        return Confinement(
-            bool(self.sandboxed),
-            self.memory_limit_gb,
-            self.disk_limit_gb,
-            self.max_processes,
-            self.cpu_threads,
-            self.matmul_precision,
-        )
 
 
 def train_chunks(profile: Profile, model, pool, seed: int, device: str) -> Iterator[torch.Tensor]:

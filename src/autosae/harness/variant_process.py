@@ -24,11 +24,12 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from autosae.harness.options import Confinement
 from autosae.sandboxed import protocol
 from autosae.sandboxed.spec import VariantSpec
 
@@ -89,20 +90,6 @@ def buffer_dir(fallback: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix="autosae-buffers-", dir=shm))
     fallback.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="buffers-", dir=fallback))
-
-
-@dataclass
-class Confinement:
-    """How a variant's process is confined (from the run's SeedSettings)."""
-
-    sandboxed: bool
-    """Under bubblewrap; False: the same bounds without the namespaces."""
-    memory_limit_gb: float | None = None
-    """None: 3/4 of this machine's memory."""
-    disk_limit_gb: float = 8.0
-    max_processes: int = 512
-    cpu_threads: int | None = None
-    matmul_precision: str = "highest"
 
 
 class VariantProcess:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 MAX_LINE = 4 << 20
 """The longest reply line the trusted side reads (bytes)."""
@@ -59,7 +61,11 @@ def buffer_bytes(shapes: dict[str, tuple[int, int]]) -> int:
 
 
 def map_buffer(path: Path, shape: tuple[int, int]) -> torch.Tensor:
-    """A float32 tensor backed by the file at `path` (shared: writes are seen by the other side)."""
+    """A float32 tensor backed by the file at `path` (shared: writes are seen by the other side).
+    torch is imported here, not above: the trusted side reads replies and records (report.record)
+    without training, and without torch's start-up."""
+    import torch
+
     return torch.from_file(str(path), shared=True, size=shape[0] * shape[1], dtype=torch.float32).view(shape)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autosae.bench.build import cache_root
+from autosae.bench.cache import cache_root
 from autosae.bench.profiles import Profile
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.seal import read_verified

@@ -24,7 +24,7 @@ HELDOUT_MODELS = 5
 
 
 def secrets_path(project_key: str) -> Path:
-    from autosae.bench.build import cache_root
+    from autosae.bench.cache import cache_root
 
     return cache_root() / "secrets" / f"{project_key}.json"
 
@@ -48,7 +48,7 @@ def _draw(path: Path, valid, fresh) -> dict:
 
 def heldout_seeds(project_key: str) -> list[int]:
     """The project's secret held-out model seeds (drawn on first use, normally by init)."""
-    from autosae.bench.build import cache_root
+    from autosae.bench.cache import cache_root
 
     def valid(data) -> bool:
         seeds = data.get("heldout_seeds") if isinstance(data, dict) else None
@@ -68,7 +68,7 @@ def heldout_seeds(project_key: str) -> list[int]:
 
 def eval_seed() -> int:
     """The secret seed of the eval samples (drawn on first use, normally by init)."""
-    from autosae.bench.build import cache_root
+    from autosae.bench.cache import cache_root
 
     def valid(data) -> bool:
         return isinstance(data, dict) and isinstance(data.get("eval_seed"), int)
@@ -80,7 +80,7 @@ def eval_seed() -> int:
 
 def draw_all(project_key: str) -> list[Path]:
     """Make sure the project's secrets exist (at init, before any agent runs); their files."""
-    from autosae.bench.build import cache_root
+    from autosae.bench.cache import cache_root
 
     heldout_seeds(project_key)
     eval_seed()
