@@ -16,6 +16,10 @@ TESTS = Path(__file__).parent
 REPLAY = TESTS / "replay"
 """Recordings of real harness runs that the engine, loop, CLI and report tests replay (see
 autosae.harness.replay); a run with none is trained for real and recorded there, to commit."""
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+"""Three xdist workers share two cores (make test): a torch thread pool per process would have
+them spin against each other. Set before any test imports torch, and inherited by the autosae
+processes the tests start (a variant's process gets its own count from the harness)."""
 REAL_HARNESS_DIRS = ("harness", "bench")
 """The harness's and the benchmark's own tests: every test there trains for real."""
 

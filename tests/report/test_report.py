@@ -86,8 +86,8 @@ def verdict(**extra):
     }
 
 
-def test_a_report_for_an_improvement(tmp_path):
-    run = tmp_path / "run"
+def logged_run(run: Path) -> Path:
+    """Three seeds' train_log.jsonl, five steps each, the last line of each torn."""
     for seed in range(3):
         (run / f"seed_{seed}").mkdir(parents=True)
         lines = [
@@ -105,7 +105,11 @@ def test_a_report_for_an_improvement(tmp_path):
             for i in range(5)
         ]
         (run / f"seed_{seed}" / "train_log.jsonl").write_text("\n".join(lines) + '\n{"step": 9, "sampl')
-    curves = read_curves(run)
+    return run
+
+
+def test_a_report_for_an_improvement(tmp_path):
+    curves = read_curves(logged_run(tmp_path / "run"))
     assert sorted(curves) == ["0", "1", "2"] and curves["0"]["k"] == [6.0, 5.75, 5.5, 5.25, 5.0]  # torn line skipped
     sprint = dict(
         SPRINT,
@@ -353,3 +357,47 @@ def test_the_markdown_and_pdf_renderers_share_the_content_and_not_each_other():
     assert "autosae.report.markdown" not in pdf_side and "autosae.report.sprint" not in pdf_side
     assert not {"autosae.report.pdf", "autosae.report.figures", "autosae.report.sprint"} & imports("markdown")
     assert not {"autosae.report.pdf", "autosae.report.markdown", "autosae.report.sprint"} & imports("content")
+
+
+def test_lean_font_subsets_change_nothing_a_reader_sees(tmp_path):
+    """The fonts in our PDFs leave out the layout tables (report.figures.lean_font_subsets): the
+    same report written with fontTools' own subsets reads and looks exactly the same, and its
+    fonts are embedded and no longer carry GSUB or GPOS."""
+    import io
+    import re
+    import zlib
+
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    from autosae.report.figures import lean_font_subsets
+
+    curves = read_curves(logged_run(tmp_path / "run"))
+    lean_font_subsets()
+    lean_options = subset.Options
+    assert lean_options.drops_layout_tables
+    written = {}
+    for name, options in (("stock", lean_options.__mro__[1]), ("lean", lean_options)):
+        subset.Options = options
+        try:
+            write_report(tmp_path / name, dict(SPRINT, conclusion="It works ± 0.01."), results_ok(), verdict(), curves)
+        finally:
+            subset.Options = lean_options
+        written[name] = tmp_path / name / "report.pdf"
+    stock, lean = written["stock"], written["lean"]
+    assert pdftools.text(stock) == pdftools.text(lean) and "It works ± 0.01." in pdftools.text(lean)
+    stock_pages = pdftools.render(stock, tmp_path / "stock-pages", dpi=40)
+    lean_pages = pdftools.render(lean, tmp_path / "lean-pages", dpi=40)
+    assert len(stock_pages) == len(lean_pages) == pdftools.pages(lean)
+    assert [p.read_bytes() for p in stock_pages] == [p.read_bytes() for p in lean_pages]
+
+    def fonts(pdf: Path) -> list[TTFont]:
+        data, found = pdf.read_bytes(), []
+        for ref in re.findall(rb"/FontFile2 (\d+) 0 R", data):
+            stream = re.search(rb"\n" + ref + rb" 0 obj.*?stream\r?\n(.*?)\r?\nendstream", data, re.S)
+            found.append(TTFont(io.BytesIO(zlib.decompress(stream.group(1)))))
+        return found
+
+    assert any("GSUB" in f or "GPOS" in f for f in fonts(stock))  # so there was something to leave out
+    assert fonts(lean) and all("glyf" in f and "GSUB" not in f and "GPOS" not in f for f in fonts(lean))
+    assert lean.stat().st_size < stock.stat().st_size

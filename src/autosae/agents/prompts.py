@@ -5,6 +5,7 @@ and the shape of their answers."""
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -23,11 +24,9 @@ def render(name: str, project_root: Path | None = None, **values) -> str:
 
 
 def library_paths() -> dict[str, str]:
-    """Where the component library and the reference variants are (the agents read them)."""
-    import autosae.sae
-    import autosae.variants
-
-    return {"sae": str(Path(autosae.sae.__file__).parent), "variants": str(Path(autosae.variants.__file__).parent)}
+    """Where the component library and the reference variants are (the agents read them):
+    found, not imported, since importing them starts torch."""
+    return {name: str(Path(importlib.util.find_spec(f"autosae.{name}").origin).parent) for name in ("sae", "variants")}
 
 
 def turn_limits(max_turns: dict | int | None) -> dict[str, int]:

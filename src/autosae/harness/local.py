@@ -109,6 +109,9 @@ def run_in_turn(
             workers.append(start_variant(variant, profile, seeds[i], device, out / f"seed_{seeds[i]}", settings))
 
     per_seed: list[dict] = []
+    threads = torch.get_num_threads()
+    if device == "cpu":  # the variant has all cores but one (variant_process): this process keeps
+        torch.set_num_threads(1)  # to the last, or two thread pools spin on the same cores
     start(0)  # the variant's process imports and builds while we load the model
     try:
         model, pool = load(profile, device=device, log=settings.log)
@@ -122,6 +125,7 @@ def run_in_turn(
     finally:  # on success, failure or Ctrl-C: no variant process outlives the run
         for w in workers:
             w.kill()
+        torch.set_num_threads(threads)
     return per_seed
 
 

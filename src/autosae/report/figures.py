@@ -6,6 +6,50 @@ from __future__ import annotations
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 BAR_COLORS = {"sprint": "#0969da", "parent": "#6e7781", "best": "#bf8700", "baseline": "#8c959f"}
+LAYOUT_TABLES = ("GSUB", "GPOS", "GDEF", "BASE", "JSTF", "MATH", "kern")
+"""OpenType layout tables: how a text shaper substitutes and positions glyphs. A PDF places
+each glyph itself (matplotlib shaped the text from the font file), so no viewer reads them."""
+
+
+def pdf_matplotlib():
+    """(pyplot, PdfPages) on the Agg backend, with lean font subsets (lean_font_subsets)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    lean_font_subsets()
+    return plt, PdfPages
+
+
+def lean_font_subsets() -> None:
+    """Leave the layout tables out of the fonts embedded in our PDFs.
+
+    matplotlib embeds each TrueType font (pdf.fonttype 42) as a subset made by fontTools, which
+    decompiles and prunes DejaVu's layout tables for every font of every PDF: 0.15 s a font,
+    over a second a sprint, almost half of the time a loop spends writing reports. The subset
+    then carries tables no PDF viewer reads. matplotlib has no setting for this, so the options
+    class it asks fontTools for drops them; the glyphs, their widths and the text that pdftotext
+    extracts are unchanged (tests/report/test_report.py compares both)."""
+    global _lean_installed
+    if _lean_installed:
+        return
+    from fontTools import subset
+
+    class LeanOptions(subset.Options):
+        drops_layout_tables = True
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.drop_tables = [*self.drop_tables, *LAYOUT_TABLES]
+            self.layout_features = []
+
+    subset.Options = LeanOptions
+    _lean_installed = True
+
+
+_lean_installed = False
 
 
 def plain(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autosae.report.content import baseline_noise, probe_ceiling
+from autosae.report.figures import pdf_matplotlib
 from autosae.report.format import fmt_delta, fmt_p, fmt_pm, measured
 from autosae.sprint.ledger import token_totals
 from autosae.templating import render
@@ -191,9 +192,7 @@ def write_leaderboard(
     templates/ are beside it."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
+    plt, PdfPages = pdf_matplotlib()
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     md, png, pdf_path = reports_dir / "leaderboard.md", reports_dir / "progress.png", reports_dir / "progress.pdf"

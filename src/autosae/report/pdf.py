@@ -16,7 +16,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from autosae.report.figures import PAGE, curves_page, plain, save, scores_page, variant_page
+from autosae.report.figures import PAGE, curves_page, pdf_matplotlib, plain, save, scores_page, variant_page
 from autosae.report.format import MISSING, fmt_num, fmt_pm
 
 VERDICT_COLORS = {
@@ -147,9 +147,7 @@ def write_pdf(path: Path, content: dict) -> None:
     """report.pdf at `path`, from report.content.report_content."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
+    plt, PdfPages = pdf_matplotlib()
 
     curves = content["curves"]
     # text.parse_math off: agent- and variant-written text ($...$ in an idea, a log tail) is
