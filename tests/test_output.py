@@ -46,23 +46,25 @@ def test_a_model_build_into_a_pipe_prints_one_line_per_phase_and_no_bar():
     )
 
 
-def test_a_model_build_on_a_terminal_draws_our_line_instead_of_sae_lens_bar():
-    """stderr is a pseudo-terminal: rich draws (and clears) one updating line, then the result stays."""
+def on_a_terminal(*args: str, stream: str = "stderr", cwd: Path | None = None) -> tuple[int, str, str]:
+    """Run `autosae ARGS` with `stream` (stdout or stderr) on a pseudo-terminal and the other on a
+    pipe: (exit code, what the pipe got, what the terminal got with colours taken out)."""
     leader, follower = pty.openpty()
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: follower}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autosae", *build_args(4_100_002)],
-        stdout=subprocess.PIPE,
-        stderr=follower,
+        [sys.executable, "-m", "autosae", *args],
+        cwd=cwd,
         env={**os.environ, "TERM": "xterm-256color"},  # not a dumb terminal, where rich would not redraw
+        **streams,
     )
     os.close(follower)
     chunks: list[bytes] = []
 
-    def drain() -> None:  # a full terminal buffer would block the build
+    def drain() -> None:  # a full terminal buffer would block the command
         while True:
             try:
                 data = os.read(leader, 4096)
-            except OSError:  # the build exited and closed the terminal
+            except OSError:  # the command exited and closed the terminal
                 return
             if not data:
                 return
@@ -70,16 +72,58 @@ def test_a_model_build_on_a_terminal_draws_our_line_instead_of_sae_lens_bar():
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    out, _ = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=300)
     reader.join(timeout=10)
     os.close(leader)
     drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))  # no colours
-    assert proc.returncode == 0, drawn
-    assert b"cache_hit: no" in out
+    return proc.returncode, (err if stream == "stdout" else out).decode(errors="replace"), drawn
+
+
+def test_a_model_build_on_a_terminal_draws_our_line_instead_of_sae_lens_bar():
+    """stderr is a pseudo-terminal: rich draws (and clears) one updating line, then the result stays."""
+    code, out, drawn = on_a_terminal(*build_args(4_100_002))
+    assert code == 0, drawn
+    assert "cache_hit: no" in out
     assert "Orthogonalizing" not in drawn  # sae_lens's bar feeds our line instead
     assert re.search(r"model tiny: building with sae_lens \(64 features\)\W+\d+/100 ", drawn), drawn  # its steps
     assert "model tiny: sampling the pool" in drawn
     assert re.search(r"\rmodel tiny: built in \d+ s \(cached for the next runs\)\r\n$", drawn), drawn[-300:]
+
+
+@pytest.mark.real_harness
+def test_training_on_a_terminal_is_one_line_of_seed_progress(tmp_path):
+    """`autosae train` with stderr on a terminal: the harness's progress lines become one line
+    that updates (the seed, its loss and L0, time left, the share done), not a line every two
+    seconds; the greppable results on stdout are as they always were."""
+    code, out, drawn = on_a_terminal(
+        "train", "lista_matryoshka", "--seeds", "1", "--uncounted", "--samples", "81920", "--out", str(tmp_path / "run")
+    )
+    assert code == 0, drawn
+    assert "status: ok" in out and "counted: no" in out and "progress:" not in out
+    assert "progress: seed=" not in drawn  # the raw lines are not printed on the terminal
+    assert re.search(r"\r\S seed \d+: loss [\d.e+-]+, L0 [\d.]+, \d+ s left\W+\d+%", drawn), drawn[-600:]
+    assert max(len(line) for line in re.split(r"[\r\n]", drawn)) <= 80  # one terminal line, never wrapped
+
+
+def test_a_sprint_on_a_terminal_prints_its_phases_above_one_updating_line(tmp_path):
+    """`autosae sprint` with stdout on a terminal: every phase line is printed whole, as off a
+    terminal, and one line under them shows the phase now running; nothing is left of it at the end."""
+    from tests.sprint.conftest import autosae, write_script, write_task
+
+    root = tmp_path / "research"
+    assert autosae("init", str(root), cwd=tmp_path).returncode == 0
+    write_task(root)
+    write_script(root, [{"title": "seed recipe", "idea": "LISTA-Matryoshka", "variant": "lista_matryoshka"}])
+    subprocess.run(["git", "add", "TASK.md", "script.yaml"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "task"], cwd=root, check=True)
+    code, err, drawn = on_a_terminal("sprint", stream="stdout", cwd=root)
+    assert code == 0, drawn + err
+    printed = [line.split("\r")[-1] for line in drawn.split("\r\n")]  # each line as it stays on screen
+    sid = next(line.split()[-1] for line in printed if line.startswith("sprint: "))
+    for phase in ("proposed", "implementing", "training", "scoring", "reporting", "done"):
+        assert sum(re.match(rf"\d\d:\d\d:\d\d {sid} \| {phase}( \||$)", line) is not None for line in printed) == 1
+        assert re.search(rf"\r\S {phase} ", drawn), phase  # the updating line showed the phase (spinner first)
+    assert [line.split(":")[0] for line in printed[-6:]] == ["sprint", "verdict", "f1", "mcc", "report", ""]
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from autosae import progress
 from autosae.bench.cache import MANIFEST, entry_dir, sha256_of, verify
 from autosae.bench.profiles import ModelSpec, Profile
 
@@ -101,12 +102,15 @@ def sample_pool(model, n: int, seed: int, step: Callable[[int, int], None] = lam
 class BuildProgress:
     """Our own progress for one model build, on stderr: on a terminal one rich line that
     updates (the phase, sae_lens's steps, the time so far); elsewhere (a pipe, a log file)
-    one plain line per phase, never a carriage return."""
+    one plain line per phase, never a carriage return. Inside a command that already draws a
+    line (a sprint, autosae.progress), the build shows itself on that line instead."""
 
     def __init__(self, name: str):
         self.name, self.stream = name, sys.stderr  # the real stderr, before anything replaces it
-        self.tty = self.stream.isatty()
+        self.shared = progress.active()
+        self.tty = self.stream.isatty() and self.shared is None
         self.bar = self.task = None
+        self.text = ""
 
     def __enter__(self) -> BuildProgress:
         if self.tty:
@@ -125,7 +129,10 @@ class BuildProgress:
         return self
 
     def phase(self, text: str) -> None:
-        if self.bar is not None:  # a task per phase: its own step count and time
+        self.text = text
+        if self.shared is not None:
+            self.shared.show(f"model {self.name}: {text}")
+        elif self.bar is not None:  # a task per phase: its own step count and time
             if self.task is not None:
                 self.bar.remove_task(self.task)
             self.task = self.bar.add_task(text, total=None)
@@ -133,12 +140,17 @@ class BuildProgress:
             print(f"model {self.name}: {text}", file=self.stream, flush=True)
 
     def advance(self, done: int, total: int) -> None:
-        if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, completed=done, total=total)
+        if self.shared is not None:
+            self.shared.show(f"model {self.name}: {self.text}", done, total)
+        elif self.bar is not None and self.task is not None:  # drawn now, not at the next tick:
+            self.bar.update(self.task, completed=done, total=total, refresh=True)  # a fast build shows its steps too
 
     def done(self, text: str) -> None:
         self.__exit__()
-        print(f"model {self.name}: {text}", file=self.stream, flush=True)
+        if self.shared is not None:
+            self.shared.status(f"model {self.name}: {text}")
+        else:
+            print(f"model {self.name}: {text}", file=self.stream, flush=True)
 
     def __exit__(self, *_) -> None:
         if self.bar is not None:

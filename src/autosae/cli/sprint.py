@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from autosae import progress
 from autosae.cli.common import Gpus, ProjectDir, emit
 from autosae.errors import AutosaeError
 from autosae.harness.slots import pool_for_gpus
@@ -27,7 +28,12 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also print the h
 
 
 def _status(line: str) -> None:
-    typer.echo(line)
+    """A phase line: above the updating line on a terminal (autosae.progress), else printed."""
+    live = progress.active()
+    if live is not None:
+        live.status(line)
+    else:
+        typer.echo(line)
 
 
 def _detail(project, verbose: bool):
@@ -38,6 +44,9 @@ def _detail(project, verbose: bool):
         project.private.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:
             f.write(line + "\n")
+        live = progress.active()
+        if live is not None:
+            live.detail(line)  # a seed's progress, shown on the updating line
         if verbose:
             print(line, file=sys.stderr, flush=True)
 
@@ -59,7 +68,7 @@ def _locked_engine(project_dir, command: str, verbose: bool, gpus: str | None = 
     from autosae.sprint.project import Project, ProjectLock
 
     project = Project.find(project_dir)
-    with ProjectLock(project, command, log=_status):
+    with progress.LiveLine(), ProjectLock(project, command, log=_status):
         engine = Engine(project, status=_status, detail=_detail(project, verbose), pool=pool_for_gpus(gpus))
         try:
             yield project, engine
@@ -161,15 +170,16 @@ def loop(
     project = Project.find(project_dir)
     limits = LoopLimits(max_sprints, parse_until(until) if until else None, budget_usd)
     try:
-        outcome = run_loop(
-            project,
-            limits,
-            SprintRequest(backend=backend, profile=profile, model=model, max_turns=max_turns),
-            status=_status,
-            detail=_detail(project, verbose),
-            parallel=parallel,
-            pool=pool_for_gpus(gpus),
-        )
+        with progress.LiveLine():
+            outcome = run_loop(
+                project,
+                limits,
+                SprintRequest(backend=backend, profile=profile, model=model, max_turns=max_turns),
+                status=_status,
+                detail=_detail(project, verbose),
+                parallel=parallel,
+                pool=pool_for_gpus(gpus),
+            )
     except KeyboardInterrupt:
         _interrupted(StateStore(project.state_dir))
         raise

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from autosae import progress
 from autosae.cli.common import Device, Gpus, ModelSeed, Overrides, Profile, Sandbox, Seeds, emit, sandbox_mode
 from autosae.errors import AutosaeError
 from autosae.harness.slots import pool_for_gpus
@@ -144,8 +146,15 @@ def train(
     if out is None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d--%H-%M-%S")
         out = Path("runs") / f"{prof.name}-{path.stem}-{stamp}"
+    live = progress.LiveLine(sys.stderr)  # the harness's lines: one updating line on a terminal
+
+    def log(line: str) -> None:
+        if not live.detail(line):
+            live.status(line)
+
     opts = RunOptions.make(
         seeds=list(range(seeds)),
+        log=log,
         device=device,
         time_limit_s=time_limit,
         memory_limit_gb=memory_limit_gb,
@@ -154,13 +163,14 @@ def train(
         pool=pool_for_gpus(gpus),
         sandbox=sandbox_mode(sandbox),
     )
-    results = run_variant(path, prof, out, opts)
-    quick = None
-    if uncounted:
-        from autosae.harness.quick import beside, quick_report
+    with live:
+        results = run_variant(path, prof, out, opts)
+        quick = None
+        if uncounted:
+            from autosae.harness.quick import beside, quick_report
 
-        side = beside(parent_path, parent, prof, opts, True) if parent_path is not None else None
-        quick = quick_report(results, out, side)
+            side = beside(parent_path, parent, prof, opts, True) if parent_path is not None else None
+            quick = quick_report(results, out, side)
     print_results(results, out, quick)
 
 
