@@ -7,11 +7,11 @@ not, so the harness's front door (autosae.harness.run) and everything that only 
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
+
+from autosae.bench.cache import sha256_of
 
 METRICS = (
     "f1",
@@ -28,9 +28,8 @@ METRICS = (
 )
 """The trusted metrics a run records for each seed, in the order reports show them."""
 
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+sha256_file = sha256_of
+"""The sha256 of a file (a variant's, a record's): the one file hash, bench.cache's."""
 
 
 @dataclass
