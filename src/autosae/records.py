@@ -240,6 +240,7 @@ class LedgerRow(Record):
     config: dict | None = None
     variant_sha256: str | None = None
     user_idea: bool = False
+    queued_idea: int | None = None
     explore: bool = False
     sandboxed: bool | None = None
 
@@ -287,6 +288,7 @@ class LedgerRow(Record):
             config=state.config,
             variant_sha256=res.get("variant_sha256"),
             user_idea=state.user_idea,
+            queued_idea=state.queued_idea,
             explore=state.explore,
             sandboxed=state.sandboxed,
         )

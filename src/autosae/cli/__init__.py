@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from autosae.cli import baselines, bench, project, sprint, templates, train  # noqa: E402  (register commands)
+from autosae.cli import baselines, bench, ideas, project, sprint, templates, train  # noqa: E402  (register commands)
 
 # research first, then the harness underneath it
 app.command("init")(project.init)
@@ -34,6 +34,7 @@ app.command("show")(project.show)
 app.command("report")(project.report)
 app.command("verify")(project.verify)
 app.add_typer(templates.app, name="templates")
+app.add_typer(ideas.app, name="idea")
 app.add_typer(bench.app, name="bench")
 app.command("train")(train.train)
 app.command("baselines")(baselines.baselines)

@@ -34,6 +34,7 @@ RECORD_KEYS = (
     "branch",
     "config",
     "stop",
+    "queued_idea",
 )
 
 

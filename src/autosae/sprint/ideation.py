@@ -5,6 +5,7 @@ Nothing is recorded until an idea is accepted: a start that fails leaves no spri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -15,6 +16,7 @@ from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, de
 from autosae.agents.literature import clean_sources
 from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError
+from autosae.sprint import ideas
 from autosae.sprint.common import crash_point, setting_of
 from autosae.sprint.ledger import best_row, find_duplicate, in_setting, one_line, read_ledger
 from autosae.sprint.state import SprintState, iso, new_sprint_id
@@ -77,6 +79,10 @@ def start(engine, req: SprintRequest) -> SprintState:
     sandboxed = engine.check_sandbox(cfg, backend)
     agent = engine.agent(cfg, backend)
     setting = setting_of(profile)
+    queued = ideas.next_idea(engine.project, engine.repo) if req.idea is None else None
+    if queued is not None:  # the researcher's queued ideas run before the agent's own
+        req = dataclasses.replace(req, idea=queued.text)
+        engine.say("ideas", "taking", f"#{queued.n} {one_line(queued.text)} (added by {queued.added_by})")
     engine.say(
         "baselines",
         "training" if not baselines_cached(profile, cfg) else "cached",
@@ -88,7 +94,12 @@ def start(engine, req: SprintRequest) -> SprintState:
     ctx = engine.context(cfg, task.body, profile, setting, rows, baselines, usd_cap=req.usd_cap)
     ctx.explore = req.idea is None and is_exploration(len(rows), cfg.diversity.explore_share)
     shutil.rmtree(ctx.record_dir, ignore_errors=True)
-    proposal = propose(engine, agent, ctx, req, in_setting(rows, setting))
+    try:
+        proposal = propose(engine, agent, ctx, req, in_setting(rows, setting))
+    except SprintNotStarted as exc:
+        if queued is not None:  # not taken again and again: it says why in `autosae idea list`
+            ideas.settle(engine.project, engine.repo, queued.n, "not started", reason=str(exc))
+        raise
     parent = proposal.parent
     known = {r["id"] for r in recorded}
     if ctx.explore and not (parent or "").startswith("baseline:"):
@@ -116,6 +127,7 @@ def start(engine, req: SprintRequest) -> SprintState:
         branch=f"sprint/{sid}",
         task_sha256=task.sha256,
         user_idea=req.idea is not None,
+        queued_idea=queued.n if queued is not None else None,
         explore=ctx.explore,
         cost_usd=agent.cost_usd,
         tokens=dict(getattr(agent, "tokens", {})),
@@ -129,6 +141,8 @@ def start(engine, req: SprintRequest) -> SprintState:
     if ctx.record_dir.exists():
         ctx.record_dir.rename(engine.agent_dir(sid))
     engine.store.save(state)
+    if queued is not None:
+        ideas.settle(engine.project, engine.repo, queued.n, "taken", sprint=sid)
     engine.say(
         state,
         "proposed",

@@ -221,6 +221,7 @@ REPORT_FIELDS = (
     "sandboxed",
     "origin",
     "sources",
+    "queued_idea",
 )
 """The sprint state's fields that sprint.json records."""
 

@@ -64,6 +64,8 @@ class SprintState:
     branch: str
     task_sha256: str
     user_idea: bool = False
+    queued_idea: int | None = None
+    """The number of the queued idea this sprint runs (ideas.jsonl; autosae.sprint.ideas)."""
     explore: bool = False
     """An exploration sprint: its idea was asked to go far from the best."""
     task: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,113 @@
+"""The idea queue (`autosae idea add | list | drop`): committed in ideas.jsonl, run by the next
+sprint before the agent's own ideas, and safe to use while a loop holds the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+
+from tests.sprint.conftest import autosae, ledger, one_line_error, write_script
+
+
+def queue(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "ideas.jsonl").read_text().splitlines()]
+
+
+def committed_queue(root: Path) -> list[dict]:
+    text = git.Repo(root).git.show("HEAD:ideas.jsonl")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_ideas_are_queued_dropped_listed_and_committed(project):
+    first = autosae("idea", "add", "a one-step LISTA encoder", cwd=project)
+    assert first.returncode == 0 and "idea: 1" in first.stdout and "committed" in first.stdout
+    assert autosae("idea", "add", "decreasing K", "--priority", cwd=project).returncode == 0
+    assert autosae("idea", "add", "TERM loss", cwd=project).returncode == 0
+    assert autosae("idea", "drop", "3", cwd=project).returncode == 0
+    ideas = committed_queue(project)
+    assert [(i["n"], i["text"], i["priority"], i["status"]) for i in ideas] == [
+        (1, "a one-step LISTA encoder", False, "queued"),
+        (2, "decreasing K", True, "queued"),
+        (3, "TERM loss", False, "dropped"),
+    ]
+    assert all(i["source"] == "cli" and i["added_by"] for i in ideas)
+    assert not git.Repo(project).is_dirty(untracked_files=True)  # the inbox is the project's private folder
+    listed = autosae("idea", "list", cwd=project).stdout
+    assert "2. decreasing K [priority]" in listed and "dropped" in listed and "from cli" in listed
+    # bad input: one line, nothing recorded changes
+    for args, says in ((("drop", "9"), "no idea 9"), (("add", "   "), "needs some text")):
+        proc = autosae("idea", *args, cwd=project)
+        assert proc.returncode == 1 and says in one_line_error(proc)
+    assert committed_queue(project) == ideas
+    # the next sprint runs the priority idea, and the two name each other
+    proc = autosae("sprint", cwd=project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = ledger(project)
+    assert row["queued_idea"] == 2 and row["idea"] == "decreasing K" and row["user_idea"]
+    taken = {i["n"]: i for i in committed_queue(project)}[2]
+    assert taken["status"] == "taken" and taken["sprint"] == row["id"]
+    report = (project / "sprints" / row["id"] / "report.md").read_text()
+    assert "## Idea\ndecreasing K\n\nQueued by the researcher: idea 2 of `ideas.jsonl`" in report
+
+
+def test_an_idea_added_while_the_loop_runs_is_taken_by_its_next_sprint(project):
+    write_script(
+        project,
+        [
+            {
+                "title": "agent's own",
+                "idea": "the agent's own idea",
+                "variant": "lista_matryoshka",
+                "sleep": {"implement": 8},
+            },
+            {"title": "agent's second", "idea": "the agent's second idea", "variant": "lista_matryoshka"},
+        ],
+    )
+    repo = git.Repo(project)
+    repo.git.add("script.yaml")
+    repo.git.commit(
+        "-q",
+        "-m",
+        "script",
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
+    loop = subprocess.Popen(
+        [sys.executable, "-m", "autosae", "loop", "--max-sprints", "2"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    seen = []
+    try:
+        for line in loop.stdout:  # the first sprint is implementing (its agent sleeps 8 s)
+            seen.append(line)
+            if "| implementing |" in line:
+                break
+        added = autosae("idea", "add", "a queued idea: detach the inner levels", cwd=project)
+        assert added.returncode == 0 and "the running loop takes it next" in added.stdout, added.stdout + added.stderr
+        assert not (project / "ideas.jsonl").exists()  # not committed under the loop's feet
+        out, _ = loop.communicate(timeout=300)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    out = "".join(seen) + out
+    assert loop.returncode == 0, out
+    rows = ledger(project)
+    assert [r["idea"] for r in rows] == ["the agent's own idea", "a queued idea: detach the inner levels"]
+    assert rows[0].get("queued_idea") is None and rows[1]["queued_idea"] == 1
+    (idea,) = committed_queue(project)
+    assert idea["status"] == "taken" and idea["sprint"] == rows[1]["id"]
+    assert "ideas | taking | #1 a queued idea" in out
+    assert not repo.is_dirty(untracked_files=True)
