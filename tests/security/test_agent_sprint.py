@@ -54,7 +54,10 @@ def attacks(folder: str, root: Path, port: int) -> list[str]:
         f"echo forged >> {root}/TASK.md; echo '{{}}' >> {root}/reports/ledger.jsonl; "
         f"echo '{{}}' > {root}/.autosae/state/forged.json; echo '# pwned' >> {package}; "
         f'mkdir -p {root}/.autosae/runs/x && echo \'{{"status": "ok"}}\' > {root}/.autosae/runs/x/results.json; '
-        f"echo pwned > ~/.bashrc; echo writes-done",
+        f"echo pwned > ~/.bashrc; mkdir -p {root}/.autosae/ideas/inbox; "
+        f'echo \'{{"op": "add", "n": 1, "text": "agent idea"}}\' > {root}/.autosae/ideas/inbox/000001-add.json; '
+        f'echo \'{{"n": 1, "text": "agent idea", "added_by": "you", "status": "queued"}}\' >> ideas.jsonl; '
+        f"echo writes-done",
         f"ls -la {cache_root()} {secrets_path('x').parent} ~ 2>&1 | head; echo cache-done",
         f"python -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2)\" 2>&1 | tail -1; "
         "echo net-done",
@@ -142,6 +145,7 @@ def test_an_attacking_agent_changes_no_record_and_leaks_nothing(project, listene
     assert hashlib.sha256(package.read_bytes()).hexdigest() == package_hash
     assert not (project / ".autosae" / "state" / "forged.json").exists()
     assert not (project / ".autosae" / "runs" / "x").exists()
+    assert not (project / ".autosae" / "ideas").exists() and not (project / "ideas.jsonl").exists()  # no idea queued
     assert (home / ".netrc").read_text().startswith("machine") and not (home / ".bashrc").exists()
     assert listener.accepted == 0
 
