@@ -53,6 +53,13 @@ def test_ideas_are_queued_dropped_listed_and_committed(project):
     assert taken["status"] == "taken" and taken["sprint"] == row["id"]
     report = (project / "sprints" / row["id"] / "report.md").read_text()
     assert "## Idea\ndecreasing K\n\nQueued by the researcher: idea 2 of `ideas.jsonl`" in report
+    # an idea that repeats a past sprint does not start, says why, and is not taken again
+    assert autosae("idea", "add", "decreasing K", "--priority", cwd=project).returncode == 0
+    refused = autosae("sprint", cwd=project)
+    assert refused.returncode != 0 and "repeats sprint" in one_line_error(refused)
+    repeat = {i["n"]: i for i in committed_queue(project)}[4]
+    assert repeat["status"] == "not started" and row["id"] in repeat["reason"]
+    assert len(ledger(project)) == 1 and not git.Repo(project).is_dirty(untracked_files=True)
 
 
 def test_an_idea_added_while_the_loop_runs_is_taken_by_its_next_sprint(project):
