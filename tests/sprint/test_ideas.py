@@ -44,6 +44,11 @@ def test_ideas_are_queued_dropped_listed_and_committed(project):
         proc = autosae("idea", *args, cwd=project)
         assert proc.returncode == 1 and says in one_line_error(proc)
     assert committed_queue(project) == ideas
+    good = (project / "ideas.jsonl").read_text()
+    (project / "ideas.jsonl").write_text(good + "{not json\n")  # a hand edit gone wrong
+    broken = autosae("idea", "list", cwd=project)
+    assert broken.returncode == 1 and "ideas.jsonl line 4 is not an idea" in one_line_error(broken)
+    (project / "ideas.jsonl").write_text(good)
     # the next sprint runs the priority idea, and the two name each other
     proc = autosae("sprint", cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr

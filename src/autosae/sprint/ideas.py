@@ -60,10 +60,22 @@ def inbox(project) -> Path:
 
 
 def read_queue(project) -> list[QueuedIdea]:
+    """ideas.jsonl; a line that is not an idea stops the command in one line (a hand edit gone wrong)."""
     path = project.root / QUEUE
     if not path.is_file():
         return []
-    return [QueuedIdea.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    ideas = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            ideas.append(QueuedIdea.from_dict(data))
+        except (ValueError, TypeError, AttributeError):
+            raise AutosaeError(
+                f"{QUEUE} line {number} is not an idea (n, text and added_by in a JSON object)"
+            ) from None
+    return ideas
 
 
 def waiting_requests(project) -> list[tuple[Path, dict]]:
@@ -141,23 +153,23 @@ def fold(project, repo) -> list[QueuedIdea]:
     said = []
     for _, req in sorted(requests, key=lambda r: (r[1].get("op") != "add", r[1].get("n", 0))):
         n = req.get("n")
-        if req.get("op") == "add" and isinstance(n, int) and n not in queue:
+        if req.get("op") == "add" and isinstance(n, int) and isinstance(req.get("text"), str) and n not in queue:
             queue[n] = QueuedIdea.from_dict({**req, "status": "queued"})
             said.append(f"queue #{n}")
         elif req.get("op") == "drop" and n in queue and queue[n].status == "queued":
             queue[n].status, queue[n].reason = "dropped", f"dropped by {req.get('by')}"
             said.append(f"drop #{n}")
     ideas = sorted(queue.values(), key=lambda i: i.n)
-    write_queue(project, repo, ideas, "ideas: " + ", ".join(said) if said else None)
+    if said:  # requests that change nothing (done already by a fold cut short) write nothing
+        write_queue(project, repo, ideas, "ideas: " + ", ".join(said))
     for path, _ in requests:
         path.unlink(missing_ok=True)
     return ideas
 
 
-def write_queue(project, repo, ideas: list[QueuedIdea], message: str | None) -> None:
+def write_queue(project, repo, ideas: list[QueuedIdea], message: str) -> None:
     write_text(project.root / QUEUE, "".join(json.dumps(asdict(i)) + "\n" for i in ideas), durable=True)
-    if message:
-        gitops.commit_paths(repo, message, [QUEUE])
+    gitops.commit_paths(repo, message, [QUEUE])
 
 
 def next_idea(project, repo) -> QueuedIdea | None:
