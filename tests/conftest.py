@@ -42,57 +42,74 @@ def _trains_for_real(node) -> bool:
     return node.get_closest_marker("real_harness") is not None or _in_real_dir(node)
 
 
+CACHES: dict[bool, Path] = {}
+"""This worker's two caches, by `real`: replayed tests and tests that train for real never share
+one. A replayed result comes from another session's secret eval samples; mixed in one cache
+with a result trained here (a baseline another test cached), a comparison of the two (the
+no-op check's probe sketches) would compare different eval samples."""
+
+
 @contextlib.contextmanager
 def _replay_env(real: bool):
-    """AUTOSAE_REPLAY set (recorded runs) or unset (real training) while inside."""
-    before = os.environ.get("AUTOSAE_REPLAY")
+    """AUTOSAE_REPLAY set (recorded runs) or unset (real training), and the matching cache,
+    while inside."""
+    before = {k: os.environ.get(k) for k in ("AUTOSAE_REPLAY", "AUTOSAE_CACHE")}
     if real:
         os.environ.pop("AUTOSAE_REPLAY", None)
     else:
         os.environ["AUTOSAE_REPLAY"] = str(REPLAY)
+    if real in CACHES:
+        os.environ["AUTOSAE_CACHE"] = str(CACHES[real])
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("AUTOSAE_REPLAY", None)
-        else:
-            os.environ["AUTOSAE_REPLAY"] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session", autouse=True)
 def autosae_cache(tmp_path_factory) -> Path:
-    """Every test (and every autosae subprocess) uses one fresh cache folder (one per xdist
-    worker: tmp_path_factory gives each its own, so no two processes build into one cache)."""
+    """Every test (and every autosae subprocess) uses fresh cache folders: one per xdist worker
+    (tmp_path_factory gives each its own, so no two processes build into one cache), and in it
+    one for replayed tests and one for tests that train for real (CACHES)."""
     path = tmp_path_factory.mktemp("autosae-cache")
+    CACHES[False], CACHES[True] = path, tmp_path_factory.mktemp("autosae-cache-real")
     os.environ["AUTOSAE_CACHE"] = str(path)
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_model_shared(autosae_cache, tmp_path_factory) -> None:
-    """Under xdist (`-n 2`), the tiny benchmark's model is built once, under a lock in the
-    session's shared folder, and copied into each worker's cache, rather than built by every
-    worker (half a minute of both cores). Alone, the cache builds it when first needed."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
+    """The tiny benchmark's model, built once (under xdist: under a lock in the session's
+    shared folder, rather than by every worker, half a minute of both cores) and copied into
+    this worker's caches."""
     import fcntl
     import shutil
 
-    from autosae.bench.build import build, entry_dir
+    from autosae.bench.build import build
+    from autosae.bench.cache import entry_dir
     from autosae.bench.profiles import get_profile
 
     profile = get_profile("tiny")
-    shared = tmp_path_factory.getbasetemp().parent / "shared-cache"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = (tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()) / "shared-cache"
     shared.mkdir(exist_ok=True)
+    before = os.environ["AUTOSAE_CACHE"]
     with open(shared.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         os.environ["AUTOSAE_CACHE"] = str(shared)
         try:
             built = build(profile, log=lambda line: None)
         finally:
-            os.environ["AUTOSAE_CACHE"] = str(autosae_cache)
-    if not entry_dir(profile).exists():
-        shutil.copytree(built, entry_dir(profile))
+            os.environ["AUTOSAE_CACHE"] = before
+    for cache in CACHES.values():
+        target = cache / "models" / built.name
+        if not target.exists():
+            shutil.copytree(built, target)
+    assert entry_dir(profile).exists()
 
 
 @pytest.fixture(scope="module", autouse=True)
