@@ -75,7 +75,7 @@ def test_an_idea_added_while_the_loop_runs_is_taken_by_its_next_sprint(project):
                 "title": "agent's own",
                 "idea": "the agent's own idea",
                 "variant": "lista_matryoshka",
-                "sleep": {"implement": 8},
+                "sleep": {"implement": 4},
             },
             {"title": "agent's second", "idea": "the agent's second idea", "variant": "lista_matryoshka"},
         ],
@@ -103,7 +103,7 @@ def test_an_idea_added_while_the_loop_runs_is_taken_by_its_next_sprint(project):
     )
     seen = []
     try:
-        for line in loop.stdout:  # the first sprint is implementing (its agent sleeps 8 s)
+        for line in loop.stdout:  # the first sprint is implementing (its agent sleeps 4 s)
             seen.append(line)
             if "| implementing |" in line:
                 break
