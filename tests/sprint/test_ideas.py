@@ -123,3 +123,22 @@ def test_an_idea_added_while_the_loop_runs_is_taken_by_its_next_sprint(project):
     assert idea["status"] == "taken" and idea["sprint"] == rows[1]["id"]
     assert "ideas | taking | #1 a queued idea" in out
     assert not repo.is_dirty(untracked_files=True)
+
+
+def test_a_queued_verification_that_cannot_run_is_settled_with_why(project):
+    """The loop runs queued verifications before its next sprint (verification.run_queued);
+    one it cannot run is recorded as failed, with the reason, and never taken again."""
+    from autosae.sprint import ideas, verification
+    from autosae.sprint.engine import Engine
+    from autosae.sprint.project import Project
+
+    said = []
+    engine = Engine(Project(project), status=said.append)
+    n = ideas.request_verify(engine.project, "no-such-sprint", added_by="U0ALLOWED1", source="slack")
+    assert verification.run_queued(engine) == 1
+    (entry,) = committed_queue(project)
+    assert (entry["n"], entry["kind"], entry["status"], entry["source"]) == (n, "verify", "failed", "slack")
+    assert "no sprint matches 'no-such-sprint'" in entry["reason"]
+    assert any("verify | failed" in line for line in said)
+    assert verification.run_queued(engine) == 0  # settled: not run again
+    assert not git.Repo(project).is_dirty(untracked_files=True)

@@ -73,6 +73,9 @@ class AgentContext:
     past: list[PastSprint] = field(default_factory=list)
     """Past sprints, oldest first (empty when TASK.md hides them from the agent)."""
     best: PastSprint | None = None
+    comments: list[dict[str, str]] = field(default_factory=list)
+    """The researchers' comments on past sprints (replies in a sprint's Slack thread), oldest
+    first: [{"sprint", "by", "text"}] (autosae.sprint.ideas.comments)."""
     """The best sprint so far on the objective (None: only baselines)."""
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     """{"batchtopk": {"f1": .., "mcc": ..}, "matryoshka": {...}} (means over seeds)."""

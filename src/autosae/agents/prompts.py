@@ -56,6 +56,7 @@ def propose_prompt(ctx: AgentContext, idea: str | None) -> str:
         baselines=ctx.baselines,
         best=ctx.best,
         past=[p for p in ctx.past if p.id == "(refused)"] if ctx.explore else ctx.past,
+        comments=[] if ctx.explore else ctx.comments,
         idea=idea,
         explore=ctx.explore,
         backend=ctx.backend,

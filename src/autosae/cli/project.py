@@ -168,20 +168,6 @@ def leaderboard(
     typer.echo(f"full report: {project.reports_dir / 'leaderboard.md'}")
 
 
-def resolve_id(sprint_id: str, ids) -> str:
-    """The one sprint id that `sprint_id` is, or is a unique part of."""
-    if sprint_id in ids:
-        return sprint_id
-    matches = sorted(i for i in ids if sprint_id in i)
-    if not matches:
-        raise AutosaeError(f"no sprint matches {sprint_id!r}; `autosae leaderboard` lists them")
-    if len(matches) > 1:
-        raise AutosaeError(
-            f"{sprint_id!r} matches {len(matches)} sprints ({', '.join(matches[:4])}...); be more specific"
-        )
-    return matches[0]
-
-
 def show(
     sprint_id: Annotated[str, typer.Argument(help="Sprint id, or any unique part of it.")],
     project_dir: ProjectDir = None,
@@ -192,6 +178,7 @@ def show(
     from autosae.sprint.ledger import read_ledger
     from autosae.sprint.project import Project
     from autosae.sprint.state import StateStore
+    from autosae.sprint.verification import resolve_id
 
     project = Project.find(project_dir)
     rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
@@ -240,6 +227,7 @@ def report(
     from autosae.report.rerender import rerender
     from autosae.sprint.ledger import read_ledger
     from autosae.sprint.project import Project, ProjectLock
+    from autosae.sprint.verification import resolve_id
 
     if sprint_id and all_:
         raise AutosaeError("give a sprint ID or --all, not both")
@@ -266,46 +254,15 @@ def verify(
     """Train a recorded sprint's variant and its parent's on the held-out suite (TASK.md's
     heldout settings), record the outcome in its verdict.json, ledger row and report, and
     commit. A sprint the held-out models do not confirm is no longer the new best."""
-    from autosae.config import load_task
-    from autosae.harness.devices import resolve_device
-    from autosae.jsonio import read_json
     from autosae.report import fmt_pm
-    from autosae.report.rerender import rerender
-    from autosae.sprint import gitops
-    from autosae.sprint.engine import Engine, setting_of
-    from autosae.sprint.heldout import record_heldout
-    from autosae.sprint.ledger import read_ledger
+    from autosae.sprint.engine import Engine
     from autosae.sprint.project import Project, ProjectLock
+    from autosae.sprint.verification import verify_recorded
 
     project = Project.find(project_dir)
     with ProjectLock(project, "autosae verify"):
-        rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
-        sid = resolve_id(sprint_id, rows)
-        row = rows[sid]
-        cfg = load_task(project.task_path).config
-        if cfg.heldout.models == 0:
-            raise AutosaeError("TASK.md's heldout.models is 0: there is no held-out model to verify on")
-        profile = cfg.model_copy(update={"profile": row["profile"]}).build_profile()
-        if setting_of(profile) != row.get("setting"):
-            raise AutosaeError(
-                f"sprint {sid} ran under another model or other constraints than TASK.md sets now; "
-                f"restore them in TASK.md to verify it"
-            )
-        folder = project.sprints_dir / sid
-        verdict = read_json(folder / "verdict.json")
-        if verdict is None or not (folder / "variant.py").is_file():
-            raise AutosaeError(f"sprint {sid} has no verdict.json or variant.py to verify")
         engine = Engine(project, status=typer.echo, detail=lambda line: typer.echo(line, err=True))
-        out = engine.verify_on_heldout(
-            row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device), row.get("backend")
-        )
-        record_heldout(folder, project.ledger_path, sid, out)
-        gitops.commit_paths(
-            gitops.open_repo(project.root),
-            f"verify {sid}: {'confirmed' if out['confirmed'] else 'not confirmed'} on held-out models",
-            [f"sprints/{sid}/verdict.json", "reports/ledger.jsonl"],
-        )
-        rerender(project, [sid], log=lambda line: None)  # the report and the leaderboard, committed
+        sid, out = verify_recorded(engine, sprint_id)
     for m in out["models"]:
         emit(f"held-out {m['name']}", f"F1 {fmt_pm(m['f1'], 4)} vs parent {fmt_pm(m['parent_f1'], 4)}, {m['verdict']}")
     emit("confirmed", "yes" if out["confirmed"] else "no")

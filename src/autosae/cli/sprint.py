@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -158,10 +157,14 @@ def loop(
         int, typer.Option(min=1, help="Sprints at once, each in its own worktree, sharing the device slots.")
     ] = 1,
     gpus: Gpus = None,
+    slack: Annotated[
+        bool, typer.Option("--slack", help="Run the project's Slack app beside the loop (see `autosae slack`).")
+    ] = False,
     project_dir: ProjectDir = None,
     verbose: Verbose = False,
 ) -> None:
     """Run sprints until a limit, `autosae stop`, Ctrl-C, or too many failures in a row."""
+    from autosae.cli.slack import beside_the_loop
     from autosae.sprint.ideation import SprintRequest
     from autosae.sprint.loop import LoopLimits, parse_until, run_loop
     from autosae.sprint.project import Project
@@ -170,7 +173,7 @@ def loop(
     project = Project.find(project_dir)
     limits = LoopLimits(max_sprints, parse_until(until) if until else None, budget_usd)
     try:
-        with progress.LiveLine():
+        with beside_the_loop(project, slack), progress.LiveLine():
             outcome = run_loop(
                 project,
                 limits,
@@ -189,13 +192,13 @@ def loop(
 
 def stop(project_dir: ProjectDir = None) -> None:
     """Ask the running loop to stop after its current sprint."""
-    from autosae.sprint.project import Project, ProjectLock, pid_alive
+    from autosae.sprint.ideas import who
+    from autosae.sprint.loop import request_stop
+    from autosae.sprint.project import Project
 
     project = Project.find(project_dir)
-    holder = ProjectLock(project, "stop").holder()
-    if holder is None or not pid_alive(int(holder.get("pid", 0))):
+    holder = request_stop(project, who(project))
+    if holder is None:
         typer.echo("no loop is running in this project")
         return
-    project.stop_path.parent.mkdir(parents=True, exist_ok=True)
-    project.stop_path.write_text(f"requested {datetime.now().isoformat(timespec='seconds')}\n")
-    typer.echo(f"stop requested: {holder['command']} (pid {holder['pid']}) stops after its current sprint")
+    typer.echo(f"stop requested: {holder} stops after its current sprint")

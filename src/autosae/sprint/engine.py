@@ -245,6 +245,7 @@ class Engine:
             objective=cfg.objective,
             sprint_number=len(rows),
             past=[] if hide_past else [past_sprint(r) for r in mine],
+            comments=[] if hide_past else self.comments(),
             best=past_sprint(best) if best and not hide_past else None,
             baselines=means,
             seed=cfg.agent.seed,
@@ -273,6 +274,15 @@ class Engine:
             card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile), project_root=self.project.root),
             literature=cfg.agent.literature.resolved(),
         )
+
+    def comments(self) -> list[dict[str, str]]:
+        """The researchers' latest comments on sprints (from Slack), for proposals to weigh."""
+        from autosae.sprint.ideas import comments
+
+        try:
+            return [{"sprint": c.sprint or "?", "by": c.added_by, "text": c.text} for c in comments(self.project)][-20:]
+        except AutosaeError:  # ideas.jsonl broken by a hand edit: the sprint says so when it folds
+            return []
 
     def agent_dir(self, name: str) -> Path:
         """An LLM agent's transcripts for one sprint, outside its worktree."""

@@ -7,10 +7,15 @@ Queuing never waits on, nor races, a running loop:
 - `ideas.jsonl` at the project's top level is the queue, committed on main. Only the holder of
   the project lock folds the inbox into it and commits it: `autosae idea` itself when no loop
   runs, else the loop, before each sprint.
-Every idea keeps its number, its text, who added it and from where (`cli`), when, its
-priority, and what became of it: `queued`, `taken` (with the sprint that took it, whose ledger
-row names the idea back), `not started` (with why) or `dropped`. Folding is idempotent: a
-fold cut short before its inbox files are removed is done again the same way.
+Every idea keeps its number, its text, who added it and from where (`cli`, `slack`), when,
+its priority, and what became of it: `queued`, `taken` (with the sprint that took it, whose
+ledger row names the idea back), `not started` (with why) or `dropped`. Folding is idempotent:
+a fold cut short before its inbox files are removed is done again the same way.
+
+The queue holds two more kinds of request, both from Slack (autosae.slack), numbered with the
+ideas: `verify` (a recorded sprint to verify on the held-out models; the loop runs it before
+its next sprint and records `done` or `failed`) and `comment` (a researcher's reply in a
+sprint's thread, `noted`: every later proposal sees it beside that sprint).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from autosae.jsonio import write_text
 from autosae.sprint import gitops
 
 QUEUE = "ideas.jsonl"
+KINDS = ("idea", "verify", "comment")
 MAX_TEXT = 2000
 """The longest idea, in characters: a paragraph, not a document."""
 
@@ -43,11 +49,13 @@ class QueuedIdea:
     added_at: str = ""
     priority: bool = False
     status: str = "queued"
-    """queued | taken | not started | dropped"""
+    """queued | taken | not started | dropped; a verify: queued | done | failed; a comment: noted"""
     sprint: str | None = None
-    """The sprint that took it."""
+    """The sprint that took it; for a verify or a comment, the sprint it is about."""
     reason: str | None = None
-    """Why it did not start, or who dropped it."""
+    """Why it did not start, or who dropped it; a verify's outcome."""
+    kind: str = "idea"
+    """idea | verify | comment (see KINDS)."""
 
     @classmethod
     def from_dict(cls, data: dict) -> QueuedIdea:
@@ -113,22 +121,40 @@ def _place(folder: Path, name: str, data: dict) -> bool:
 
 def request_add(project, text: str, priority: bool = False, added_by: str | None = None, source: str = "cli") -> int:
     """Queue `text`; returns its number (the next after every number in the queue and the inbox)."""
+    return _request(project, {"kind": "idea", "text": clean_text(text), "priority": priority}, added_by, source)
+
+
+def request_verify(project, sprint_id: str, added_by: str | None = None, source: str = "cli") -> int:
+    """Queue a held-out verification of recorded sprint `sprint_id` for the loop."""
+    text = f"verify {sprint_id} on the held-out models"
+    return _request(project, {"kind": "verify", "text": text, "sprint": sprint_id}, added_by, source)
+
+
+def request_comment(project, sprint_id: str, text: str, added_by: str | None = None, source: str = "cli") -> int:
+    """Record a researcher's comment on sprint `sprint_id`: later proposals see it."""
+    return _request(project, {"kind": "comment", "text": clean_text(text), "sprint": sprint_id}, added_by, source)
+
+
+def clean_text(text: str) -> str:
     text = " ".join(text.split())
     if not text:
         raise AutosaeError("an idea needs some text")
     if len(text) > MAX_TEXT:
         raise AutosaeError(f"an idea is at most {MAX_TEXT} characters (this one has {len(text)})")
+    return text
+
+
+def _request(project, fields: dict, added_by: str | None, source: str) -> int:
     taken = [i.n for i in read_queue(project)] + [
         r.get("n", 0) for _, r in waiting_requests(project) if r.get("op") == "add"
     ]
     n = max(taken, default=0) + 1
     request = {
         "op": "add",
-        "text": text,
         "added_by": added_by or who(project),
         "source": source,
         "added_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "priority": priority,
+        **fields,
     }
     while not _place(inbox(project), f"{n:06d}-add.json", request | {"n": n}):
         n += 1  # another request took this number a moment ago
@@ -153,9 +179,16 @@ def fold(project, repo) -> list[QueuedIdea]:
     said = []
     for _, req in sorted(requests, key=lambda r: (r[1].get("op") != "add", r[1].get("n", 0))):
         n = req.get("n")
-        if req.get("op") == "add" and isinstance(n, int) and isinstance(req.get("text"), str) and n not in queue:
-            queue[n] = QueuedIdea.from_dict({**req, "status": "queued"})
-            said.append(f"queue #{n}")
+        kind = req.get("kind", "idea")
+        if (
+            req.get("op") == "add"
+            and isinstance(n, int)
+            and isinstance(req.get("text"), str)
+            and kind in KINDS
+            and n not in queue
+        ):
+            queue[n] = QueuedIdea.from_dict({**req, "status": "noted" if kind == "comment" else "queued"})
+            said.append(f"{'queue' if kind == 'idea' else kind} #{n}")
         elif req.get("op") == "drop" and n in queue and queue[n].status == "queued":
             queue[n].status, queue[n].reason = "dropped", f"dropped by {req.get('by')}"
             said.append(f"drop #{n}")
@@ -174,8 +207,19 @@ def write_queue(project, repo, ideas: list[QueuedIdea], message: str) -> None:
 
 def next_idea(project, repo) -> QueuedIdea | None:
     """The idea the next sprint runs: priority ones first, then the oldest (after a fold)."""
-    open_ = [i for i in fold(project, repo) if i.status == "queued"]
+    open_ = [i for i in fold(project, repo) if i.status == "queued" and i.kind == "idea"]
     return min(open_, key=lambda i: (not i.priority, i.n)) if open_ else None
+
+
+def next_verification(project, repo) -> QueuedIdea | None:
+    """The oldest verification queued (after a fold)."""
+    open_ = [i for i in fold(project, repo) if i.status == "queued" and i.kind == "verify"]
+    return open_[0] if open_ else None
+
+
+def comments(project) -> list[QueuedIdea]:
+    """The researchers' comments on sprints, oldest first (the queue as committed)."""
+    return [i for i in read_queue(project) if i.kind == "comment"]
 
 
 def settle(project, repo, n: int, status: str, sprint: str | None = None, reason: str | None = None) -> None:

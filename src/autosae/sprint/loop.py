@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from autosae.config import load_task
 from autosae.errors import AutosaeError
+from autosae.sprint import verification
 from autosae.sprint.engine import Engine
 from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest
 from autosae.sprint.ledger import best_row, read_ledger
@@ -114,6 +115,19 @@ def _notify_stop(project: Project, sprints: int, reason: str, status: Callable[[
         notify.loop_notice(project.root.name, sprints, reason, best),
         lambda line: status(f"{time.strftime('%H:%M:%S')} loop | {line}"),
     )
+
+
+def request_stop(project: Project, by: str) -> str | None:
+    """Ask the running loop to stop after its current sprint (a STOP file it reads before
+    each sprint); the loop's command and pid, or None when no loop runs."""
+    from autosae.sprint.project import pid_alive
+
+    holder = ProjectLock(project, "stop").holder()
+    if holder is None or not pid_alive(int(holder.get("pid", 0))):
+        return None
+    project.stop_path.parent.mkdir(parents=True, exist_ok=True)
+    project.stop_path.write_text(f"requested {datetime.now().isoformat(timespec='seconds')} by {by}\n")
+    return f"{holder['command']} (pid {holder['pid']})"
 
 
 def stop_reason(project: Project, limits: LoopLimits, cfg, count: int, spent: float, failures: int) -> str | None:
@@ -240,6 +254,7 @@ class Lanes:
                         cap = self.take_start()
                         if self.reason or self.error is not None:
                             return
+                        verification.run_queued(engine)  # asked for from Slack: before the next sprint
                 if state is None:
                     try:
                         state = engine.start(replace(self.request, usd_cap=cap))
