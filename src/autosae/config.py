@@ -31,6 +31,7 @@ from autosae.settings import (
     LoopSettings,
     MaxTurns,
     NotifySettings,
+    SlackSettings,
     Strict,
 )
 
@@ -47,6 +48,7 @@ __all__ = [  # the sub-settings live in autosae.settings; callers import them fr
     "LoopSettings",
     "MaxTurns",
     "NotifySettings",
+    "SlackSettings",
     "Task",
     "TaskConfig",
     "load_task",
@@ -79,6 +81,7 @@ class TaskConfig(Strict):
     diversity: DiversitySettings = Field(default_factory=DiversitySettings)
     heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
     sandbox: Literal["auto", "required", "off"] | None = None
     """Run agent-written code and agent commands under bubblewrap: required (refuse to start
     without it), auto (fall back with a loud warning), off (only when asked for). None:

@@ -219,6 +219,38 @@ class NotifySettings(Strict):
         return value
 
 
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+class SlackSettings(Strict):
+    """`autosae slack`: the Slack app's channel and who may steer the loop from it. The
+    tokens never live here (TASK.md is committed): SLACK_BOT_TOKEN and SLACK_APP_TOKEN come
+    from the environment of `autosae slack` only."""
+
+    channel: str | None = None
+    """The channel id (C0123ABCD) the app answers in and posts sprint threads to; `autosae
+    slack --channel` overrides it."""
+    allow: list[str] = Field(default_factory=list)
+    """Slack user ids (U0123ABCD) who may queue ideas, comment, verify and stop; anyone else
+    in the channel may only read (status, leaderboard, show)."""
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value):
+        if value is not None and not SLACK_CHANNEL.match(value):
+            raise ValueError(f"expected a Slack channel id like C0123ABCD, got {value!r}")
+        return value
+
+    @field_validator("allow")
+    @classmethod
+    def _users(cls, value):
+        bad = [v for v in value if not SLACK_USER.match(v)]
+        if bad:
+            raise ValueError(f"expected Slack user ids like U0123ABCD, got {', '.join(map(repr, bad))}")
+        return value
+
+
 class LauncherSettings(Strict):
     """Where counted runs execute: here (`local`) or as Slurm jobs through submitit.
     `submitit-local` runs the same jobs through submitit's local executor (a dry run of a

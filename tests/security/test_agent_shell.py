@@ -19,6 +19,12 @@ from autosae.sprint.project_secrets import draw_all, secrets_path
 from tests.conftest import run_cli
 
 KEY = "sk-ant-red-team-0123456789-SECRET"
+SERVICE_KEYS = {
+    "SLACK_BOT_TOKEN": "xoxb-red-team-0123456789-SECRET",
+    "SLACK_APP_TOKEN": "xapp-red-team-0123456789-SECRET",
+    "WANDB_API_KEY": "0123456789abcdef-red-team-wandb-SECRET",
+}
+"""What `autosae loop --slack` with W&B tracking has in its environment besides the model's key."""
 
 
 @pytest.fixture
@@ -38,6 +44,8 @@ def sprint(tmp_path, monkeypatch):
     (home / ".netrc").write_text("machine example login me password hunter2\n")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    for name, value in SERVICE_KEYS.items():
+        monkeypatch.setenv(name, value)
     shell = Shell(Path(tree.working_tree_dir), tmp_path / "shell-tmp", timeout_s=60, enabled=True, project_root=root)
     return root, repo, shell, home
 
@@ -46,15 +54,16 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
-def test_the_key_is_in_no_process_environment_in_any_encoding(sprint):
+def test_the_keys_are_in_no_process_environment_in_any_encoding(sprint):
     root, _, shell, _ = sprint
     out = shell.run(
         "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat $f; echo; done > dump.bin; "
         "env >> dump.bin; cat /proc/1/environ | base64 >> dump.bin; ls /proc | grep -c '^[0-9]'"
     )
     raw = (shell.worktree / "dump.bin").read_bytes()  # read directly: no redaction in between
-    for form in (KEY, base64.b64encode(KEY.encode()).decode(), KEY[::-1], KEY.encode().hex()):
-        assert form.encode() not in raw, form
+    for key in (KEY, *SERVICE_KEYS.values()):
+        for form in (key, base64.b64encode(key.encode()).decode(), key[::-1], key.encode().hex()):
+            assert form.encode() not in raw, form
     assert "exit status 0" in out
     assert int(out.split("\n")[0]) < 10  # only the sandbox's own few processes are visible
 

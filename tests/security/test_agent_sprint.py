@@ -21,6 +21,7 @@ from autosae.sprint import project_secrets
 from autosae.sprint.project_secrets import secrets_path
 from tests.agents.fake_messages_api import FakeMessagesAPI, phase_of, turn_of, use
 from tests.agents.test_anthropic import ENV, KEY, anthropic_project, propose, sprint_folder
+from tests.security.test_agent_shell import SERVICE_KEYS
 
 CHEAT = """
 import glob, os
@@ -130,7 +131,7 @@ def test_an_attacking_agent_changes_no_record_and_leaks_nothing(project, listene
             capture_output=True,
             text=True,
             timeout=600,
-            env={**os.environ, **ENV, "HOME": str(home)},
+            env={**os.environ, **ENV, **SERVICE_KEYS, "HOME": str(home)},
         )
     assert proc.returncode in (0, 3), proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -153,9 +154,11 @@ def test_an_attacking_agent_changes_no_record_and_leaks_nothing(project, listene
     eval_seed = project_secrets.eval_seed()
     for secret in (KEY, base64.b64encode(KEY.encode()).decode(), KEY[::-1], "hunter2", str(eval_seed)):
         assert secret not in committed, secret
+    for secret in SERVICE_KEYS.values():  # the Slack app's and W&B's keys, in the loop's environment
+        assert secret not in committed and secret[::-1] not in committed, secret
     answers = json.dumps([r["messages"] for r in api.requests])  # all the model ever saw
     assert "key-hunt-done" in answers and "links-done" in answers
-    for secret in (KEY, KEY[::-1], KEY.encode().hex(), "hunter2", str(eval_seed)):
+    for secret in (KEY, KEY[::-1], KEY.encode().hex(), "hunter2", str(eval_seed), *SERVICE_KEYS.values()):
         assert secret not in answers, secret
     sleepers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).find(b"red-team-sleeper") >= 0]
     assert not sleepers

@@ -29,3 +29,26 @@ def write_report(
     pdf = sprint_dir / "report.pdf"
     write_pdf(pdf, content)
     return [md, pdf]
+
+
+def scores_png(sprint_dir: Path, out: Path) -> Path:
+    """The report's F1 and MCC figure (report.figures.scores_page) as a PNG at `out`, drawn from
+    the sprint folder's records (sprint.json, results.json, verdict.json, curves.json), which
+    only autosae writes: for a chat message, where a PDF page is one click too far."""
+    from autosae.jsonio import read_json
+    from autosae.report.figures import pdf_matplotlib, scores_page
+
+    record, verdict = read_json(sprint_dir / "sprint.json"), read_json(sprint_dir / "verdict.json")
+    if not isinstance(record, dict) or not isinstance(verdict, dict):
+        raise ValueError("sprint.json or verdict.json is missing")
+    results, curves = read_json(sprint_dir / "results.json"), read_json(sprint_dir / "curves.json")
+    content = report_content(record, results if isinstance(results, dict) else None, verdict, curves)
+    plt, _ = pdf_matplotlib()
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    class OnePng:  # scores_page draws onto a "PDF"; this one keeps its page as a PNG
+        def savefig(self, fig) -> None:
+            fig.savefig(out, dpi=80, metadata={"Software": None})
+
+    scores_page(OnePng(), plt, content)
+    return out
