@@ -32,6 +32,8 @@ from autosae.settings import (
     MaxTurns,
     NotifySettings,
     Strict,
+    TrackingSettings,
+    WandbSettings,
 )
 
 __all__ = [  # the sub-settings live in autosae.settings; callers import them from here too
@@ -49,6 +51,8 @@ __all__ = [  # the sub-settings live in autosae.settings; callers import them fr
     "NotifySettings",
     "Task",
     "TaskConfig",
+    "TrackingSettings",
+    "WandbSettings",
     "load_task",
     "parse_task",
     "render_task_template",
@@ -79,6 +83,8 @@ class TaskConfig(Strict):
     diversity: DiversitySettings = Field(default_factory=DiversitySettings)
     heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    """Experiment tracking (Weights & Biases) of every recorded sprint; off by default."""
     sandbox: Literal["auto", "required", "off"] | None = None
     """Run agent-written code and agent commands under bubblewrap: required (refuse to start
     without it), auto (fall back with a loud warning), off (only when asked for). None:
@@ -171,6 +177,8 @@ def _describe(error: dict) -> str:
     kind, msg, value = error["type"], error["msg"], error.get("input")
     if kind == "extra_forbidden":
         return "unknown field"
+    if kind == "missing":
+        return "required, but not given"
     if kind == "literal_error":
         return f"expected {msg.removeprefix('Input should be ')}, got {value!r}"
     if kind in ("value_error", "assertion_error"):
