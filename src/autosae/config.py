@@ -33,6 +33,8 @@ from autosae.settings import (
     NotifySettings,
     SlackSettings,
     Strict,
+    TrackingSettings,
+    WandbSettings,
 )
 
 __all__ = [  # the sub-settings live in autosae.settings; callers import them from here too
@@ -51,6 +53,8 @@ __all__ = [  # the sub-settings live in autosae.settings; callers import them fr
     "SlackSettings",
     "Task",
     "TaskConfig",
+    "TrackingSettings",
+    "WandbSettings",
     "load_task",
     "parse_task",
     "render_task_template",
@@ -82,6 +86,8 @@ class TaskConfig(Strict):
     heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    """Experiment tracking (Weights & Biases) of every recorded sprint; off by default."""
     sandbox: Literal["auto", "required", "off"] | None = None
     """Run agent-written code and agent commands under bubblewrap: required (refuse to start
     without it), auto (fall back with a loud warning), off (only when asked for). None:
@@ -174,6 +180,8 @@ def _describe(error: dict) -> str:
     kind, msg, value = error["type"], error["msg"], error.get("input")
     if kind == "extra_forbidden":
         return "unknown field"
+    if kind == "missing":
+        return "required, but not given"
     if kind == "literal_error":
         return f"expected {msg.removeprefix('Input should be ')}, got {value!r}"
     if kind in ("value_error", "assertion_error"):

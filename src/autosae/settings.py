@@ -290,3 +290,40 @@ class LimitSettings(Strict):
     """Most a variant's process or an agent's command may write (its folders and its /tmp)."""
     processes: int = Field(512, ge=8)
     """Most tasks (processes and threads) in one sandbox: no fork bomb."""
+
+
+_WANDB_NAME = re.compile(r"^[^/\\#?%:\s]{1,128}$")
+"""What W&B accepts as a project or entity name: no slash, backslash, #, ?, %, colon or space."""
+
+
+class WandbSettings(Strict):
+    """Weights & Biases tracking: after each sprint is recorded, one W&B run per seed (its
+    curves, final metrics, the variant's source) and one for the sprint (its verdict, the
+    report). The key (WANDB_API_KEY or `wandb login`) stays in the loop's environment: never
+    in TASK.md, and never seen by the agent or the variant."""
+
+    project: str
+    """The W&B project the runs go to."""
+    entity: str | None = None
+    """The W&B team or user; None: the key's default entity."""
+    mode: Literal["online", "offline"] = "online"
+    """online: upload as it logs; offline: write the runs' files only (`wandb sync` uploads them)."""
+    dir: str | None = None
+    """Where wandb writes its files (they go in DIR/wandb), relative to the project; None: the
+    project's private .autosae/ folder, out of the agent's reach."""
+    timeout_s: float = Field(300, gt=0)
+    """The most one sprint's logging may take; past it, it is stopped and the loop goes on."""
+
+    @field_validator("project", "entity")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _WANDB_NAME.match(value):
+            raise ValueError(f"expected a W&B name without / \\ # ? % : or spaces, got {value!r}")
+        return value
+
+
+class TrackingSettings(Strict):
+    """Experiment trackers that each recorded sprint is logged to; none by default."""
+
+    wandb: WandbSettings | None = None
+    """Weights & Biases (the optional extra: pip install 'autosae[wandb]'); None: off."""

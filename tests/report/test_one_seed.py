@@ -178,3 +178,8 @@ def test_the_prompts_from_the_real_records(one_seed):
     assert f"noise floor (the larger seed std of this sprint and its parent): {NOT_MEASURABLE}." in prompt
     assert "  variant.loss: 1.234e+04" in prompt and "  variant.share__b__: 0" in prompt and "seed 0:" in prompt
     assert '"std": 0.0' not in prompt and f'"std": "{NOT_MEASURABLE}"' in prompt
+
+
+def test_without_tracking_nothing_of_wandb_is_written(one_seed):
+    private = one_seed["root"] / ".autosae"
+    assert not any((private / name).exists() for name in ("wandb", "wandb.log", "tracking"))

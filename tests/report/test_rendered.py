@@ -11,10 +11,13 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import git
 import pytest
 
+from autosae.tracking.runs import history
 from tests.report import pdftools
 from tests.sprint.conftest import SPRINT_ID, autosae, ledger, write_script, write_task
+from tests.tracking.wandb_files import offline_runs
 
 CRASH = "raise RuntimeError('this variant cannot even be imported')\n"
+QUIET_WANDB = {"WANDB_SILENT": "true", "WANDB_MODE": "offline"}
 
 
 class Webhook:
@@ -60,7 +63,9 @@ def night(tmp_path_factory):
     root = tmp / "research"
     assert autosae("init", str(root), cwd=tmp).returncode == 0
     write_task(root)
-    task = (root / "TASK.md").read_text().replace("loop:\n", f"notify:\n  slack_webhook: {dead_url()}\nloop:\n", 1)
+    tracking = "tracking:\n  wandb: {project: autosae-tests, mode: offline}\n"  # W&B, offline: no network
+    task = (root / "TASK.md").read_text()
+    task = task.replace("loop:\n", f"notify:\n  slack_webhook: {dead_url()}\n{tracking}loop:\n", 1)
     (root / "TASK.md").write_text(task)
     write_script(
         root,
@@ -88,12 +93,12 @@ def night(tmp_path_factory):
             "GIT_COMMITTER_EMAIL": "t@t",
         },
     )
-    first = autosae("sprint", cwd=root)
+    first = autosae("sprint", cwd=root, env=QUIET_WANDB | {"WANDB_CONFIG_DIR": str(tmp / "wandb-config")})
     assert first.returncode == 0, first.stdout + first.stderr
     after_one = {name: (root / "reports" / name).read_bytes() for name in ("leaderboard.md", "progress.pdf")}
     hook = Webhook()
     try:
-        second = autosae("loop", "--max-sprints", "1", cwd=root, env={"AUTOSAE_SLACK_WEBHOOK": hook.url})
+        second = autosae("loop", "--max-sprints", "1", cwd=root, env=QUIET_WANDB | {"AUTOSAE_SLACK_WEBHOOK": hook.url})
     finally:
         hook.close()
     assert second.returncode == 0, second.stdout + second.stderr
@@ -235,3 +240,32 @@ def test_a_webhook_that_answers_an_error_is_logged_not_raised():
     assert hook.payloads == [{"text": "hello"}] and lines == ["slack notice not sent: the webhook answered HTTP 500"]
     assert notify.post(dead_url(), "hello", lines.append) is False and len(lines) == 2
     assert notify.post(None, "hello", lines.append) is False and len(lines) == 2  # no webhook set: silent
+
+
+def test_each_recorded_sprint_is_logged_to_wandb(night):
+    """TASK.md's tracking.wandb (offline) through the real CLI: after each sprint is recorded,
+    the runs wandb wrote hold its seeds' curves and metrics, its verdict and its report."""
+    root, (one, two) = night["root"], night["ids"]
+    where = root / ".autosae" / "wandb"
+    assert f"{one} | wandb | 3 runs logged to {where} (offline)" in night["first"].stdout
+    assert f"{two} | wandb | 2 runs logged to {where} (offline)" in night["second"].stdout
+    runs = offline_runs(where)
+    assert sorted(runs) == sorted([one, f"{one}/seed 0", f"{one}/seed 1", two, f"{two}/seed 0"])
+    folder = root / "sprints" / one
+    results = json.loads((folder / "results.json").read_text())
+    curves = json.loads((folder / "curves.json").read_text())
+    for seed in results["per_seed"]:
+        run = runs[f"{one}/seed {seed['seed']}"]
+        assert run.group == one and run.job_type == "seed" and run.config["sprint_run"] == runs[one].id
+        assert run.history == history(curves[str(seed["seed"])]) and len(run.history) > 1
+        assert "variant/mse" in run.history[-1]  # the variant's own metric, as a curve of its own
+        assert run.summary["f1"] == seed["f1"] and run.summary["mcc"] == seed["mcc"]
+    row = ledger(root)[0]
+    assert runs[one].summary["verdict"] == row["verdict"] and runs[one].summary["f1"] == row["f1"]["mean"]
+    assert "report.pdf" in runs[one].artifacts[0]["files"]
+    # the failed sprint: its run says so, and so does the run of the seed that failed
+    assert runs[two].summary["verdict"] == "failed" and runs[two].group == two
+    failed = runs[f"{two}/seed 0"]
+    assert failed.summary["status"] == "failed" and "cannot even be imported" in failed.summary["reason"]
+    assert failed.history == [] and "log_tail" not in failed.summary
+    assert "report.pdf" in runs[two].artifacts[0]["files"]

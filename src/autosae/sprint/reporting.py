@@ -90,7 +90,8 @@ def report(s: Sprint) -> None:
 
 
 def announce(s: Sprint) -> None:
-    """The sprint's last status line and its Slack notice (after it is saved as done)."""
+    """The sprint's last status line, its Slack notice and its experiment tracking (after it
+    is saved as done: none of them can fail the sprint)."""
     state, project = s.state, s.engine.project
     v = state.verdict
     s.say("done", f"{v['verdict']}" + (" (new best)" if v.get("new_best") else "") + f" | sprints/{state.id}/report.md")
@@ -102,6 +103,11 @@ def announce(s: Sprint) -> None:
         ),
         lambda line: s.say("notify", line),
     )
+    if s.cfg.tracking.wandb is not None:  # off: nothing of tracking is imported
+        from autosae.tracking import log_sprint
+
+        project_id = gitops.root_commit(s.engine.repo)
+        log_sprint(s.cfg.tracking, project.root, project_id, state.id, lambda line: s.say("wandb", line))
 
 
 def conclude(s: Sprint, results: dict | None) -> str:
