@@ -66,7 +66,10 @@ def list_ideas(project_dir: ProjectDir = None) -> None:
     for i in rows:
         what = i.status + (f": sprint {i.sprint}" if i.sprint else "") + (f" ({i.reason})" if i.reason else "")
         mark = " [priority]" if i.priority else ""
-        typer.echo(f"{i.n:>3}. {i.text}{mark}\n     added by {i.added_by} from {i.source} at {i.added_at}; {what}")
+        kind = "" if i.kind == "idea" else f"[{i.kind}] "
+        typer.echo(
+            f"{i.n:>3}. {kind}{i.text}{mark}\n     added by {i.added_by} from {i.source} at {i.added_at}; {what}"
+        )
 
 
 @app.command("drop")
