@@ -76,6 +76,8 @@ class Feed:
                 self.follow(state)
         except (SlackApiError, SlackClientError, OSError) as exc:
             self.log(f"slack: not posted now, tried again soon: {exc}")
+        except Exception as exc:  # noqa: BLE001 (a record half written, a bug of ours: the app goes on)
+            self.log(f"slack: the feed stumbled, tried again soon: {type(exc).__name__}: {exc}")
 
     def follow(self, state) -> None:
         with self.lock:
