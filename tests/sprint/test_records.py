@@ -15,7 +15,7 @@ from autosae.errors import AutosaeError
 from autosae.sprint.ledger import best_row, find_duplicate, parse_ledger
 from autosae.sprint.project import Project, ProjectLock
 from autosae.sprint.state import new_sprint_id
-from autosae.sprint.verdict import Reference, compute_verdict
+from autosae.sprint.verdict import Reference, compute_verdict, welch_p
 
 PARENT = Reference("baseline:matryoshka", {"f1": [0.760, 0.765, 0.755], "mcc": [0.7, 0.71, 0.69]}, "aaa")
 
@@ -46,6 +46,30 @@ def test_verdicts():
     assert judge([0.80, 0.81, 0.805])["noise_floor"] > 0 and judge([0.80, 0.81, 0.805])["noise_floor_note"] is None
     failed = compute_verdict({"status": "failed", "reason": "seed 0: NaN"}, "s", PARENT, None, {}, "f1", 0.05)
     assert failed["verdict"] == "failed" and failed["reason"] == "seed 0: NaN"
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy's own, for seeds 1e-4 apart
+def test_welch_p_is_scipys_welch_t_test():
+    """welch_p computes Welch's test itself (sparing each sprint the import of scipy.stats):
+    the same p-values as scipy's, for seed counts and spreads a sprint meets."""
+    import random
+
+    from scipy import stats
+
+    rng = random.Random(0)
+    for _ in range(200):
+        a = [rng.gauss(0.76, rng.choice([1e-4, 0.005, 0.05])) for _ in range(rng.randint(2, 6))]
+        b = [
+            rng.gauss(rng.choice([0.76, 0.77, 0.9]), rng.choice([1e-4, 0.005, 0.05])) for _ in range(rng.randint(2, 6))
+        ]
+        assert welch_p(a, b) == pytest.approx(
+            float(stats.ttest_ind(a, b, equal_var=False).pvalue), rel=1e-9, abs=1e-300
+        )
+    assert welch_p([0.8, 0.8], [0.7, 0.71]) == pytest.approx(
+        stats.ttest_ind([0.8, 0.8], [0.7, 0.71], equal_var=False).pvalue
+    )
+    assert welch_p([0.8, 0.8], [0.8, 0.8]) == 1.0 and welch_p([0.8, 0.8], [0.7, 0.7]) == 0.0
+    assert welch_p([0.8], [0.7, 0.71]) is None
 
 
 def test_no_ops_are_flagged_not_reported_as_findings():

@@ -68,9 +68,15 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
     va, vb = statistics.variance(a), statistics.variance(b)
     if va == 0 and vb == 0:
         return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
-    from scipy import stats
+    # scipy.stats.ttest_ind(a, b, equal_var=False) computes the same (test_records compares the
+    # two); importing scipy.stats costs 0.6 s of CPU more than scipy.special, in every process
+    # that scores a sprint
+    from scipy.special import stdtr
 
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    vn1, vn2 = va / len(a), vb / len(b)
+    df = (vn1 + vn2) ** 2 / (vn1**2 / (len(a) - 1) + vn2**2 / (len(b) - 1))
+    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(vn1 + vn2)
+    p = float(2 * stdtr(df, -abs(t)))  # Student's t survival function, both tails
     return p if math.isfinite(p) else None
 
 
