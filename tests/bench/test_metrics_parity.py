@@ -66,12 +66,14 @@ def test_metrics_equal_sae_lens_evaluation_on_the_same_sae_and_samples(trained):
 def test_the_saved_sae_loads_in_sae_lens(trained):
     from sae_lens import SAE
 
+    import autosae.saelens  # noqa: F401  (registers autosae's architecture)
+
     _, _, out, _ = trained
     loaded = SAE.load_from_disk(str(out / "seed_900000" / "sae"))
     state = load_file(out / "seed_900000" / "variant_state.safetensors")
-    ours = state["W_dec"] / state["W_dec"].norm(dim=-1, keepdim=True)
-    assert torch.allclose(loaded.W_dec, ours, atol=1e-6)
+    assert torch.equal(loaded.W_dec, state["W_dec"])  # unfolded: normalised at run time, as trained
     cfg = json.loads((out / "seed_900000" / "sae" / "cfg.json").read_text())
-    assert cfg["architecture"] == "jumprelu" and cfg["d_sae"] == 128
+    assert cfg["architecture"] == "autosae_batchtopk" and cfg["d_sae"] == 128
     x = torch.randn(256, 64)
     assert loaded.encode(x).shape == (256, 128)
+    assert loaded.to_jumprelu().W_dec.norm(dim=-1).sub(1).abs().max() < 1e-5  # SAELens's own form

@@ -53,8 +53,44 @@ def test_each_seed_keeps_its_training_log_and_sae(quick_run):
         assert {"loss", "l0", "dead", "k", "variant/mse"} <= set(log[0])  # the variant's own under its prefix
         assert log[0]["k"] > log[-1]["k"] == pytest.approx(5.0)  # the decreasing K is logged
         cfg = json.loads((out / f"seed_{seed}" / "sae" / "cfg.json").read_text())
-        assert cfg["architecture"] == "autosae-variant"  # LISTA has no SAELens equivalent
+        assert cfg["architecture"] == "autosae_batchtopk" and cfg["lista_iterations"] == 1
         assert (out / f"seed_{seed}" / "variant_state.safetensors").stat().st_size > 0
+
+
+def test_a_lista_run_s_sae_loads_in_sae_lens_and_encodes_as_the_variant(quick_run):
+    """The folder a real run wrote, loaded by SAELens, against the variant rebuilt from its
+    full state: the same latents and reconstructions on the same batches."""
+    import torch
+    from sae_lens import SAE
+    from safetensors.torch import load_file
+
+    import autosae.saelens  # noqa: F401  (registers autosae's architecture)
+    from autosae.sandboxed.spec import VariantSpec
+    from autosae.sandboxed.worker import load_variant
+    from autosae.variants import reference_variants
+
+    _, out = quick_run
+    loaded = SAE.load_from_disk(str(out / "seed_900000" / "sae"))
+    d_in, width = loaded.cfg.d_in, loaded.cfg.d_sae
+    spec = VariantSpec(
+        d_in=d_in,
+        width=width,
+        k=loaded.cfg.k,
+        batch_size=1024,
+        total_steps=40,
+        lr=0.01,
+        seed=0,
+        device="cpu",
+        profile="tiny",
+    )
+    sae = load_variant(str(reference_variants()["lista_matryoshka"])).build(spec)
+    sae.load_state_dict(load_file(out / "seed_900000" / "variant_state.safetensors"))
+    torch.manual_seed(0)
+    for x in torch.randn(3, 1024, d_in) * 3:
+        with torch.no_grad():
+            ours, theirs = sae.encode(x), loaded.encode(x)
+            assert (ours != 0).any() and (theirs - ours).abs().max() <= 1e-6
+            assert (loaded.decode(ours) - sae.decode(ours)).abs().max() <= 1e-6
 
 
 def test_changing_a_constraint_of_a_counted_run_is_refused(tmp_path):

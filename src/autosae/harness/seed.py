@@ -23,6 +23,7 @@ from autosae.bench.profiles import Profile
 from autosae.harness.options import SeedSettings
 from autosae.harness.variant_process import SeedFailure, VariantProcess
 from autosae.jsonio import write_json
+from autosae.sae import export as sae_export
 from autosae.sandboxed.spec import VariantSpec
 
 CHUNK_BATCHES = 64  # training batches per shared buffer slot
@@ -235,35 +236,59 @@ def probe_sketch(recon: torch.Tensor) -> list[float]:
 
 
 def save_sae(worker: VariantProcess, decoder: torch.Tensor) -> tuple[dict, list[int]]:
-    """Write the SAE (SAELens format when the variant can export to it) and its full state,
-    from the safetensors files the variant wrote, read back as tensors and rewritten by us;
-    returns the variant process's peak memory and the lines of its file that ran."""
+    """Write the SAE and its full state, from the safetensors files the variant wrote, read
+    back as tensors and rewritten by us; returns the variant process's peak memory and the
+    lines of its file that ran. `sae/` is a SAELens folder (cfg.json + sae_weights.safetensors)
+    only when the export passed autosae.sae.export.validate, so that it loads as the SAE that
+    was scored; otherwise it holds NOT_SAELENS.json with the reason and decoder.safetensors,
+    and no cfg.json that SAELens's loader would take for one of its own."""
     spec, out = worker.spec, worker.seed_dir
     worker.send("state")
     reply = worker.wait("state")
     state = worker.read_tensors("variant_state.safetensors")
     if state is None:
         raise SeedFailure("failed", "export", "the variant's process wrote no state")
-    export = reply["export"]
+    export, why_not = reply["export"], reply["not_exported"]
     weights = worker.read_tensors("sae_weights.safetensors") if export is not None else None
     if export is not None and weights is None:
         raise SeedFailure("failed", "export", "the variant exported a SAELens cfg without its weights")
-    sae_dir = out / "sae"
-    sae_dir.mkdir(exist_ok=True)
     save_file(state, out / "variant_state.safetensors")
-    if export is not None:
-        cfg = export
-        save_file(weights, sae_dir / "sae_weights.safetensors")
-    else:
-        cfg = {
-            "architecture": "autosae-variant",
-            "d_in": spec.d_in,
-            "d_sae": spec.width,
-            "note": "not representable in SAELens; reload with the variant's build() and variant_state.safetensors",
-        }
-        save_file({"W_dec": decoder.contiguous()}, sae_dir / "sae_weights.safetensors")
-    write_json(sae_dir / "cfg.json", cfg)
+    write_sae_folder(out / "sae", export, weights, why_not, decoder, spec.d_in, spec.width)
     return reply["memory"], reply["lines"]
+
+
+def write_sae_folder(
+    sae_dir: Path,
+    export: dict | None,
+    weights: dict[str, torch.Tensor] | None,
+    why_not: str,
+    decoder: torch.Tensor,
+    d_in: int,
+    width: int,
+) -> None:
+    """`sae/`: cfg.json + sae_weights.safetensors when the export validates, otherwise
+    NOT_SAELENS.json (the reason) + decoder.safetensors, never a mix of the two."""
+    cfg = None
+    if export is not None and weights is not None:
+        try:
+            cfg = sae_export.validate(export, weights, d_in, width)
+        except sae_export.NotExportable as exc:
+            why_not = f"its export was refused: {exc}"
+    sae_dir.mkdir(exist_ok=True)
+    for stale in ("cfg.json", "sae_weights.safetensors", sae_export.NOT_SAELENS, "decoder.safetensors"):
+        (sae_dir / stale).unlink(missing_ok=True)
+    if cfg is not None:
+        save_file(weights, sae_dir / "sae_weights.safetensors")
+        write_json(sae_dir / "cfg.json", cfg)
+        return
+    save_file({"W_dec": decoder.contiguous()}, sae_dir / "decoder.safetensors")
+    note = {
+        "reason": why_not or "the variant exported nothing",
+        "d_in": d_in,
+        "d_sae": width,
+        "reload": "the variant's build(spec), then load_state_dict of ../variant_state.safetensors",
+    }
+    write_json(sae_dir / sae_export.NOT_SAELENS, note)
 
 
 def start_variant(

@@ -15,20 +15,13 @@ import torch
 from torch import nn
 
 from autosae.sae.base import StepInfo, TrainOutput
+from autosae.sae.export import ARCHITECTURE, NotExportable
+from autosae.sae.ops import batch_topk
 from autosae.sae.schedules import ConstantK
 from autosae.sae.term import MeanLoss
 
 KSchedule = Callable[[float], float]
 Reducer = Callable[[torch.Tensor], torch.Tensor]
-
-
-def batch_topk(pre_acts: torch.Tensor, k: float) -> torch.Tensor:
-    """Keep the int(k * batch) largest positive pre-activations across the whole batch."""
-    acts = pre_acts.relu()
-    flat = acts.flatten()
-    n_keep = min(int(k * acts.shape[0]), flat.numel())
-    top = torch.topk(flat, n_keep, sorted=False)
-    return torch.zeros_like(flat).scatter(0, top.indices, top.values).view_as(acts)
 
 
 class BatchTopKSAE(nn.Module):
@@ -205,23 +198,30 @@ class BatchTopKSAE(nn.Module):
         updated = self.topk_threshold * (1 - lr) + lr * smallest
         self.topk_threshold.copy_(torch.where(torch.isfinite(smallest), updated, self.topk_threshold))
 
-    # --- export ----------------------------------------------------------------------
+    # --- export ---------------------------------------------------------------------
     @torch.no_grad()
-    def sae_lens_export(self) -> tuple[dict, dict[str, torch.Tensor]] | None:
-        """(cfg, state) in SAELens's inference format (JumpReLU, norms folded), or None
-        when this SAE has parts SAELens cannot represent (a LISTA encoder)."""
+    def sae_lens_export(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """(cfg, weights) in autosae's SAELens architecture (autosae.sae.export), which encodes
+        exactly as this module does: batch top-k at the final K, the encoder's refinement, the
+        decoder norms applied at run time. NotExportable when the encoder has no such form.
+        Matryoshka levels, K schedules and loss reducers shape training only: the trained
+        SAE's encode and decode are BatchTopK's, so they need nothing here."""
+        refinement = {"lista_iterations": 0, "lista_eta": 0.0}
         if self.encoder is not None:
-            return None
-        norms = self.decoder_norms() if self.rescale_by_decoder_norm else torch.ones(self.d_sae)
-        state = {
-            "W_enc": (self.W_enc * norms[None, :]).contiguous().clone(),
-            "b_enc": (self.b_enc * norms).clone(),
-            "W_dec": (self.W_dec / norms[:, None]).contiguous().clone(),
-            "b_dec": self.b_dec.clone(),
+            describe = getattr(self.encoder, "sae_lens_cfg", None)
+            if not callable(describe):
+                raise NotExportable(f"its encoder {type(self.encoder).__name__} has no SAELens form")
+            refinement = describe()
+        weights = {
+            "W_enc": self.W_enc.detach().clone(),
+            "b_enc": self.b_enc.detach().clone(),
+            "W_dec": self.W_dec.detach().clone(),
+            "b_dec": self.b_dec.detach().clone(),
+            # SAELens's JumpReLU threshold for BatchTopK SAEs (autosae.saelens's to_jumprelu).
             "threshold": torch.full((self.d_sae,), float(self.topk_threshold)),
         }
         cfg = {
-            "architecture": "jumprelu",
+            "architecture": ARCHITECTURE,
             "d_in": self.d_in,
             "d_sae": self.d_sae,
             "dtype": "float32",
@@ -229,6 +229,9 @@ class BatchTopKSAE(nn.Module):
             "apply_b_dec_to_input": True,
             "normalize_activations": "none",
             "reshape_activations": "none",
-            "metadata": {"trained_with": "autosae", "batch_topk_k": self.k},
+            "k": self.k,
+            "rescale_acts_by_decoder_norm": self.rescale_by_decoder_norm,
+            **refinement,
+            "metadata": {"trained_with": "autosae", "variant_class": type(self).__name__},
         }
-        return cfg, state
+        return cfg, {name: t.float().contiguous() for name, t in weights.items()}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from autosae.sae.batchtopk import batch_topk
+from autosae.sae.ops import batch_topk
 
 if TYPE_CHECKING:
     from autosae.sae.batchtopk import BatchTopKSAE
@@ -50,3 +50,7 @@ class LISTA:
             pre = pre + self.eta * sae.project(residual, with_bias=False)
             latents = batch_topk(pre, k)
         return latents, pre
+
+    def sae_lens_cfg(self) -> dict:
+        """This refinement's fields in autosae's SAELens architecture (autosae.sae.export)."""
+        return {"lista_iterations": int(self.iterations), "lista_eta": float(self.eta)}

@@ -132,6 +132,7 @@ REPLIES = {
     "evaluated": {"rows": _int},
     "state": {
         "export": _optional(_export),
+        "not_exported": _text,
         "memory": _numbers,
         "lines": _list(_int),
         "integrity": _numbers,

@@ -281,11 +281,13 @@ def serve(config: dict, spec: VariantSpec, send) -> None:
                 finish_reading(spec.device)
                 send({"tag": "evaluated", "rows": rows})
             case "state":
-                export = save_state(sae, out)
+                sample = buffers["eval_in"][: spec.batch_size].to(spec.device) if evaluated else None
+                export, why_not = save_state(sae, out, sample)
                 send(
                     {
                         "tag": "state",
                         "export": export,
+                        "not_exported": why_not,
                         "memory": peak_memory(spec.device),
                         "lines": sorted(recorder.lines),
                         "integrity": integrity.COUNTER.report(),
@@ -298,24 +300,36 @@ def serve(config: dict, spec: VariantSpec, send) -> None:
                 raise ValueError(f"unknown harness command {other!r}")
 
 
-def save_state(sae: torch.nn.Module, out: Path) -> dict | None:
+def save_state(sae: torch.nn.Module, out: Path, sample: torch.Tensor | None) -> tuple[dict | None, str]:
     """The module's full state (variant_state.safetensors) and, when it can export itself
-    to SAELens's format, those weights (sae_weights.safetensors); returns the export's cfg.
-    The trusted side reads both back as safetensors, which hold tensors and nothing else."""
+    to SAELens's format, those weights (sae_weights.safetensors); returns the export's cfg, or
+    None and why not. The trusted side reads both back as safetensors, which hold tensors and
+    nothing else, and validates them. `sample` (a batch of eval inputs) checks that an export
+    in autosae's own architecture encodes as the module does: a subclass that changed its
+    encode gets no export rather than one that loads and computes something else."""
     from safetensors.torch import save_file
+
+    from autosae.sae import export as sae_export
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in sae.state_dict().items()}
     save_file(state, str(out / "variant_state.safetensors"))
     exporter = getattr(sae, "sae_lens_export", None)
-    export = exporter() if callable(exporter) else None
-    if export is None:
-        return None
-    cfg, weights = export
+    if not callable(exporter):
+        return None, f"{type(sae).__name__} has no sae_lens_export()"
+    try:
+        export = exporter()
+        if export is None:
+            return None, f"{type(sae).__name__}.sae_lens_export() returned None"
+        cfg, weights = export
+        json.dumps(cfg)  # must be plain JSON: it is sent as such
+        if sample is not None:
+            sae_export.check_matches(sae, cfg, weights, sample)
+    except sae_export.NotExportable as exc:
+        return None, str(exc)
     save_file(
         {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, str(out / "sae_weights.safetensors")
     )
-    json.dumps(cfg)  # must be plain JSON: it is sent as such
-    return cfg
+    return cfg, ""
 
 
 def pin(t: torch.Tensor) -> None:
