@@ -22,6 +22,7 @@ from autosae.sprint.project_secrets import secrets_path
 from tests.agents.fake_messages_api import FakeMessagesAPI, phase_of, turn_of, use
 from tests.agents.test_anthropic import ENV, KEY, anthropic_project, propose, sprint_folder
 from tests.security.test_agent_shell import SERVICE_KEYS
+from tests.sprint.conftest import shorten_training
 
 CHEAT = """
 import glob, os
@@ -123,6 +124,7 @@ def test_an_attacking_agent_changes_no_record_and_leaks_nothing(project, listene
     package_hash = hashlib.sha256(package.read_bytes()).hexdigest()
     with FakeMessagesAPI(policy_for(project, listener.port)) as api:
         anthropic_project(project, api.url)
+        shorten_training(project)  # its baselines train for real; the attacks do not need them good
         task_before = (project / "TASK.md").read_text()
         main_before = git.Repo(project).heads.main.commit.hexsha
         proc = subprocess.run(

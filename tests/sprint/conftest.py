@@ -79,6 +79,26 @@ def write_task(
     )
 
 
+def shorten_training(root: Path, samples: int = 51_200) -> None:
+    """A real-training test whose assertions do not depend on how well the SAE trains: a
+    quarter of FAST_FRONT's training samples (its baselines and its sprint alike), committed."""
+    task = root / "TASK.md"
+    task.write_text(task.read_text().replace("training_samples: 204800", f"training_samples: {samples}", 1))
+    repo = git.Repo(root)
+    repo.git.add("TASK.md")
+    repo.git.commit(
+        "-q",
+        "-m",
+        "shorter training",
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
+
+
 def write_script(root: Path, actions: list[dict]) -> None:
     import yaml
 

@@ -14,6 +14,7 @@ from tests.sprint.conftest import (
     head_ledger,
     ledger,
     one_line_error,
+    shorten_training,
     sprint_commits,
     write_script,
     write_task,
@@ -37,6 +38,7 @@ def test_init_makes_a_project_and_refuses_to_overwrite(tmp_path):
 
 @pytest.mark.real_harness  # the one end-to-end sprint with real training (baselines included)
 def test_a_full_sprint_is_recorded_on_main(project):
+    shorten_training(project)
     proc = autosae("sprint", cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sid = SPRINT_ID.search(proc.stdout).group(1)

@@ -176,10 +176,10 @@ def slot_main(variant: str, profile: Profile, out: str, seed: int, device: str, 
     try:
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))
-        model, pool = load(profile, device=device, log=seed_settings.log)
         worker = start_variant(Path(variant), profile, seed, device, Path(out) / f"seed_{seed}", seed_settings)
         workers.append(worker)
         try:
+            model, pool = load(profile, device=device, log=seed_settings.log)  # while the variant imports and builds
             record = run_seed(worker, profile, model, pool, seed, seed_settings)
         except SeedFailure as exc:
             record = failure_record(seed, exc, worker)
