@@ -141,4 +141,11 @@ def test_a_queued_verification_that_cannot_run_is_settled_with_why(project):
     assert "no sprint matches 'no-such-sprint'" in entry["reason"]
     assert any("verify | failed" in line for line in said)
     assert verification.run_queued(engine) == 0  # settled: not run again
+    # one left `running` by a loop that was killed is queued again by the next loop
+    again = ideas.request_verify(engine.project, "no-such-sprint-either", added_by="U0ALLOWED1", source="slack")
+    ideas.fold(engine.project, engine.repo)
+    ideas.settle(engine.project, engine.repo, again, "running", sprint="no-such-sprint-either")
+    assert ideas.next_verification(engine.project, engine.repo) is None
+    ideas.requeue_running(engine.project, engine.repo)
+    assert ideas.next_verification(engine.project, engine.repo).n == again
     assert not git.Repo(project).is_dirty(untracked_files=True)

@@ -10,6 +10,8 @@ An action (every key but `title` optional):
     conclusion: the conclusion text (default: one line quoting the verdict)
     fail:       propose | implement | conclude: raise AgentError there
     sleep:      {phase: seconds}, so tests can act while the agent is busy
+    wait:       {phase: path}: wait (at most a minute) until the project's file `path` exists,
+                so that a test acts at a known point (e.g. `.autosae/STOP`: until a stop arrives)
     cost_usd:   what the action "costs", to exercise budgets
 """
 
@@ -46,6 +48,11 @@ class ScriptedAgent:
     def _action(self, ctx: AgentContext, phase: str) -> dict:
         action = self.script[ctx.sprint_number % len(self.script)]
         time.sleep(float((action.get("sleep") or {}).get(phase, 0)))
+        waited = (action.get("wait") or {}).get(phase)
+        if waited and ctx.project_root is not None:
+            deadline = time.monotonic() + 60
+            while not (Path(ctx.project_root) / waited).exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
         if action.get("fail") == phase:
             raise AgentError(f"scripted failure in {phase}")
         return action

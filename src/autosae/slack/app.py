@@ -78,6 +78,25 @@ def channel_for(project, channel: str | None) -> str:
     return channel
 
 
+def connect(client, say: Callable[[str], None], stop: threading.Event, first_wait: float = 5.0):
+    """auth.test until Slack answers: a refused token stops the app in one line; Slack out of
+    reach (an outage, the server's network not up yet) is waited out with back-off, up to
+    five minutes between tries. None when stopped meanwhile."""
+    from slack_sdk.errors import SlackApiError
+
+    wait = first_wait
+    while not stop.is_set():
+        try:
+            return client.auth_test()
+        except SlackApiError as exc:
+            raise AutosaeError(f"Slack refused the bot token: {exc.response.get('error')}") from None
+        except Exception as exc:  # noqa: BLE001 (urllib's and socket's errors: Slack is out of reach)
+            say(f"slack: Slack is out of reach ({exc}); trying again in {wait:.0f} s")
+            stop.wait(wait)
+            wait = min(wait * 2, 300.0)
+    return None
+
+
 def serve(
     project,
     channel: str | None,
@@ -90,19 +109,19 @@ def serve(
     """Run the app until SIGTERM, SIGINT or `stop`: the socket in Bolt's threads, the feed here."""
     from slack_bolt import App
     from slack_bolt.adapter.socket_mode import SocketModeHandler
-    from slack_sdk.errors import SlackApiError
 
     from autosae.slack.commands import Commands
     from autosae.slack.feed import Feed, run_feed
 
     channel = channel_for(project, channel)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():  # first: a stop while connecting is heard
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     client = web_client(tokens.bot)
-    try:
-        me = client.auth_test()
-    except SlackApiError as exc:
-        raise AutosaeError(f"Slack refused the bot token: {exc.response.get('error')}") from None
-    except Exception as exc:  # noqa: BLE001 (urllib's and socket's errors: Slack is out of reach)
-        raise AutosaeError(f"Slack is out of reach: {exc}") from None
+    me = connect(client, say, stop)
+    if me is None:
+        return
     log = logging.getLogger("autosae.slack")
     if not log.handlers:  # Bolt's and the socket's warnings (a dropped connection...), one line each
         handler = logging.StreamHandler()
@@ -130,10 +149,6 @@ def serve(
     def on_mention():  # a mention also arrives as a message event, which answers it
         return None
 
-    stop = stop or threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(sig, lambda *_: stop.set())
     socket = SocketModeHandler(app, tokens.app, web_client=web_client(tokens.bot), ping_interval=ping_interval)
     socket.connect()
     say(f"slack: connected as {me.get('user')} to channel {channel} for {project.root}")

@@ -9,6 +9,7 @@ once."""
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 
 from autosae.config import load_task
@@ -20,7 +21,24 @@ from autosae.sprint.project import ProjectLock, pid_alive
 from autosae.sprint.state import StateStore
 
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
-READ_ONLY = ("status", "leaderboard", "show", "help")
+WHOLE = ("status", "leaderboard", "help", "stop")
+"""Commands that are the whole message ("stop", not "stop by my desk")."""
+ON_A_SPRINT = ("show", "verify")
+"""Commands that are the message with one sprint id ("show 2026-11-25--07-02-11-lista")."""
+SPRINT_ID = re.compile(r"^[A-Za-z0-9._:-]{3,120}$")
+
+
+def parse(body: str) -> tuple[str, str] | None:
+    """(command, argument) when the message is a command, else None (talk, or a comment in a
+    sprint's thread). `idea:` needs its colon; the others are the whole message."""
+    if body.lower().startswith("idea:"):
+        return "idea", body[5:].strip()
+    words = body.split()
+    if len(words) == 1 and words[0].lower().rstrip(".!") in WHOLE:
+        return words[0].lower().rstrip(".!"), ""
+    if len(words) == 2 and words[0].lower() in ON_A_SPRINT and SPRINT_ID.match(words[1].strip("`")):
+        return words[0].lower(), words[1].strip("`")
+    return None
 
 
 @dataclass
@@ -35,6 +53,8 @@ class Answer:
 class Commands:
     def __init__(self, project, feed, bot_user: str | None):
         self.project, self.feed, self.bot_user = project, feed, bot_user
+        self.seen: dict[tuple, None] = {}
+        self.seen_lock = threading.Lock()
 
     def allowed(self) -> list[str]:
         try:
@@ -53,25 +73,36 @@ class Commands:
     def _answer(self, event: dict) -> Answer | None:
         if event.get("bot_id") or event.get("subtype") or not event.get("user"):
             return None  # bots (this app's own posts included), edits, joins: never commands
-        if event.get("user") == self.bot_user:
+        if event.get("user") == self.bot_user or self.seen_before(event):
             return None
         raw = event.get("text") or ""
         mentioned = self.bot_user is not None and f"<@{self.bot_user}>" in raw
         body = " ".join(MENTION.sub(lambda m: "" if m.group(1) == self.bot_user else m.group(0), raw).split())
         ts, thread = event.get("ts"), event.get("thread_ts")
-        in_place = thread  # a command in a thread is answered there, else in the channel
-        word, _, rest = body.partition(" ")
-        command = word.lower().rstrip(":")
+        command = parse(body)
         sprint = self.feed.sprint_of_thread(thread) if thread else None
-        if body.lower().startswith("idea:") or (command == "idea" and rest):
-            return self.queue(event, body.split(":", 1)[1] if body.lower().startswith("idea:") else rest, ts)
-        if command in READ_ONLY or command in ("stop", "verify"):
-            return self.command(command, rest.strip(), event, in_place)
+        if command is not None:
+            name, arg = command
+            if name == "idea":
+                return self.queue(event, arg, ts, thread)
+            return self.command(name, arg, event, thread)  # answered where asked: in the thread, or the channel
         if sprint is not None and body:
             return self.comment(event, sprint, body, thread)
         if mentioned:
-            return self.queue(event, body, ts) if body else Answer(text.HELP, in_place)
+            return self.queue(event, body, ts, thread) if body else Answer(text.HELP, thread)
         return None  # talk in the channel: not for us
+
+    def seen_before(self, event: dict) -> bool:
+        """Slack delivers an event again when its acknowledgement was lost (a dropped
+        socket): the same message is acted on once."""
+        key = (event.get("channel"), event.get("ts"))
+        with self.seen_lock:  # Bolt answers messages on several threads
+            if key in self.seen:
+                return True
+            self.seen[key] = None
+            while len(self.seen) > 1000:
+                self.seen.pop(next(iter(self.seen)))
+            return False
 
     def refuse(self, event: dict, what: str, thread: str | None) -> Answer:
         return Answer(
@@ -80,21 +111,26 @@ class Commands:
             thread,
         )
 
-    def queue(self, event: dict, idea: str, ts: str) -> Answer:
+    def queue(self, event: dict, idea: str, ts: str, thread: str | None = None) -> Answer:
+        """Queue an idea; answered in a new thread under the message, whose thread its sprint
+        then takes (asked inside a thread: answered there, and the sprint gets its own)."""
+        where_asked = thread or ts
         if event["user"] not in self.allowed():
-            return self.refuse(event, "queue ideas", ts)
+            return self.refuse(event, "queue ideas", where_asked)
         try:
             n = ideas.request_add(self.project, text.unescape(idea), added_by=event["user"], source="slack")
         except AutosaeError as exc:
-            return Answer(f"Not queued: {text.escape(exc)}", ts)
-        self.feed.idea_thread(n, ts, event["user"])
+            return Answer(f"Not queued: {text.escape(exc)}", where_asked)
+        self.feed.idea_thread(n, None if thread else ts, event["user"])
         waiting = self.queued_before(n)
         where = "the running loop takes it next" if self.loop_running() else "no loop is running: the next one takes it"
         return Answer(
             f"Queued as idea #{n}"
             + (f", after {waiting} queued before it" if waiting else "")
-            + f" ({where}). I'll post its sprint in this thread and ping you when the report is ready.",
-            ts,
+            + f" ({where}). I'll post its sprint in "
+            + ("this thread" if not thread else "a thread of its own")
+            + " and ping you when the report is ready.",
+            where_asked,
             idea=n,
         )
 
@@ -134,6 +170,17 @@ class Commands:
             return Answer(text.show(by_id.get(sid), states.get(sid)), thread)
         if event["user"] not in self.allowed():
             return self.refuse(event, "verify sprints", thread)
+        pending = [
+            i.n
+            for i in ideas.read_queue(self.project)
+            if i.kind == "verify" and i.sprint == sid and i.status in ("queued", "running")
+        ] + [
+            r.get("n")
+            for _, r in ideas.waiting_requests(self.project)
+            if r.get("kind") == "verify" and r.get("sprint") == sid
+        ]
+        if pending:  # each verification trains the held-out suite: once is enough
+            return Answer(f"`{sid}` is already queued for verification (#{pending[0]}).", thread)
         n = ideas.request_verify(self.project, sid, added_by=event["user"], source="slack")
         where = (
             "the running loop runs it before its next sprint" if self.loop_running() else "the next loop runs it first"

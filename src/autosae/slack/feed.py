@@ -22,6 +22,18 @@ from autosae.sprint.ledger import read_ledger
 from autosae.sprint.state import FINAL, StateStore
 
 PHASE_NAMES = [name for name, _ in PHASES]
+GIVE_UP = 20
+"""Polls in a row a sprint's next post may fail before the feed gives that sprint up."""
+
+
+def _queue(project) -> list:
+    from autosae.errors import AutosaeError
+    from autosae.sprint.ideas import read_queue
+
+    try:
+        return read_queue(project)
+    except AutosaeError:
+        return []
 
 
 class Feed:
@@ -36,6 +48,7 @@ class Feed:
             # first start (or another channel): sprints finished before it are not posted again
             done = [s.id for s in StateStore(project.state_dir).all() if s.phase in FINAL]
             data = {"channel": channel, "sprints": {sid: {"done": True} for sid in done}, "ideas": {}}
+            data["verified"] = [i.n for i in _queue(project) if i.kind == "verify" and i.status in ("done", "failed")]
         self.data = data
         self.save()
 
@@ -66,18 +79,54 @@ class Feed:
     # -- polling ----------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Post what happened since the last poll. A failed post stops this poll (it is tried
-        again at the next); nothing is lost."""
-        from slack_sdk.errors import SlackApiError, SlackClientError
-
+        """Post what happened since the last poll, sprint by sprint: a post that fails is tried
+        again at the next poll, and one sprint's failures never hold up another's thread. A
+        step Slack keeps refusing (a deleted thread, a missing scope) is given up after
+        GIVE_UP tries, with a log line."""
         try:
-            states = StateStore(self.project.state_dir).all()
-            for state in sorted(states, key=lambda s: (s.started, s.id)):
+            states = sorted(StateStore(self.project.state_dir).all(), key=lambda s: (s.started, s.id))
+        except OSError as exc:
+            self.log(f"slack: cannot read the sprint states now: {exc}")
+            return
+        for state in states:
+            try:
                 self.follow(state)
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            self.log(f"slack: not posted now, tried again soon: {exc}")
-        except Exception as exc:  # noqa: BLE001 (a record half written, a bug of ours: the app goes on)
-            self.log(f"slack: the feed stumbled, tried again soon: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 (Slack refused, or was out of reach: the next poll)
+                self.failed(state.id, exc)
+        try:
+            self.announce_verifications()
+        except Exception as exc:  # noqa: BLE001
+            self.log(f"slack: verification outcomes not posted now: {type(exc).__name__}: {exc}")
+
+    def failed(self, sid: str, exc: Exception) -> None:
+        with self.lock:
+            posted = self.data["sprints"].setdefault(sid, {})
+            posted["failures"] = posted.get("failures", 0) + 1
+            gave_up = posted["failures"] >= GIVE_UP
+            if gave_up:
+                posted["done"] = True
+            self.save()
+        self.log(
+            f"slack: sprint {sid} not posted ({type(exc).__name__}: {exc})"
+            + ("; given up after " + str(GIVE_UP) + " tries" if gave_up else "; tried again soon")
+        )
+
+    def announce_verifications(self) -> None:
+        """Verifications queued from Slack, once the loop has run them: the outcome in the
+        sprint's thread (else the channel), the asker pinged."""
+        from autosae.sprint.ideas import read_queue
+
+        announced = self.data.setdefault("verified", [])
+        for entry in read_queue(self.project):
+            if entry.kind != "verify" or entry.source != "slack" or entry.status not in ("done", "failed"):
+                continue
+            if entry.n in announced:
+                continue
+            thread = (self.data["sprints"].get(entry.sprint or "") or {}).get("ts")
+            self.post(text.verification(entry), thread=thread)
+            with self.lock:
+                announced.append(entry.n)
+                self.save()
 
     def follow(self, state) -> None:
         with self.lock:
@@ -87,8 +136,9 @@ class Feed:
             return
         requester = idea["user"] if idea else None
         if "ts" not in posted:
-            ts = self.post(text.proposal(state, requester), thread=idea["ts"] if idea else None)
-            self.mark(posted, ts=idea["ts"] if idea else ts, phases=[])
+            thread = idea.get("ts") if idea else None
+            ts = self.post(text.proposal(state, requester), thread=thread)
+            self.mark(posted, ts=thread or ts, phases=[])
         started = [p for p in PHASE_NAMES if p in state.phase_started]
         for name in started:
             if name not in posted["phases"]:
@@ -96,7 +146,7 @@ class Feed:
                 self.mark(posted, phases=[*posted["phases"], name])
         if state.phase == "abandoned":
             self.post("_abandoned_ (`autosae resume --abandon`); its branch is kept", thread=posted["ts"])
-            self.mark(posted, done=True)
+            self.mark(posted, done=True, failures=0)
         elif state.phase == "done":
             self.finish(state, posted, requester)
 
@@ -117,7 +167,7 @@ class Feed:
             if figure is not None:
                 self.upload(figure, f"{state.id}: F1 and MCC against the parent", posted["ts"])
             self.mark(posted, figure=True)
-        self.mark(posted, done=True)
+        self.mark(posted, done=True, failures=0)
 
     def scores_figure(self, folder: Path) -> Path | None:
         """The report's F1/MCC figure as a PNG, drawn from the sprint's records on main."""
@@ -126,7 +176,7 @@ class Feed:
         out = self.project.private / "slack" / "figures" / f"{folder.name}-scores.png"
         try:
             return scores_png(folder, out)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 (the figure is a courtesy: the thread goes on without it)
             self.log(f"slack: no scores figure for {folder.name}: {exc}")
             return None
 

@@ -92,6 +92,15 @@ def verdict(row: dict, state, requester: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def verification(entry) -> str:
+    """A verification queued from Slack, run: its outcome, the asker pinged."""
+    what = "done" if entry.status == "done" else "failed"
+    return (
+        f"<@{entry.added_by}> verification #{entry.n} of `{escape(entry.sprint)}` on the held-out models: "
+        f"*{what}*: {escape(entry.reason, 800)}"
+    )
+
+
 def leaderboard(rows: list[dict], objective: str, limit: int = 10) -> str:
     from autosae.report.leaderboard import leaderboard_rows
 

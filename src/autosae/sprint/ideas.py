@@ -49,7 +49,8 @@ class QueuedIdea:
     added_at: str = ""
     priority: bool = False
     status: str = "queued"
-    """queued | taken | not started | dropped; a verify: queued | done | failed; a comment: noted"""
+    """queued | taken | not started | dropped; a verify: queued | running | done | failed; a
+    comment: noted"""
     sprint: str | None = None
     """The sprint that took it; for a verify or a comment, the sprint it is about."""
     reason: str | None = None
@@ -145,10 +146,10 @@ def clean_text(text: str) -> str:
 
 
 def _request(project, fields: dict, added_by: str | None, source: str) -> int:
-    taken = [i.n for i in read_queue(project)] + [
-        r.get("n", 0) for _, r in waiting_requests(project) if r.get("op") == "add"
-    ]
-    n = max(taken, default=0) + 1
+    # the inbox before the queue: a fold between the two reads moves a request from the one to
+    # the other (it writes the queue before it deletes the inbox file), never out of sight
+    waiting = [r.get("n", 0) for _, r in waiting_requests(project) if r.get("op") == "add"]
+    n = max([i.n for i in read_queue(project)] + waiting, default=0) + 1
     request = {
         "op": "add",
         "added_by": added_by or who(project),
@@ -215,6 +216,17 @@ def next_verification(project, repo) -> QueuedIdea | None:
     """The oldest verification queued (after a fold)."""
     open_ = [i for i in fold(project, repo) if i.status == "queued" and i.kind == "verify"]
     return open_[0] if open_ else None
+
+
+def requeue_running(project, repo) -> None:
+    """Verifications left `running` by a loop that was killed: queued again (by the next loop,
+    before any runs)."""
+    queue = read_queue(project)
+    stale = [i for i in queue if i.kind == "verify" and i.status == "running"]
+    for i in stale:
+        i.status = "queued"
+    if stale:
+        write_queue(project, repo, queue, "ideas: " + ", ".join(f"verify #{i.n} queued again" for i in stale))
 
 
 def comments(project) -> list[QueuedIdea]:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from autosae.config import load_task
 from autosae.errors import AutosaeError
-from autosae.sprint import verification
+from autosae.sprint import gitops, ideas, verification
 from autosae.sprint.engine import Engine
 from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest
 from autosae.sprint.ledger import best_row, read_ledger
@@ -197,6 +197,7 @@ class Lanes:
         with ProjectLock(self.project, "autosae loop", log=self.status):
             self.progress["started"] = True
             self.project.stop_path.unlink(missing_ok=True)  # a STOP left by a loop that was killed
+            ideas.requeue_running(self.project, gitops.open_repo(self.project.root))  # left by a killed loop
             if self.parallel > 1:
                 self.share_slots()
             self.resume = StateStore(self.project.state_dir).unfinished()
@@ -254,8 +255,8 @@ class Lanes:
                         cap = self.take_start()
                         if self.reason or self.error is not None:
                             return
-                        verification.run_queued(engine)  # asked for from Slack: before the next sprint
                 if state is None:
+                    verification.run_queued(engine)  # asked for from Slack: before the next sprint
                     try:
                         state = engine.start(replace(self.request, usd_cap=cap))
                     except BudgetExhausted as exc:

@@ -27,8 +27,9 @@ def resolve_id(sprint_id: str, ids) -> str:
 def verify_recorded(engine, sprint_id: str) -> tuple[str, dict]:
     """Train recorded sprint `sprint_id`'s variant and its parent's on the held-out suite
     (TASK.md's heldout settings), record the outcome in its verdict.json, ledger row and
-    report, and commit; the caller holds the project lock. Returns the sprint's id and the
-    outcome (autosae.sprint.heldout.verify)."""
+    report, and commit. The training runs outside the engine's lock (parallel lanes record
+    meanwhile; its runs take the loop's device slots), the record under it. Returns the
+    sprint's id and the outcome (autosae.sprint.heldout.verify)."""
     from autosae.harness.devices import resolve_device
     from autosae.report.rerender import rerender
     from autosae.sprint.common import setting_of
@@ -54,32 +55,42 @@ def verify_recorded(engine, sprint_id: str) -> tuple[str, dict]:
     out = engine.verify_on_heldout(
         row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device), row.get("backend")
     )
-    record_heldout(folder, project.ledger_path, sid, out)
-    gitops.commit_paths(
-        engine.repo,
-        f"verify {sid}: {'confirmed' if out['confirmed'] else 'not confirmed'} on held-out models",
-        [f"sprints/{sid}/verdict.json", "reports/ledger.jsonl"],
-    )
-    rerender(project, [sid], log=lambda line: None)  # the report and the leaderboard, committed
+    with engine.lock:
+        record_heldout(folder, project.ledger_path, sid, out)
+        gitops.commit_paths(
+            engine.repo,
+            f"verify {sid}: {'confirmed' if out['confirmed'] else 'not confirmed'} on held-out models",
+            [f"sprints/{sid}/verdict.json", "reports/ledger.jsonl"],
+        )
+        rerender(project, [sid], log=lambda line: None)  # the report and the leaderboard, committed
     return sid, out
 
 
 def run_queued(engine) -> int:
-    """Every verification queued (from Slack), run in turn and settled in ideas.jsonl as done
-    (with the outcome) or failed (with why); returns how many ran. The caller holds the lock."""
+    """Every verification queued (from Slack), each taken under the engine's lock (marked
+    `running`, so that no other lane takes it), trained outside it, and settled in
+    ideas.jsonl as done (with the outcome) or failed (with why, whatever went wrong: a
+    verification never stops the loop); returns how many ran."""
     from autosae.sprint import ideas
 
     ran = 0
-    while (queued := ideas.next_verification(engine.project, engine.repo)) is not None:
+    while True:
+        with engine.lock:
+            queued = ideas.next_verification(engine.project, engine.repo)
+            if queued is None:
+                return ran
+            ideas.settle(engine.project, engine.repo, queued.n, "running", sprint=queued.sprint)
         engine.say("verify", "queued", f"#{queued.n} {queued.sprint} (asked by {queued.added_by})")
         try:
             sid, out = verify_recorded(engine, queued.sprint or "")
-        except AutosaeError as exc:
-            ideas.settle(engine.project, engine.repo, queued.n, "failed", sprint=queued.sprint, reason=str(exc))
-            engine.say("verify", "failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 (recorded as the request's outcome)
+            why = str(exc) if isinstance(exc, AutosaeError) else f"{type(exc).__name__}: {exc}"
+            with engine.lock:
+                ideas.settle(engine.project, engine.repo, queued.n, "failed", sprint=queued.sprint, reason=why)
+            engine.say("verify", "failed", why)
         else:
             outcome = ("confirmed" if out["confirmed"] else "not confirmed") + f": {out['reason']}"
-            ideas.settle(engine.project, engine.repo, queued.n, "done", sprint=sid, reason=outcome)
+            with engine.lock:
+                ideas.settle(engine.project, engine.repo, queued.n, "done", sprint=sid, reason=outcome)
             engine.say("verify", sid, outcome)
         ran += 1
-    return ran
