@@ -57,6 +57,30 @@ def plain(text: str) -> str:
     return text.replace("**", "").replace("`", "")
 
 
+def plain_ticks(axis) -> None:
+    """Log-scale tick labels as plain numbers: matplotlib writes them as mathtext
+    (`$\\mathdefault{10^{3}}$`), which the report shows verbatim (report.pdf turns mathtext off,
+    so that agent-written `$...$` is never parsed)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def samples_ticks(axis) -> None:
+    """A samples axis in k and M, at most six ticks: 200000 written out beside 175000 runs
+    the labels together."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    def short(v: float, _=None) -> str:
+        if abs(v) >= 1e6:
+            return f"{v / 1e6:g}M"
+        return f"{v / 1e3:g}k" if abs(v) >= 1e3 else f"{v:g}"
+
+    axis.set_major_locator(MaxNLocator(6))
+    axis.set_major_formatter(FuncFormatter(short))
+
+
 def save(pdf, plt, fig) -> None:
     pdf.savefig(fig)
     plt.close(fig)
@@ -161,6 +185,8 @@ def curves_page(pdf, plt, curves: dict) -> None:
                 ax.plot(*zip(*pairs), label=f"seed {seed}", linewidth=1.2)
         if log and ax.lines and all(y > 0 for line in ax.lines for y in line.get_ydata()):
             ax.set_yscale("log")
+            plain_ticks(ax.yaxis)
+        samples_ticks(ax.xaxis)
         ax.set_xlabel("training samples")
         ax.set_ylabel(label)
         ax.set_title(label)
@@ -198,6 +224,7 @@ def variant_page(pdf, plt, curves: dict, variant_metrics: list[dict]) -> None:
             if pairs:
                 ax.plot(*zip(*pairs), label=f"seed {seed}", linewidth=1.1)
         ax.set_title(name, fontsize=9)
+        samples_ticks(ax.xaxis)
         ax.set_xlabel("training samples", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
