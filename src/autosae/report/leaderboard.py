@@ -126,7 +126,7 @@ def _progress_figure(plt, ledger: list[dict], baselines: dict | None, objective:
             ax.set_xticks(xs if len(xs) <= 25 else xs[:: max(1, len(xs) // 20)])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.12, top=0.91, wspace=0.18)  # fixed: see figures.GRID_MARGINS
     return fig
 
 
@@ -207,7 +207,7 @@ def write_leaderboard(
                 f"({len(ledger)} sprints)",
                 fontsize=12,
             )
-            fig.tight_layout()
+            fig.subplots_adjust(top=0.84)  # room for the title
             pdf.savefig(fig)
             plt.close(fig)
             _table_pages(pdf, plt, ledger)
