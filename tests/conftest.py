@@ -24,10 +24,39 @@ REAL_HARNESS_DIRS = ("harness", "bench")
 """The harness's and the benchmark's own tests: every test there trains for real."""
 
 
+LONGEST_FIRST = (
+    "sprint/test_engine.py",
+    "security/test_variant_attacks.py",
+    "harness/test_train.py",
+    "harness/test_failures.py",
+    "agents/test_anthropic.py",
+    "sprint/test_loop_limits.py",
+    "test_output.py",
+    "security/test_agent_sprint.py",
+    "harness/test_quick.py",
+    "harness/test_slots.py",
+    "agents/test_claude_code.py",
+    "sprint/test_slack.py",
+)
+"""The files that take longest (worker-seconds with `--durations`, on 2 cores), handed to the
+xdist workers first: `--dist loadfile` gives out files in collection order, and a long file
+given out last leaves the other workers idle while it finishes (38 s of a 281 s suite)."""
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if _in_real_dir(item):
             item.add_marker(pytest.mark.real_harness)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def order(item) -> int:
+        try:
+            relative = Path(str(item.path)).relative_to(TESTS).as_posix()
+        except ValueError:
+            return len(rank)
+        return rank.get(relative, len(rank))
+
+    items.sort(key=order)  # stable: each file's tests keep their order, the other files theirs
 
 
 def _in_real_dir(node) -> bool:
