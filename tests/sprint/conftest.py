@@ -79,24 +79,27 @@ def write_task(
     )
 
 
+COMMIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
+"""A git identity for the tests' own commits (a CI machine may have none)."""
+
+
+def commit(root: Path, message: str, *paths: str) -> None:
+    repo = git.Repo(root)
+    repo.git.add(*paths)
+    repo.git.commit("-q", "-m", message, env=COMMIT_ENV)
+
+
 def shorten_training(root: Path, samples: int = 51_200) -> None:
     """A real-training test whose assertions do not depend on how well the SAE trains: a
     quarter of FAST_FRONT's training samples (its baselines and its sprint alike), committed."""
     task = root / "TASK.md"
     task.write_text(task.read_text().replace("training_samples: 204800", f"training_samples: {samples}", 1))
-    repo = git.Repo(root)
-    repo.git.add("TASK.md")
-    repo.git.commit(
-        "-q",
-        "-m",
-        "shorter training",
-        env={
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t",
-        },
-    )
+    commit(root, "shorter training", "TASK.md")
 
 
 def write_script(root: Path, actions: list[dict]) -> None:
@@ -151,11 +154,6 @@ def project(tmp_path) -> Path:
         "-q",
         "-m",
         "fast test task",
-        env={
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t",
-        },
+        env=COMMIT_ENV,
     )
     return root

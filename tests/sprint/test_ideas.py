@@ -11,7 +11,7 @@ from pathlib import Path
 
 import git
 
-from tests.sprint.conftest import autosae, ledger, one_line_error, write_script
+from tests.sprint.conftest import COMMIT_ENV, autosae, ledger, one_line_error, write_script
 
 
 def queue(root: Path) -> list[dict]:
@@ -86,12 +86,7 @@ def test_an_idea_added_while_the_loop_runs_is_taken_by_its_next_sprint(project):
         "-q",
         "-m",
         "script",
-        env={
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t",
-        },
+        env=COMMIT_ENV,
     )
     loop = subprocess.Popen(
         [sys.executable, "-m", "autosae", "loop", "--max-sprints", "2"],

@@ -10,19 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import git
 import pytest
 
 from tests.fake_slack import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
-from tests.sprint.conftest import autosae, ledger, one_line_error, write_script
+from tests.sprint.conftest import autosae, commit, ledger, one_line_error, write_script
 
 ALLOWED, STRANGER = "U0ALLOWED1", "U0STRANGER"
-COMMIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-}
 
 
 @pytest.fixture
@@ -47,9 +40,7 @@ def bind(project: Path, fake: FakeSlack, actions: list[dict]) -> None:
     front, body = task.split("\n---\n", 1)
     (project / "TASK.md").write_text(f"{front}\nslack:\n  channel: {fake.channel}\n  allow: [{ALLOWED}]\n---\n{body}")
     write_script(project, actions)
-    repo = git.Repo(project)
-    repo.git.add("TASK.md", "script.yaml")
-    repo.git.commit("-q", "-m", "slack", env=COMMIT_ENV)
+    commit(project, "slack", "TASK.md", "script.yaml")
 
 
 def start(fake: FakeSlack, project: Path, *args: str) -> subprocess.Popen:
