@@ -116,9 +116,8 @@ def run_in_turn(
     try:
         model, pool = load(profile, device=device, log=settings.log)
         for i, seed in enumerate(seeds):
-            start(i + 1)  # warm the next seed's process while this one trains
-            try:
-                per_seed.append(run_seed(workers[i], profile, model, pool, seed, settings))
+            try:  # the next seed's process warms up while this one trains, once this one has built
+                per_seed.append(run_seed(workers[i], profile, model, pool, seed, settings, lambda i=i: start(i + 1)))
             except SeedFailure as exc:
                 per_seed.append(failure_record(seed, exc, workers[i]))
                 break

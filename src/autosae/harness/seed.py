@@ -100,8 +100,18 @@ def check_width(width: int, required: int) -> None:
         )
 
 
-def run_seed(worker: VariantProcess, profile: Profile, model, pool, seed: int, settings: SeedSettings) -> dict:
-    """Train, score and save one seed; raises SeedFailure with the reason otherwise."""
+def run_seed(
+    worker: VariantProcess,
+    profile: Profile,
+    model,
+    pool,
+    seed: int,
+    settings: SeedSettings,
+    on_ready: Callable[[], None] | None = None,
+) -> dict:
+    """Train, score and save one seed; raises SeedFailure with the reason otherwise.
+    `on_ready` is called once the variant has built its SAE at the required width (run_in_turn
+    starts the next seed's process then: a variant that fails to build starts no other)."""
     c, spec = profile.constraints, worker.spec
     started = time.monotonic()
     worker.limit_s = settings.time_limit_s or profile.time_limit_s
@@ -109,6 +119,8 @@ def run_seed(worker: VariantProcess, profile: Profile, model, pool, seed: int, s
     ready = worker.wait("ready")
     startup_s = time.monotonic() - started
     check_width(ready["width"], c.width)  # fail before training; re-checked on the decoder
+    if on_ready is not None:
+        on_ready()
     train_s = train(worker, profile, model, pool, seed, settings)
     metrics, decoder = score(worker, profile, model)
     worker_memory, executed_lines = save_sae(worker, decoder)
