@@ -134,7 +134,7 @@ def run_on_slots(
     """The seeds at once, one per free slot of the pool, each in a trusted slot process
     (slot_main); the first failure of the variant stops the others. Records come back in seed
     order, a failed seed's last."""
-    ctx = slot_context()
+    ctx = slot_context(list(pool.devices))
     limit = settings.time_limit_s or profile.time_limit_s
     portable = replace(settings, time_limit_s=limit, cpu_threads=pool.cpu_threads()).portable()
     environ = dict(os.environ)  # now: the fork server was started with the environment of its day
@@ -157,14 +157,17 @@ def run_on_slots(
 
 
 SLOT_PRELOAD = ["autosae.harness.local", "autosae.bench.build", "sae_lens.synthetic", "sae_lens.evals"]
-"""What the slots' fork server imports once, so that each slot process starts with it (torch
-and sae_lens: 5 s of CPU a slot, every seed, when each was a fresh interpreter)."""
+"""What the CPU slots' fork server imports once, so that each slot process starts with it
+(torch and sae_lens: 5 s of CPU a slot, every seed, when each was a fresh interpreter)."""
 
 
-def slot_context():
-    """Slot processes fork from a server that imported SLOT_PRELOAD (started at the first slot
-    run, in a process that has not touched CUDA, so each slot still initialises CUDA itself),
-    instead of starting a fresh interpreter each."""
+def slot_context(devices: list[str]):
+    """CPU slot processes fork from a server that imported SLOT_PRELOAD instead of starting a
+    fresh interpreter each. GPU slots start fresh (spawn): those imports ask CUDA whether a
+    device is there (torch.cuda.is_available initialises the driver), and CUDA does not
+    survive a fork after that."""
+    if any(d.startswith("cuda") for d in devices):
+        return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(SLOT_PRELOAD)
     return ctx
