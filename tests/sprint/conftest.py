@@ -56,6 +56,19 @@ def autosae(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
     )
 
 
+def autosae_running(*args: str, cwd: Path, env: dict | None = None, stderr=subprocess.STDOUT) -> subprocess.Popen:
+    """The real CLI in a subprocess left running (a loop the test acts on meanwhile); its
+    stderr joins stdout unless `stderr` says otherwise."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "autosae", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def write_task(
     root: Path,
     backend: str = "scripted",

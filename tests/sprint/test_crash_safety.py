@@ -15,7 +15,16 @@ import git
 import pytest
 
 from autosae.sprint.engine import PHASES, PROPOSED
-from tests.sprint.conftest import autosae, head_ledger, ledger, one_line_error, sprint_commits, write_script, write_task
+from tests.sprint.conftest import (
+    autosae,
+    autosae_running,
+    head_ledger,
+    ledger,
+    one_line_error,
+    sprint_commits,
+    write_script,
+    write_task,
+)
 
 # The point where a half-done merge must be undone runs by default (a kill in the middle of
 # training is test_sigkill_mid_training_from_outside_then_loop_resumes); the others (16 s
@@ -60,13 +69,7 @@ def test_sigkill_in_each_phase_then_resume(project, point):
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 @pytest.mark.real_harness  # killed while it trains
 def test_sigkill_mid_training_from_outside_then_loop_resumes(project):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autosae", "loop", "--max-sprints", "1"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = autosae_running("loop", "--max-sprints", "1", cwd=project)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         runs = list((project / ".autosae" / "runs").glob("*/seed_0/train_log.jsonl"))
@@ -121,13 +124,7 @@ def test_stop_file_ends_the_loop_after_the_current_sprint(project):
             for i in range(5)
         ],
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autosae", "loop", "--max-sprints", "5"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = autosae_running("loop", "--max-sprints", "5", cwd=project, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not (project / ".autosae" / "state").exists() or not list((project / ".autosae" / "state").glob("*.json")):
         assert time.monotonic() < deadline and proc.poll() is None

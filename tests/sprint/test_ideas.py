@@ -4,14 +4,11 @@ sprint before the agent's own ideas, and safe to use while a loop holds the proj
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import git
 
-from tests.sprint.conftest import COMMIT_ENV, autosae, ledger, one_line_error, write_script
+from tests.sprint.conftest import autosae, autosae_running, commit, ledger, one_line_error, write_script
 
 
 def queue(root: Path) -> list[dict]:
@@ -80,22 +77,9 @@ def test_an_idea_added_while_the_loop_runs_is_taken_by_its_next_sprint(project):
             {"title": "agent's second", "idea": "the agent's second idea", "variant": "lista_matryoshka"},
         ],
     )
+    commit(project, "script", "script.yaml")
     repo = git.Repo(project)
-    repo.git.add("script.yaml")
-    repo.git.commit(
-        "-q",
-        "-m",
-        "script",
-        env=COMMIT_ENV,
-    )
-    loop = subprocess.Popen(
-        [sys.executable, "-m", "autosae", "loop", "--max-sprints", "2"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ.copy(),
-    )
+    loop = autosae_running("loop", "--max-sprints", "2", cwd=project)
     seen = []
     try:
         for line in loop.stdout:  # the first sprint is implementing (its agent sleeps 4 s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 
@@ -12,7 +11,7 @@ import pytest
 
 from autosae.errors import AutosaeError
 from autosae.sprint.loop import parse_until
-from tests.sprint.conftest import autosae, ledger, one_line_error, write_script, write_task
+from tests.sprint.conftest import autosae, autosae_running, ledger, one_line_error, write_script, write_task
 
 
 def failing_actions(n: int, cost: float = 0.0) -> list[dict]:
@@ -96,13 +95,7 @@ def test_no_gpu_is_a_clear_error_before_anything_is_recorded(project):
 @pytest.mark.slow  # the default suite stays near 10 minutes; `make test-all` runs it
 @pytest.mark.real_harness  # interrupted while it trains
 def test_ctrl_c_leaves_the_sprint_resumable(project):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autosae", "loop"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = autosae_running("loop", cwd=project, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not list((project / ".autosae" / "runs").glob("*/seed_0/train_log.jsonl")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()

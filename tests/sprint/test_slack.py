@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_slack import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
-from tests.sprint.conftest import autosae, commit, ledger, one_line_error, write_script
+from tests.sprint.conftest import autosae, autosae_running, commit, ledger, one_line_error, write_script
 
 ALLOWED, STRANGER = "U0ALLOWED1", "U0STRANGER"
 
@@ -44,14 +44,7 @@ def bind(project: Path, fake: FakeSlack, actions: list[dict]) -> None:
 
 
 def start(fake: FakeSlack, project: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "autosae", *args, "--project", str(project)],
-        cwd=project,
-        env=slack_env(fake),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return autosae_running(*args, "--project", str(project), cwd=project, env=slack_env(fake))
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
