@@ -42,13 +42,13 @@ def status(project_dir: ProjectDir = None) -> None:
     """The current sprint, its phase and elapsed time, the loop, and the best so far."""
     from autosae.report import fmt_pm
     from autosae.sprint.ledger import best_row, read_ledger, token_totals
-    from autosae.sprint.project import Project, ProjectLock, pid_alive
+    from autosae.sprint.project import Project, ProjectLock
     from autosae.sprint.state import StateStore
 
     project = Project.find(project_dir)
     emit("project", project.root)
-    holder = ProjectLock(project, "status").holder()
-    running = holder is not None and pid_alive(int(holder.get("pid", 0)))
+    holder = ProjectLock(project, "status").live_holder()
+    running = holder is not None
     emit("running", f"{holder['command']} (pid {holder['pid']}, since {holder['started']})" if running else "no")
     if project.stop_path.exists():
         emit("stop", "requested: the loop stops after its current sprint")

@@ -17,7 +17,7 @@ from autosae.errors import AutosaeError
 from autosae.slack import text
 from autosae.sprint import ideas
 from autosae.sprint.ledger import best_row, in_setting, read_ledger
-from autosae.sprint.project import ProjectLock, pid_alive
+from autosae.sprint.project import ProjectLock
 from autosae.sprint.state import StateStore
 
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
@@ -190,8 +190,7 @@ class Commands:
     # -- the project ------------------------------------------------------------------------
 
     def loop_running(self) -> bool:
-        holder = ProjectLock(self.project, "slack").holder()
-        return holder is not None and pid_alive(int(holder.get("pid", 0)))
+        return ProjectLock(self.project, "slack").live_holder() is not None
 
     def queued_before(self, n: int) -> int:
         listed = {i.n for i in ideas.read_queue(self.project) if i.kind == "idea" and i.status == "queued"}
@@ -207,8 +206,8 @@ class Commands:
         return f"Stop requested: {holder} stops after its current sprint."
 
     def status(self) -> str:
-        holder = ProjectLock(self.project, "slack").holder()
-        running = holder is not None and pid_alive(int(holder.get("pid", 0)))
+        holder = ProjectLock(self.project, "slack").live_holder()
+        running = holder is not None
         lines = [
             f"*{text.escape(self.project.root.name)}*: "
             + (f"`{holder['command']}` running" if running else "no loop running")

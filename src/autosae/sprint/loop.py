@@ -120,10 +120,8 @@ def _notify_stop(project: Project, sprints: int, reason: str, status: Callable[[
 def request_stop(project: Project, by: str) -> str | None:
     """Ask the running loop to stop after its current sprint (a STOP file it reads before
     each sprint); the loop's command and pid, or None when no loop runs."""
-    from autosae.sprint.project import pid_alive
-
-    holder = ProjectLock(project, "stop").holder()
-    if holder is None or not pid_alive(int(holder.get("pid", 0))):
+    holder = ProjectLock(project, "stop").live_holder()
+    if holder is None:
         return None
     project.stop_path.parent.mkdir(parents=True, exist_ok=True)
     project.stop_path.write_text(f"requested {datetime.now().isoformat(timespec='seconds')} by {by}\n")

@@ -109,6 +109,11 @@ class ProjectLock:
         except (OSError, ValueError):
             return None
 
+    def live_holder(self) -> dict | None:
+        """The holder while its process runs (None: free, or a stale lock)."""
+        holder = self.holder()
+        return holder if holder is not None and pid_alive(int(holder.get("pid", 0))) else None
+
     def acquire(self) -> ProjectLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {
