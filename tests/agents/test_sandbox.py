@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
 from autosae.agents.pricing import Price
 from autosae.agents.sandbox import Files, ToolError, redact, run_bash, scrubbed_env
 from autosae.agents.transcript import Transcript
+from tests.procs import processes_with, sleeper
 
 
 @pytest.fixture
@@ -62,13 +64,12 @@ def test_bash_sees_no_secret_and_runs_in_the_worktree(tree, monkeypatch):
 
 
 def test_bash_time_limit_kills_the_whole_process_group(tree):
-    marker = tree / "still-running"
+    marker = f"autosae-timed-out-child-{uuid.uuid4().hex}"
     started = time.monotonic()
-    out = run_bash(f"(sleep 3; touch {marker}) & sleep 60", tree, timeout_s=1)
-    assert "killed after the 1 s time limit" in out
+    out = run_bash(f"{sleeper(marker)} & echo started; sleep 60", tree, timeout_s=2)
+    assert "started" in out and "killed after the 2 s time limit" in out, out
     assert time.monotonic() - started < 10
-    time.sleep(3.5)
-    assert not marker.exists()  # the background child died with it
+    assert processes_with(marker) == []  # the background child died with it
 
 
 def test_bash_output_is_truncated(tree):

@@ -21,6 +21,7 @@ import pytest
 from autosae import sandbox
 from autosae.sandbox import Limits, Policy, SandboxUnavailable
 from autosae.sandbox import bwrap as bwrap_module
+from tests.procs import processes_with
 
 AVAILABLE, WHY = sandbox.availability()
 needs_bwrap = pytest.mark.skipif(not AVAILABLE, reason=f"bubblewrap unavailable here: {WHY}")
@@ -47,22 +48,6 @@ def run_json(code: str, policy: Policy, limits: Limits | None = None, enabled: b
     result = sandbox.run(py(code), policy, limits or Limits(), enabled, timeout_s=30)
     assert result.returncode == 0, result.output.decode(errors="replace")
     return json.loads(result.output.decode().strip().splitlines()[-1])
-
-
-def processes_with(marker: str) -> list[int]:
-    """Live (non-zombie) processes, anywhere on the host, whose command line holds `marker`."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state not in ("Z", "X"):
-            found.append(int(name))
-    return found
 
 
 # ---------------------------------------------------------------------------------------------

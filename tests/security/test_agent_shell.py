@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
 from pathlib import Path
 
 import git
@@ -17,6 +18,7 @@ from autosae.bench.cache import cache_root
 from autosae.sprint import gitops
 from autosae.sprint.project_secrets import draw_all, secrets_path
 from tests.conftest import run_cli
+from tests.procs import processes_with, sleeper
 
 KEY = "sk-ant-red-team-0123456789-SECRET"
 SERVICE_KEYS = {
@@ -141,19 +143,14 @@ def test_git_reads_the_worktree_but_cannot_rewrite_main_or_the_ledger(sprint):
 
 def test_nothing_a_command_started_outlives_it(sprint):
     _, _, shell, _ = sprint
-    marker = f"autosae-red-team-sleeper-{os.getpid()}"
-    shell.run(
-        f"(setsid sleep 300 {marker} &) ; (sleep 301 {marker} & disown); nohup sleep 302 {marker} >/dev/null 2>&1 &"
-        " echo started"
+    marker = f"autosae-red-team-sleeper-{uuid.uuid4().hex}"
+    out = shell.run(
+        f"(setsid {sleeper(marker, 300, '/tmp/s1')} &) ; ({sleeper(marker, 301, '/tmp/s2')} & disown); "
+        f"nohup {sleeper(marker, 302, '/tmp/s3')} >/dev/null 2>&1 & "
+        "while [ ! -e /tmp/s1 ] || [ ! -e /tmp/s2 ] || [ ! -e /tmp/s3 ]; do sleep 0.05; done; echo started"
     )
-    left = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                left.append(pid)
-        except OSError:
-            pass
-    assert not left
+    assert "started" in out, out  # all three were running when the command returned
+    assert processes_with(marker) == []
 
 
 def test_a_shell_that_kills_its_parent_or_forks_without_bound_is_contained(sprint):
@@ -166,12 +163,5 @@ def test_a_shell_that_kills_its_parent_or_forks_without_bound_is_contained(sprin
         shell.worktree, shell.scratch, timeout_s=20, enabled=True, project_root=shell.project_root, processes=64
     ).run(f"b() {{ b | b; }}; b {marker}")
     assert any(sign in bomb for sign in ("processes:", "Resource temporarily unavailable", "killed after")), bomb
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and marker.encode() in _cmdline(p)]
+    assert processes_with(marker) == []
     assert "exit status 0" in shell.run("echo alive")
-
-
-def _cmdline(pid: str) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""

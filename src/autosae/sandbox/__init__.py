@@ -284,7 +284,9 @@ def run(
     argv: list[str], policy: Policy, limits: Limits, enabled: bool, timeout_s: float, output_limit: int = 1_000_000
 ) -> RunResult:
     """Run a short command to completion. The whole tree is killed when the command returns or
-    times out (background and setsid'ed children included)."""
+    times out (background and setsid'ed children included). The time limit counts from before
+    the start (a slow start under load is the command's time too)."""
+    deadline = time.monotonic() + timeout_s
     sandbox = spawn(argv, policy, limits, enabled, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     chunks: list[bytes] = []
     size, truncated, timed_out = 0, False, False
@@ -315,7 +317,6 @@ def run(
             size = min(output_limit, size + len(data))
 
     try:
-        deadline = time.monotonic() + timeout_s
         drain(deadline)
         if sandbox.poll() is None:
             try:
