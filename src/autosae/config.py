@@ -36,6 +36,7 @@ from autosae.settings import (
     TrackingSettings,
     WandbSettings,
 )
+from autosae.transfer.settings import TransferSettings
 
 __all__ = [  # the sub-settings live in autosae.settings; callers import them from here too
     "DEFAULT_DOMAINS",
@@ -88,6 +89,8 @@ class TaskConfig(Strict):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     """Experiment tracking (Weights & Biases) of every recorded sprint; off by default."""
+    transfer: TransferSettings = Field(default_factory=TransferSettings)
+    """`autosae transfer`: a sprint's variant checked on a real language model's activations."""
     sandbox: Literal["auto", "required", "off"] | None = None
     """Run agent-written code and agent commands under bubblewrap: required (refuse to start
     without it), auto (fall back with a loud warning), off (only when asked for). None:

@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from autosae.cli import baselines, bench, ideas, project, slack, sprint, templates, train  # noqa: E402  (register commands)
+from autosae.cli import baselines, bench, ideas, project, slack, sprint, templates, train, transfer  # noqa: E402  (register commands)
 
 # research first, then the harness underneath it
 app.command("init")(project.init)
@@ -33,6 +33,7 @@ app.command("leaderboard")(project.leaderboard)
 app.command("show")(project.show)
 app.command("report")(project.report)
 app.command("verify")(project.verify)
+app.command("transfer")(transfer.transfer)
 app.command("slack")(slack.slack)
 app.add_typer(templates.app, name="templates")
 app.add_typer(ideas.app, name="idea")

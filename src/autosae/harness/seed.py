@@ -121,7 +121,7 @@ def run_seed(
     check_width(ready["width"], c.width)  # fail before training; re-checked on the decoder
     if on_ready is not None:
         on_ready()
-    train_s = train(worker, profile, model, pool, seed, settings)
+    train_s = train(worker, train_chunks(profile, model, pool, seed, spec.device), seed, settings)
     metrics, decoder = score(worker, profile, model)
     worker_memory, executed_lines = save_sae(worker, decoder)
     worker.stop()
@@ -148,9 +148,10 @@ def dead_window(spec: VariantSpec) -> int:
     return max(1, min(1000, spec.total_steps // 10))
 
 
-def train(worker: VariantProcess, profile: Profile, model, pool, seed: int, settings: SeedSettings) -> float:
-    """Stream the seed's training rows through the two shared slots: we fill one while the
-    variant trains on the other. Returns the training time."""
+def train(worker: VariantProcess, chunks: Iterator[torch.Tensor], seed: int, settings: SeedSettings) -> float:
+    """Stream the seed's training rows (`chunks`, each at most CHUNK_BATCHES batches) through
+    the two shared slots: we fill one while the variant trains on the other. Returns the
+    training time."""
     spec = worker.spec
     progress = Progress(settings.log, seed, spec.total_steps * spec.batch_size)
     started = time.monotonic()
@@ -167,7 +168,7 @@ def train(worker: VariantProcess, profile: Profile, model, pool, seed: int, sett
             return slot
 
         free, in_flight = [0, 1], 0
-        for rows in train_chunks(profile, model, pool, seed, spec.device):
+        for rows in chunks:
             if not free:
                 free.append(collect())
                 in_flight -= 1

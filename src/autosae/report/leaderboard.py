@@ -28,6 +28,11 @@ def render_leaderboard(
     """leaderboard.md's text, from the project's own templates/leaderboard.md.j2 where its main
     checkout (`project_root`) has one."""
     ranked = [dict(r, rank=i, baseline=False) for i, r in enumerate(leaderboard_rows(ledger, objective), 1)]
+    if project_root is not None:  # LLM: the sprint's transfer verdict (`autosae transfer`), - where none ran
+        from autosae.transfer.core import leaderboard_mark
+
+        for r in ranked:
+            r["llm"] = leaderboard_mark(project_root / "sprints" / r["id"])
     for name, stats in (baselines or {}).items():
         mean = ((stats or {}).get(objective) or {}).get("mean")
         if mean is None:

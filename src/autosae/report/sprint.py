@@ -23,12 +23,41 @@ def write_report(
     `project_root` is the project's main checkout, whose templates/report.md.j2 (if any)
     replaces the package's; never the agent's worktree, which sprint_dir may be in."""
     content = report_content(sprint, results, verdict, curves)
+    content["transfer"] = transfer_summary(sprint_dir)
+    if content["transfer"]:
+        content["conclusion_sections"].append(("On a language model", content["transfer"]["text"]))
     sprint_dir.mkdir(parents=True, exist_ok=True)
     md = sprint_dir / "report.md"
     md.write_text(render_markdown(content, project_root))
     pdf = sprint_dir / "report.pdf"
     write_pdf(pdf, content)
     return [md, pdf]
+
+
+def transfer_summary(sprint_dir: Path) -> dict | None:
+    """The sprint's transfer (`autosae transfer`), from its sealed transfer.json: the verdict
+    with its mark, a line per comparison, the cost; None when there is none of ours."""
+    from autosae.transfer.core import recorded
+    from autosae.transfer.report import cost_line, verdict_lines
+    from autosae.transfer.verdict import LABELS, SYMBOLS
+
+    data = recorded(sprint_dir)
+    if data is None:
+        return None
+    s = data["settings"]
+    head = (
+        f"{SYMBOLS[data['verdict']]} {data['verdict']}: {LABELS[data['verdict_metric']]} against the "
+        f"{data['verdict_against']} on {s['model']} ({s['hook']}), L0s {s['l0s']}; details in transfer.md and transfer.pdf."
+    )
+    lines = verdict_lines(data)
+    return {
+        "verdict": data["verdict"],
+        "mark": SYMBOLS[data["verdict"]],
+        "head": head,
+        "lines": lines,
+        "cost": cost_line(data),
+        "text": head + "\n" + "\n".join(f"- {line}" for line in lines) + "\n" + cost_line(data),
+    }
 
 
 def scores_png(sprint_dir: Path, out: Path) -> Path:

@@ -342,14 +342,9 @@ class Engine:
         return tree, Path(tree.working_tree_dir) / state.sprint_path
 
     def parent_variant_path(self, parent: str) -> Path:
-        from autosae.variants import reference_variants
+        from autosae.variants import parent_variant
 
-        if parent.startswith("baseline:"):
-            ref = reference_variants().get(parent.removeprefix("baseline:"))
-            if ref is None:
-                raise AutosaeError(f"unknown baseline {parent}")
-            return ref
-        return self.project.sprints_dir / parent / "variant.py"
+        return parent_variant(self.project.sprints_dir, parent)
 
     def parent_metrics(self, parent: str | None, rows: list[dict], baselines: dict[str, dict]) -> dict | None:
         """The parent's whole summary ({metric: {mean, std, n}}), found as scoring finds the

@@ -1,0 +1,157 @@
+"""`autosae transfer ID`: a recorded sprint's variant, its parent and the Matryoshka baseline
+trained on a real language model's activations at several L0s and seeds, judged across them,
+and recorded in the sprint's folder (transfer.json, sealed; transfer.md; transfer.pdf).
+
+Runs live under .autosae/runs/transfer/<id>/ (git-ignored; the SAEs are large), one folder
+per (SAE, L0, seed) with its sealed result.json, so that a killed transfer resumes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from autosae.errors import AutosaeError
+from autosae.harness.options import SeedSettings, sha256_file
+from autosae.harness.seal import read_verified, write_sealed
+from autosae.sprint.ledger import read_ledger
+from autosae.sprint.project import Project
+from autosae.sprint.verification import resolve_id
+from autosae.transfer import verdict as stats
+from autosae.transfer.settings import TransferSettings
+from autosae.variants import parent_variant, reference_variants
+
+BASELINE = "matryoshka"
+FILES = ("transfer.json", "transfer.md", "transfer.pdf")
+
+
+def sae_files(project: Project, row: dict) -> list[tuple[str, Path]]:
+    """(kind, variant file) of each SAE a transfer trains: the sprint's variant, its parent
+    (left out when it is the baseline itself), the Matryoshka baseline."""
+    variant = project.sprints_dir / row["id"] / "variant.py"
+    if not variant.is_file():
+        raise AutosaeError(f"sprint {row['id']} has no variant.py to transfer")
+    parent = parent_variant(project.sprints_dir, row.get("parent") or f"baseline:{BASELINE}")
+    if not parent.is_file():
+        raise AutosaeError(f"sprint {row['id']}: its parent's variant {parent} is missing")
+    baseline = reference_variants()[BASELINE]
+    files = [("variant", variant)]
+    if sha256_file(parent) != sha256_file(baseline):
+        files.append(("parent", parent))
+    files.append(("baseline", baseline))
+    return files
+
+
+def transfer_sprint(
+    project: Project,
+    sprint_id: str,
+    settings: TransferSettings,
+    device: str,
+    seed_settings: SeedSettings,
+    alpha: float,
+    log: Callable[[str], None],
+) -> dict:
+    """Run (or resume) the transfer of `sprint_id` and write its records; returns transfer.json."""
+    from autosae.transfer.report import write_reports
+    from autosae.transfer.runs import Job, run_all
+
+    rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
+    sid = resolve_id(sprint_id, rows)
+    row = rows[sid]
+    files = sae_files(project, row)
+    seeds = settings.seed_list()
+    jobs = [Job(kind, path, l0, seed) for l0 in settings.l0s for seed in seeds for kind, path in files]
+    started = time.monotonic()
+    runs = run_all(jobs, project.runs_dir / "transfer" / sid, settings, device, project.root, seed_settings, log)
+    kinds = [kind for kind, _ in files]
+    others = [k for k in kinds if k != "variant"]
+    comparisons = stats.judge(runs, others, alpha, len(settings.l0s))
+    primary = comparisons[others[0]][settings.metric]
+    failed = [r for r in runs if r.get("status") != "ok"]
+    data = {
+        "sprint": sid,
+        "title": row.get("title", ""),
+        "parent": row.get("parent"),
+        "parent_is_baseline": "parent" not in kinds,
+        "settings": settings.model_dump(),
+        "device": device,
+        "alpha": alpha,
+        "kinds": kinds,
+        "runs": runs,
+        "failed": len(failed),
+        "comparisons": comparisons,
+        "verdict": primary["verdict"],
+        "verdict_against": others[0],
+        "verdict_metric": settings.metric,
+        "cost": stats.cost(runs, device, len(kinds), len(settings.l0s), len(seeds), primary["seeds_needed"]),
+        "wall_s": round(time.monotonic() - started, 2),
+    }
+    folder = project.sprints_dir / sid
+    data = write_sealed(folder / "transfer.json", data)
+    write_reports(folder, data)
+    return data
+
+
+def recorded(folder: Path) -> dict | None:
+    """A sprint's transfer.json, when it is ours (sealed) and unchanged."""
+    return read_verified(folder / "transfer.json")
+
+
+def leaderboard_mark(folder: Path) -> str:
+    """The leaderboard's LLM column: ✓ holds, ✗ does not hold, ? inconclusive, - not run."""
+    data = recorded(folder)
+    return stats.SYMBOLS.get(data.get("verdict"), "-") if data else "-"
+
+
+def seed_settings_for(cfg, project: Project, backend: str | None, log: Callable[[str], None]) -> SeedSettings:
+    """How the transfer's SAEs run: TASK.md's sandbox (for the sprint's backend) and limits,
+    as a counted run's seeds do; the sandbox is resolved here (`required` without bubblewrap
+    stops with one line)."""
+    import dataclasses
+
+    from autosae import sandbox
+    from autosae.harness.run import task_run_options
+
+    opts = task_run_options(
+        cfg, "cpu", None, project_root=project.root, project_id="transfer", backend=backend, launch=False, log=log
+    )
+    settings = opts.settings
+    return dataclasses.replace(settings, sandboxed=sandbox.resolve(settings.sandbox, log))
+
+
+def record_transfer(project: Project, sid: str, data: dict, log: Callable[[str], None]) -> None:
+    """Commit the transfer's files, then re-render the sprint's report and the leaderboard
+    (their LLM lines come from transfer.json). The caller holds the project's lock."""
+    from autosae.report.rerender import rerender
+    from autosae.sprint import gitops
+
+    repo = gitops.open_repo(project.root)
+    gitops.commit_paths(
+        repo,
+        f"transfer {sid}: {data['verdict']} on {data['settings']['model']} "
+        f"({stats.LABELS[data['verdict_metric']]} against its {data['verdict_against']})",
+        [f"sprints/{sid}/{name}" for name in FILES],
+    )
+    rerender(project, [sid], log=log)
+
+
+def run_and_record(project: Project, cfg, sprint_id: str, settings: TransferSettings, device: str, lock, log) -> dict:
+    """The whole of `autosae transfer` and of the loop's automatic transfer: train (outside
+    `lock`, a context manager guarding the project's git), then record under it."""
+    rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
+    sid = resolve_id(sprint_id, rows)
+    seed_settings = seed_settings_for(cfg, project, rows[sid].get("backend"), log)
+    data = transfer_sprint(project, sid, settings, device, seed_settings, cfg.significance, log)
+    with lock:
+        record_transfer(project, sid, data, log)
+    return data
+
+
+def due(project: Project) -> list[str]:
+    """Sprints the loop transfers when TASK.md's transfer.auto is on: every new best that the
+    held-out models did not turn down, without a transfer of ours yet."""
+    return [
+        r["id"]
+        for r in read_ledger(project.ledger_path)
+        if r.get("new_best") and r.get("confirmed") is not False and recorded(project.sprints_dir / r["id"]) is None
+    ]

@@ -1,0 +1,182 @@
+"""A transfer's SAEs, each trained in the variant's sandboxed process as a counted seed is: one
+run per (SAE, L0, seed), fed SAELens's activations of the language model and evaluated by
+SAELens's evaluation in this trusted process (autosae.transfer.lm). Each run's record is
+sealed (autosae.harness.seal), so a transfer killed part way resumes where it was: a run is
+reused only when its sealed record names the same variant file and the same settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from autosae.harness.local import stage_variant
+from autosae.harness.options import SeedSettings, sha256_file
+from autosae.harness.seal import read_verified, write_sealed
+from autosae.harness.seed import CHUNK_BATCHES, LOG_EVERY, check_width, dead_window, save_sae, train
+from autosae.harness.variant_process import SeedFailure, VariantProcess
+from autosae.sandboxed.spec import VariantSpec
+from autosae.transfer import lm
+from autosae.transfer.settings import TransferSettings
+
+EVAL_ROWS = 4096
+"""Activations per round trip to the variant's process during evaluation."""
+TRAINING_KEYS = (
+    "model",
+    "model_class",
+    "hook",
+    "dataset",
+    "context_size",
+    "tokens",
+    "width",
+    "lr",
+    "batch_size",
+    "eval_batches",
+    "eval_batch_prompts",
+    "prepend_bos",
+)
+"""The settings that change what a run trains or measures: a run recorded under others is not reused."""
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str
+    """variant, parent or baseline."""
+    variant: Path
+    l0: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-l0_{self.l0}-seed_{self.seed}"
+
+
+def run_key(job: Job, variant_sha: str, settings: TransferSettings) -> str:
+    data = {"sha": variant_sha, "kind": job.kind, "l0": job.l0, "seed": job.seed}
+    data.update({k: getattr(settings, k) for k in TRAINING_KEYS})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def reusable(out: Path, key: str) -> dict | None:
+    """The run's sealed, successful record under the same key; None means train it (again)."""
+    record = read_verified(out / "result.json")
+    if record is None or record.get("key") != key or record.get("status") != "ok":
+        return None
+    return record
+
+
+class Session:
+    """The model, its held-out prompts and the device, loaded once for all of a transfer's runs."""
+
+    def __init__(self, settings: TransferSettings, device: str, root: Path, log: Callable[[str], None]):
+        lm.quiet_third_party()
+        self.settings, self.device, self.log = settings, device, log
+        log(f"transfer: loading {settings.model} on {device}")
+        self.model = lm.load_model(settings, device, root)
+        self.d_in = lm.d_in_of(self.model, settings)
+        held_out = settings.eval_batches * settings.eval_batch_prompts
+        self.train_rows, eval_rows = lm.load_tokens(settings, root, held_out)
+        self.prompts = lm.eval_prompts(self.model, eval_rows, settings, self.d_in, device)
+
+    def run(self, job: Job, out: Path, seed_settings: SeedSettings) -> dict:
+        """Train and evaluate one SAE; the record (ok or failed) is sealed in out/result.json."""
+        s = self.settings
+        staged = stage_variant(job.variant, out / "variant")
+        key = run_key(job, sha256_file(staged), s)
+        record = {
+            "key": key,
+            "kind": job.kind,
+            "l0_target": job.l0,
+            "seed": job.seed,
+            "variant_sha256": sha256_file(staged),
+            "device": self.device,
+        }
+        steps = max(1, s.tokens // s.batch_size)
+        spec = VariantSpec(
+            d_in=self.d_in,
+            width=s.width,
+            k=job.l0,
+            batch_size=s.batch_size,
+            total_steps=steps,
+            lr=s.lr,
+            seed=job.seed,
+            device=self.device,
+            profile="transfer",
+        )
+        started = time.monotonic()
+        worker = VariantProcess(
+            staged,
+            spec,
+            out,
+            seed_settings.confinement(),
+            chunk_rows=s.batch_size * CHUNK_BATCHES,
+            eval_rows=EVAL_ROWS,
+            log_every=LOG_EVERY,
+            dead_window=dead_window(spec),
+        )
+        try:
+            worker.limit_s = s.time_limit_min * 60
+            worker.deadline = started + worker.limit_s
+            check_width(worker.wait("ready")["width"], s.width)
+            torch.manual_seed(job.seed)
+            store = lm.activation_store(self.model, self.train_rows, s, self.d_in, self.device, steps * s.batch_size)
+            train_s = train(
+                worker, lm.training_chunks(store, s.batch_size, steps, CHUNK_BATCHES), job.seed, seed_settings
+            )
+            sae = lm.RemoteSAE(worker, s.hook, s.width, EVAL_ROWS, self.device)
+            metrics = lm.evaluate(sae, self.model, self.prompts, s)
+            worker.send("decoder")
+            shape = worker.wait("decoder")["shape"]
+            if list(shape) != [s.width, self.d_in]:
+                raise SeedFailure("failed", "shape", f"decoder directions of shape {shape}")
+            save_sae(worker, worker.buffers["decoder"].clone())
+            worker.stop()
+            record.update(status="ok", **metrics, train_s=round(train_s, 2))
+        except SeedFailure as exc:
+            record.update(status=exc.status, failure_kind=exc.kind, reason=exc.message, log_tail=worker.log_tail())
+        finally:
+            worker.kill()
+        record["wall_s"] = round(time.monotonic() - started, 2)
+        return write_sealed(out / "result.json", record)
+
+
+def run_all(
+    jobs: list[Job],
+    folder: Path,
+    settings: TransferSettings,
+    device: str,
+    root: Path,
+    seed_settings: SeedSettings,
+    log: Callable[[str], None],
+) -> list[dict]:
+    """Every job's record, reusing the sealed ones of an earlier (killed) transfer; the model
+    is loaded only when something is left to train."""
+    records: list[dict | None] = []
+    for job in jobs:
+        out = folder / job.name
+        staged_sha = sha256_file(job.variant)
+        found = reusable(out, run_key(job, staged_sha, settings))
+        if found is not None:
+            log(f"transfer: {job.name}: recorded earlier, reused")
+        records.append(found)
+    session = None
+    for i, job in enumerate(jobs):
+        if records[i] is not None:
+            continue
+        if session is None:
+            session = Session(settings, device, root, log)
+        log(f"transfer: {job.name}: training ({i + 1} of {len(jobs)})")
+        records[i] = record = session.run(job, folder / job.name, seed_settings)
+        detail = (
+            f"CE loss recovered {record['ce_loss_score']:.4f}, explained variance {record['explained_variance']:.4f}, "
+            f"L0 {record['l0']:.1f}"
+            if record["status"] == "ok"
+            else f"{record['status']}: {record['reason']}"
+        )
+        log(f"transfer: {job.name}: {detail} ({record['wall_s']:.0f} s)")
+    return [r for r in records if r is not None]
