@@ -366,6 +366,7 @@ def report_content(sprint: dict, results: dict | None, verdict: dict, curves: di
         "diff": sprint.get("diff"),
         "obj_name": verdict.get("objective", "f1").upper(),
         "held_out": verdict.get("held_out") or [],
+        "transfer": None,  # the sprint's transfer to a language model: report.sprint reads it from its folder
         "wall_s": wall_time(sprint),
         "tokens": sprint.get("tokens") or {},
         "sources": source_links(sprint),

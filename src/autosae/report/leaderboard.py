@@ -29,7 +29,7 @@ def render_leaderboard(
     checkout (`project_root`) has one."""
     ranked = [dict(r, rank=i, baseline=False) for i, r in enumerate(leaderboard_rows(ledger, objective), 1)]
     if project_root is not None:  # LLM: the sprint's transfer verdict (`autosae transfer`), - where none ran
-        from autosae.transfer.core import leaderboard_mark
+        from autosae.transfer.record import leaderboard_mark
 
         for r in ranked:
             r["llm"] = leaderboard_mark(project_root / "sprints" / r["id"])

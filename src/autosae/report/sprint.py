@@ -37,7 +37,7 @@ def write_report(
 def transfer_summary(sprint_dir: Path) -> dict | None:
     """The sprint's transfer (`autosae transfer`), from its sealed transfer.json: the verdict
     with its mark, a line per comparison, the cost; None when there is none of ours."""
-    from autosae.transfer.core import recorded
+    from autosae.transfer.record import recorded
     from autosae.transfer.report import cost_line, verdict_lines
     from autosae.transfer.verdict import LABELS, SYMBOLS
 

@@ -342,9 +342,7 @@ class Engine:
         return tree, Path(tree.working_tree_dir) / state.sprint_path
 
     def parent_variant_path(self, parent: str) -> Path:
-        from autosae.variants import parent_variant
-
-        return parent_variant(self.project.sprints_dir, parent)
+        return self.project.parent_variant(parent)
 
     def parent_metrics(self, parent: str | None, rows: list[dict], baselines: dict[str, dict]) -> dict | None:
         """The parent's whole summary ({metric: {mean, std, n}}), found as scoring finds the

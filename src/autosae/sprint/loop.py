@@ -17,6 +17,7 @@ from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintReq
 from autosae.sprint.ledger import best_row, read_ledger
 from autosae.sprint.project import Project, ProjectLock
 from autosae.sprint.state import StateStore
+from autosae.transfer.core import transfer_due
 
 
 class TooManyFailures(AutosaeError):
@@ -268,6 +269,7 @@ class Lanes:
                             self.tally.not_started(exc)
                         continue
                 self.after(engine.run(state))
+                transfer_due(engine)  # TASK.md transfer.auto: a new best checked on a language model
         except BaseException as exc:  # an error in one lane: the others finish their sprints and stop
             with self.lock:
                 if self.error is None:

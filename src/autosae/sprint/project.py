@@ -84,6 +84,18 @@ class Project:
     def lock_path(self) -> Path:
         return self.private / "lock"
 
+    def parent_variant(self, parent: str) -> Path:
+        """The variant file of a sprint's parent: a reference variant ("baseline:matryoshka")
+        or a recorded sprint's variant.py."""
+        from autosae.variants import reference_variants
+
+        if parent.startswith("baseline:"):
+            ref = reference_variants().get(parent.removeprefix("baseline:"))
+            if ref is None:
+                raise AutosaeError(f"unknown baseline {parent}")
+            return ref
+        return self.sprints_dir / parent / "variant.py"
+
 
 def pid_alive(pid: int) -> bool:
     try:

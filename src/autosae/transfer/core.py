@@ -13,13 +13,14 @@ from pathlib import Path
 
 from autosae.errors import AutosaeError
 from autosae.harness.options import SeedSettings, sha256_file
-from autosae.harness.seal import read_verified, write_sealed
+from autosae.harness.seal import write_sealed
 from autosae.sprint.ledger import read_ledger
 from autosae.sprint.project import Project
 from autosae.sprint.verification import resolve_id
 from autosae.transfer import verdict as stats
+from autosae.transfer.record import recorded
 from autosae.transfer.settings import TransferSettings
-from autosae.variants import parent_variant, reference_variants
+from autosae.variants import reference_variants
 
 BASELINE = "matryoshka"
 FILES = ("transfer.json", "transfer.md", "transfer.pdf")
@@ -31,7 +32,7 @@ def sae_files(project: Project, row: dict) -> list[tuple[str, Path]]:
     variant = project.sprints_dir / row["id"] / "variant.py"
     if not variant.is_file():
         raise AutosaeError(f"sprint {row['id']} has no variant.py to transfer")
-    parent = parent_variant(project.sprints_dir, row.get("parent") or f"baseline:{BASELINE}")
+    parent = project.parent_variant(row.get("parent") or f"baseline:{BASELINE}")
     if not parent.is_file():
         raise AutosaeError(f"sprint {row['id']}: its parent's variant {parent} is missing")
     baseline = reference_variants()[BASELINE]
@@ -92,17 +93,6 @@ def transfer_sprint(
     return data
 
 
-def recorded(folder: Path) -> dict | None:
-    """A sprint's transfer.json, when it is ours (sealed) and unchanged."""
-    return read_verified(folder / "transfer.json")
-
-
-def leaderboard_mark(folder: Path) -> str:
-    """The leaderboard's LLM column: ✓ holds, ✗ does not hold, ? inconclusive, - not run."""
-    data = recorded(folder)
-    return stats.SYMBOLS.get(data.get("verdict"), "-") if data else "-"
-
-
 def seed_settings_for(cfg, project: Project, backend: str | None, log: Callable[[str], None]) -> SeedSettings:
     """How the transfer's SAEs run: TASK.md's sandbox (for the sprint's backend) and limits,
     as a counted run's seeds do; the sandbox is resolved here (`required` without bubblewrap
@@ -155,3 +145,39 @@ def due(project: Project) -> list[str]:
         for r in read_ledger(project.ledger_path)
         if r.get("new_best") and r.get("confirmed") is not False and recorded(project.sprints_dir / r["id"]) is None
     ]
+
+
+_taken: set[str] = set()
+"""Sprints a lane of this loop has taken to transfer (so that no other lane takes them too,
+and a failed one is not tried again before the loop restarts)."""
+
+
+def transfer_due(engine) -> int:
+    """The loop's automatic transfers (TASK.md transfer.auto), after each recorded sprint:
+    every due sprint (see `due`) in turn, trained outside the engine's lock and recorded
+    under it. A transfer that fails is said and left; it never stops the loop. Returns how
+    many were tried."""
+    from autosae.config import load_task
+    from autosae.harness.devices import resolve_device
+
+    cfg = load_task(engine.project.task_path).config
+    if not cfg.transfer.auto:
+        return 0
+    tried = 0
+    while True:
+        with engine.lock:
+            sid = next((s for s in due(engine.project) if s not in _taken), None)
+            if sid is None:
+                return tried
+            _taken.add(sid)
+        tried += 1
+        engine.say(sid, "transfer", f"on {cfg.transfer.model} ({cfg.transfer.hook}), TASK.md transfer.auto")
+        try:
+            data = run_and_record(
+                engine.project, cfg, sid, cfg.transfer, resolve_device(cfg.device), engine.lock, engine.detail
+            )
+        except Exception as exc:  # noqa: BLE001 (said; the loop goes on)
+            why = str(exc) if isinstance(exc, AutosaeError) else f"{type(exc).__name__}: {exc}"
+            engine.say(sid, "transfer", f"failed: {why}")
+        else:
+            engine.say(sid, "transfer", f"{stats.SYMBOLS[data['verdict']]} {data['verdict']}")

@@ -11,16 +11,3 @@ VARIANTS_DIR = Path(__file__).parent
 
 def reference_variants() -> dict[str, Path]:
     return {p.stem: p for p in sorted(VARIANTS_DIR.glob("*.py")) if not p.stem.startswith("_")}
-
-
-def parent_variant(sprints_dir: Path, parent: str) -> Path:
-    """The variant file of a sprint's parent: a reference variant ("baseline:matryoshka") or a
-    recorded sprint's variant.py under `sprints_dir`."""
-    from autosae.errors import AutosaeError
-
-    if parent.startswith("baseline:"):
-        ref = reference_variants().get(parent.removeprefix("baseline:"))
-        if ref is None:
-            raise AutosaeError(f"unknown baseline {parent}")
-        return ref
-    return sprints_dir / parent / "variant.py"
