@@ -120,6 +120,7 @@ def test_transfer_trains_judges_records_and_resumes(project, tmp_path):
     assert "| LLM |" in board
     mark = {"holds": "✓", "does not hold": "✗"}.get(data["verdict"], "?")
     assert f"| {mark} | $" in board
+    assert f" {mark} " in autosae("leaderboard", cwd=project).stdout
     # every run's SAE loads in SAELens and encodes as the sandboxed variant did: the
     # recorded explained variance is SAELens's, computed again here on the loaded SAE
     check_with_saelens(project, sid, data, model, tokens)

@@ -136,6 +136,7 @@ def leaderboard(
     from autosae.report import fmt_pm, leaderboard_rows
     from autosae.sprint.ledger import in_setting, read_ledger, token_totals
     from autosae.sprint.project import Project
+    from autosae.transfer.record import leaderboard_mark
 
     project = Project.find(project_dir)
     rows = read_ledger(project.ledger_path)
@@ -149,7 +150,7 @@ def leaderboard(
         title=f"autosae leaderboard ({rows[-1]['profile']}, by {objective.upper()})",
         caption=f"agent cost ${sum(r.get('cost_usd') or 0 for r in rows):.2f}" + _tokens(token_totals(rows)),
     )
-    for col in ("#", "sprint", "idea", "F1", "MCC", "verdict", "Δ parent", "cost"):
+    for col in ("#", "sprint", "idea", "F1", "MCC", "verdict", "Δ parent", "LLM", "cost"):
         table.add_column(col, justify="right" if col in ("#", "F1", "MCC", "Δ parent", "cost") else "left")
     for i, row in enumerate(leaderboard_rows(rows, objective), 1):
         delta = row.get("delta_parent")
@@ -162,6 +163,7 @@ def leaderboard(
             fmt_pm(row.get("mcc"), 4),
             verdict,
             "—" if delta is None else f"{delta:+.4f}",
+            leaderboard_mark(project.sprints_dir / row["id"]),
             f"${row.get('cost_usd') or 0:.2f}",
         )
     Console(width=200).print(table)

@@ -40,7 +40,9 @@ def verdict_lines(data: dict) -> list[str]:
 def cost_line(data: dict) -> str:
     c = data["cost"]
     unit = c["unit"]
-    line = f"{c['spent']:.3g} {unit} spent on {c['runs']} SAEs ({c['per_sae'] * 60:.3g} min each)"
+    each = c["per_sae"] * 3600
+    each_text = f"{each:.3g} s" if each < 60 else f"{each / 60:.3g} min" if each < 3600 else f"{each / 3600:.3g} h"
+    line = f"{c['spent']:.3g} {unit} spent on {c['runs']} SAEs ({each_text} each)"
     step = f"{c['next_seeds']} seeds per L0" + (
         " (capped; the effect may be too small to matter)" if c["capped"] else ""
     )
@@ -113,7 +115,7 @@ def write_pdf(path: Path, data: dict) -> None:
             fontsize=11,
             va="top",
         )
-        fig.subplots_adjust(left=0.06, right=0.985, bottom=0.1, top=0.8, wspace=0.28)
+        fig.subplots_adjust(left=0.06, right=0.985, bottom=0.14, top=0.8, wspace=0.28)
         for i, metric in enumerate(PLOTTED):
             ax = fig.add_subplot(1, len(PLOTTED), i + 1)
             for kind, points in stats.per_l0(data["runs"], metric).items():
