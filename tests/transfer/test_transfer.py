@@ -179,12 +179,19 @@ def resumed(project: Path, sid: str, data: dict) -> None:
     forged = folder / jobs[0].name / "result.json"
     record = json.loads(forged.read_text())
     forged.write_text(json.dumps({**record, "ce_loss_score": 0.999}))  # the seal no longer checks out
+    (folder / jobs[3].name / "result.json").unlink()  # a run the kill interrupted
     lines: list[str] = []
     cfg = load_task(p.task_path).config
-    runs = run_all(jobs, folder, settings, "cpu", project, seed_settings_for(cfg, p, None, lines.append), lines.append)
-    assert sum("reused" in line for line in lines) == 3, lines
-    assert [line for line in lines if "training" in line] == [f"transfer: {jobs[0].name}: training (1 of 4)"]
+    settings_ = seed_settings_for(cfg, p, None, lines.append)
+    runs = run_all(jobs, folder, settings, ["cpu", "cpu"], project, settings_, lines.append)  # two slots at once
+    assert sum("reused" in line for line in lines) == 2, lines
+    trained = sorted((line for line in lines if "training on cpu" in line), key=lambda line: line[-7:])
+    assert trained == [
+        f"transfer: {jobs[0].name}: training on cpu (1 of 4)",
+        f"transfer: {jobs[3].name}: training on cpu (4 of 4)",
+    ]
     assert runs[0]["ce_loss_score"] != 0.999 and read_verified(forged) is not None
+    assert [r["status"] for r in runs] == ["ok"] * 4
 
 
 def test_transfer_refuses_bad_input_in_one_line(project, tmp_path):

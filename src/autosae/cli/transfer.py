@@ -32,9 +32,8 @@ def transfer(
     plots in the sprint's transfer.json, transfer.md and transfer.pdf, and commit. A killed
     transfer resumes where it stopped."""
     from autosae.config import load_task
-    from autosae.harness.devices import resolve_device
     from autosae.sprint.project import Project, ProjectLock
-    from autosae.transfer.core import run_and_record
+    from autosae.transfer.core import run_and_record, transfer_devices
     from autosae.transfer.settings import TransferSettings
     from autosae.transfer.verdict import SYMBOLS
 
@@ -54,7 +53,7 @@ def transfer(
     log = lambda line: typer.echo(line, err=True)  # noqa: E731
     with ProjectLock(project, "autosae transfer"):
         data = run_and_record(
-            project, cfg, sprint_id, settings, resolve_device(device or cfg.device), contextlib.nullcontext(), log
+            project, cfg, sprint_id, settings, transfer_devices(cfg, device), contextlib.nullcontext(), log
         )
     for other, by_metric in data["comparisons"].items():
         for metric, c in by_metric.items():

@@ -47,12 +47,13 @@ def transfer_sprint(
     project: Project,
     sprint_id: str,
     settings: TransferSettings,
-    device: str,
+    devices: list[str],
     seed_settings: SeedSettings,
     alpha: float,
     log: Callable[[str], None],
 ) -> dict:
-    """Run (or resume) the transfer of `sprint_id` and write its records; returns transfer.json."""
+    """Run (or resume) the transfer of `sprint_id` on `devices` and write its records;
+    returns transfer.json."""
     from autosae.transfer.report import write_reports
     from autosae.transfer.runs import Job, run_all
 
@@ -63,7 +64,7 @@ def transfer_sprint(
     seeds = settings.seed_list()
     jobs = [Job(kind, path, l0, seed) for l0 in settings.l0s for seed in seeds for kind, path in files]
     started = time.monotonic()
-    runs = run_all(jobs, project.runs_dir / "transfer" / sid, settings, device, project.root, seed_settings, log)
+    runs = run_all(jobs, project.runs_dir / "transfer" / sid, settings, devices, project.root, seed_settings, log)
     kinds = [kind for kind, _ in files]
     others = [k for k in kinds if k != "variant"]
     comparisons = stats.judge(runs, others, alpha, len(settings.l0s))
@@ -75,7 +76,7 @@ def transfer_sprint(
         "parent": row.get("parent"),
         "parent_is_baseline": "parent" not in kinds,
         "settings": settings.model_dump(),
-        "device": device,
+        "device": devices[0] if len(devices) == 1 else ",".join(devices),
         "alpha": alpha,
         "kinds": kinds,
         "runs": runs,
@@ -84,7 +85,7 @@ def transfer_sprint(
         "verdict": primary["verdict"],
         "verdict_against": others[0],
         "verdict_metric": settings.metric,
-        "cost": stats.cost(runs, device, len(kinds), len(settings.l0s), len(seeds), primary["seeds_needed"]),
+        "cost": stats.cost(runs, devices[0], len(kinds), len(settings.l0s), len(seeds), primary["seeds_needed"]),
         "wall_s": round(time.monotonic() - started, 2),
     }
     folder = project.sprints_dir / sid
@@ -125,13 +126,15 @@ def record_transfer(project: Project, sid: str, data: dict, log: Callable[[str],
     rerender(project, [sid], log=log)
 
 
-def run_and_record(project: Project, cfg, sprint_id: str, settings: TransferSettings, device: str, lock, log) -> dict:
+def run_and_record(
+    project: Project, cfg, sprint_id: str, settings: TransferSettings, devices: list[str], lock, log
+) -> dict:
     """The whole of `autosae transfer` and of the loop's automatic transfer: train (outside
     `lock`, a context manager guarding the project's git), then record under it."""
     rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
     sid = resolve_id(sprint_id, rows)
     seed_settings = seed_settings_for(cfg, project, rows[sid].get("backend"), log)
-    data = transfer_sprint(project, sid, settings, device, seed_settings, cfg.significance, log)
+    data = transfer_sprint(project, sid, settings, devices, seed_settings, cfg.significance, log)
     with lock:
         record_transfer(project, sid, data, log)
     return data
@@ -158,7 +161,6 @@ def transfer_due(engine) -> int:
     under it. A transfer that fails is said and left; it never stops the loop. Returns how
     many were tried."""
     from autosae.config import load_task
-    from autosae.harness.devices import resolve_device
 
     cfg = load_task(engine.project.task_path).config
     if not cfg.transfer.auto:
@@ -174,10 +176,20 @@ def transfer_due(engine) -> int:
         engine.say(sid, "transfer", f"on {cfg.transfer.model} ({cfg.transfer.hook}), TASK.md transfer.auto")
         try:
             data = run_and_record(
-                engine.project, cfg, sid, cfg.transfer, resolve_device(cfg.device), engine.lock, engine.detail
+                engine.project, cfg, sid, cfg.transfer, transfer_devices(cfg), engine.lock, engine.detail
             )
         except Exception as exc:  # noqa: BLE001 (said; the loop goes on)
             why = str(exc) if isinstance(exc, AutosaeError) else f"{type(exc).__name__}: {exc}"
             engine.say(sid, "transfer", f"failed: {why}")
         else:
             engine.say(sid, "transfer", f"{stats.SYMBOLS[data['verdict']]} {data['verdict']}")
+
+
+def transfer_devices(cfg, device: str | None = None) -> list[str]:
+    """Where a transfer's SAEs train: `device` when given, else TASK.md's gpus (one SAE at a
+    time on each), else its device (cuda when visible)."""
+    from autosae.harness.devices import check_devices, parse_gpus, resolve_device
+
+    if device is None and cfg.gpus is not None:
+        return check_devices(parse_gpus(cfg.gpus))
+    return [resolve_device(device or cfg.device)]

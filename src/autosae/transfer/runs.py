@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from autosae.harness.local import stage_variant
 from autosae.harness.options import SeedSettings, sha256_file
 from autosae.harness.seal import read_verified, write_sealed
 from autosae.harness.seed import CHUNK_BATCHES, LOG_EVERY, check_width, dead_window, save_sae, train
+from autosae.harness.slots import wait_all
 from autosae.harness.variant_process import SeedFailure, VariantProcess
 from autosae.sandboxed.spec import VariantSpec
 from autosae.transfer import lm
@@ -149,34 +152,55 @@ def run_all(
     jobs: list[Job],
     folder: Path,
     settings: TransferSettings,
-    device: str,
+    devices: list[str],
     root: Path,
     seed_settings: SeedSettings,
     log: Callable[[str], None],
 ) -> list[dict]:
-    """Every job's record, reusing the sealed ones of an earlier (killed) transfer; the model
-    is loaded only when something is left to train."""
+    """Every job's record, reusing the sealed ones of an earlier (killed) transfer. The others
+    train on `devices` (TASK.md's gpus, else its one device), a job at a time on each: one
+    thread per device, each with its own copy of the model, loaded only when a job is left."""
     records: list[dict | None] = []
     for job in jobs:
-        out = folder / job.name
-        staged_sha = sha256_file(job.variant)
-        found = reusable(out, run_key(job, staged_sha, settings))
+        found = reusable(folder / job.name, run_key(job, sha256_file(job.variant), settings))
         if found is not None:
             log(f"transfer: {job.name}: recorded earlier, reused")
         records.append(found)
-    session = None
-    for i, job in enumerate(jobs):
-        if records[i] is not None:
-            continue
-        if session is None:
-            session = Session(settings, device, root, log)
-        log(f"transfer: {job.name}: training ({i + 1} of {len(jobs)})")
-        records[i] = record = session.run(job, folder / job.name, seed_settings)
-        detail = (
-            f"CE loss recovered {record['ce_loss_score']:.4f}, explained variance {record['explained_variance']:.4f}, "
-            f"L0 {record['l0']:.1f}"
-            if record["status"] == "ok"
-            else f"{record['status']}: {record['reason']}"
-        )
-        log(f"transfer: {job.name}: {detail} ({record['wall_s']:.0f} s)")
+    pending = deque(i for i, r in enumerate(records) if r is None)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(device: str) -> None:
+        session = None
+        while True:
+            with lock:
+                if not pending or errors:
+                    return
+                i = pending.popleft()
+            job = jobs[i]
+            try:
+                session = session or Session(settings, device, root, log)
+                log(f"transfer: {job.name}: training on {device} ({i + 1} of {len(jobs)})")
+                records[i] = record = session.run(job, folder / job.name, seed_settings)
+            except BaseException as exc:  # the trusted side failed (the model, the data): stop
+                with lock:
+                    errors.append(exc)
+                return
+            log(f"transfer: {job.name}: {summary(record)}")
+
+    if len(devices) == 1:
+        work(devices[0])
+    else:
+        wait_all([threading.Thread(target=work, args=(d,), name=f"transfer-{d}", daemon=True) for d in devices])
+    if errors:
+        raise errors[0]
     return [r for r in records if r is not None]
+
+
+def summary(record: dict) -> str:
+    if record["status"] != "ok":
+        return f"{record['status']}: {record['reason']} ({record['wall_s']:.0f} s)"
+    return (
+        f"CE loss recovered {record['ce_loss_score']:.4f}, explained variance {record['explained_variance']:.4f}, "
+        f"L0 {record['l0']:.1f} ({record['wall_s']:.0f} s)"
+    )
