@@ -25,7 +25,9 @@ REAL_HARNESS_DIRS = ("harness", "bench")
 
 
 LONGEST_FIRST = (
+    "transfer/test_transfer.py",
     "sprint/test_engine.py",
+    "transfer/test_auto.py",
     "security/test_variant_attacks.py",
     "harness/test_train.py",
     "harness/test_failures.py",
