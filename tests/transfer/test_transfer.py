@@ -126,6 +126,13 @@ def test_transfer_trains_judges_records_and_resumes(project, tmp_path):
     check_with_saelens(project, sid, data, model, tokens)
     # resume: a sealed run is reused; a forged one is trained again
     resumed(project, sid, data)
+    # a variant that buys reconstruction with more active latents than its L0 is rejected
+    cheat = tmp_path / "cheat" / "variant.py"
+    cheat.parent.mkdir()
+    cheat.write_text(CHEAT)
+    record = transfer_one(project, data, cheat, tmp_path / "cheat-run")
+    assert record["status"] == "rejected" and record["failure_kind"] == "constraint:l0", record
+    assert "measured 8" in record["reason"] and "requires 2" in record["reason"]
 
 
 def check_with_saelens(project: Path, sid: str, data: dict, model_dir: Path, tokens: Path) -> None:
@@ -192,6 +199,28 @@ def resumed(project: Path, sid: str, data: dict) -> None:
     ]
     assert runs[0]["ce_loss_score"] != 0.999 and read_verified(forged) is not None
     assert [r["status"] for r in runs] == ["ok"] * 4
+
+
+CHEAT = """
+from autosae.sae import BatchTopKSAE
+
+
+def build(spec):
+    return BatchTopKSAE(spec.d_in, spec.width, spec.k * 4)  # four times the latents it was given
+"""
+
+
+def transfer_one(project: Path, data: dict, variant: Path, out: Path) -> dict:
+    from autosae.config import load_task
+    from autosae.sprint.project import Project
+    from autosae.transfer.core import seed_settings_for
+    from autosae.transfer.runs import Job, Session
+    from autosae.transfer.settings import TransferSettings
+
+    settings = TransferSettings.model_validate(data["settings"])
+    p = Project(project)
+    seed_settings = seed_settings_for(load_task(p.task_path).config, p, None, print)
+    return Session(settings, "cpu", project, print).run(Job("variant", variant, 2, 0), out, seed_settings)
 
 
 def test_transfer_refuses_bad_input_in_one_line(project, tmp_path):

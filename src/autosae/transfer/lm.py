@@ -1,20 +1,19 @@
 """The language-model side of a transfer, all in the trusted process: the model, its token
 dataset split into training and held-out evaluation prompts, SAELens's ActivationsStore for
-the training activations, and SAELens's own evaluation run on an SAE whose encode and decode
-are the variant's sandboxed process (RemoteSAE): the variant sees activations and returns
-latents and reconstructions, as data, and never sees the model, the tokens or the metrics."""
+the training activations, and SAELens's own evaluation of a trained SAE as SAELens loads it
+from the folder the harness wrote (cfg.json and safetensors, checked by autosae.sae.export):
+the variant's code trains the SAE and never computes a number we report; it sees activations,
+never the model, the tokens or the metrics."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from autosae.errors import AutosaeError
-from autosae.harness.variant_process import SeedFailure, VariantProcess
 from autosae.transfer.settings import TransferSettings
 
 
@@ -161,41 +160,24 @@ class Prompts:
         return batch
 
 
-class RemoteSAE:
-    """What SAELens's evaluation calls an SAE: encode sends the activations to the variant's
-    sandboxed process (through the shared eval buffers) and gets its latents and
-    reconstructions back as tensors; decode returns the reconstruction of what encode was
-    last given. Nothing of the variant runs here."""
+def load_sae(sae_dir: Path, hook: str, device: str):
+    """A run's SAE as SAELens loads it from its folder (cfg.json and safetensors: data only;
+    our architecture's class from autosae.saelens), reading `hook`'s activations."""
+    from sae_lens import SAE
 
-    def __init__(self, worker: VariantProcess, hook: str, width: int, rows: int, device: str):
-        self.worker, self.rows, self.device = worker, rows, torch.device(device)
-        self.cfg = SimpleNamespace(d_sae=width, metadata=SimpleNamespace(hook_name=hook, hook_head_index=None))
-        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+    import autosae.saelens  # noqa: F401  (registers autosae's architecture with SAELens)
 
-    def encode(self, acts: torch.Tensor) -> torch.Tensor:
-        flat = acts.reshape(-1, acts.shape[-1]).float()
-        latents, recons = [], []
-        for part in flat.split(self.rows):
-            n = part.shape[0]
-            self.worker.buffers["eval_in"][:n].copy_(part)
-            self.worker.send("eval", rows=n)
-            if self.worker.wait("evaluated")["rows"] != n:
-                raise SeedFailure("failed", "protocol", "the variant's process evaluated another number of rows")
-            latent = self.worker.buffers["eval_latents"][:n].clone()
-            recon = self.worker.buffers["eval_recon"][:n].clone()
-            if not (torch.isfinite(latent).all() and torch.isfinite(recon).all()):
-                raise SeedFailure("failed", "nan", "the SAE produced NaN or inf on the LM's activations")
-            latents.append(latent)
-            recons.append(recon)
-        latent = torch.cat(latents).to(acts.device).reshape(*acts.shape[:-1], -1)
-        recon = torch.cat(recons).to(acts.device, acts.dtype).reshape(acts.shape)
-        self._last = (latent, recon)
-        return latent
+    sae = SAE.load_from_disk(str(sae_dir), device=device)
+    sae.cfg.metadata.hook_name = hook
+    sae.cfg.metadata.hook_head_index = None
+    return sae.eval()
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        if self._last is None or latents is not self._last[0]:
-            raise RuntimeError("RemoteSAE.decode: only the latents of the last encode can be decoded")
-        return self._last[1]
+
+def hook_activations(model, tokens: torch.Tensor, hook: str) -> torch.Tensor:
+    """(tokens, d_in): the hook's activations of a batch of prompts."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=[hook], prepend_bos=False)
+    return cache[hook].reshape(-1, cache[hook].shape[-1]).float()
 
 
 def evaluate(sae, model, prompts: list[torch.Tensor], settings: TransferSettings) -> dict:

@@ -1,6 +1,7 @@
 """A transfer's SAEs, each trained in the variant's sandboxed process as a counted seed is: one
-run per (SAE, L0, seed), fed SAELens's activations of the language model and evaluated by
-SAELens's evaluation in this trusted process (autosae.transfer.lm). Each run's record is
+run per (SAE, L0, seed), fed SAELens's activations of the language model, saved as the harness
+saves a seed's SAE, and evaluated by SAELens's evaluation in this trusted process on the SAE
+as SAELens loads it from that folder (autosae.transfer.lm). Each run's record is
 sealed (autosae.harness.seal), so a transfer killed part way resumes where it was: a run is
 reused only when its sealed record names the same variant file and the same settings."""
 
@@ -23,6 +24,8 @@ from autosae.harness.seal import read_verified, write_sealed
 from autosae.harness.seed import CHUNK_BATCHES, LOG_EVERY, check_width, dead_window, save_sae, train
 from autosae.harness.slots import wait_all
 from autosae.harness.variant_process import SeedFailure, VariantProcess
+from autosae.jsonio import read_json
+from autosae.sae.export import NOT_SAELENS
 from autosae.sandboxed.spec import VariantSpec
 from autosae.transfer import lm
 from autosae.transfer.settings import TransferSettings
@@ -42,6 +45,7 @@ TRAINING_KEYS = (
     "eval_batches",
     "eval_batch_prompts",
     "prepend_bos",
+    "l0_tolerance",
 )
 """The settings that change what a run trains or measures: a run recorded under others is not reused."""
 
@@ -85,6 +89,27 @@ class Session:
         held_out = settings.eval_batches * settings.eval_batch_prompts
         self.train_rows, eval_rows = lm.load_tokens(settings, root, held_out)
         self.prompts = lm.eval_prompts(self.model, eval_rows, settings, self.d_in, device)
+        self.sample = lm.hook_activations(self.model, self.prompts[0], settings.hook).cpu()
+
+    def evaluate(self, sae_dir: Path, k: int) -> dict:
+        """SAELens's evaluation of the SAE in `sae_dir` as SAELens loads it, never of the
+        variant's own code; its L0 must be the run's within transfer.l0_tolerance."""
+        if not (sae_dir / "cfg.json").is_file():
+            why = (read_json(sae_dir / NOT_SAELENS) or {}).get("reason", "no export")
+            raise SeedFailure(
+                "failed", "export", f"its SAE does not load in SAELens ({why}): a transfer evaluates the exported SAE"
+            )
+        metrics = lm.evaluate(
+            lm.load_sae(sae_dir, self.settings.hook, self.device), self.model, self.prompts, self.settings
+        )
+        tolerance = self.settings.l0_tolerance * k
+        if abs(metrics["l0"] - k) > tolerance:
+            raise SeedFailure(
+                "rejected",
+                "constraint:l0",
+                f"l0: measured {metrics['l0']:.3f} on the evaluation prompts, the run requires {k} ± {tolerance:.3g}",
+            )
+        return metrics
 
     def run(self, job: Job, out: Path, seed_settings: SeedSettings) -> dict:
         """Train and evaluate one SAE; the record (ok or failed) is sealed in out/result.json."""
@@ -131,14 +156,19 @@ class Session:
             train_s = train(
                 worker, lm.training_chunks(store, s.batch_size, steps, CHUNK_BATCHES), job.seed, seed_settings
             )
-            sae = lm.RemoteSAE(worker, s.hook, s.width, EVAL_ROWS, self.device)
-            metrics = lm.evaluate(sae, self.model, self.prompts, s)
             worker.send("decoder")
             shape = worker.wait("decoder")["shape"]
             if list(shape) != [s.width, self.d_in]:
                 raise SeedFailure("failed", "shape", f"decoder directions of shape {shape}")
-            save_sae(worker, worker.buffers["decoder"].clone())
+            decoder = worker.buffers["decoder"].clone()
+            sample = self.sample[:EVAL_ROWS]  # for the variant's own check that its export encodes as it does
+            worker.buffers["eval_in"][: sample.shape[0]].copy_(sample)
+            worker.send("eval", rows=sample.shape[0])
+            worker.wait("evaluated")
+            save_sae(worker, decoder)
             worker.stop()
+            worker.kill()  # its memory (a GPU's) back before the evaluation
+            metrics = self.evaluate(out / "sae", job.l0)
             record.update(status="ok", **metrics, train_s=round(train_s, 2))
         except SeedFailure as exc:
             record.update(status=exc.status, failure_kind=exc.kind, reason=exc.message, log_tail=worker.log_tail())
