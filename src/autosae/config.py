@@ -35,6 +35,8 @@ from autosae.settings import (
     Strict,
     TrackingSettings,
     WandbSettings,
+    check_seeds,
+    seed_list,
 )
 from autosae.transfer.settings import TransferSettings
 
@@ -114,10 +116,7 @@ class TaskConfig(Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value):
-        if isinstance(value, int) and value < 1:
-            raise ValueError("expected a number of seeds >= 1 or a list of seeds")
-        if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
-            raise ValueError("expected a non-empty list of distinct seeds >= 0")
+        check_seeds(value)
         problem = reserved_seed_problem([value - 1] if isinstance(value, int) else value)
         if problem:
             raise ValueError(problem)
@@ -140,7 +139,7 @@ class TaskConfig(Strict):
         return value
 
     def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        return seed_list(self.seeds)
 
     def profile_overrides(self) -> list[str]:
         return [f"{name}={value}" for name, value in self.constraints.model_dump().items() if value is not None]

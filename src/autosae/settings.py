@@ -11,6 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from autosae.harness.validation import reserved_seed_problem
 
 
+def check_seeds(value: int | list[int]) -> int | list[int]:
+    """A `seeds` setting: a count >= 1 (seeds 0..N-1) or a non-empty list of distinct seeds >= 0."""
+    if isinstance(value, int) and value < 1:
+        raise ValueError("expected a number of seeds >= 1 or a list of seeds")
+    if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
+        raise ValueError("expected a non-empty list of distinct seeds >= 0")
+    return value
+
+
+def seed_list(value: int | list[int]) -> list[int]:
+    return list(range(value)) if isinstance(value, int) else list(value)
+
+
 class Strict(BaseModel):
     """A section of TASK.md: an unknown field is an error (a typo must not be ignored)."""
 

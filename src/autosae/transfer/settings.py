@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from autosae.settings import Strict
+from autosae.settings import Strict, check_seeds, seed_list
 
 METRICS = ("ce_loss_score", "explained_variance")
 """The metrics a transfer judges (higher is better for both): the share of the LM loss that
@@ -65,14 +65,10 @@ class TransferSettings(Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value):
-        if isinstance(value, int) and value < 1:
-            raise ValueError("expected a number of seeds >= 1 or a list of seeds")
-        if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
-            raise ValueError("expected a non-empty list of distinct seeds >= 0")
-        return value
+        return check_seeds(value)
 
     def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        return seed_list(self.seeds)
 
     def eval_tokens(self) -> int:
         return self.eval_batches * self.eval_batch_prompts * self.context_size
