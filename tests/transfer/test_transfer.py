@@ -124,15 +124,9 @@ def test_transfer_trains_judges_records_and_resumes(project, tmp_path):
     # every run's SAE loads in SAELens and encodes as the sandboxed variant did: the
     # recorded explained variance is SAELens's, computed again here on the loaded SAE
     check_with_saelens(project, sid, data, model, tokens)
-    # resume: a sealed run is reused; a forged one is trained again
-    resumed(project, sid, data)
-    # a variant that buys reconstruction with more active latents than its L0 is rejected
-    cheat = tmp_path / "cheat" / "variant.py"
-    cheat.parent.mkdir()
-    cheat.write_text(CHEAT)
-    record = transfer_one(project, data, cheat, tmp_path / "cheat-run")
-    assert record["status"] == "rejected" and record["failure_kind"] == "constraint:l0", record
-    assert "measured 8" in record["reason"] and "requires 2" in record["reason"]
+    # resume: a sealed run is reused, a forged one trained again; and beside it, on a second
+    # slot, a variant that buys reconstruction with more active latents than its L0 is rejected
+    resumed(project, sid, data, tmp_path / "cheat" / "variant.py")
 
 
 def check_with_saelens(project: Path, sid: str, data: dict, model_dir: Path, tokens: Path) -> None:
@@ -166,7 +160,7 @@ def check_with_saelens(project: Path, sid: str, data: dict, model_dir: Path, tok
     assert (latents != 0).sum(1).float().mean() == pytest.approx(run["l0"], abs=1e-6)
 
 
-def resumed(project: Path, sid: str, data: dict) -> None:
+def resumed(project: Path, sid: str, data: dict, cheat: Path) -> None:
     from autosae.config import load_task
     from autosae.sprint.project import Project
     from autosae.transfer.core import sae_files, seed_settings_for
@@ -176,24 +170,26 @@ def resumed(project: Path, sid: str, data: dict) -> None:
     settings = TransferSettings.model_validate(data["settings"])
     p = Project(project)
     files = sae_files(p, {"id": sid, "parent": data["parent"]})
-    jobs = [Job(kind, path, l0, 0) for l0 in settings.l0s for kind, path in files]
+    cheat.parent.mkdir()
+    cheat.write_text(CHEAT)
+    jobs = [Job(kind, path, l0, 0) for l0 in settings.l0s for kind, path in files] + [Job("cheat", cheat, 2, 0)]
     folder = project / ".autosae" / "runs" / "transfer" / sid
     forged = folder / jobs[0].name / "result.json"
     record = json.loads(forged.read_text())
     forged.write_text(json.dumps({**record, "ce_loss_score": 0.999}))  # the seal no longer checks out
-    (folder / jobs[3].name / "result.json").unlink()  # a run the kill interrupted
     lines: list[str] = []
-    cfg = load_task(p.task_path).config
-    settings_ = seed_settings_for(cfg, p, None, lines.append)
-    runs = run_all(jobs, folder, settings, ["cpu", "cpu"], project, settings_, lines.append)  # two slots at once
-    assert sum("reused" in line for line in lines) == 2, lines
+    seed_settings = seed_settings_for(load_task(p.task_path).config, p, None, lines.append)
+    runs = run_all(jobs, folder, settings, ["cpu", "cpu"], project, seed_settings, lines.append)  # two slots
+    assert sum("reused" in line for line in lines) == 3, lines
     trained = sorted((line for line in lines if "training on cpu" in line), key=lambda line: line[-7:])
     assert trained == [
-        f"transfer: {jobs[0].name}: training on cpu (1 of 4)",
-        f"transfer: {jobs[3].name}: training on cpu (4 of 4)",
+        f"transfer: {jobs[0].name}: training on cpu (1 of 5)",
+        f"transfer: {jobs[4].name}: training on cpu (5 of 5)",
     ]
     assert runs[0]["ce_loss_score"] != 0.999 and read_verified(forged) is not None
-    assert [r["status"] for r in runs] == ["ok"] * 4
+    assert [r["status"] for r in runs] == ["ok"] * 4 + ["rejected"]
+    assert runs[4]["failure_kind"] == "constraint:l0" and "measured 8" in runs[4]["reason"], runs[4]
+    assert "requires 2" in runs[4]["reason"]
 
 
 CHEAT = """
@@ -203,19 +199,6 @@ from autosae.sae import BatchTopKSAE
 def build(spec):
     return BatchTopKSAE(spec.d_in, spec.width, spec.k * 4)  # four times the latents it was given
 """
-
-
-def transfer_one(project: Path, data: dict, variant: Path, out: Path) -> dict:
-    from autosae.config import load_task
-    from autosae.sprint.project import Project
-    from autosae.transfer.core import seed_settings_for
-    from autosae.transfer.runs import Job, Session
-    from autosae.transfer.settings import TransferSettings
-
-    settings = TransferSettings.model_validate(data["settings"])
-    p = Project(project)
-    seed_settings = seed_settings_for(load_task(p.task_path).config, p, None, print)
-    return Session(settings, "cpu", project, print).run(Job("variant", variant, 2, 0), out, seed_settings)
 
 
 def test_transfer_refuses_bad_input_in_one_line(project, tmp_path):
