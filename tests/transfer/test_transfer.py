@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 from pathlib import Path
 
 import git
 import pytest
 
 from autosae.harness.seal import read_verified
+from autosae.transfer.record import recorded
 from tests.sprint.conftest import SPRINT_ID, autosae, commit, one_line_error
 
 MODEL = {
@@ -121,6 +123,12 @@ def test_transfer_trains_judges_records_and_resumes(project, tmp_path):
     mark = {"holds": "✓", "does not hold": "✗"}.get(data["verdict"], "?")
     assert f"| {mark} | $" in board
     assert f" {mark} " in autosae("leaderboard", cwd=project).stdout
+    # a sealed transfer.json copied into another sprint's folder is not that sprint's
+    other = project / "sprints" / "another-sprint"
+    other.mkdir()
+    shutil.copy(folder / "variant.py", other / "variant.py")
+    shutil.copy(folder / "transfer.json", other / "transfer.json")
+    assert recorded(folder) is not None and recorded(other) is None
     # every run's SAE loads in SAELens and encodes as the sandboxed variant did: the
     # recorded explained variance is SAELens's, computed again here on the loaded SAE
     check_with_saelens(project, sid, data, model, tokens)
@@ -137,6 +145,7 @@ def check_with_saelens(project: Path, sid: str, data: dict, model_dir: Path, tok
 
     import autosae.saelens  # noqa: F401  (registers our architecture)
     from autosae.transfer import lm
+    from autosae.transfer.runs import settings_key
     from autosae.transfer.settings import TransferSettings
 
     settings = TransferSettings.model_validate(data["settings"])
@@ -144,7 +153,7 @@ def check_with_saelens(project: Path, sid: str, data: dict, model_dir: Path, tok
     _, eval_rows = lm.load_tokens(settings, project, settings.eval_batches * settings.eval_batch_prompts)
     prompts = lm.eval_prompts(model, eval_rows, settings, MODEL["d_model"], "cpu")
     run = next(r for r in data["runs"] if r["kind"] == "variant")
-    runs = project / ".autosae" / "runs" / "transfer" / sid
+    runs = project / ".autosae" / "runs" / "transfer" / sid / settings_key(settings)
     sae = SAE.load_from_disk(str(runs / f"variant-l0_{run['l0_target']}-seed_{run['seed']}" / "sae"))
     xs, latents, recons = [], [], []
     with torch.no_grad():
@@ -164,7 +173,7 @@ def resumed(project: Path, sid: str, data: dict, cheat: Path) -> None:
     from autosae.config import load_task
     from autosae.sprint.project import Project
     from autosae.transfer.core import sae_files, seed_settings_for
-    from autosae.transfer.runs import Job, run_all
+    from autosae.transfer.runs import Job, run_all, settings_key
     from autosae.transfer.settings import TransferSettings
 
     settings = TransferSettings.model_validate(data["settings"])
@@ -174,7 +183,7 @@ def resumed(project: Path, sid: str, data: dict, cheat: Path) -> None:
     cheat.write_text(CHEAT)
     jobs = [Job(kind, path, l0, 0) for l0 in settings.l0s for kind, path in files] + [Job("cheat", cheat, 2, 0)]
     folder = project / ".autosae" / "runs" / "transfer" / sid
-    forged = folder / jobs[0].name / "result.json"
+    forged = folder / settings_key(settings) / jobs[0].name / "result.json"
     record = json.loads(forged.read_text())
     forged.write_text(json.dumps({**record, "ce_loss_score": 0.999}))  # the seal no longer checks out
     lines: list[str] = []
@@ -188,7 +197,7 @@ def resumed(project: Path, sid: str, data: dict, cheat: Path) -> None:
     ]
     assert runs[0]["ce_loss_score"] != 0.999 and read_verified(forged) is not None
     assert [r["status"] for r in runs] == ["ok"] * 4 + ["rejected"]
-    assert runs[4]["failure_kind"] == "constraint:l0" and "measured 8" in runs[4]["reason"], runs[4]
+    assert runs[4]["failure_kind"] == "constraint:k" and "keeps k = 8" in runs[4]["reason"], runs[4]
     assert "requires 2" in runs[4]["reason"]
 
 

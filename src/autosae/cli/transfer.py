@@ -21,7 +21,8 @@ def transfer(
     l0s: Annotated[str | None, typer.Option(help="L0s to compare at, comma-separated (e.g. 16,32,64).")] = None,
     seeds: Annotated[int | None, typer.Option(min=1, help="Seeds per L0.")] = None,
     device: Annotated[
-        str | None, typer.Option(help="cpu, cuda or cuda:N (default: TASK.md's, else cuda when visible).")
+        str | None,
+        typer.Option(help="cpu, cuda or cuda:N (default: TASK.md's gpus, an SAE at a time on each; else its device)."),
     ] = None,
     project_dir: ProjectDir = None,
 ) -> None:

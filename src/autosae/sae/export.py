@@ -46,6 +46,10 @@ ARCHITECTURE_FIELDS = {
 """Each accepted architecture's own fields (all required here, though SAELens has defaults)."""
 
 NOT_SAELENS = "NOT_SAELENS.json"
+METADATA_KEYS = ("trained_with", "variant_class")
+"""The metadata an export may carry (short strings): SAELens's loader sets every metadata key
+as an attribute and parses some (sae_lens_version), so a variant's own keys could break the
+loading of its SAE in a trusted process."""
 """Written in `sae/` instead of cfg.json when a SAE has no SAELens form, with the reason."""
 
 
@@ -90,8 +94,10 @@ def validate(cfg: object, weights: dict[str, torch.Tensor], d_in: int, d_sae: in
             f"k must be positive and lista_iterations in 0..64, got {clean['k']}, {clean['lista_iterations']}"
         )
     metadata = cfg.get("metadata", {})
-    if isinstance(metadata, dict):
-        clean["metadata"] = {str(k): v for k, v in metadata.items() if isinstance(v, (str, int, float, bool))}
+    if isinstance(metadata, dict):  # known keys only: SAELens sets each as an attribute, and parses some
+        clean["metadata"] = {
+            k: v[:200] for k, v in metadata.items() if k in METADATA_KEYS and isinstance(v, str) and v.isprintable()
+        }
     shapes = tensor_shapes(architecture, d_in, d_sae)
     if set(weights) != set(shapes):
         raise NotExportable(f"the weights are {sorted(weights)}, {architecture} needs {sorted(shapes)}")

@@ -72,6 +72,7 @@ def transfer_sprint(
     failed = [r for r in runs if r.get("status") != "ok"]
     data = {
         "sprint": sid,
+        "variant_sha256": sha256_file(files[0][1]),
         "title": row.get("title", ""),
         "parent": row.get("parent"),
         "parent_is_baseline": "parent" not in kinds,

@@ -7,7 +7,9 @@ never the model, the tokens or the metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,33 @@ import torch
 
 from autosae.errors import AutosaeError
 from autosae.transfer.settings import TransferSettings
+
+RNG_LOCK = threading.Lock()
+
+
+class RunRng:
+    """One run's own state of torch's global CPU generator (which SAELens's stores shuffle
+    with), swapped in under RNG_LOCK around each use: runs on several devices at once (one
+    thread each) then draw their data exactly as they would alone, so that the variant and
+    its parent at one (L0, seed) see the same activations in the same order."""
+
+    def __init__(self, seed: int):
+        with RNG_LOCK:
+            saved = torch.get_rng_state()
+            torch.manual_seed(seed)
+            self.state = torch.get_rng_state()
+            torch.set_rng_state(saved)
+
+    @contextlib.contextmanager
+    def active(self):
+        with RNG_LOCK:
+            saved = torch.get_rng_state()
+            torch.set_rng_state(self.state)
+            try:
+                yield
+            finally:
+                self.state = torch.get_rng_state()
+                torch.set_rng_state(saved)
 
 
 def quiet_third_party() -> None:
@@ -133,18 +162,36 @@ def activation_store(model, rows, settings: TransferSettings, d_in: int, device:
 
 def eval_prompts(model, rows, settings: TransferSettings, d_in: int, device: str) -> list[torch.Tensor]:
     """The evaluation prompts, the same for every SAE of a transfer: eval_batches batches of
-    eval_batch_prompts x context_size tokens."""
-    torch.manual_seed(0)
-    store = activation_store(model, rows, settings, d_in, device, settings.eval_tokens())
-    return [store.get_batch_tokens(settings.eval_batch_prompts).to(device) for _ in range(settings.eval_batches)]
+    eval_batch_prompts x context_size tokens (SAELens packs the held-out rows into windows)."""
+    with RunRng(0).active(), dataset_errors(settings):
+        store = activation_store(model, rows, settings, d_in, device, settings.eval_tokens())
+        return [store.get_batch_tokens(settings.eval_batch_prompts).to(device) for _ in range(settings.eval_batches)]
 
 
-def training_chunks(store, batch_size: int, steps: int, chunk_batches: int) -> Iterator[torch.Tensor]:
-    """`steps` batches of activations from the store, chunk_batches batches at a time."""
+@contextlib.contextmanager
+def dataset_errors(settings: TransferSettings):
+    """What SAELens's store raises on a dataset it cannot use (no text or token column, rows
+    too short) as one line that names the dataset."""
+    try:
+        yield
+    except AutosaeError:
+        raise
+    except Exception as exc:
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AutosaeError(f"transfer dataset {settings.dataset}: {line}") from None
+
+
+def training_chunks(
+    store, rng: RunRng, settings: TransferSettings, steps: int, chunk_batches: int
+) -> Iterator[torch.Tensor]:
+    """`steps` batches of activations from the store, chunk_batches batches at a time, drawn
+    with the run's own generator."""
     done = 0
     while done < steps:
         n = min(chunk_batches, steps - done)
-        yield torch.cat([store.next_batch()[:batch_size] for _ in range(n)]).float()
+        with rng.active(), dataset_errors(settings):
+            batches = [store.next_batch()[: settings.batch_size] for _ in range(n)]
+        yield torch.cat(batches).float()
         done += n
 
 

@@ -21,6 +21,9 @@ def verdict_lines(data: dict) -> list[str]:
     for other, by_metric in data["comparisons"].items():
         for metric, c in by_metric.items():
             label = stats.LABELS[metric]
+            if c.get("why"):
+                lines.append(f"{label} vs {other}: **{c['verdict']}** ({c['why']})")
+                continue
             if c["n"] == 0:
                 lines.append(f"{label} vs {other}: {c['verdict']} (no pair of runs finished)")
                 continue
@@ -33,6 +36,8 @@ def verdict_lines(data: dict) -> list[str]:
                     if c["seeds_needed"]
                     else "; no difference to size a budget on"
                 )
+            if c.get("variant_failed"):
+                text += f"; {c['variant_failed']} run(s) of the variant failed or were rejected (see Runs)"
             lines.append(text)
     return lines
 

@@ -3,12 +3,15 @@ run per (SAE, L0, seed), fed SAELens's activations of the language model, saved 
 saves a seed's SAE, and evaluated by SAELens's evaluation in this trusted process on the SAE
 as SAELens loads it from that folder (autosae.transfer.lm). Each run's record is
 sealed (autosae.harness.seal), so a transfer killed part way resumes where it was: a run is
-reused only when its sealed record names the same variant file and the same settings."""
+reused only when its sealed record names the same variant files, settings and versions. Runs
+under other settings live in another folder (runs/transfer/<id>/<settings>/): nothing earlier
+is overwritten."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -18,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from autosae.harness.local import stage_variant
+from autosae.errors import AutosaeError
+from autosae.harness.local import MAX_VARIANT_BYTES, MAX_VARIANT_FILES, stage_variant
 from autosae.harness.options import SeedSettings, sha256_file
 from autosae.harness.seal import read_verified, write_sealed
 from autosae.harness.seed import CHUNK_BATCHES, LOG_EVERY, check_width, dead_window, save_sae, train
@@ -31,7 +35,7 @@ from autosae.transfer import lm
 from autosae.transfer.settings import TransferSettings
 
 EVAL_ROWS = 4096
-"""Activations per round trip to the variant's process during evaluation."""
+"""The most training rows the variant's process checks its export on."""
 TRAINING_KEYS = (
     "model",
     "model_class",
@@ -63,9 +67,29 @@ class Job:
         return f"{self.kind}-l0_{self.l0}-seed_{self.seed}"
 
 
-def run_key(job: Job, variant_sha: str, settings: TransferSettings) -> str:
-    data = {"sha": variant_sha, "kind": job.kind, "l0": job.l0, "seed": job.seed}
-    data.update({k: getattr(settings, k) for k in TRAINING_KEYS})
+def settings_key(settings: TransferSettings) -> str:
+    """The settings and versions that decide what a run trains and measures, hashed: a run
+    recorded under others is not reused, and lives in another folder."""
+    from importlib.metadata import version
+
+    from autosae import __version__
+
+    data = {k: getattr(settings, k) for k in TRAINING_KEYS}
+    data["versions"] = {"autosae": __version__, "sae_lens": version("sae-lens"), "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def sources_sha(variant: Path) -> str:
+    """The variant's file and the Python files beside it that stage_variant copies with it."""
+    files = sorted(p for p in variant.parent.glob("*.py") if p.is_file() and not p.is_symlink())
+    files = [p for p in files[:MAX_VARIANT_FILES] if p.stat().st_size <= MAX_VARIANT_BYTES or p == variant]
+    listing = {p.name: sha256_file(p) for p in {*files, variant}}
+    return hashlib.sha256(json.dumps([variant.name, listing], sort_keys=True).encode()).hexdigest()
+
+
+def run_key(job: Job, settings: TransferSettings) -> str:
+    data = {"sources": sources_sha(job.variant), "kind": job.kind, "l0": job.l0, "seed": job.seed}
+    data["settings"] = settings_key(settings)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -89,33 +113,46 @@ class Session:
         held_out = settings.eval_batches * settings.eval_batch_prompts
         self.train_rows, eval_rows = lm.load_tokens(settings, root, held_out)
         self.prompts = lm.eval_prompts(self.model, eval_rows, settings, self.d_in, device)
-        self.sample = lm.hook_activations(self.model, self.prompts[0], settings.hook).cpu()
 
     def evaluate(self, sae_dir: Path, k: int) -> dict:
         """SAELens's evaluation of the SAE in `sae_dir` as SAELens loads it, never of the
-        variant's own code; its L0 must be the run's within transfer.l0_tolerance."""
-        if not (sae_dir / "cfg.json").is_file():
+        variant's own code. The SAE must keep the run's k (an export of autosae's or SAELens's
+        top-k architectures) and its L0 on the evaluation prompts may exceed k by at most
+        transfer.l0_tolerance: more active latents would buy reconstruction."""
+        cfg = read_json(sae_dir / "cfg.json")
+        if cfg is None:
             why = (read_json(sae_dir / NOT_SAELENS) or {}).get("reason", "no export")
             raise SeedFailure(
                 "failed", "export", f"its SAE does not load in SAELens ({why}): a transfer evaluates the exported SAE"
             )
-        metrics = lm.evaluate(
-            lm.load_sae(sae_dir, self.settings.hook, self.device), self.model, self.prompts, self.settings
-        )
-        tolerance = self.settings.l0_tolerance * k
-        if abs(metrics["l0"] - k) > tolerance:
+        if "k" in cfg and cfg["k"] != k:
+            raise SeedFailure(
+                "rejected", "constraint:k", f"its exported SAE keeps k = {cfg['k']}, the run requires {k}"
+            )
+        try:
+            sae = lm.load_sae(sae_dir, self.settings.hook, self.device)
+            metrics = lm.evaluate(sae, self.model, self.prompts, self.settings)
+        except AutosaeError:
+            raise
+        except Exception as exc:  # what the variant exported breaks SAELens: its failure, not ours
+            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise SeedFailure("failed", "evaluation", f"SAELens could not load or evaluate its SAE: {line}") from None
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise SeedFailure("failed", "nan", f"the evaluation gave NaN or inf: {metrics}")
+        most = k * (1 + self.settings.l0_tolerance)
+        if not metrics["l0"] <= most:
             raise SeedFailure(
                 "rejected",
                 "constraint:l0",
-                f"l0: measured {metrics['l0']:.3f} on the evaluation prompts, the run requires {k} ± {tolerance:.3g}",
+                f"l0: measured {metrics['l0']:.3f} on the evaluation prompts, the run allows at most {most:.4g} (k = {k})",
             )
         return metrics
 
     def run(self, job: Job, out: Path, seed_settings: SeedSettings) -> dict:
         """Train and evaluate one SAE; the record (ok or failed) is sealed in out/result.json."""
         s = self.settings
+        key = run_key(job, s)
         staged = stage_variant(job.variant, out / "variant")
-        key = run_key(job, sha256_file(staged), s)
         record = {
             "key": key,
             "kind": job.kind,
@@ -151,17 +188,20 @@ class Session:
             worker.limit_s = s.time_limit_min * 60
             worker.deadline = started + worker.limit_s
             check_width(worker.wait("ready")["width"], s.width)
-            torch.manual_seed(job.seed)
-            store = lm.activation_store(self.model, self.train_rows, s, self.d_in, self.device, steps * s.batch_size)
-            train_s = train(
-                worker, lm.training_chunks(store, s.batch_size, steps, CHUNK_BATCHES), job.seed, seed_settings
-            )
+            rng = lm.RunRng(job.seed)
+            with rng.active(), lm.dataset_errors(s):
+                store = lm.activation_store(
+                    self.model, self.train_rows, s, self.d_in, self.device, steps * s.batch_size
+                )
+            chunks = lm.training_chunks(store, rng, s, steps, CHUNK_BATCHES)
+            train_s = train(worker, chunks, job.seed, seed_settings)
             worker.send("decoder")
             shape = worker.wait("decoder")["shape"]
             if list(shape) != [s.width, self.d_in]:
                 raise SeedFailure("failed", "shape", f"decoder directions of shape {shape}")
             decoder = worker.buffers["decoder"].clone()
-            sample = self.sample[:EVAL_ROWS]  # for the variant's own check that its export encodes as it does
+            with rng.active():  # for the variant's check that its export encodes as it does: training rows,
+                sample = store.next_batch()[:EVAL_ROWS].float().cpu()  # never the evaluation prompts
             worker.buffers["eval_in"][: sample.shape[0]].copy_(sample)
             worker.send("eval", rows=sample.shape[0])
             worker.wait("evaluated")
@@ -190,9 +230,10 @@ def run_all(
     """Every job's record, reusing the sealed ones of an earlier (killed) transfer. The others
     train on `devices` (TASK.md's gpus, else its one device), a job at a time on each: one
     thread per device, each with its own copy of the model, loaded only when a job is left."""
+    folder = folder / settings_key(settings)
     records: list[dict | None] = []
     for job in jobs:
-        found = reusable(folder / job.name, run_key(job, sha256_file(job.variant), settings))
+        found = reusable(folder / job.name, run_key(job, settings))
         if found is not None:
             log(f"transfer: {job.name}: recorded earlier, reused")
         records.append(found)

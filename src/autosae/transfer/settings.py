@@ -45,8 +45,8 @@ class TransferSettings(Strict):
     """Evaluation: eval_batches x eval_batch_prompts prompts of context_size tokens, held out of
     training, the same for every SAE."""
     prepend_bos: bool = True
-    l0_tolerance: float = Field(0.1, ge=0)
-    """A run whose SAE's L0 on the evaluation prompts is off its k by more than this share is
+    l0_tolerance: float = Field(0.02, ge=0)
+    """A run whose SAE's L0 on the evaluation prompts exceeds its k by more than this share is
     rejected (not compared): an SAE may not buy reconstruction with more active latents."""
     metric: Literal["ce_loss_score", "explained_variance"] = "ce_loss_score"
     """The metric whose verdict (variant against its parent) is the transfer's verdict."""

@@ -58,6 +58,12 @@ def compare(runs: list[dict], other: str, metric: str, alpha: float, l0s: int) -
     pairs = sorted(set(mine) & set(theirs))
     diffs = [mine[p] - theirs[p] for p in pairs]
     out: dict = {"against": other, "metric": metric, "n": len(diffs), "pairs": [list(p) for p in pairs]}
+    tried = [r for r in runs if r["kind"] == "variant"]
+    out["variant_failed"] = sum(1 for r in tried if r.get("status") != "ok")
+    if tried and out["variant_failed"] == len(tried):  # it cannot even train or pass its checks here
+        out.update(mean_diff=None, sd_diff=None, p_value=None, verdict=FAILS, seeds_needed=None)
+        out["why"] = "every run of the variant failed or was rejected"
+        return out
     out["mean_diff"] = statistics.fmean(diffs) if diffs else None
     out["sd_diff"] = statistics.stdev(diffs) if len(diffs) > 1 else None
     p = paired_t(diffs)
@@ -116,7 +122,7 @@ def cost(runs: list[dict], device: str, kinds: int, l0s: int, seeds: int, needed
     walls = [r.get("wall_s", 0.0) for r in runs]
     spent = sum(walls) / 3600
     per_run = statistics.fmean(walls) / 3600 if walls else 0.0
-    next_seeds = min(needed, MAX_SEEDS) if needed else 2 * seeds
+    next_seeds = min(max(needed, seeds + 1), MAX_SEEDS) if needed else 2 * seeds
     more = max(0, next_seeds - seeds) * kinds * l0s
     return {
         "unit": unit,
