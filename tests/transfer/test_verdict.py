@@ -109,3 +109,14 @@ def test_the_cost_line_counts_what_was_spent_and_prices_the_next_step():
     assert "5 seeds per L0: 27 more SAEs, about 4.5 GPU-hours" in cost_line(record)
     md = markdown(record)
     assert "**Verdict ? inconclusive at this budget**" in md and md.count("| ok |") == 18
+
+
+def test_a_variant_that_fails_everywhere_does_not_hold_and_a_next_step_is_never_empty():
+    data = runs({"variant": BASE, "parent": BASE})
+    for r in data:
+        if r["kind"] == "variant":
+            r["status"] = "rejected"
+    c = verdict.compare(data, "parent", "ce_loss_score", 0.05, 3)
+    assert c["verdict"] == verdict.FAILS and "every run of the variant" in c["why"]
+    inconclusive = verdict.cost(data, "cpu", kinds=2, l0s=3, seeds=4, needed=3)  # needs fewer than it has
+    assert inconclusive["next_seeds"] == 5 and inconclusive["next_runs"] == 2 * 3
