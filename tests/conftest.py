@@ -28,6 +28,7 @@ LONGEST_FIRST = (
     "transfer/test_transfer.py",
     "sprint/test_engine.py",
     "transfer/test_auto.py",
+    "transfer/test_launch.py",
     "security/test_variant_attacks.py",
     "harness/test_train.py",
     "harness/test_failures.py",

@@ -51,9 +51,11 @@ def transfer_sprint(
     seed_settings: SeedSettings,
     alpha: float,
     log: Callable[[str], None],
+    launcher=None,
+    job_folder: Path | None = None,
 ) -> dict:
-    """Run (or resume) the transfer of `sprint_id` on `devices` and write its records;
-    returns transfer.json."""
+    """Run (or resume) the transfer of `sprint_id` on `devices` (or as a job of `launcher`, its
+    files in `job_folder`) and write its records; returns transfer.json."""
     from autosae.transfer.report import write_reports
     from autosae.transfer.runs import Job, run_all
 
@@ -64,7 +66,12 @@ def transfer_sprint(
     seeds = settings.seed_list()
     jobs = [Job(kind, path, l0, seed) for l0 in settings.l0s for seed in seeds for kind, path in files]
     started = time.monotonic()
-    runs = run_all(jobs, project.runs_dir / "transfer" / sid, settings, devices, project.root, seed_settings, log)
+    folder = project.runs_dir / "transfer" / sid
+    if launcher is not None:  # the SAEs train in a launcher job; their sealed records are read back here
+        from autosae.transfer.launch import submit_transfer
+
+        submit_transfer(jobs, folder, settings, project.root, seed_settings, launcher, job_folder, log)
+    runs = run_all(jobs, folder, settings, devices, project.root, seed_settings, log)
     kinds = [kind for kind, _ in files]
     others = [k for k in kinds if k != "variant"]
     comparisons = stats.judge(runs, others, alpha, len(settings.l0s))
@@ -135,7 +142,17 @@ def run_and_record(
     rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
     sid = resolve_id(sprint_id, rows)
     seed_settings = seed_settings_for(cfg, project, rows[sid].get("backend"), log)
-    data = transfer_sprint(project, sid, settings, devices, seed_settings, cfg.significance, log)
+    launcher = cfg.launcher if cfg.launcher.kind != "local" else None
+    job_folder = None
+    if launcher is not None:
+        from autosae.bench.cache import cache_root
+        from autosae.sprint import gitops
+
+        project_id = gitops.root_commit(gitops.open_repo(project.root))
+        job_folder = project.root / launcher.folder if launcher.folder else cache_root() / "slurm" / project_id
+    data = transfer_sprint(
+        project, sid, settings, devices, seed_settings, cfg.significance, log, launcher=launcher, job_folder=job_folder
+    )
     with lock:
         record_transfer(project, sid, data, log)
     return data
