@@ -2,8 +2,8 @@
 trained on a real language model's activations at several L0s and seeds, judged across them,
 and recorded in the sprint's folder (transfer.json, sealed; transfer.md; transfer.pdf).
 
-Runs live under .autosae/runs/transfer/<id>/ (git-ignored; the SAEs are large), one folder
-per (SAE, L0, seed) with its sealed result.json, so that a killed transfer resumes."""
+Runs live under .autosae/runs/transfer/<id>/<settings>/ (git-ignored; the SAEs are large), one
+folder per (SAE, L0, seed) with its sealed result.json, so that a killed transfer resumes."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def transfer_sprint(
         from autosae.transfer.launch import submit_transfer
 
         submit_transfer(jobs, folder, settings, project.root, seed_settings, launcher, job_folder, log)
-    runs = run_all(jobs, folder, settings, devices, project.root, seed_settings, log)
+    runs = run_all(jobs, folder, settings, devices, project.root, seed_settings, log, failed_too=launcher is not None)
     kinds = [kind for kind, _ in files]
     others = [k for k in kinds if k != "variant"]
     comparisons = stats.judge(runs, others, alpha, len(settings.l0s))

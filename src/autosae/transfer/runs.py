@@ -93,10 +93,11 @@ def run_key(job: Job, settings: TransferSettings) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def reusable(out: Path, key: str) -> dict | None:
-    """The run's sealed, successful record under the same key; None means train it (again)."""
+def reusable(out: Path, key: str, failed_too: bool = False) -> dict | None:
+    """The run's sealed, successful record under the same key (or any sealed record under it,
+    `failed_too`); None means train it (again)."""
     record = read_verified(out / "result.json")
-    if record is None or record.get("key") != key or record.get("status") != "ok":
+    if record is None or record.get("key") != key or not (failed_too or record.get("status") == "ok"):
         return None
     return record
 
@@ -226,14 +227,16 @@ def run_all(
     root: Path,
     seed_settings: SeedSettings,
     log: Callable[[str], None],
+    failed_too: bool = False,
 ) -> list[dict]:
-    """Every job's record, reusing the sealed ones of an earlier (killed) transfer. The others
-    train on `devices` (TASK.md's gpus, else its one device), a job at a time on each: one
-    thread per device, each with its own copy of the model, loaded only when a job is left."""
+    """Every job's record, reusing the sealed successful ones of an earlier (killed) transfer
+    (and the failed ones too with `failed_too`: a launcher job's records, read back). The
+    others train on `devices` (TASK.md's gpus, else its one device), a job at a time on each:
+    one thread per device, each with its own copy of the model, loaded only when a job is left."""
     folder = folder / settings_key(settings)
     records: list[dict | None] = []
     for job in jobs:
-        found = reusable(folder / job.name, run_key(job, settings))
+        found = reusable(folder / job.name, run_key(job, settings), failed_too)
         if found is not None:
             log(f"transfer: {job.name}: recorded earlier, reused")
         records.append(found)
