@@ -46,11 +46,11 @@ ARCHITECTURE_FIELDS = {
 """Each accepted architecture's own fields (all required here, though SAELens has defaults)."""
 
 NOT_SAELENS = "NOT_SAELENS.json"
+"""Written in `sae/` instead of cfg.json when a SAE has no SAELens form, with the reason."""
 METADATA_KEYS = ("trained_with", "variant_class")
 """The metadata an export may carry (short strings): SAELens's loader sets every metadata key
 as an attribute and parses some (sae_lens_version), so a variant's own keys could break the
 loading of its SAE in a trusted process."""
-"""Written in `sae/` instead of cfg.json when a SAE has no SAELens form, with the reason."""
 
 
 class NotExportable(Exception):
