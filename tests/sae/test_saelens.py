@@ -195,3 +195,18 @@ def test_the_trusted_side_refuses_an_export_that_would_not_load_as_the_trained_s
     assert not (tmp_path / "sae" / "cfg.json").exists()
     note = json.loads((tmp_path / "sae" / export.NOT_SAELENS).read_text())
     assert note["reason"].startswith("its export was refused: ") and reason in note["reason"]
+
+
+def test_an_exports_own_metadata_never_reaches_the_loader(tmp_path):
+    """SAELens sets every metadata key as an attribute and parses some: a variant's keys could
+    make its SAE fail to load in our process (or set what it should not). Known keys only."""
+    from sae_lens import SAE
+
+    import autosae.saelens  # noqa: F401
+
+    cfg, weights = BatchTopKSAE(D_IN, WIDTH, K).sae_lens_export()
+    cfg["metadata"].update({"sae_lens_version": "not a version", "__class__": "x", "hook_name": "blocks.0.x"})
+    write_sae_folder(tmp_path / "sae", cfg, weights, "", torch.randn(WIDTH, D_IN), D_IN, WIDTH)
+    written = json.loads((tmp_path / "sae" / "cfg.json").read_text())["metadata"]
+    assert set(written) <= set(export.METADATA_KEYS) and written["trained_with"] == "autosae"
+    SAE.load_from_disk(str(tmp_path / "sae"))  # loads: nothing of the variant's own is parsed
