@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line for a message: its first non-empty line, else its type's name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
 class AutosaeError(Exception):
     """A problem the user can act on (bad input, missing file, ...)."""
 

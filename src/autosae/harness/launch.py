@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from autosae.bench.profiles import Profile
-from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed, first_line
 from autosae.harness.devices import default_device
 from autosae.harness.local import run_here
 from autosae.harness.options import SeedSettings
@@ -160,7 +160,7 @@ def submit_run(
                 job = executor.submit(job_main, str(variant), profile, str(out), list(seeds), payload)
             except Exception as exc:  # no sbatch, a refused partition or account, ...
                 raise AutosaeError(
-                    f"launcher {settings.kind}: the job could not be submitted: {_first_line(exc)}"
+                    f"launcher {settings.kind}: the job could not be submitted: {first_line(exc)}"
                 ) from None
             entry = {"job_id": str(job.job_id), "submitted": time.time(), "outcome": None}
             proc = getattr(job, "_process", None)
@@ -178,7 +178,7 @@ def submit_run(
         try:
             results = job.result()
         except UncompletedJobError as exc:  # died: preempted, killed, node failure, timeout
-            entry["outcome"] = _first_line(exc)
+            entry["outcome"] = first_line(exc)
             write_json(record_path, record, durable=True)
             log(f"launcher: job {entry['job_id']} died: {entry['outcome']}")
             job = None
@@ -224,8 +224,3 @@ def _end_local(entry: dict) -> None:
             os.kill(int(pid), signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autosae.errors import AutosaeError
-from autosae.harness.launch import POLL_S, _first_line, executor_for, job_payload
+from autosae.errors import AutosaeError, first_line
+from autosae.harness.launch import POLL_S, executor_for, job_payload
 from autosae.harness.options import SeedSettings
 from autosae.transfer.settings import TransferSettings
 
@@ -78,7 +78,7 @@ def submit_transfer(
             job = executor.submit(job_main, spec, str(folder), settings.model_dump(), str(root), payload)
         except Exception as exc:  # no sbatch, a refused partition or account, ...
             raise AutosaeError(
-                f"launcher {launcher.kind}: the transfer could not be submitted: {_first_line(exc)}"
+                f"launcher {launcher.kind}: the transfer could not be submitted: {first_line(exc)}"
             ) from None
         log(f"transfer: submitted {launcher.kind} job {job.job_id} (attempt {len(died) + 1}, logs in {job_folder})")
         while not job.done():
@@ -89,7 +89,7 @@ def submit_transfer(
         except FailedJobError as exc:  # the job's own error (the model, the data): as a local transfer's
             raise AutosaeError(f"transfer job {job.job_id}: {_last_line(exc)}") from None
         except UncompletedJobError as exc:  # preempted, killed, node failure, timeout
-            died.append(_first_line(exc))
+            died.append(first_line(exc))
             log(f"transfer: job {job.job_id} died: {died[-1]}")
     raise AutosaeError(
         f"the transfer's {launcher.kind} job died {len(died)} times (max_requeue {launcher.max_requeue}); "

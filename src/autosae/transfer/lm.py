@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from autosae.errors import AutosaeError
+from autosae.errors import AutosaeError, first_line
 from autosae.transfer.settings import TransferSettings
 
 RNG_LOCK = threading.Lock()
@@ -85,9 +85,7 @@ def load_model(settings: TransferSettings, device: str, root: Path):
     try:
         return saelens_load(settings.model_class, settings.model, device=device).eval()
     except Exception as exc:  # a hub error, an unknown name: the model cannot be had here
-        raise AutosaeError(
-            f"transfer model {settings.model!r} could not be loaded: {str(exc).splitlines()[0]}"
-        ) from None
+        raise AutosaeError(f"transfer model {settings.model!r} could not be loaded: {first_line(exc)}") from None
 
 
 def load_tokens(settings: TransferSettings, root: Path, held_out_rows: int):
@@ -101,7 +99,7 @@ def load_tokens(settings: TransferSettings, root: Path, held_out_rows: int):
         try:
             data = datasets.load_from_disk(str(folder))
         except Exception as exc:
-            raise AutosaeError(f"transfer dataset {folder}: not a saved dataset ({str(exc).splitlines()[0]})") from None
+            raise AutosaeError(f"transfer dataset {folder}: not a saved dataset ({first_line(exc)})") from None
         if isinstance(data, datasets.DatasetDict):
             data = data["train"] if "train" in data else next(iter(data.values()))
         if len(data) <= held_out_rows:
@@ -112,9 +110,7 @@ def load_tokens(settings: TransferSettings, root: Path, held_out_rows: int):
     try:
         data = datasets.load_dataset(settings.dataset, split="train", streaming=True)
     except Exception as exc:
-        raise AutosaeError(
-            f"transfer dataset {settings.dataset!r} could not be opened: {str(exc).splitlines()[0]}"
-        ) from None
+        raise AutosaeError(f"transfer dataset {settings.dataset!r} could not be opened: {first_line(exc)}") from None
     return data.skip(held_out_rows), data.take(held_out_rows)
 
 
@@ -124,7 +120,7 @@ def d_in_of(model, settings: TransferSettings) -> int:
     try:
         _, cache = model.run_with_cache(tokens, names_filter=[settings.hook])
     except Exception as exc:
-        raise AutosaeError(f"transfer hook {settings.hook!r}: {str(exc).splitlines()[0]}") from None
+        raise AutosaeError(f"transfer hook {settings.hook!r}: {first_line(exc)}") from None
     if settings.hook not in cache:
         raise AutosaeError(f"transfer hook {settings.hook!r}: the model has no such hook point")
     act = cache[settings.hook]
@@ -177,8 +173,7 @@ def dataset_errors(settings: TransferSettings):
     except AutosaeError:
         raise
     except Exception as exc:
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AutosaeError(f"transfer dataset {settings.dataset}: {line}") from None
+        raise AutosaeError(f"transfer dataset {settings.dataset}: {first_line(exc)}") from None
 
 
 def training_chunks(

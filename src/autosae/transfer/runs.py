@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from autosae.errors import AutosaeError
+from autosae.errors import AutosaeError, first_line
 from autosae.harness.local import MAX_VARIANT_BYTES, MAX_VARIANT_FILES, stage_variant
 from autosae.harness.options import SeedSettings, sha256_file
 from autosae.harness.seal import read_verified, write_sealed
@@ -136,8 +136,9 @@ class Session:
         except AutosaeError:
             raise
         except Exception as exc:  # what the variant exported breaks SAELens: its failure, not ours
-            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise SeedFailure("failed", "evaluation", f"SAELens could not load or evaluate its SAE: {line}") from None
+            raise SeedFailure(
+                "failed", "evaluation", f"SAELens could not load or evaluate its SAE: {first_line(exc)}"
+            ) from None
         if not all(math.isfinite(v) for v in metrics.values()):
             raise SeedFailure("failed", "nan", f"the evaluation gave NaN or inf: {metrics}")
         most = k * (1 + self.settings.l0_tolerance)
