@@ -172,7 +172,7 @@ def check_with_saelens(project: Path, sid: str, data: dict, model_dir: Path, tok
 def resumed(project: Path, sid: str, data: dict, cheat: Path) -> None:
     from autosae.config import load_task
     from autosae.sprint.project import Project
-    from autosae.transfer.core import sae_files, seed_settings_for
+    from autosae.transfer.core import run_options_for, sae_files
     from autosae.transfer.runs import Job, run_all, settings_key
     from autosae.transfer.settings import TransferSettings
 
@@ -187,7 +187,7 @@ def resumed(project: Path, sid: str, data: dict, cheat: Path) -> None:
     record = json.loads(forged.read_text())
     forged.write_text(json.dumps({**record, "ce_loss_score": 0.999}))  # the seal no longer checks out
     lines: list[str] = []
-    seed_settings = seed_settings_for(load_task(p.task_path).config, p, None, lines.append)
+    seed_settings = run_options_for(load_task(p.task_path).config, p, None, lines.append).settings
     runs = run_all(jobs, folder, settings, ["cpu", "cpu"], project, seed_settings, lines.append)  # two slots
     assert sum("reused" in line for line in lines) == 3, lines
     trained = sorted((line for line in lines if "training on cpu" in line), key=lambda line: line[-7:])

@@ -23,15 +23,12 @@ from autosae.bench.build import load
 from autosae.bench.profiles import PROFILES, Profile
 from autosae.errors import ConstraintBreach, VariantFailed
 from autosae.harness.devices import resolve_device
-from autosae.harness.options import METRICS, SeedSettings, sha256_file
+from autosae.harness.options import METRICS, SeedSettings, sha256_file, staged_files
 from autosae.harness.seal import write_sealed
 from autosae.harness.seed import SeedFailure, failure_record, run_seed, start_variant
 from autosae.harness.slots import SlotPool, SlotRun
 from autosae.harness.variant_process import VariantProcess
 from autosae.records import is_ok
-
-MAX_VARIANT_FILES, MAX_VARIANT_BYTES = 200, 4 << 20
-"""The most Python files (and bytes each) copied from a variant's folder into its run."""
 
 
 def run_here(
@@ -253,10 +250,6 @@ def stage_variant(variant: Path, folder: Path) -> Path:
     the run's hash names."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    sources = sorted(p for p in variant.parent.glob("*.py") if p.is_file() and not p.is_symlink())
-    for path in sources[:MAX_VARIANT_FILES]:
-        if path.stat().st_size <= MAX_VARIANT_BYTES or path == variant:
-            shutil.copyfile(path, folder / path.name)
-    if variant.is_symlink() or not (folder / variant.name).is_file():
-        shutil.copyfile(variant, folder / variant.name)
+    for name, path in staged_files(variant).items():
+        shutil.copyfile(path, folder / name)
     return folder / variant.name

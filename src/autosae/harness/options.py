@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from autosae.bench.cache import sha256_of
 
@@ -30,6 +31,20 @@ METRICS = (
 
 sha256_file = sha256_of
 """The sha256 of a file (a variant's, a record's): the one file hash, bench.cache's."""
+
+MAX_VARIANT_FILES, MAX_VARIANT_BYTES = 200, 4 << 20
+"""The most Python files (and bytes each) copied from a variant's folder into its run."""
+
+
+def staged_files(variant: Path) -> dict[str, Path]:
+    """What a run stages with `variant`, by name (autosae.harness.local.stage_variant copies
+    them; a recorded run's key names them): the Python files beside it (a variant may import
+    its neighbours; regular files only, no links, at most MAX_VARIANT_FILES of at most
+    MAX_VARIANT_BYTES each) and the variant itself."""
+    found = sorted(p for p in variant.parent.glob("*.py") if p.is_file() and not p.is_symlink())
+    files = {p.name: p for p in found[:MAX_VARIANT_FILES] if p.stat().st_size <= MAX_VARIANT_BYTES or p == variant}
+    files[variant.name] = variant
+    return files
 
 
 @dataclass

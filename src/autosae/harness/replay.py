@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.harness.options import sha256_file, staged_files
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -114,10 +115,8 @@ def _device(device: str | None) -> str | None:
 
 
 def sources(variant: Path) -> dict[str, str]:
-    """sha256 of each Python file the harness stages with the variant (a variant may import
-    its neighbours), by name."""
-    found = sorted(p for p in variant.parent.glob("*.py") if p.is_file() and not p.is_symlink())
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in found if p.stat().st_size <= 4 << 20}
+    """sha256 of each file the harness stages with the variant (harness.options.staged_files), by name."""
+    return {name: sha256_file(path) for name, path in staged_files(variant).items()}
 
 
 def secret_roles() -> tuple[int | None, dict[int, str]]:

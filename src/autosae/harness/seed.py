@@ -183,17 +183,8 @@ def train(worker: VariantProcess, chunks: Iterator[torch.Tensor], seed: int, set
 
 def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.Tensor]:
     """Have the variant encode the eval samples, score its latents, check width and L0."""
-    c, spec = profile.constraints, worker.spec
-    worker.send("decoder")
-    shape = worker.wait("decoder")["shape"]
-    if len(shape) != 2:
-        raise SeedFailure("failed", "shape", f"decoder directions of shape {shape}: expected (width, d_in)")
-    check_width(shape[0], c.width)
-    if shape[1] != spec.d_in:
-        raise SeedFailure(
-            "failed", "shape", f"decoder directions have dimension {shape[1]}, the hidden activations have {spec.d_in}"
-        )
-    decoder = worker.buffers["decoder"].clone()
+    c = profile.constraints
+    decoder = fetch_decoder(worker, c.width)
     features = model.feature_dict.feature_vectors.detach()
     scorer = Scorer(decoder.to(features.device), features)
     pending: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -237,6 +228,23 @@ def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.
             f"{tolerance:.3g} (off by {metrics['l0'] - c.k:+.3f})",
         )
     return metrics, decoder
+
+
+def fetch_decoder(worker: VariantProcess, width: int) -> torch.Tensor:
+    """The trained SAE's decoder directions (width, d_in), copied out of the shared buffer once
+    their shape is checked: the width the run requires, the activations' dimension."""
+    worker.send("decoder")
+    shape = worker.wait("decoder")["shape"]
+    if len(shape) != 2:
+        raise SeedFailure("failed", "shape", f"decoder directions of shape {shape}: expected (width, d_in)")
+    check_width(shape[0], width)
+    if shape[1] != worker.spec.d_in:
+        raise SeedFailure(
+            "failed",
+            "shape",
+            f"decoder directions have dimension {shape[1]}, the hidden activations have {worker.spec.d_in}",
+        )
+    return worker.buffers["decoder"].clone()
 
 
 def probe_sketch(recon: torch.Tensor) -> list[float]:

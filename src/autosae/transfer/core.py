@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from autosae.errors import AutosaeError
-from autosae.harness.options import SeedSettings, sha256_file
+from autosae.harness.options import sha256_file
 from autosae.harness.seal import write_sealed
 from autosae.sprint.ledger import read_ledger
 from autosae.sprint.project import Project
@@ -45,33 +45,32 @@ def sae_files(project: Project, row: dict) -> list[tuple[str, Path]]:
 
 def transfer_sprint(
     project: Project,
-    sprint_id: str,
+    row: dict,
     settings: TransferSettings,
     devices: list[str],
-    seed_settings: SeedSettings,
+    opts,
     alpha: float,
     log: Callable[[str], None],
-    launcher=None,
-    job_folder: Path | None = None,
 ) -> dict:
-    """Run (or resume) the transfer of `sprint_id` on `devices` (or as a job of `launcher`, its
-    files in `job_folder`) and write its records; returns transfer.json."""
+    """Run (or resume) the transfer of the sprint of ledger row `row` on `devices`, or as a job
+    of `opts`' launcher (autosae.harness.run.RunOptions), and write its records; returns
+    transfer.json."""
     from autosae.transfer.report import write_reports
     from autosae.transfer.runs import Job, run_all
 
-    rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
-    sid = resolve_id(sprint_id, rows)
-    row = rows[sid]
+    sid = row["id"]
     files = sae_files(project, row)
     seeds = settings.seed_list()
     jobs = [Job(kind, path, l0, seed) for l0 in settings.l0s for seed in seeds for kind, path in files]
     started = time.monotonic()
     folder = project.runs_dir / "transfer" / sid
+    launcher = opts.where.launcher
     if launcher is not None:  # the SAEs train in a launcher job; their sealed records are read back here
         from autosae.transfer.launch import submit_transfer
 
-        submit_transfer(jobs, folder, settings, project.root, seed_settings, launcher, job_folder, log)
-    runs = run_all(jobs, folder, settings, devices, project.root, seed_settings, log, failed_too=launcher is not None)
+        job_folder = Path(opts.where.launcher_folder)
+        submit_transfer(jobs, folder, settings, project.root, opts.settings, launcher, job_folder, log)
+    runs = run_all(jobs, folder, settings, devices, project.root, opts.settings, log, failed_too=launcher is not None)
     kinds = [kind for kind, _ in files]
     others = [k for k in kinds if k != "variant"]
     comparisons = stats.judge(runs, others, alpha, len(settings.l0s))
@@ -102,20 +101,19 @@ def transfer_sprint(
     return data
 
 
-def seed_settings_for(cfg, project: Project, backend: str | None, log: Callable[[str], None]) -> SeedSettings:
-    """How the transfer's SAEs run: TASK.md's sandbox (for the sprint's backend) and limits,
-    as a counted run's seeds do; the sandbox is resolved here (`required` without bubblewrap
-    stops with one line)."""
-    import dataclasses
-
+def run_options_for(cfg, project: Project, backend: str | None, log: Callable[[str], None]):
+    """How and where the transfer's SAEs run, as a counted run's seeds do: TASK.md's sandbox
+    (for the sprint's backend), its limits and its launcher (its jobs' folder included); the
+    sandbox is resolved here (`required` without bubblewrap stops with one line)."""
     from autosae import sandbox
     from autosae.harness.run import task_run_options
+    from autosae.sprint import gitops
 
+    project_id = gitops.root_commit(gitops.open_repo(project.root))
     opts = task_run_options(
-        cfg, "cpu", None, project_root=project.root, project_id="transfer", backend=backend, launch=False, log=log
+        cfg, "cpu", None, project_root=project.root, project_id=project_id, backend=backend, log=log
     )
-    settings = opts.settings
-    return dataclasses.replace(settings, sandboxed=sandbox.resolve(settings.sandbox, log))
+    return opts.replace(sandboxed=sandbox.resolve(opts.settings.sandbox, log))
 
 
 def record_transfer(project: Project, sid: str, data: dict, log: Callable[[str], None]) -> None:
@@ -140,21 +138,11 @@ def run_and_record(
     """The whole of `autosae transfer` and of the loop's automatic transfer: train (outside
     `lock`, a context manager guarding the project's git), then record under it."""
     rows = {r["id"]: r for r in read_ledger(project.ledger_path)}
-    sid = resolve_id(sprint_id, rows)
-    seed_settings = seed_settings_for(cfg, project, rows[sid].get("backend"), log)
-    launcher = cfg.launcher if cfg.launcher.kind != "local" else None
-    job_folder = None
-    if launcher is not None:
-        from autosae.bench.cache import cache_root
-        from autosae.sprint import gitops
-
-        project_id = gitops.root_commit(gitops.open_repo(project.root))
-        job_folder = project.root / launcher.folder if launcher.folder else cache_root() / "slurm" / project_id
-    data = transfer_sprint(
-        project, sid, settings, devices, seed_settings, cfg.significance, log, launcher=launcher, job_folder=job_folder
-    )
+    row = rows[resolve_id(sprint_id, rows)]
+    opts = run_options_for(cfg, project, row.get("backend"), log)
+    data = transfer_sprint(project, row, settings, devices, opts, cfg.significance, log)
     with lock:
-        record_transfer(project, sid, data, log)
+        record_transfer(project, row["id"], data, log)
     return data
 
 

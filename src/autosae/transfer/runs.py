@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from autosae.errors import AutosaeError, first_line
-from autosae.harness.local import MAX_VARIANT_BYTES, MAX_VARIANT_FILES, stage_variant
-from autosae.harness.options import SeedSettings, sha256_file
+from autosae.harness.local import stage_variant
+from autosae.harness.options import SeedSettings, sha256_file, staged_files
 from autosae.harness.seal import read_verified, write_sealed
-from autosae.harness.seed import CHUNK_BATCHES, LOG_EVERY, check_width, dead_window, save_sae, train
+from autosae.harness.seed import CHUNK_BATCHES, LOG_EVERY, check_width, dead_window, fetch_decoder, save_sae, train
 from autosae.harness.slots import wait_all
 from autosae.harness.variant_process import SeedFailure, VariantProcess
 from autosae.jsonio import read_json
@@ -81,15 +81,15 @@ def settings_key(settings: TransferSettings) -> str:
 
 def sources_sha(variant: Path) -> str:
     """The variant's file and the Python files beside it that stage_variant copies with it."""
-    files = sorted(p for p in variant.parent.glob("*.py") if p.is_file() and not p.is_symlink())
-    files = [p for p in files[:MAX_VARIANT_FILES] if p.stat().st_size <= MAX_VARIANT_BYTES or p == variant]
-    listing = {p.name: sha256_file(p) for p in {*files, variant}}
+    listing = {name: sha256_file(path) for name, path in staged_files(variant).items()}
     return hashlib.sha256(json.dumps([variant.name, listing], sort_keys=True).encode()).hexdigest()
 
 
-def run_key(job: Job, settings: TransferSettings) -> str:
+def run_key(job: Job, settings_hash: str) -> str:
+    """What a run's sealed record must name to be reused: the variant's files, the SAE, L0 and
+    seed, and `settings_hash` (settings_key)."""
     data = {"sources": sources_sha(job.variant), "kind": job.kind, "l0": job.l0, "seed": job.seed}
-    data["settings"] = settings_key(settings)
+    data["settings"] = settings_hash
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -150,10 +150,10 @@ class Session:
             )
         return metrics
 
-    def run(self, job: Job, out: Path, seed_settings: SeedSettings) -> dict:
-        """Train and evaluate one SAE; the record (ok or failed) is sealed in out/result.json."""
+    def run(self, job: Job, key: str, out: Path, seed_settings: SeedSettings) -> dict:
+        """Train and evaluate one SAE (`key`: its run_key); the record (ok or failed) is sealed
+        in out/result.json."""
         s = self.settings
-        key = run_key(job, s)
         staged = stage_variant(job.variant, out / "variant")
         record = {
             "key": key,
@@ -197,11 +197,7 @@ class Session:
                 )
             chunks = lm.training_chunks(store, rng, s, steps, CHUNK_BATCHES)
             train_s = train(worker, chunks, job.seed, seed_settings)
-            worker.send("decoder")
-            shape = worker.wait("decoder")["shape"]
-            if list(shape) != [s.width, self.d_in]:
-                raise SeedFailure("failed", "shape", f"decoder directions of shape {shape}")
-            decoder = worker.buffers["decoder"].clone()
+            decoder = fetch_decoder(worker, s.width)
             with rng.active():  # for the variant's check that its export encodes as it does: training rows,
                 sample = store.next_batch()[:EVAL_ROWS].float().cpu()  # never the evaluation prompts
             worker.buffers["eval_in"][: sample.shape[0]].copy_(sample)
@@ -234,10 +230,12 @@ def run_all(
     (and the failed ones too with `failed_too`: a launcher job's records, read back). The
     others train on `devices` (TASK.md's gpus, else its one device), a job at a time on each:
     one thread per device, each with its own copy of the model, loaded only when a job is left."""
-    folder = folder / settings_key(settings)
+    settings_hash = settings_key(settings)
+    folder = folder / settings_hash
+    keys = [run_key(job, settings_hash) for job in jobs]
     records: list[dict | None] = []
-    for job in jobs:
-        found = reusable(folder / job.name, run_key(job, settings), failed_too)
+    for job, key in zip(jobs, keys):
+        found = reusable(folder / job.name, key, failed_too)
         if found is not None:
             log(f"transfer: {job.name}: recorded earlier, reused")
         records.append(found)
@@ -256,7 +254,7 @@ def run_all(
             try:
                 session = session or Session(settings, device, root, log)
                 log(f"transfer: {job.name}: training on {device} ({i + 1} of {len(jobs)})")
-                records[i] = record = session.run(job, folder / job.name, seed_settings)
+                records[i] = record = session.run(job, keys[i], folder / job.name, seed_settings)
             except BaseException as exc:  # the trusted side failed (the model, the data): stop
                 with lock:
                     errors.append(exc)
