@@ -38,7 +38,7 @@ def _wrap(text: str, width: int = WRAP) -> list[str]:
     return lines
 
 
-def _text_pages(pdf, plt, heading: str, sections: list[tuple[str, str]], mono: bool = False) -> None:
+def text_pages(pdf, plt, heading: str, sections: list[tuple[str, str]], mono: bool = False) -> None:
     """Headed sections of wrapped text, continued on as many pages as they need."""
     lines: list[tuple[str, str]] = []
     for title, body in sections:
@@ -164,7 +164,7 @@ def write_pdf(path: Path, content: dict) -> None:
             variant_page(pdf, plt, curves, content["variant_metrics"])
             _metrics_page(pdf, plt, content)
         else:
-            _text_pages(pdf, plt, "Failure", content["failure_sections"], mono=True)
+            text_pages(pdf, plt, "Failure", content["failure_sections"], mono=True)
             curves_page(pdf, plt, curves)
             variant_page(pdf, plt, curves, content["variant_metrics"])
-        _text_pages(pdf, plt, "Idea, change and conclusions", content["conclusion_sections"])
+        text_pages(pdf, plt, "Idea, change and conclusions", content["conclusion_sections"])

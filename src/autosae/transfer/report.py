@@ -102,7 +102,7 @@ def write_pdf(path: Path, data: dict) -> None:
     import matplotlib
 
     from autosae.report.figures import PAGE, pdf_matplotlib, save
-    from autosae.report.pdf import _text_pages
+    from autosae.report.pdf import text_pages
 
     plt, PdfPages = pdf_matplotlib()
     with (
@@ -144,7 +144,7 @@ def write_pdf(path: Path, data: dict) -> None:
         fig.text(0.04, 0.03, cost_line(data), fontsize=9, va="bottom")
         save(pdf, plt, fig)
         sections = [("Verdicts", "\n".join(f"- {line}" for line in verdict_lines(data))), ("Cost", cost_line(data))]
-        _text_pages(pdf, plt, "Verdicts and cost", sections)
+        text_pages(pdf, plt, "Verdicts and cost", sections)
 
 
 def write_reports(folder: Path, data: dict) -> None:
