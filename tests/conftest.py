@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests import warm_cli
 
 TESTS = Path(__file__).parent
 REPLAY = TESTS / "replay"
@@ -25,25 +26,36 @@ REAL_HARNESS_DIRS = ("harness", "bench")
 
 
 LONGEST_FIRST = (
-    "transfer/test_transfer.py",
-    "sprint/test_engine.py",
-    "transfer/test_auto.py",
-    "transfer/test_launch.py",
     "security/test_variant_attacks.py",
-    "harness/test_train.py",
+    "sprint/test_engine.py",
     "harness/test_failures.py",
+    "agents/test_claude_code.py",
+    "transfer/test_transfer.py",
+    "harness/test_quick.py",
+    "sprint/test_slack.py",
+    "security/test_agent_sprint.py",
+    "test_output.py",
+    "harness/test_train.py",
+    "transfer/test_launch.py",
     "agents/test_anthropic.py",
     "sprint/test_loop_limits.py",
-    "test_output.py",
-    "security/test_agent_sprint.py",
-    "harness/test_quick.py",
     "harness/test_slots.py",
-    "agents/test_claude_code.py",
-    "sprint/test_slack.py",
+    "report/test_rendered.py",
+    "agents/test_literature.py",
+    "sprint/test_ideas.py",
+    "transfer/test_auto.py",
+    "report/test_report.py",
+    "agents/test_sandbox.py",
+    "sae/test_saelens.py",
+    "sandbox/test_sandbox.py",
+    "sprint/test_crash_safety.py",
+    "sprint/test_old_project.py",
 )
-"""The files that take longest (worker-seconds with `--durations`, on 2 cores), handed to the
-xdist workers first: `--dist loadfile` gives out files in collection order, and a long file
-given out last leaves the other workers idle while it finishes (38 s of a 281 s suite)."""
+"""The files that take longest (seconds on an xdist worker, 2 cores), handed to the workers
+first: `--dist loadfile --no-loadscope-reorder` (make test) gives out files in collection
+order, two to each worker and then one to each worker that finishes, and a long file given out
+last leaves the other workers idle while it finishes. (Without --no-loadscope-reorder, xdist
+sorts the files by their number of tests instead, and ignored this order.)"""
 
 
 def pytest_collection_modifyitems(items):
@@ -189,15 +201,8 @@ def quick(tiny):
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real `autosae` entry point in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "autosae", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
+    """Run the real `autosae` entry point in a process of its own (forked warm: tests/warm_cli.py)."""
+    return warm_cli.run(list(args), cwd, os.environ.copy(), timeout)
 
 
 @pytest.fixture
@@ -210,3 +215,14 @@ def write_variant(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_cli_server(tmp_path_factory):
+    """One warm CLI server (tests/warm_cli.py) for the session, all xdist workers together: in
+    the session's shared folder, ended with the xdist controller (or with pytest without it)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = tmp_path_factory.getbasetemp()
+    warm_cli.configure((base.parent if worker else base) / "warm-cli", os.getppid() if worker else os.getpid())
+    yield
+    warm_cli.stop()

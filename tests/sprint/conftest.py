@@ -6,11 +6,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import git
 import pytest
+
+from tests import warm_cli
 
 FAST_FRONT = """---
 profile: tiny
@@ -45,28 +46,14 @@ Beat the Matryoshka baseline on F1.
 
 
 def autosae(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "autosae", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    """The real CLI in a process of its own (forked warm: tests/warm_cli.py)."""
+    return warm_cli.run(list(args), cwd, {**os.environ, **(env or {})}, timeout)
 
 
 def autosae_running(*args: str, cwd: Path, env: dict | None = None, stderr=subprocess.STDOUT) -> subprocess.Popen:
     """The real CLI in a subprocess left running (a loop the test acts on meanwhile); its
-    stderr joins stdout unless `stderr` says otherwise."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "autosae", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+    stderr joins stdout unless `stderr` says otherwise (forked warm: tests/warm_cli.py)."""
+    return warm_cli.start(list(args), cwd, {**os.environ, **(env or {})}, stderr)
 
 
 def write_task(
