@@ -43,17 +43,20 @@ demo: install
 # processes starting and waiting on each other; a third worker keeps two cores busy (measured
 # here: -n 4 was no faster); tests/conftest.py keeps torch to one thread per process, so that
 # three workers do not spin against each other on two cores, and hands out the longest files
-# first (LONGEST_FIRST), so that no long file finishes alone at the end.
+# first (LONGEST_FIRST; --no-loadscope-reorder keeps xdist from sorting them its own way), so that
+# no long file finishes alone at the end.
 # ruff's lint and its formatter's check (the style is the formatter's; see pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
+# PYTHONDONTWRITEBYTECODE emptied: where it is set (as on this machine), every process compiles
+# our modules and pytest rewrites every test file again, in each of the ~200 processes.
 test: install poppler $(CLAUDE_CODE) lint
-	$(PY) -m pytest -q -n 3 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
 
 test-all: install poppler $(CLAUDE_CODE)
-	$(PY) -m pytest -q -m '' -n 3 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -m '' -n 3 --dist loadfile --no-loadscope-reorder
 
 bench: install
 	$(PY) benchmarks/train_throughput.py --profile tiny
