@@ -38,7 +38,7 @@ def test_init_makes_a_project_and_refuses_to_overwrite(tmp_path):
 
 @pytest.mark.real_harness  # the one end-to-end sprint with real training (baselines included)
 def test_a_full_sprint_is_recorded_on_main(project):
-    shorten_training(project)
+    shorten_training(project, 20_480)
     proc = autosae("sprint", cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sid = SPRINT_ID.search(proc.stdout).group(1)

@@ -34,7 +34,7 @@ MODEL = {
 SETTINGS = {
     "hook": "blocks.0.hook_resid_post",
     "context_size": 16,
-    "tokens": 32768,
+    "tokens": 16384,
     "lr": 0.01,
     "width": 32,
     "l0s": [2, 4],
