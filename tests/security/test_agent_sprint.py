@@ -128,7 +128,7 @@ def test_an_attacking_agent_changes_no_record_and_leaks_nothing(project, listene
     package_hash = hashlib.sha256(package.read_bytes()).hexdigest()
     with FakeMessagesAPI(policy_for(project, listener.port)) as api:
         anthropic_project(project, api.url)
-        shorten_training(project)  # its baselines train for real; the attacks do not need them good
+        shorten_training(project, 20_480)  # its baselines train for real; the attacks do not need them good
         task_before = (project / "TASK.md").read_text()
         main_before = git.Repo(project).heads.main.commit.hexsha
         proc = autosae("sprint", "--max-turns", "20", cwd=project, env={**ENV, **SERVICE_KEYS, "HOME": str(home)})
