@@ -39,12 +39,12 @@ demo: install
 	$(VENV)/bin/autosae leaderboard --project $(DEMO)
 
 # Three workers, a test file each at a time (a file's module fixtures run once): the engine,
-# loop, CLI and report tests replay recorded harness runs (tests/replay), so much of the time is
-# processes starting and waiting on each other; a third worker keeps two cores busy (measured
-# here: -n 4 was no faster); tests/conftest.py keeps torch to one thread per process, so that
-# three workers do not spin against each other on two cores, and hands out the longest files
-# first (LONGEST_FIRST; --no-loadscope-reorder keeps xdist from sorting them its own way), so that
-# no long file finishes alone at the end.
+# loop, CLI and report tests replay recorded harness runs (tests/replay), and the commands the
+# tests run fork from one warm interpreter (tests/warm_cli.py); a third worker keeps two cores
+# busy while another waits on a process (measured here: -n 4 was no faster); tests/conftest.py
+# keeps torch to one thread per process, so that three workers do not spin against each other on
+# two cores, and hands out the longest files first (LONGEST_FIRST; --no-loadscope-reorder keeps
+# xdist from sorting them its own way), so that no long file finishes alone at the end.
 # ruff's lint and its formatter's check (the style is the formatter's; see pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
