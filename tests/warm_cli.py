@@ -4,25 +4,29 @@ Each `autosae` command a test runs is a real process running the real entry poin
 `python -m autosae` runs it (runpy, the same argv, the test's cwd and environment, stdout and
 stderr captured, its exit code or signal). What it skips is the interpreter's start: a fresh
 `autosae sprint` imports typer, pydantic, git, jinja, matplotlib (and torch and sae_lens,
-seven seconds of CPU, when it trains), and the suite runs some 130 commands. So each xdist
-worker starts one server that imports them once and forks a child per command; the child
-replaces its environment, working folder, stdio and argv with the command's and runs
-`autosae.__main__`, then exits as an interpreter does (threads joined, atexit handlers run).
+seven seconds of CPU, when it trains), and the suite runs some 130 commands. So the session
+starts one server (the first xdist worker that needs it, under a lock; it ends with the xdist
+controller) that imports them once and forks a child per command; the child takes the command's
+environment, working folder, stdio and argv in its own process group, runs `autosae.__main__`,
+then exits as an interpreter does (threads joined, atexit handlers run).
 
-Tests that watch a command while it runs (signals, a terminal, `--help`'s import time) start
-it cold with subprocess.Popen, as a user's shell would. AUTOSAE_TEST_COLD=1 makes every
-command cold (the suite passes both ways).
+`run` captures a finished command's output (subprocess.run); `start` leaves it running on pipes
+the test reads, signals and waits on (subprocess.Popen). Tests that draw on a terminal or time
+`--help`'s imports start their commands cold, as a user's shell would. AUTOSAE_TEST_COLD=1 makes
+every command cold (the suite passes both ways).
 
-The server takes one request per connection: a JSON line {args, cwd, env, out, err}; it
-answers {"pid": N} once the child is forked and {"returncode": R} when it ends (-N when a
-signal N ended it, as subprocess reports it). It waits on the children through pidfds, one
-thread, so that it never forks while another thread holds a lock.
+The server takes one request per connection: a mode byte carrying the pipes, if any, as
+SCM_RIGHTS (F: output into files, P: into the pipes passed), then a JSON line {args, cwd, env,
+out, err}. It answers {"pid": N} once the child is forked and {"returncode": R} when it ends (-N
+when a signal N ended it, as subprocess reports it). It waits on the children through pidfds,
+in one thread, so that it never forks while another thread holds a lock.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -112,16 +116,31 @@ class WarmProcess:
 
     def __init__(self, args, conn: socket.socket, stdout, stderr) -> None:
         self.args, self.stdout, self.stderr = args, stdout, stderr
-        self._conn = conn
-        self._reader = conn.makefile("r")
-        self.pid = json.loads(self._reader.readline())["pid"]
+        self._conn, self._buffer = conn, b""
+        self.pid = json.loads(self._line(None))["pid"]
         self.returncode: int | None = None
+
+    def _line(self, timeout: float | None) -> bytes:
+        """The server's next line (its pid, then its exit code); TimeoutError after `timeout`."""
+        deadline = None if timeout is None else time.time() + timeout
+        while b"\n" not in self._buffer:
+            left = None if deadline is None else deadline - time.time()
+            if left is not None and left <= 0:
+                if not select.select([self._conn], [], [], 0)[0]:
+                    raise TimeoutError
+            else:
+                self._conn.settimeout(left)
+            chunk = self._conn.recv(4096)
+            if not chunk:
+                raise RuntimeError("the warm CLI server closed the connection")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            self._conn.settimeout(timeout)
             try:
-                line = self._reader.readline()
+                line = self._line(timeout)
             except TimeoutError:
                 raise subprocess.TimeoutExpired(self.args, timeout) from None
             self.returncode = json.loads(line)["returncode"]
@@ -130,10 +149,10 @@ class WarmProcess:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            import select
-
-            if select.select([self._conn], [], [], 0)[0]:
-                return self.wait()
+            try:
+                return self.wait(0)
+            except subprocess.TimeoutExpired:
+                return None
         return self.returncode
 
     def communicate(self, timeout: float | None = None) -> tuple[str | None, str | None]:

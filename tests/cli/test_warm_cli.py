@@ -75,3 +75,18 @@ def test_a_warm_command_left_running_answers_as_popen(stderr, tmp_path):
     assert warm.pid > 0 and warm.pid != os.getpid()
     assert warm.communicate(timeout=60) == cold_proc.communicate(timeout=60)
     assert warm.returncode == cold_proc.returncode != 0 and warm.poll() == warm.returncode
+
+
+def test_poll_sees_a_command_end(tmp_path):
+    """poll() answers the exit code once the command has ended, also when the server's two lines
+    (pid, exit code) came in one read (a command that ends at once); the loop tests check that it
+    is None while one runs."""
+    import time
+
+    quick = warm_cli.start(["status"], tmp_path, dict(os.environ))
+    deadline = time.monotonic() + 60
+    while quick.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert quick.returncode != 0 and "no TASK.md" in quick.stdout.read()
+    quick.stdout.close()
