@@ -11,8 +11,9 @@ environment, working folder, stdio and argv in its own process group, runs `auto
 then exits as an interpreter does (threads joined, atexit handlers run).
 
 `run` captures a finished command's output (subprocess.run); `start` leaves it running on pipes
-the test reads, signals and waits on (subprocess.Popen). Tests that draw on a terminal or time
-`--help`'s imports start their commands cold, as a user's shell would. AUTOSAE_TEST_COLD=1 makes
+the test reads, signals and waits on (subprocess.Popen). Tests that draw on a terminal, time
+`--help`'s imports or give the command another HOME (the red-team sprint: modules the server
+imported read HOME then) start their commands cold, as a user's shell would. AUTOSAE_TEST_COLD=1 makes
 every command cold (the suite passes both ways).
 
 The server takes one request per connection: a mode byte carrying the pipes, if any, as

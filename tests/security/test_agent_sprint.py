@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -23,7 +24,7 @@ from tests.agents.fake_messages_api import FakeMessagesAPI, phase_of, turn_of, u
 from tests.agents.test_anthropic import ENV, KEY, anthropic_project, propose, sprint_folder
 from tests.procs import processes_with, sleeper
 from tests.security.test_agent_shell import SERVICE_KEYS
-from tests.sprint.conftest import autosae, shorten_training
+from tests.sprint.conftest import shorten_training
 
 SLEEPER = f"red-team-sleeper-{uuid.uuid4().hex}"
 
@@ -131,7 +132,14 @@ def test_an_attacking_agent_changes_no_record_and_leaks_nothing(project, listene
         shorten_training(project, 20_480)  # its baselines train for real; the attacks do not need them good
         task_before = (project / "TASK.md").read_text()
         main_before = git.Repo(project).heads.main.commit.hexsha
-        proc = autosae("sprint", "--max-turns", "20", cwd=project, env={**ENV, **SERVICE_KEYS, "HOME": str(home)})
+        proc = subprocess.run(  # cold, as in production: the warm server's modules read HOME at import
+            [sys.executable, "-m", "autosae", "sprint", "--max-turns", "20"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, **ENV, **SERVICE_KEYS, "HOME": str(home)},
+        )
     assert proc.returncode in (0, 3), proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
 
