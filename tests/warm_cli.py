@@ -16,9 +16,9 @@ the test reads, signals and waits on (subprocess.Popen). Tests that draw on a te
 imported read HOME then) start their commands cold, as a user's shell would. AUTOSAE_TEST_COLD=1 makes
 every command cold (the suite passes both ways).
 
-The server takes one request per connection: a mode byte carrying the pipes, if any, as
-SCM_RIGHTS (F: output into files, P: into the pipes passed), then a JSON line {args, cwd, env,
-out, err}. It answers {"pid": N} once the child is forked and {"returncode": R} when it ends (-N
+The server takes one request per connection: a byte carrying the pipes, if any, as SCM_RIGHTS
+(the command's stdout and stderr; without them, its output goes into the files `out` and `err`
+name), then a JSON line {args, cwd, env, out, err}. It answers {"pid": N} once the child is forked and {"returncode": R} when it ends (-N
 when a signal N ended it, as subprocess reports it). It waits on the children through pidfds,
 in one thread, so that it never forks while another thread holds a lock.
 """
@@ -76,22 +76,19 @@ def run(args: list[str], cwd: Path | None, env: dict, timeout: float | None) -> 
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
     with tempfile.TemporaryDirectory(prefix="autosae-cli-") as tmp:
         out, err = Path(tmp) / "out", Path(tmp) / "err"
-        request = {"args": list(args), "cwd": str(cwd or os.getcwd()), "env": env, "out": str(out), "err": str(err)}
-        with _connect() as conn:
-            socket.send_fds(conn, [b"F"], [])  # F: output into the request's files
-            conn.sendall(json.dumps(request).encode() + b"\n")
-            reader = conn.makefile("r")
-            pid = json.loads(reader.readline())["pid"]
-            conn.settimeout(timeout)
-            try:
-                line = reader.readline()
-            except TimeoutError:
-                _kill(pid)
-                conn.settimeout(30)
-                reader.readline()  # its end, once killed
-                raise subprocess.TimeoutExpired(argv, timeout, out.read_text(), err.read_text()) from None
-            returncode = json.loads(line)["returncode"]
-        return subprocess.CompletedProcess(argv, returncode, out.read_text(), err.read_text())
+        proc = _launch(argv, cwd, env, [], {"out": str(out), "err": str(err)})
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc.pid)
+            proc.wait(30)  # its end, once killed
+            raise subprocess.TimeoutExpired(argv, timeout, _text(out), _text(err)) from None
+        return subprocess.CompletedProcess(argv, proc.returncode, _text(out), _text(err))
+
+
+def _text(path: Path) -> str:
+    """What the command wrote there: nothing when it was killed before it opened the file."""
+    return path.read_text() if path.exists() else ""
 
 
 def start(args: list[str], cwd: Path | None, env: dict, stderr=subprocess.STDOUT):
@@ -103,13 +100,23 @@ def start(args: list[str], cwd: Path | None, env: dict, stderr=subprocess.STDOUT
         return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe() if stderr == subprocess.PIPE else (None, out_w)
+    try:
+        return _launch(
+            argv, cwd, env, [out_w, err_w], {}, os.fdopen(out_r), os.fdopen(err_r) if err_r is not None else None
+        )
+    finally:
+        for fd in {out_w, err_w}:
+            os.close(fd)  # the child's now: the test's pipes end when the command's copies do
+
+
+def _launch(argv: list[str], cwd: Path | None, env: dict, fds: list[int], files: dict, stdout=None, stderr=None):
+    """Ask the server for the command: its output into `fds` (stdout's, stderr's) if given, else
+    into the files named by `files` (out, err)."""
     conn = _connect()
-    request = {"args": list(args), "cwd": str(cwd or os.getcwd()), "env": env}
-    socket.send_fds(conn, [b"P"], [out_w, err_w])  # P: output into these pipes
+    request = {"args": argv[3:], "cwd": str(cwd or os.getcwd()), "env": env, **files}
+    socket.send_fds(conn, [b"\0"], fds)  # one byte, to carry the pipes
     conn.sendall(json.dumps(request).encode() + b"\n")
-    for fd in {out_w, err_w}:
-        os.close(fd)
-    return WarmProcess(argv, conn, os.fdopen(out_r), os.fdopen(err_r) if err_r is not None else None)
+    return WarmProcess(argv, conn, stdout, stderr)
 
 
 class WarmProcess:
@@ -123,9 +130,9 @@ class WarmProcess:
 
     def _line(self, timeout: float | None) -> bytes:
         """The server's next line (its pid, then its exit code); TimeoutError after `timeout`."""
-        deadline = None if timeout is None else time.time() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while b"\n" not in self._buffer:
-            left = None if deadline is None else deadline - time.time()
+            left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 if not select.select([self._conn], [], [], 0)[0]:
                     raise TimeoutError
@@ -167,12 +174,12 @@ class WarmProcess:
         ]
         for reader in readers:
             reader.start()
-        deadline = None if timeout is None else time.time() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         for reader in readers:
-            reader.join(None if deadline is None else max(0, deadline - time.time()))
+            reader.join(None if deadline is None else max(0, deadline - time.monotonic()))
             if reader.is_alive():
                 raise subprocess.TimeoutExpired(self.args, timeout)
-        self.wait(None if deadline is None else max(1, deadline - time.time()))
+        self.wait(None if deadline is None else max(1, deadline - time.monotonic()))
         return found.get("out"), found.get("err")
 
     def send_signal(self, sig: int) -> None:
@@ -247,9 +254,9 @@ def _start(folder: Path, owner: int) -> None:
         stderr=open(log, "w"),
         start_new_session=True,  # no worker's signals; it ends when `owner` does
     )
-    deadline = time.time() + 120
+    deadline = time.monotonic() + 120
     while not path.exists():
-        if proc.poll() is not None or time.time() > deadline:
+        if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the warm CLI server did not start: {log.read_text()[-2000:]}")
         time.sleep(0.05)
     _where["proc"] = proc
@@ -284,7 +291,7 @@ def _serve(path: str, owner: int) -> None:
         for key, _ in selector.select(timeout=1):
             if key.data is None:
                 conn, _ = listener.accept()
-                _, fds, _, _ = socket.recv_fds(conn, 1, 2)  # the mode byte, and the pipes it brings
+                _, fds, _, _ = socket.recv_fds(conn, 1, 2)  # the byte, and the pipes it brings
                 request = json.loads(conn.makefile("r").readline())
                 request["fds"] = fds
                 pid = os.fork()

@@ -90,3 +90,13 @@ def test_poll_sees_a_command_end(tmp_path):
         time.sleep(0.05)
     assert quick.returncode != 0 and "no TASK.md" in quick.stdout.read()
     quick.stdout.close()
+
+
+def test_a_command_past_its_timeout_raises_as_subprocess_run_does(tmp_path):
+    """Killed at its timeout (even before it opened its output files), TimeoutExpired as
+    subprocess.run raises it; the server goes on serving."""
+    env = dict(os.environ)
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        warm_cli.run(["status"], tmp_path, env, 0.001)
+    assert raised.value.timeout == 0.001 and isinstance(raised.value.stderr, str)
+    assert warm_cli.run(["status"], tmp_path, env, 60).returncode != 0  # a one-line error, as before
