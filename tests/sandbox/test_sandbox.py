@@ -155,6 +155,10 @@ def test_filesystem_view(tmp_path, work, monkeypatch):
     (work / "hidden_dir" / "inside.txt").write_text("secret")
     (work / "hidden_file.txt").write_text("secret")
     (work / ".git").write_text("gitdir: /somewhere\n")
+    # Writable by anyone on the host: only the read-only binds can refuse the writes below (under
+    # a root autosae the sandbox user is refused by permissions too, a wall tested elsewhere).
+    for path, mode in ((readonly, 0o777), (readonly / "data.txt", 0o666), (work / ".git", 0o666)):
+        path.chmod(mode)
     policy = policy_for(
         work,
         readable=[readonly],

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autosae.redaction import SECRET_NAME, redact
+from autosae.sandbox.identity import GIT_SAFE
 
 KEEP = {
     "PATH",
@@ -88,6 +89,7 @@ class Shell:
             "PYTHONDONTWRITEBYTECODE": "1",
             "AUTOSAE_CACHE": "/tmp/autosae-cache",
             "GIT_CONFIG_NOSYSTEM": "1",
+            **GIT_SAFE,
         }
         return Policy(
             cwd=self.worktree,

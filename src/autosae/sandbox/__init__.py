@@ -1,7 +1,8 @@
 """OS-level confinement of everything the research agent writes or runs, with bubblewrap.
 
 `spawn` starts one process tree in a sandbox (bwrap.py: namespaces, a filesystem with only what
-the Policy lists, a scrubbed environment, no network, no terminal) under resource bounds
+the Policy lists, a scrubbed environment, no network, no terminal, never host root: identity.py)
+under resource bounds
 (limits.py: cgroup memory/pids, rlimits, a disk watchdog); `run` is the short-command
 convenience (the agent's bash tool). With enabled=False only the namespaces are missing: the
 bounds still apply. `Sandboxed.enforced` says which bounds hold on this machine and how;
@@ -28,14 +29,17 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from autosae.sandbox._launcher import launcher_argv
 from autosae.sandbox.bwrap import availability, bwrap_binary, candidates, command, reset_cache, resolve
 from autosae.sandbox.cgroups import Cgroups, human
+from autosae.sandbox.identity import Identity, hand_over, sandbox_identity, userns_maps
 from autosae.sandbox.limits import Watchdog, descendants, plan
 from autosae.sandbox.policy import TMPFS_BYTES, Limits, Mode, Policy, SandboxUnavailable
 
 __all__ = [
+    "Identity",
     "Limits",
     "Mode",
     "Policy",
@@ -52,6 +56,7 @@ __all__ = [
     "reset_cache",
     "resolve",
     "run",
+    "sandbox_identity",
     "spawn",
 ]
 
@@ -211,18 +216,22 @@ def spawn(
     """Start `argv` in a sandbox (enabled) or bare (not enabled), under `limits` either way.
     It has no controlling terminal (its own session); stdin defaults to /dev/null."""
     inner, env = command(argv, policy, limits, enabled)
-    args_fd = None
-    if enabled:
-        inner, args_fd = _options_through_fd(inner)
-        pass_fds = (*pass_fds, args_fd)
-    cgroups = Cgroups.create(limits.processes, limits.memory_bytes)
-    rlimits, enforced = plan(limits, policy.gpu, cgroups, sandboxed=enabled)
+    args_fd, maps = None, None
     roots = [str(p) for p in policy.writable]
     if enabled and policy.tmp is not None:
         roots.append(str(policy.tmp))
+    if enabled:
+        inner, args_fd = _options_through_fd(inner)
+        pass_fds = (*pass_fds, args_fd)
+        who = sandbox_identity()
+        if who.dropped:
+            maps = userns_maps(who)
+            hand_over([Path(r) for r in roots], policy.read_only_within, who)
+    cgroups = Cgroups.create(limits.processes, limits.memory_bytes)
+    rlimits, enforced = plan(limits, policy.gpu, cgroups, sandboxed=enabled)
     try:
         proc = subprocess.Popen(
-            launcher_argv(cgroups.dirs, rlimits, inner),
+            launcher_argv(cgroups.dirs, rlimits, inner, maps),
             env=env,
             cwd=str(policy.cwd) if not enabled else "/",
             stdin=subprocess.DEVNULL if stdin is None else stdin,

@@ -1,9 +1,15 @@
 """Finding a working bubblewrap and building its command line.
 
 Isolation (when sandboxed):
-- every namespace of its own (`--unshare-all`: user, pid, ipc, uts, net, cgroup; `--share-net` only
-  with Policy.network), and `--disable-userns` so the code inside cannot make further user
-  namespaces (the usual first step of kernel exploits); no capabilities (`--cap-drop ALL`);
+- never host root: an unprivileged user runs bwrap as itself; under a root autosae, bwrap enters a
+  user namespace our launcher made and runs everything as the unprivileged sandbox user
+  (identity.py says why and how);
+- every namespace of its own (user, pid, ipc, uts, net, cgroup; the network only with
+  Policy.network), and no further user namespaces inside (the usual first step of kernel
+  exploits); no capabilities (`--cap-drop ALL`);
+- the kernel's knobs read-only whatever the uid: /proc/sys and /proc/sysrq-trigger are bound
+  read-only over the fresh /proc (bwrap itself leaves /proc/sys writable: it tests the folder,
+  which refuses writes, not the files in it), and /sys, where shown, is read-only;
 - `--new-session`: no controlling terminal, so TIOCSTI cannot push keystrokes into ours;
 - `--die-with-parent`: the tree dies with the process that started bwrap (our launcher);
 - a fresh /proc (only the sandbox's processes) and a minimal /dev; /dev/shm and /tmp are tmpfs
@@ -31,6 +37,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from autosae.sandbox._launcher import launcher_argv
+from autosae.sandbox.identity import Identity, sandbox_identity, userns_maps
 from autosae.sandbox.policy import TMPFS_BYTES, Limits, Mode, Policy, SandboxUnavailable
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
@@ -85,27 +93,33 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
+def namespaces(who: Identity, network: bool) -> list[str]:
+    """bwrap's namespace options for a sandbox run as `who`. Under a root autosae the launcher
+    adds `--userns FD`, a namespace whose own limit forbids more user namespaces (bwrap's
+    --disable-userns works only in a namespace bwrap makes); bwrap asserts the limit holds."""
+    if who.dropped:
+        args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        args += ["--uid", str(who.uid), "--gid", str(who.gid), "--assert-userns-disabled"]
+        return args + ([] if network else ["--unshare-net"])
+    return ["--unshare-all", "--unshare-user", "--disable-userns"] + (["--share-net"] if network else [])
+
+
+KERNEL_KNOBS = ["--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
+"""Bound over the sandbox's fresh /proc: sysctl files resolve in the reader's own namespaces, so
+the host's /proc/sys shows the sandbox its own network settings, read-only."""
+
+
 def _probe(path: str) -> str | None:
-    """None if this bwrap can start a sandbox like ours here, else the reason (one line)."""
-    args = [
-        path,
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
-        "--die-with-parent",
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--size",
-        "65536",
-        "--tmpfs",
-        "/tmp",
-        "true",
-    ]
+    """None if this bwrap can start a sandbox like ours here (as the sandbox user, through our
+    launcher when that needs a user namespace of ours), else the reason (one line)."""
+    try:
+        who = sandbox_identity()
+    except SandboxUnavailable as exc:
+        return str(exc)
+    args = [path, *namespaces(who, network=False), "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev"]
+    args += ["--proc", "/proc", *KERNEL_KNOBS, "--size", "65536", "--tmpfs", "/tmp", "true"]
+    if who.dropped:
+        args = launcher_argv([], [], args, userns_maps(who))
     try:
         done = subprocess.run(args, env={}, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -187,7 +201,7 @@ def availability() -> tuple[bool, str]:
     """(True, "bwrap <version> at <path>") or (False, one-line reason with the fix)."""
     state = _state()
     if state["path"]:
-        return True, f"bwrap {state['version']} at {state['path']}"
+        return True, f"bwrap {state['version']} at {state['path']}; sandboxes run {sandbox_identity().describe()}"
     return False, " ".join(str(state["reason"]).split())
 
 
@@ -234,8 +248,9 @@ def _collapse(paths: list[str], covered: list[str] = ()) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _etc_masks() -> tuple[tuple[str, bool], ...]:
     """(path, is_dir) of everything under /etc that is not world-readable (shadow, gshadow,
-    ssl/private, ...): with root inside mapped to root outside, owner permissions would let the
-    sandbox read root-only files. Cached: walking /etc takes ~40 ms."""
+    ssl/private, ...): were the sandbox ever its owner, owner permissions would let the
+    sandbox read root-only files (under a root autosae the sandbox user cannot read them anyway:
+    a second wall). Cached: walking /etc takes ~40 ms."""
     masks: list[tuple[str, bool]] = []
     for name in ("/etc/shadow", "/etc/gshadow"):
         if os.path.isfile(name):
@@ -309,9 +324,8 @@ def command(argv: list[str], policy: Policy, limits: Limits, enabled: bool) -> t
     if binary is None:
         raise SandboxUnavailable(f"sandbox unavailable: {availability()[1]}")
 
-    args = [binary, "--unshare-all", "--unshare-user", "--disable-userns"]
-    if policy.network:
-        args.append("--share-net")
+    who = sandbox_identity()
+    args = [binary, *namespaces(who, policy.network)]
     args += [
         "--die-with-parent",
         "--new-session",
@@ -319,6 +333,7 @@ def command(argv: list[str], policy: Policy, limits: Limits, enabled: bool) -> t
         "ALL",
         "--proc",
         "/proc",
+        *KERNEL_KNOBS,
         "--dev",
         "/dev",
         "--size",
