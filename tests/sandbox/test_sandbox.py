@@ -395,6 +395,23 @@ def test_disk_bound_counts_deleted_files_held_open(work):
 
 
 @needs_bwrap
+def test_disk_bound_counts_a_sparse_files_apparent_size(work):
+    """A sparse file costs no disk but reads as its whole size: 450 MB of nothing under a 0.5 GB
+    bound passes once, twice it does not."""
+    code = """
+        import time
+        for name in ("a.bin", "b.bin"):
+            with open(name, "wb") as f:
+                f.truncate(450 * 10**6)
+        time.sleep(5)
+        print("finished")
+    """
+    result = sandbox.run(py(code), policy_for(work), Limits(disk_bytes=500 * 10**6), True, timeout_s=60)
+    assert b"finished" not in result.output
+    assert result.breach and result.breach.startswith("disk"), result
+
+
+@needs_bwrap
 def test_file_size_bound(work):
     code = """
         import errno

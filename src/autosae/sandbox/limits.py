@@ -9,9 +9,11 @@ fallbacks where no cgroup is writable, and the watchdog.
   cgroup event (an OOM kill, a refused fork) or a fallback count past its bound. Killing a fork
   bomb at once rather than letting it spin at the limit is deliberate: the run is void anyway,
   and a bomb spinning at the limit eats every core.
-- Disk: the same watchdog sums the allocated bytes (st_blocks * 512, hard links once, symlinks
-  not followed) under the writable dirs and the tmp dir, plus deleted files the tree still holds
-  open, and kills the tree once past disk_bytes. Between two polls a single file can grow at
+- Disk: the same watchdog sums the bytes of every file (the larger of its apparent size and its
+  allocation, hard links once, symlinks not followed) under the writable dirs and the tmp dir,
+  plus deleted files the tree still holds open, and kills the tree once past disk_bytes. The
+  apparent size, because that is what a reader of the file gets: a sparse file of 450 MB costs
+  no disk, but the host would read it whole (a report's diff, a view tool, a commit). Between two polls a single file can grow at
   most to file_bytes (RLIMIT_FSIZE), but many files can together overshoot by what the disk
   writes in one poll interval: this is detection, not a hard quota. A last check when the
   command exits reports what a fast writer did between polls.
@@ -130,6 +132,13 @@ def descendants(root: int) -> list[int]:
     return out
 
 
+def size(st: os.stat_result) -> int:
+    """What a file counts against the disk bound: its allocation, or its apparent size when
+    larger (a sparse file); a folder or other entry its allocation only."""
+    allocated = st.st_blocks * 512
+    return max(allocated, st.st_size) if stat.S_ISREG(st.st_mode) else allocated
+
+
 def _open_deleted(pids: set[int], devices: set[int], seen: set[tuple[int, int]]) -> int:
     """Bytes of deleted files still held open by `pids` on the watched devices (a way to use
     disk that no directory walk sees)."""
@@ -147,7 +156,7 @@ def _open_deleted(pids: set[int], devices: set[int], seen: set[tuple[int, int]])
             key = (st.st_dev, st.st_ino)
             if stat.S_ISREG(st.st_mode) and st.st_nlink == 0 and st.st_dev in devices and key not in seen:
                 seen.add(key)
-                total += st.st_blocks * 512
+                total += size(st)
     return total
 
 
@@ -217,7 +226,7 @@ class Watchdog:
             self._thread.join()
 
     def _scan(self) -> tuple[int, str | None]:
-        """(allocated bytes, a file at or past file_bytes) under the roots."""
+        """(bytes, by `size`; a file at or past file_bytes) under the roots."""
         seen: set[tuple[int, int]] = set()
         total, big = 0, None
         stack = list(self.roots)
@@ -246,7 +255,7 @@ class Watchdog:
                 if key in seen:
                     continue
                 seen.add(key)
-                total += st.st_blocks * 512
+                total += size(st)
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(entry.path)
                 elif (
