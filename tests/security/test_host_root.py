@@ -70,6 +70,7 @@ def test_the_agents_bash_is_no_host_root_and_git_still_works(tmp_path):
     assert "dubious ownership" not in out
 
 
+@pytest.mark.real_harness  # the probe must run, not a recording of it
 def test_a_variants_process_is_no_host_root(quick, write_variant, tmp_path):
     """A variant runs the probe while it builds (to its log: its stdout is the protocol) and
     then trains honestly: the run scores, and the probe found no way to host root."""
