@@ -2,7 +2,9 @@
 and worktrees, and the one commit per sprint on the main branch.
 
 Only sprints/ and reports/ are ever committed on the main branch: every commit there names
-its paths explicitly, so nothing the user has staged elsewhere is swept in.
+its paths explicitly, so nothing the user has staged elsewhere is swept in. A sprint's own
+commits (on its branch, and its merge on main) go through autosae.sprint.gitexact: the bytes
+on disk, whatever ignore or attribute rules the agent's worktree holds.
 """
 
 from __future__ import annotations
@@ -85,7 +87,13 @@ def has_commits(repo: git.Repo) -> bool:
 def dirty_paths(repo: git.Repo, paths=OWNED) -> list[str]:
     """Uncommitted changes (staged, unstaged or untracked) under `paths`."""
     out = repo.git.status("--porcelain", "--untracked-files=all", "--", *paths)
-    return [line[3:] for line in out.splitlines() if line.strip()]
+    entries = [(line[:2], line[3:]) for line in out.splitlines() if line.strip()]
+    from autosae.sprint.gitexact import same_as_index
+
+    # a file that differs only through the checkout's attributes (git status compares it
+    # after its filters; autosae writes and commits the bytes as they are) is not a change
+    exact = same_as_index(repo, [name for xy, name in entries if xy == " M" and not name.startswith('"')])
+    return [name for _, name in entries if name not in exact]
 
 
 def refuse_dirty(repo: git.Repo, allow: tuple[str, ...] = ()) -> None:
@@ -165,15 +173,19 @@ def remove_worktree(repo: git.Repo, path: Path) -> None:
 
 
 def checkout_from(repo: git.Repo, branch: str, path: str) -> None:
-    """Put `path` as it is on `branch` into the main checkout (working tree and index)."""
-    repo.git.checkout(branch, "--", path)
+    """Put `path` as it is on `branch` into the main checkout, byte for byte: no attribute
+    (`ident`, `eol`, a filter) of the checkout applies. The index is left alone (the commit
+    that follows, gitexact.commit_exact, brings it in line)."""
+    from autosae.sprint.gitexact import write_exact
+
+    write_exact(repo, branch, path)
 
 
 def restore(repo: git.Repo, paths: list[str]) -> None:
-    """Undo uncommitted changes under `paths` (a merge interrupted by a crash): back to HEAD,
-    and files that HEAD does not have removed."""
-    repo.git.reset("-q", "HEAD", "--", *paths)
-    existing = [p for p in paths if in_head(repo, p)]
-    if existing:
-        repo.git.checkout("HEAD", "--", *existing)
-    repo.git.clean("-fdq", "--", *paths)
+    """Undo uncommitted changes under `paths` (a merge interrupted by a crash): back to HEAD
+    byte for byte, in the index and on disk, and what HEAD does not have removed."""
+    from autosae.sprint.gitexact import sync_index, write_exact
+
+    sync_index(repo, paths)
+    for path in paths:
+        write_exact(repo, "HEAD", path)
