@@ -35,6 +35,22 @@ ELSEWHERE = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GI
 """Environment variables that would point git at another repository, index or object store."""
 
 
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "autosae",
+    "GIT_AUTHOR_EMAIL": "autosae@localhost",
+    "GIT_COMMITTER_NAME": "autosae",
+    "GIT_COMMITTER_EMAIL": "autosae@localhost",
+}
+
+
+def env(repo: git.Repo) -> dict[str, str]:
+    """A committer identity for machines without one configured (CI, fresh servers)."""
+    reader = repo.config_reader()
+    have_name = reader.has_option("user", "name") or "GIT_AUTHOR_NAME" in os.environ
+    have_email = reader.has_option("user", "email") or "GIT_AUTHOR_EMAIL" in os.environ
+    return {} if have_name and have_email else dict(IDENTITY)
+
+
 class GitFailed(AutosaeError):
     """A git command failed, or git would not record a path as it is; one line says which."""
 
@@ -42,13 +58,11 @@ class GitFailed(AutosaeError):
 def run_git(repo: git.Repo, *args: str, stdin: bytes | None = None, index: Path | None = None) -> bytes:
     """`git ARGS` in the main checkout `repo` (its git directory named outright, so that no
     worktree's `.git` file is read), pathspecs taken literally; its stdout."""
-    from autosae.sprint.gitops import env as identity
-
-    env = {k: v for k, v in os.environ.items() if k not in ELSEWHERE}
-    env |= {"GIT_DIR": str(Path(repo.git_dir).resolve()), "GIT_LITERAL_PATHSPECS": "1", **identity(repo)}
+    variables = {k: v for k, v in os.environ.items() if k not in ELSEWHERE}
+    variables |= {"GIT_DIR": str(Path(repo.git_dir).resolve()), "GIT_LITERAL_PATHSPECS": "1", **env(repo)}
     if index is not None:
-        env["GIT_INDEX_FILE"] = str(index)
-    proc = subprocess.run(["git", *args], input=stdin, capture_output=True, env=env, cwd=main_root(repo))
+        variables["GIT_INDEX_FILE"] = str(index)
+    proc = subprocess.run(["git", *args], input=stdin, capture_output=True, env=variables, cwd=main_root(repo))
     if proc.returncode != 0:
         said = first_line(Exception(proc.stderr.decode(errors="replace")))
         raise GitFailed(f"git {args[0]} failed: {said}")
@@ -124,8 +138,8 @@ def commit_exact(
             run_git(repo, "update-index", "-z", "--add", "--index-info", stdin=b"".join(lines), index=index)
         got = {name: entry for name, entry in staged(repo, index).items() if under(name, paths)}
         if got != want:  # git drops a path it refuses (`git~1`, `.git/...`) without an error
-            refused = sorted(set(want) - set(got)) or sorted(set(got) - set(want))
-            raise GitFailed(f"git refuses the path {os.fsdecode(refused[0])!r}")
+            odd = sorted(set(want) ^ set(got)) or sorted(n for n in want if want[n] != got.get(n))
+            raise GitFailed(f"git refuses the path {os.fsdecode(odd[0])!r}")
         tree = run_git(repo, "write-tree", index=index).decode().strip()
     if parent and tree == run_git(repo, "rev-parse", f"{parent}^{{tree}}").decode().strip():
         return None

@@ -9,23 +9,16 @@ on disk, whatever ignore or attribute rules the agent's worktree holds.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import git
 
 from autosae.errors import AutosaeError
+from autosae.sprint.gitexact import env, same_as_index, sync_index, write_exact
 
 OWNED = ("sprints", "reports")
 """The paths autosae commits on the main branch."""
-
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "autosae",
-    "GIT_AUTHOR_EMAIL": "autosae@localhost",
-    "GIT_COMMITTER_NAME": "autosae",
-    "GIT_COMMITTER_EMAIL": "autosae@localhost",
-}
 
 
 def open_repo(root: Path) -> git.Repo:
@@ -42,14 +35,6 @@ def init_repo(root: Path) -> git.Repo:
     repo = git.Repo.init(root)
     repo.git.symbolic_ref("HEAD", "refs/heads/main")
     return repo
-
-
-def env(repo: git.Repo) -> dict[str, str]:
-    """A committer identity for machines without one configured (CI, fresh servers)."""
-    reader = repo.config_reader()
-    have_name = reader.has_option("user", "name") or "GIT_AUTHOR_NAME" in os.environ
-    have_email = reader.has_option("user", "email") or "GIT_AUTHOR_EMAIL" in os.environ
-    return {} if have_name and have_email else dict(IDENTITY)
 
 
 def commit_paths(repo: git.Repo, message: str, paths: list[str]) -> str | None:
@@ -88,8 +73,6 @@ def dirty_paths(repo: git.Repo, paths=OWNED) -> list[str]:
     """Uncommitted changes (staged, unstaged or untracked) under `paths`."""
     out = repo.git.status("--porcelain", "--untracked-files=all", "--", *paths)
     entries = [(line[:2], line[3:]) for line in out.splitlines() if line.strip()]
-    from autosae.sprint.gitexact import same_as_index
-
     # a file that differs only through the checkout's attributes (git status compares it
     # after its filters; autosae writes and commits the bytes as they are) is not a change
     exact = same_as_index(repo, [name for xy, name in entries if xy == " M" and not name.startswith('"')])
@@ -176,16 +159,12 @@ def checkout_from(repo: git.Repo, branch: str, path: str) -> None:
     """Put `path` as it is on `branch` into the main checkout, byte for byte: no attribute
     (`ident`, `eol`, a filter) of the checkout applies. The index is left alone (the commit
     that follows, gitexact.commit_exact, brings it in line)."""
-    from autosae.sprint.gitexact import write_exact
-
     write_exact(repo, branch, path)
 
 
 def restore(repo: git.Repo, paths: list[str]) -> None:
     """Undo uncommitted changes under `paths` (a merge interrupted by a crash): back to HEAD
     byte for byte, in the index and on disk, and what HEAD does not have removed."""
-    from autosae.sprint.gitexact import sync_index, write_exact
-
     sync_index(repo, paths)
     for path in paths:
         write_exact(repo, "HEAD", path)
