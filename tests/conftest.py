@@ -48,6 +48,7 @@ LONGEST_FIRST = (
     "agents/test_sandbox.py",
     "sae/test_saelens.py",
     "sandbox/test_sandbox.py",
+    "security/test_git_attacks.py",
     "sprint/test_crash_safety.py",
     "sprint/test_old_project.py",
 )

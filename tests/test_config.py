@@ -69,6 +69,14 @@ def test_seeds_constraints_and_profile():
         ("---\ngpus: [1, 1]\n---\n", 2, "gpus: a GPU is named twice"),
         ("---\nlauncher: pbs\n---\n", 2, "launcher.kind: expected 'local', 'slurm' or 'submitit-local'"),
         ("---\nlauncher:\n  kind: slurm\n  max_requeue: -1\n---\n", 4, "launcher.max_requeue"),
+        (
+            "---\nseeds: 2\nlauncher: {kind: submitit-local, folder: jobs}\n---\n",
+            3,
+            "launcher.folder: 'jobs' is inside",
+        ),
+        ("---\nlauncher:\n  kind: slurm\n  folder: .autosae/../jobs\n---\n", 4, "launcher.folder: '.autosae/../jobs'"),
+        ("---\nlauncher:\n  kind: slurm\n  folder: .autosae\n---\n", 4, "launcher.folder:"),
+        ("---\nlauncher:\n  kind: slurm\n  folder: ~/jobs\n---\n", 4, "under .autosae/ (such as .autosae/jobs)"),
     ],
 )
 def test_errors_name_the_line_and_field(text, line, field):
@@ -81,6 +89,35 @@ def test_gpus_and_launcher():
     assert cfg.gpus == "0,1" and cfg.launcher.kind == "slurm" and cfg.launcher.partition == "gpu"
     cfg = parse_task("---\ngpus: [cpu, cpu]\nlauncher: submitit-local\n---\n").config
     assert cfg.gpus == ["cpu", "cpu"] and cfg.launcher.kind == "submitit-local" and cfg.launcher.max_requeue == 2
+
+
+def test_a_launcher_folder_lies_outside_the_project_or_under_its_private_folder(tmp_path):
+    """submitit's pickles hold the profile with the secret eval seed: never where an agent's
+    tool that reads the project could find them."""
+    root = tmp_path / "project"
+    root.mkdir()
+    task = root / "TASK.md"
+    for folder, allowed in [
+        (None, True),
+        (".autosae/jobs", True),
+        (str(tmp_path / "jobs"), True),
+        ("../jobs", True),
+        (str(root / "jobs"), False),
+        ("../project/jobs", False),
+        ("sprints/jobs", False),
+    ]:
+        launcher = "launcher: submitit-local" if folder is None else f"launcher: {{kind: slurm, folder: {folder}}}"
+        task.write_text(f"---\nprofile: tiny\n{launcher}\n---\n")
+        if allowed:
+            assert load_task(task).config.launcher.folder == folder
+        else:
+            with pytest.raises(AutosaeError, match=r"TASK.md line 3: launcher.folder: .* is inside the project"):
+                load_task(task)
+    link = root / "elsewhere"
+    link.symlink_to(root / "sprints")  # a link out of the private folder's reach: judged by where it leads
+    task.write_text("---\nlauncher: {kind: slurm, folder: elsewhere/jobs}\n---\n")
+    with pytest.raises(AutosaeError, match="launcher.folder"):
+        load_task(task)
 
 
 def test_missing_or_unclosed_front_matter():

@@ -36,6 +36,7 @@ from autosae.settings import (
     TrackingSettings,
     WandbSettings,
     check_seeds,
+    launcher_folder_problem,
     seed_list,
 )
 from autosae.transfer.settings import TransferSettings
@@ -211,7 +212,9 @@ def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def parse_task(text: str, path: Path | str = "TASK.md") -> Task:
+def parse_task(text: str, path: Path | str = "TASK.md", root: Path | None = None) -> Task:
+    """TASK.md's text as a Task; `root`, the project's folder, where known (paths in it are
+    then checked against it)."""
     name = str(path)
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
@@ -226,7 +229,7 @@ def parse_task(text: str, path: Path | str = "TASK.md") -> Task:
     body = body[1:] if body.startswith("\n") else body
     try:
         data = yaml.safe_load(front)
-        root = yaml.compose(front)
+        node = yaml.compose(front)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 2}" if mark else ""
@@ -243,13 +246,17 @@ def parse_task(text: str, path: Path | str = "TASK.md") -> Task:
         errors = exc.errors()
         first = errors[0]
         loc = tuple(first["loc"])
-        line = _key_line(root, loc, 1) + 1  # +1: the opening `---`
+        line = _key_line(node, loc, 1) + 1  # +1: the opening `---`
         field = ".".join(str(p) for p in loc if p not in ("int", "list[int]"))
         desc = _describe(first)
         if first["type"] == "extra_forbidden":
             desc += f" (known: {', '.join(_field_names(TaskConfig, loc))})"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise AutosaeError(f"{name} line {line}: {field}: {desc}{more}") from None
+    problem = launcher_folder_problem(config.launcher.folder, root)
+    if problem:
+        line = _key_line(node, ("launcher", "folder"), 1) + 1
+        raise AutosaeError(f"{name} line {line}: launcher.folder: {problem}")
     return Task(Path(path), config, body, hashlib.sha256(text.encode()).hexdigest())
 
 
@@ -258,7 +265,7 @@ def load_task(path: Path) -> Task:
         text = path.read_text()
     except FileNotFoundError:
         raise AutosaeError(f"TASK.md not found at {path}; run `autosae init`") from None
-    return parse_task(text, path)
+    return parse_task(text, path, root=path.parent)
 
 
 def render_task_template(profile: str = "tiny", backend: str | None = None, seeds: int = 3, **extra) -> str:

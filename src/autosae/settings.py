@@ -3,7 +3,9 @@ launcher, limits, ...). autosae.config puts them together into TaskConfig and re
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -281,9 +283,10 @@ class LauncherSettings(Strict):
     """Resubmissions of a job that died (preempted, node failure, killed) before it is
     recorded as failed."""
     folder: str | None = None
-    """submitit's job folder (logs, pickles), relative to the project; default:
-    $AUTOSAE_CACHE/slurm/<project>, out of the agent's worktree (held-out jobs' pickles name
-    the held-out models). It, the project and $AUTOSAE_CACHE must be on storage the nodes share."""
+    """submitit's job folder (logs, pickles), relative to the project or absolute; default:
+    $AUTOSAE_CACHE/slurm/<project>. It must lie outside the project or under its private
+    .autosae/ (see launcher_folder_problem). It, the project and $AUTOSAE_CACHE must be on
+    storage the nodes share."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Further submitit parameters, passed as they are (e.g. slurm_qos, slurm_constraint)."""
 
@@ -291,6 +294,33 @@ class LauncherSettings(Strict):
     @classmethod
     def _kind_alone(cls, value):
         return {"kind": value} if isinstance(value, str) else value
+
+
+def launcher_folder_problem(folder: str | None, root: Path | None) -> str | None:
+    """Why `folder` (TASK.md's launcher.folder) may not hold the launcher's jobs; None: it may.
+    Their pickles hold the profile with the secret eval seed (and a held-out job's, the held-out
+    models), so the folder must lie outside the project, or under its private .autosae/, which no
+    agent's tool and no sandbox shows. Without the project's folder (`root`), only a relative
+    path can be judged."""
+    if folder is None:
+        return None
+    if root is None:
+        parts = Path(os.path.normpath(folder)).parts
+        if Path(folder).is_absolute() or parts[:1] == ("..",):
+            return None
+        private = parts[:1] == (".autosae",) and len(parts) > 1
+    else:
+        root = root.resolve()
+        where = (root / folder).resolve()
+        if where != root and root not in where.parents:
+            return None
+        private = (root / ".autosae") in where.parents
+    if private:
+        return None
+    return (
+        f"{folder!r} is inside the project: the jobs' pickles hold the profile with the secret eval "
+        f"seed, so give a folder outside the project or under .autosae/ (such as .autosae/jobs)"
+    )
 
 
 class LimitSettings(Strict):

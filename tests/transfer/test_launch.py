@@ -17,7 +17,9 @@ def test_a_transfer_runs_as_a_launcher_job_and_is_read_back(project, tmp_path):
     model, tokens = write_lm(tmp_path / "lm")
     set_transfer(project, model, tokens, l0s=[2])
     task = project / "TASK.md"
-    task.write_text(task.read_text().replace("\n---\n", "\nlauncher: {kind: submitit-local, folder: jobs}\n---\n", 1))
+    task.write_text(
+        task.read_text().replace("\n---\n", "\nlauncher: {kind: submitit-local, folder: .autosae/jobs}\n---\n", 1)
+    )
     commit(project, "through the launcher", "TASK.md")
 
     proc = autosae("transfer", sid, cwd=project)
@@ -27,6 +29,6 @@ def test_a_transfer_runs_as_a_launcher_job_and_is_read_back(project, tmp_path):
     assert proc.stderr.count("recorded earlier, reused") == 2, proc.stderr
     data = read_verified(project / "sprints" / sid / "transfer.json")
     assert data is not None and [r["status"] for r in data["runs"]] == ["ok", "ok"]
-    logs = "".join(p.read_text() for p in (project / "jobs").glob("*_log.out"))
+    logs = "".join(p.read_text() for p in (project / ".autosae" / "jobs").glob("*_log.out"))
     assert "transfer: loading" in logs and "training on cpu" in logs  # the job did
     assert "transfer " + sid in git.Repo(project).git.log("--format=%s", "-3")

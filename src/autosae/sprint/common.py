@@ -62,6 +62,19 @@ class Sprint:
         """The sprint's worktree and its folder in it, made again if something removed it."""
         return self.engine.worktree(self.state)
 
+    def commit_folder(self, message: str) -> str | None:
+        """Commit the sprint folder on the sprint's branch exactly as the worktree holds it
+        (autosae.sprint.gitexact: no ignore, attribute or hook of the agent's worktree
+        applies); the new commit, or None when nothing changed. Raises GitFailed."""
+        from autosae.sprint.gitexact import commit_exact, sync_worktree_index
+
+        tree, _ = self.worktree()
+        root, path = Path(tree.working_tree_dir), self.state.sprint_path
+        with self.engine.lock:
+            commit = commit_exact(self.engine.repo, message, [path], f"refs/heads/{self.state.branch}", root)
+        sync_worktree_index(tree, [path])
+        return commit
+
     def say(self, phase: str, text: str = "") -> None:
         self.engine.say(self.state, phase, text)
 

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import git
+
 from autosae.agents import AgentContext, AgentError, create_agent
 from autosae.agents.card import render_card
 from autosae.agents.quick import quick_fields
@@ -30,6 +32,7 @@ from autosae.sprint.common import (
     proposal_of,
     setting_of,
 )
+from autosae.sprint.gitexact import GitFailed, git_error
 from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest, is_exploration
 from autosae.sprint.ledger import best_row, in_setting, past_sprint
 from autosae.sprint.phases import implement, refuse_links, score, train, verify
@@ -104,7 +107,10 @@ class Engine:
         sprint = self.prepare(state)
         for name, phase in PHASES[first:]:
             self.enter(state, name)
-            phase(sprint)
+            try:
+                phase(sprint)
+            except git.GitCommandError as exc:  # the phases' own git failures are GitFailed already
+                raise GitFailed(f"sprint {state.id}, {name}: {git_error(exc)}") from None
         state.phase = "done"
         self.store.save(state)
         announce(sprint)

@@ -2,28 +2,23 @@
 and worktrees, and the one commit per sprint on the main branch.
 
 Only sprints/ and reports/ are ever committed on the main branch: every commit there names
-its paths explicitly, so nothing the user has staged elsewhere is swept in.
+its paths explicitly, so nothing the user has staged elsewhere is swept in. A sprint's own
+commits (on its branch, and its merge on main) go through autosae.sprint.gitexact: the bytes
+on disk, whatever ignore or attribute rules the agent's worktree holds.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import git
 
 from autosae.errors import AutosaeError
+from autosae.sprint.gitexact import env, same_as_index, sync_index, write_exact
 
 OWNED = ("sprints", "reports")
 """The paths autosae commits on the main branch."""
-
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "autosae",
-    "GIT_AUTHOR_EMAIL": "autosae@localhost",
-    "GIT_COMMITTER_NAME": "autosae",
-    "GIT_COMMITTER_EMAIL": "autosae@localhost",
-}
 
 
 def open_repo(root: Path) -> git.Repo:
@@ -40,14 +35,6 @@ def init_repo(root: Path) -> git.Repo:
     repo = git.Repo.init(root)
     repo.git.symbolic_ref("HEAD", "refs/heads/main")
     return repo
-
-
-def env(repo: git.Repo) -> dict[str, str]:
-    """A committer identity for machines without one configured (CI, fresh servers)."""
-    reader = repo.config_reader()
-    have_name = reader.has_option("user", "name") or "GIT_AUTHOR_NAME" in os.environ
-    have_email = reader.has_option("user", "email") or "GIT_AUTHOR_EMAIL" in os.environ
-    return {} if have_name and have_email else dict(IDENTITY)
 
 
 def commit_paths(repo: git.Repo, message: str, paths: list[str]) -> str | None:
@@ -85,7 +72,11 @@ def has_commits(repo: git.Repo) -> bool:
 def dirty_paths(repo: git.Repo, paths=OWNED) -> list[str]:
     """Uncommitted changes (staged, unstaged or untracked) under `paths`."""
     out = repo.git.status("--porcelain", "--untracked-files=all", "--", *paths)
-    return [line[3:] for line in out.splitlines() if line.strip()]
+    entries = [(line[:2], line[3:]) for line in out.splitlines() if line.strip()]
+    # a file that differs only through the checkout's attributes (git status compares it
+    # after its filters; autosae writes and commits the bytes as they are) is not a change
+    exact = same_as_index(repo, [name for xy, name in entries if xy == " M" and not name.startswith('"')])
+    return [name for _, name in entries if name not in exact]
 
 
 def refuse_dirty(repo: git.Repo, allow: tuple[str, ...] = ()) -> None:
@@ -165,15 +156,15 @@ def remove_worktree(repo: git.Repo, path: Path) -> None:
 
 
 def checkout_from(repo: git.Repo, branch: str, path: str) -> None:
-    """Put `path` as it is on `branch` into the main checkout (working tree and index)."""
-    repo.git.checkout(branch, "--", path)
+    """Put `path` as it is on `branch` into the main checkout, byte for byte: no attribute
+    (`ident`, `eol`, a filter) of the checkout applies. The index is left alone (the commit
+    that follows, gitexact.commit_exact, brings it in line)."""
+    write_exact(repo, branch, path)
 
 
 def restore(repo: git.Repo, paths: list[str]) -> None:
-    """Undo uncommitted changes under `paths` (a merge interrupted by a crash): back to HEAD,
-    and files that HEAD does not have removed."""
-    repo.git.reset("-q", "HEAD", "--", *paths)
-    existing = [p for p in paths if in_head(repo, p)]
-    if existing:
-        repo.git.checkout("HEAD", "--", *existing)
-    repo.git.clean("-fdq", "--", *paths)
+    """Undo uncommitted changes under `paths` (a merge interrupted by a crash): back to HEAD
+    byte for byte, in the index and on disk, and what HEAD does not have removed."""
+    sync_index(repo, paths)
+    for path in paths:
+        write_exact(repo, "HEAD", path)

@@ -9,6 +9,7 @@ scoring records a failed verdict, which reporting records like any other."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,9 +19,10 @@ from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.seal import read_verified
 from autosae.jsonio import read_json
 from autosae.records import is_ok, ok_seeds
-from autosae.sprint import gitops
+from autosae.sprint import gitexact, gitops
 from autosae.sprint.common import TRUSTED_FILES, counted_time_limit, crash_point, proposal_of
 from autosae.sprint.coverage import never_ran
+from autosae.sprint.gitexact import GitFailed
 from autosae.sprint.heldout import apply_heldout
 from autosae.sprint.ledger import best_row, read_ledger, reference
 from autosae.sprint.verdict import Reference, compute_verdict, probes_of
@@ -65,20 +67,36 @@ def implement(s: Sprint) -> None:
                 state.failure = f"the {state.backend} agent could not implement the idea: {exc}"
         for name in TRUSTED_FILES:
             (folder / name).unlink(missing_ok=True)
-        refused = refuse_links(folder)
+        refused = refusal(refuse_links(folder), refuse_git_files(folder))
         if refused and not state.failure:
-            state.failure = (
-                f"refused: the sprint folder held {', '.join(refused[:5])} (a symlink or a "
-                f"file that is not a regular file); they were removed, nothing was trained"
-            )
+            state.failure = refused
         crash_point("implementing")
-        if not any(folder.iterdir()):
-            (folder / "README.md").write_text(f"# {state.title}\n\n{state.idea}\n")
-        with engine.lock:
-            state.commit = (
-                gitops.commit_paths(tree, f"{state.id}: implement: {state.title}", [state.sprint_path]) or state.commit
-            )
+        commit_implementation(s, folder)
     s.save()
+
+
+def commit_implementation(s: Sprint, folder: Path) -> None:
+    """The agent's folder committed on the sprint's branch as it is on disk. A folder git
+    cannot record as it is (a path it refuses, such as `git~1`) fails the sprint: its files
+    are removed and the README alone is committed, so that no later phase, and no resume,
+    meets the same failure."""
+    state = s.state
+    message = f"{state.id}: implement: {state.title}"
+    if not any(folder.iterdir()):
+        (folder / "README.md").write_text(f"# {state.title}\n\n{state.idea}\n")
+    try:
+        state.commit = s.commit_folder(message) or state.commit
+        return
+    except GitFailed as exc:
+        if not state.failure:
+            state.failure = (
+                f"refused: the sprint folder cannot be committed as it is ({exc}); "
+                f"its files were removed, nothing was trained"
+            )
+    shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "README.md").write_text(f"# {state.title}\n\n{state.idea}\n")
+    state.commit = s.commit_folder(message) or state.commit  # fails only with git itself: one line
 
 
 def train(s: Sprint) -> None:
@@ -124,6 +142,8 @@ def score(s: Sprint) -> None:
 def _score(s: Sprint) -> None:
     state, project = s.state, s.engine.project
     results = None if state.failure else read_verified(s.run_dir / "results.json")
+    if results is not None and (mismatch := not_the_committed_variant(s, results)):
+        state.failure, results = mismatch, None
     rows = read_ledger(project.ledger_path)
     by_id = {r["id"]: r for r in rows}
     refs = {name: Reference.from_results(f"baseline:{name}", res) for name, res in s.baselines.items()}
@@ -158,6 +178,21 @@ def _score(s: Sprint) -> None:
     s.say("scoring", f"{verdict['verdict']}: {verdict['reason']}")  # the phase's one status line
 
 
+def not_the_committed_variant(s: Sprint, results: dict) -> str | None:
+    """Why the run is not of the variant.py on the sprint's branch (None: it is). The branch's
+    blob is what main receives byte for byte (gitexact), so a variant_sha256 recorded on main
+    always names a file there."""
+    state = s.state
+    trained = results.get("variant_sha256")
+    committed = gitexact.blob_sha256(s.engine.repo, f"refs/heads/{state.branch}", f"{state.sprint_path}/variant.py")
+    if not trained or trained == committed:
+        return None
+    return (
+        f"refused: the variant that trained (sha256 {trained[:12]}) is not the variant.py committed on "
+        f"{state.branch} ({f'sha256 {committed[:12]}' if committed else 'none'}); nothing is recorded of the run"
+    )
+
+
 def verify(s: Sprint) -> None:
     """A new best is trained on the held-out suite, beside its parent, before it is
     confirmed; one that does not hold up there is not the new best (nor the next parent)."""
@@ -187,6 +222,39 @@ def parent_source(s: Sprint) -> str | None:
     except AutosaeError:
         return None
     return path.read_text() if parent and path.is_file() else None
+
+
+def refuse_git_files(folder: Path) -> list[str]:
+    """Remove every file or folder named like git's own (`.git`, `.gitignore`,
+    `.gitattributes`, `.gitmodules`, anything `.git*`, in any case) from a sprint folder:
+    on main they would steer how git reads and writes the project (ignore and attribute rules,
+    submodules, an embedded repository); returns what was removed."""
+    removed = []
+    for top, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            if name.lower().startswith(".git"):
+                path = Path(top) / name
+                removed.append(path.relative_to(folder).as_posix())
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        dirs[:] = [d for d in dirs if not d.lower().startswith(".git")]
+    return sorted(removed)
+
+
+def refusal(links: list[str], git_files: list[str]) -> str | None:
+    """The one-line reason a sprint folder was refused (None: nothing was removed)."""
+    if not links and not git_files:
+        return None
+    kinds = []
+    if links:
+        kinds.append("a symlink or a file that is not a regular file")
+    if git_files:
+        kinds.append("git's own files (.git*), which would steer how git records the project")
+    shown = sorted(links + git_files)
+    more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+    return (
+        f"refused: the sprint folder held {', '.join(shown[:5])}{more} ({'; '.join(kinds)}); "
+        f"they were removed, nothing was trained"
+    )
 
 
 def refuse_links(folder: Path) -> list[str]:

@@ -21,7 +21,7 @@ from autosae.errors import AutosaeError
 from autosae.harness.seal import read_verified
 from autosae.records import LedgerRow
 from autosae.report.record import folder_files, variant_diff
-from autosae.sprint import gitops
+from autosae.sprint import gitexact, gitops
 from autosae.sprint.common import TRUSTED_FILES, crash_point, proposal_of
 from autosae.sprint.ledger import in_setting, parse_ledger, read_ledger, write_ledger
 from autosae.sprint.state import SprintState, iso
@@ -77,11 +77,7 @@ def report(s: Sprint) -> None:
         (folder / "DONE").write_text(
             json.dumps({"id": state.id, "verdict": state.verdict["verdict"], "finished": state.finished}) + "\n"
         )
-        with engine.lock:
-            state.commit = (
-                gitops.commit_paths(tree, f"{state.id}: {state.verdict['verdict']}: {state.title}", [state.sprint_path])
-                or state.commit
-            )
+        state.commit = s.commit_folder(f"{state.id}: {state.verdict['verdict']}: {state.title}") or state.commit
         s.save()
     crash_point("reporting")
     with engine.lock:
@@ -132,15 +128,18 @@ def conclude(s: Sprint, results: dict | None) -> str:
 
 
 def merge(s: Sprint, results: dict | None) -> None:
-    """One commit on the main branch: the sprint folder, its ledger row, the leaderboard."""
+    """One commit on the main branch: the sprint folder, its ledger row, the leaderboard. The
+    folder is written from the sprint's branch and committed byte for byte (gitexact): main
+    holds the very blobs the branch holds, whatever attributes the main checkout has."""
     from autosae.report import write_leaderboard
 
     state, engine = s.state, s.engine
     repo, ledger = engine.repo, "reports/ledger.jsonl"
+    ours = [state.sprint_path, *REPORT_FILES]
     recorded = any(r.get("id") == state.id for r in parse_ledger(gitops.head_text(repo, ledger)))
     if recorded and gitops.in_head(repo, f"{state.sprint_path}/DONE"):
+        gitexact.sync_index(repo, ours)  # in case the crash came before the index was brought in line
         return  # merged before a crash: never record twice
-    ours = [state.sprint_path, *REPORT_FILES]
     gitops.restore(repo, ours)  # drop a half-done merge (only files autosae writes)
     engine.check_tree()
     gitops.checkout_from(repo, state.branch, state.sprint_path)
@@ -155,7 +154,7 @@ def merge(s: Sprint, results: dict | None) -> None:
         state.objective,
     )
     crash_point("merging")
-    gitops.commit_paths(repo, f"sprint {state.id}: {state.verdict['verdict']}: {state.title}", ours)
+    gitexact.commit_exact(repo, f"sprint {state.id}: {state.verdict['verdict']}: {state.title}", ours)
     crash_point("merged")
 
 
