@@ -15,7 +15,10 @@ from tests.report.test_rendered import Webhook
 from tests.sprint.conftest import COMMIT_ENV, autosae, ledger, write_script
 
 FAKE_ROW = "| 99 | fake | improved ★ 0.9999 |"
-TITLE = f"x\n{FAKE_ROW}\n$\\unknownsymbol$ <!channel> <@U0123ABC> <http://evil.example|click> a`b"
+TITLE = (
+    f"x\n{FAKE_ROW}\n$\\unknownsymbol$ <!channel> <@U0123ABC> <http://evil.example|click> a`b"
+    " [/bold] \x1b[31mred\nverdict: improved"
+)
 IDEA = (
     "an idea\n\n| fake | table |\n|---|---|\n| forged | 0.99 |\n\n# Verdict: improved ★\n"
     "<img src=x onerror=alert(1)> <!here> $\\alpha$"
@@ -160,6 +163,22 @@ def test_slack_app_messages_escape_every_agent_field(hostile_sprint):
     ]
     for message in messages:
         assert not re.search(r"<(?!@U999>)", message), message  # only our own mention of the asker
+
+
+def test_the_cli_prints_agent_text_on_its_own_line(hostile_sprint):
+    """`autosae show` prints greppable `key: value` lines and `autosae leaderboard` a rich table:
+    the title's newline forges no line, its terminal escape is not printed, and its
+    `[/bold]` is not read as rich markup (a closing tag without an opening one raised)."""
+    root = hostile_sprint["root"]
+    (row,) = ledger(root)
+    show = autosae("show", row["id"], cwd=root)
+    assert show.returncode == 0 and "Traceback" not in show.stderr, show.stdout + show.stderr
+    keys = [line.split(":", 1)[0] for line in show.stdout.splitlines()]
+    assert keys.count("title") == 1 and keys.count("verdict") == 1 and "\x1b" not in show.stdout
+    assert f"title: {one_line(TITLE)}" in show.stdout.splitlines()
+    board = autosae("leaderboard", cwd=root)
+    assert board.returncode == 0 and "Traceback" not in board.stderr, board.stdout + board.stderr
+    assert "\x1b" not in board.stdout and "[/bold]" in board.stdout
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ A page whose data is missing says so instead of being left out."""
 
 from __future__ import annotations
 
-from autosae.report.escape import pdf_line
+from autosae.report.escape import clean, pdf_line
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 BAR_COLORS = {"sprint": "#0969da", "parent": "#6e7781", "best": "#bf8700", "baseline": "#8c959f"}
@@ -60,8 +60,8 @@ _lean_installed = False
 
 
 def plain(text: str) -> str:
-    """Markdown's bold and code marks dropped: the PDF shows the words alone."""
-    return text.replace("**", "").replace("`", "")
+    """Markdown's bold and code marks dropped, control characters as spaces: the PDF shows the words alone."""
+    return clean(text).replace("**", "").replace("`", "")
 
 
 def plain_ticks(axis) -> None:

@@ -79,7 +79,7 @@ def _title_page(pdf, plt, content: dict) -> None:
     fig.text(
         0.05,
         0.93,
-        "\n".join(textwrap.wrap(sprint.get("title") or sprint.get("id") or "sprint", 60)),
+        "\n".join(textwrap.wrap(pdf_line(sprint.get("title") or sprint.get("id") or "sprint"), 60)),
         fontsize=22,
         weight="bold",
         va="top",
