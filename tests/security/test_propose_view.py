@@ -99,7 +99,11 @@ def test_the_propose_view_shows_only_sprints_reports_and_task(secrets_beside, tm
             (result,) = tool_results(body)
             results[([".", *REFUSED, *ALLOWED])[turn - 1]] = result
     listing = results["."]
-    assert not listing.get("is_error") and sorted(str(listing["content"]).split()) == ["TASK.md", "reports/", "sprints/"]
+    assert not listing.get("is_error") and sorted(str(listing["content"]).split()) == [
+        "TASK.md",
+        "reports/",
+        "sprints/",
+    ]
     for path in REFUSED:
         assert results[path].get("is_error") is True, (path, results[path])
         assert TOKEN not in json.dumps(results[path]), path
