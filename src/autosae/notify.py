@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from autosae.report.escape import mrkdwn, one_line
 from autosae.report.format import fmt_pm
 
 ENV = "AUTOSAE_SLACK_WEBHOOK"
@@ -42,10 +43,12 @@ def post(url: str | None, text: str, log: Callable[[str], None]) -> bool:
 
 
 def sprint_notice(project_name: str, row: dict, report: Path) -> str:
-    verdict = row.get("verdict") or "?"
-    head = f"*{project_name}* sprint `{row.get('id')}`: *{verdict}*" + (" (new best)" if row.get("new_best") else "")
-    head += " (no-op)" if row.get("noop") else ""
-    lines = [head, f"{row.get('title')}"]
+    """The one-way notice of a sprint's end. Agent text (the title, the reason) is escaped for
+    mrkdwn: a `<!channel>` in a title shows as typed and notifies nobody."""
+    verdict = mrkdwn(row.get("verdict") or "?")
+    head = f"*{mrkdwn(project_name)}* sprint `{mrkdwn(row.get('id'))}`: *{verdict}*"
+    head += (" (new best)" if row.get("new_best") else "") + (" (no-op)" if row.get("noop") else "")
+    lines = [head, mrkdwn(one_line(row.get("title"), 300))]
     if row.get("f1") or row.get("mcc"):
         delta = row.get("delta_parent")
         lines.append(
@@ -54,13 +57,16 @@ def sprint_notice(project_name: str, row: dict, report: Path) -> str:
             + (f" (p = {row['p_value']:.3g})" if row.get("p_value") is not None else "")
         )
     else:
-        lines.append(f"why: {row.get('reason') or 'no scores'}")
-    lines.append(f"report: {report}")
+        lines.append(f"why: {mrkdwn(row.get('reason') or 'no scores', 800)}")
+    lines.append(f"report: {mrkdwn(report)}")
     return "\n".join(lines)
 
 
 def loop_notice(project_name: str, sprints: int, reason: str, best: dict | None) -> str:
-    text = f"*{project_name}*: the autosae loop stopped after {sprints} sprint{'s' if sprints != 1 else ''}: {reason}"
+    text = (
+        f"*{mrkdwn(project_name)}*: the autosae loop stopped after {sprints} sprint{'s' if sprints != 1 else ''}: "
+        f"{mrkdwn(reason, 800)}"
+    )
     if best:
-        text += f"\nbest so far: `{best.get('id')}` {best.get('title')}, F1 {fmt_pm(best.get('f1'), 4)}, MCC {fmt_pm(best.get('mcc'), 4)}"
+        text += f"\nbest so far: `{mrkdwn(best.get('id'))}` {mrkdwn(one_line(best.get('title'), 300))}, F1 {fmt_pm(best.get('f1'), 4)}, MCC {fmt_pm(best.get('mcc'), 4)}"
     return text

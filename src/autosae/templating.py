@@ -11,6 +11,11 @@ All templates share one set of settings: StrictUndefined (a misspelt name is an 
 an empty string), the trailing newline kept, and trim_blocks with lstrip_blocks, so that a
 block tag on a line of its own leaves no blank line behind; a tag written `+%}` keeps the
 line break that follows it.
+
+Text that an agent or a variant wrote goes through a filter that keeps it from changing the
+Markdown around it (autosae.report.escape): `cell` (plain text on one line: table cells and
+headings), `code` (a name as a code span), `inline` (our Markdown around agent text, on one
+line), `block` (the agent's paragraphs) and `fenced` (a code block it cannot close).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ def environment(project_root: Path | None = None) -> jinja2.Environment:
 
 @functools.cache
 def _environment(root: Path | None) -> jinja2.Environment:
+    import autosae.report.escape as esc
     import autosae.report.format as fmt
 
     package = jinja2.FileSystemLoader(PACKAGE_TEMPLATES)
@@ -62,6 +68,12 @@ def _environment(root: Path | None) -> jinja2.Environment:
         floor=fmt.fmt_floor,
         # the prompts print a missing number as "-", the reports as "—"
         dash=lambda text: str(text).replace(fmt.MISSING, "-"),
+        # text an agent or a variant wrote, shown as itself (autosae.report.escape)
+        cell=esc.md_cell,
+        code=esc.md_code,
+        inline=esc.md_inline,
+        block=esc.md_block,
+        fenced=esc.md_fenced,
     )
     return env
 
@@ -147,6 +159,9 @@ def readme() -> str:
         "finds this project's copy too. report.md.j2 is rendered with the names",
         "autosae.report.content.report_content returns; report.pdf is drawn from the same content.",
         "autosae reads them from the project's main checkout only, never from an agent's worktree.",
+        "Text that the agent or its variant wrote goes through the filters `cell`, `code`, `inline`,",
+        "`block` and `fenced` (autosae.report.escape), so that it cannot add a table row, a heading",
+        "or HTML: keep them in a copy.",
         "",
         "What can be overridden:",
         "",

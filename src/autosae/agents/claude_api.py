@@ -1,7 +1,8 @@
 """The `anthropic` backend: Claude in a tool-use loop on the Messages API.
 
 Each phase is one conversation with its own tools, ended by the model calling `finish`:
-    propose:   view (the project, read-only), finish(title, idea, hypothesis, plan, parent)
+    propose:   view (the project's sprints/, reports/ and TASK.md, and the library; read-only),
+               finish(title, idea, hypothesis, plan, parent)
     implement: bash, str_replace_based_edit_tool, run_experiment, finish(summary)
     conclude:  view (the worktree, read-only), finish(checks, alternatives, conclusion, next_steps)
 With TASK.md's agent.literature on (propose by default, implement if listed), the phase also
@@ -55,7 +56,7 @@ from autosae.agents.prompts import (
     system_prompt,
     turn_limits,
 )
-from autosae.agents.sandbox import Files, Shell, redact
+from autosae.agents.sandbox import PROPOSE_SHOWN, Files, Shell, redact
 from autosae.agents.transcript import Transcript
 
 RETRYABLE = (408, 409, 429, 500, 502, 503, 504, 529)
@@ -120,7 +121,7 @@ class AnthropicAgent:
 
     def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
         ctx = dataclasses.replace(ctx, backend=self.name)
-        files = Files(Path(ctx.project_root or "."), writable=False, mounts=library_mounts())
+        files = Files(Path(ctx.project_root or "."), writable=False, mounts=library_mounts(), shown=PROPOSE_SHOWN)
         prompt = propose_prompt(ctx, idea)
         out = self.converse(
             "propose",

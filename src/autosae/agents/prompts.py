@@ -81,7 +81,7 @@ def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) ->
         plan=proposal.plan,
         parent=proposal.parent or "baseline:matryoshka",
         parent_variant=parent.relative_to(worktree).as_posix() if parent and worktree in parent.parents else None,
-        parent_source=parent.read_text().strip() if parent and parent.is_file() else "",
+        parent_source=source(parent).strip(),
         width=ctx.width,
         k=ctx.k,
     )
@@ -194,10 +194,25 @@ def parent_variant(worktree: Path, parent: str | None) -> Path | None:
     return reference_variants().get("matryoshka")
 
 
+DIFF_CHARS = 64_000
+"""The most of the conclude prompt's diff (the agent's variant.py may be of any size)."""
+
+
+def source(path: Path | None) -> str:
+    """A variant's source for a prompt: a bounded prefix (autosae.bounded), "" where there is none."""
+    from autosae.bounded import text_prefix
+
+    try:
+        return text_prefix(path) if path and path.is_file() else ""
+    except OSError:
+        return ""
+
+
 def diff(parent: Path | None, mine: Path | None) -> str:
-    a = parent.read_text().splitlines() if parent and parent.is_file() else []
-    b = mine.read_text().splitlines() if mine and mine.is_file() else []
+    a, b = source(parent).splitlines(), source(mine).splitlines()
     text = "\n".join(difflib.unified_diff(a, b, "parent/variant.py", "variant.py", lineterm=""))
+    if len(text) > DIFF_CHARS:
+        text = text[:DIFF_CHARS] + f"\n[... the diff is cut at {DIFF_CHARS:,} characters]"
     return text or "(no difference)"
 
 

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from autosae.bounded import read_prefix
 from autosae.redaction import SECRET_NAME, redact
 from autosae.sandbox.identity import GIT_SAFE
 
@@ -169,13 +170,35 @@ def run_bash(command: str, cwd: Path, timeout_s: float, scratch: Path | None = N
         return Shell(cwd, scratch or Path(tmp), timeout_s, enabled).run(command)
 
 
+VIEW_BYTES = 256 << 10
+"""The most of one file that `view` reads (the agent can make a 450 MB sparse file for free)."""
+EDIT_BYTES = 1 << 20
+"""The largest file that str_replace reads and writes back whole."""
+LIST_ENTRIES = 1000
+"""The most entries of one folder that `view` lists."""
+PROPOSE_SHOWN = ("sprints", "reports", "TASK.md")
+"""What the propose phase may see of the project's main checkout (as the claude_code backend
+shows it): never its untracked files (a .env with tokens), .autosae/, a launcher's folder of
+pickled jobs or the source tree."""
+
+
 class Files:
     """view / create / str_replace, confined to `root`; `mounts` ({"autosae/sae": folder})
-    show more folders under a prefix, read-only."""
+    show more folders under a prefix, read-only; `shown` (None: all) names the only entries
+    of the root that may be seen at all (the propose phase: sprints/, reports/, TASK.md).
+    Every read is bounded (VIEW_BYTES of a file, LIST_ENTRIES of a folder), whatever the
+    file's size: a sparse file costs the agent no disk and would cost the host its memory."""
 
-    def __init__(self, root: Path, writable: bool = True, mounts: dict[str, Path] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        writable: bool = True,
+        mounts: dict[str, Path] | None = None,
+        shown: tuple[str, ...] | None = None,
+    ):
         self.root, self.writable = root.resolve(), writable
         self.mounts = {prefix.strip("/"): Path(folder).resolve() for prefix, folder in (mounts or {}).items()}
+        self.shown = None if shown is None else tuple(shown)
 
     def mounted(self, path: str) -> Path | None:
         """The file a mounted path names (None: not under a mount); never outside the mount."""
@@ -190,12 +213,7 @@ class Files:
 
     def view_mounted(self, target: Path, view_range: list[int] | None) -> str:
         if target.is_dir():
-            return (
-                "\n".join(
-                    sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir() if p.name != "__pycache__")
-                )
-                or "(empty folder)"
-            )
+            return _listing(p.name + ("/" if p.is_dir() else "") for p in target.iterdir() if p.name != "__pycache__")
         if not target.is_file():
             raise ToolError(f"{target.name}: no such file")
         return self._numbered(target, view_range)
@@ -209,6 +227,9 @@ class Files:
         parts = target.relative_to(self.root).parts
         if ".git" in parts or ".autosae" in parts:
             raise ToolError(f"{path}: git's and autosae's own files are off limits")
+        if self.shown is not None and parts and parts[0] not in self.shown:
+            # checked on the resolved path: a link in sprints/ to .env is refused too
+            raise ToolError(f"{path}: not shown in this phase; only {', '.join(self.shown)} can be viewed")
         return target
 
     def view(self, path: str, view_range: list[int] | None = None) -> str:
@@ -216,25 +237,40 @@ class Files:
             return self.view_mounted(mounted, view_range)
         target = self.resolve(path)
         if target.is_dir():
-            entries = sorted(
-                p.relative_to(self.root).as_posix() + ("/" if p.is_dir() else "")
-                for p in target.iterdir()
-                if p.name != ".git"
-            )
-            return "\n".join(entries) or "(empty folder)"
+            entries = (p for p in target.iterdir() if p.name != ".git")
+            if target == self.root and self.shown is not None:
+                entries = (p for p in entries if p.name in self.shown)
+            return _listing(p.relative_to(self.root).as_posix() + ("/" if p.is_dir() else "") for p in entries)
         if not target.is_file():
             raise ToolError(f"{path}: no such file")
         return self._numbered(target, view_range)
 
     @staticmethod
     def _numbered(target: Path, view_range: list[int] | None) -> str:
-        lines = target.read_text(errors="replace").splitlines()
+        """The file's lines, numbered: of its first VIEW_BYTES only, saying so where it is longer."""
+        try:
+            found = read_prefix(target, VIEW_BYTES)
+        except OSError as exc:
+            raise ToolError(f"{target.name}: cannot be read ({exc.strerror or exc})") from None
+        if b"\0" in found.data[:8192]:
+            raise ToolError(f"{target.name}: a binary file of {found.size:,} bytes; the view shows text files only")
+        lines = found.text().splitlines()
+        if found.cut and lines:
+            lines.pop()  # the last line read may be cut short
         first, last = 1, len(lines)
         if view_range:
             if len(view_range) != 2:
                 raise ToolError("view_range: expected [first, last]")
             first, last = int(view_range[0]), (len(lines) if int(view_range[1]) == -1 else int(view_range[1]))
-        return truncate("\n".join(f"{n:6}\t{line}" for n, line in enumerate(lines[first - 1 : last], first)))
+        if found.cut and last > len(lines):
+            last = len(lines)
+            if first > last:
+                raise ToolError(
+                    f"view_range: the view reads only the first {VIEW_BYTES:,} of this file's {found.size:,} "
+                    f"bytes (lines 1-{len(lines)})"
+                )
+        text = truncate("\n".join(f"{n:6}\t{line}" for n, line in enumerate(lines[first - 1 : last], first)))
+        return text + (f"\n[only the first {len(lines)} lines of {found.size:,} bytes are shown]" if found.cut else "")
 
     def create(self, path: str, file_text: str) -> str:
         self._writable()
@@ -252,7 +288,16 @@ class Files:
             raise ToolError(f"{path}: no such file")
         if not isinstance(old_str, str) or not old_str:
             raise ToolError("old_str: expected a non-empty string")
-        text = target.read_text()
+        try:
+            found = read_prefix(target, EDIT_BYTES)
+        except OSError as exc:
+            raise ToolError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        if found.cut:
+            raise ToolError(f"{path}: {found.size:,} bytes, too large for str_replace (at most {EDIT_BYTES:,})")
+        try:
+            text = found.data.decode()
+        except UnicodeDecodeError:
+            raise ToolError(f"{path}: not UTF-8 text") from None
         count = text.count(old_str)
         if count != 1:
             raise ToolError(f"old_str occurs {count} times in {path}; it must occur exactly once")
@@ -277,3 +322,16 @@ class Files:
         except TypeError as exc:
             raise ToolError(f"{command}: {exc}") from None
         raise ToolError(f"command: expected view, create or str_replace, got {command!r}")
+
+
+def _listing(names) -> str:
+    """A folder's entries, sorted: at most LIST_ENTRIES of them (a folder of a million files
+    is listed in bounded time and memory), saying how many more there are."""
+    import itertools
+
+    names = iter(names)
+    shown = sorted(itertools.islice(names, LIST_ENTRIES))
+    more = sum(1 for _ in itertools.islice(names, 1_000_000))
+    if more:
+        shown.append(f"[... {more:,}{'+' if more == 1_000_000 else ''} more entries not listed]")
+    return "\n".join(shown) or "(empty folder)"

@@ -35,10 +35,13 @@ def sandbox_mode(value: str) -> str:
 
 
 def emit(key: str, value) -> None:
-    """One greppable result line on stdout."""
+    """One greppable result line on stdout: a value an agent wrote (a title with a newline, a
+    terminal escape) stays on its line and cannot forge another key's."""
+    from autosae.report.escape import one_line
+
     if isinstance(value, float):
         value = f"{value:.6g}"
-    typer.echo(f"{key}: {value}")
+    typer.echo(f"{key}: {one_line(value)}")
 
 
 ProjectDir = Annotated[

@@ -132,8 +132,10 @@ def leaderboard(
     """Every sprint's idea, F1 and MCC (mean ± std), verdict and cost, best first."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from autosae.report import fmt_pm, leaderboard_rows
+    from autosae.report.escape import one_line
     from autosae.sprint.ledger import in_setting, read_ledger, token_totals
     from autosae.sprint.project import Project
     from autosae.transfer.record import leaderboard_mark
@@ -158,7 +160,7 @@ def leaderboard(
         table.add_row(
             str(i),
             row["id"],
-            row.get("title", ""),
+            Text(one_line(row.get("title", ""))),  # the agent's: never read as rich markup
             fmt_pm(row.get("f1"), 4),
             fmt_pm(row.get("mcc"), 4),
             verdict,

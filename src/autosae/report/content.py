@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from autosae.records import is_ok, ok_seeds
+from autosae.report.escape import md_code
 from autosae.report.format import (
     MISSING,
     fmt_delta,
@@ -135,12 +136,12 @@ def comparison(sprint: dict, results: dict, verdict: dict) -> list[dict]:
     if parent and not parent_is_baseline:
         same = best and best.get("id") == parent.get("id")
         add(
-            f"parent `{parent.get('id')}`" + (" (the best so far)" if same else ""),
+            f"parent {md_code(parent.get('id'))}" + (" (the best so far)" if same else ""),
             "parent",
             dict(parent, per_seed=parent.get("per_seed") or {obj: parent.get("values") or []}),
         )
     if best and best.get("id") != parent.get("id"):
-        add(f"best before `{best.get('id')}`", "best", dict(best, per_seed=best.get("per_seed") or {}))
+        add(f"best before {md_code(best.get('id'))}", "best", dict(best, per_seed=best.get("per_seed") or {}))
     for name, stats in baselines.items():
         is_parent = parent.get("id") == f"baseline:{name}"
         add(
@@ -152,7 +153,7 @@ def comparison(sprint: dict, results: dict, verdict: dict) -> list[dict]:
     label = (
         "probe ceiling"
         if any(v is not None for v in ceiling.values())
-        else f"probe ceiling (not measured for `{sprint.get('profile')}`)"
+        else f"probe ceiling (not measured for {md_code(sprint.get('profile'))})"
     )
     add(label, "ceiling", {m: _stat(v) for m, v in ceiling.items()})
     return rows

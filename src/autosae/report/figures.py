@@ -4,6 +4,8 @@ A page whose data is missing says so instead of being left out."""
 
 from __future__ import annotations
 
+from autosae.report.escape import clean, pdf_line
+
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 BAR_COLORS = {"sprint": "#0969da", "parent": "#6e7781", "best": "#bf8700", "baseline": "#8c959f"}
 SCORES_MARGINS = {"left": 0.07, "right": 0.985, "bottom": 0.14, "top": 0.9, "wspace": 0.2}
@@ -58,8 +60,8 @@ _lean_installed = False
 
 
 def plain(text: str) -> str:
-    """Markdown's bold and code marks dropped: the PDF shows the words alone."""
-    return text.replace("**", "").replace("`", "")
+    """Markdown's bold and code marks dropped, control characters as spaces: the PDF shows the words alone."""
+    return clean(text).replace("**", "").replace("`", "")
 
 
 def plain_ticks(axis) -> None:
@@ -158,7 +160,8 @@ def scores_page(pdf, plt, content: dict) -> None:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(
-        f"{sprint.get('title')}: scores against the parent, the best, the baselines and the probe ceiling", fontsize=11
+        f"{pdf_line(sprint.get('title'), 120)}: scores against the parent, the best, the baselines and the probe ceiling",
+        fontsize=11,
     )
     fig.subplots_adjust(**SCORES_MARGINS)
     save(pdf, plt, fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autosae.report.content import baseline_noise, probe_ceiling
+from autosae.report.escape import literal_text, pdf_line
 from autosae.report.figures import pdf_matplotlib
 from autosae.report.format import fmt_delta, fmt_p, fmt_pm, measured
 from autosae.sprint.ledger import token_totals
@@ -147,9 +148,11 @@ def _table_pages(pdf, plt, ledger: list[dict], per_page: int = 28) -> None:
     rows = [
         [
             str(i),
-            r["id"][:20],
-            (r.get("title") or "")[:48],
-            (r.get("verdict") or "—") + (" (no-op)" if r.get("noop") else "") + (" *" if r.get("new_best") else ""),
+            pdf_line(r["id"], 20),
+            pdf_line(r.get("title") or "", 48),
+            pdf_line(r.get("verdict") or "—")
+            + (" (no-op)" if r.get("noop") else "")
+            + (" *" if r.get("new_best") else ""),
             _cell_pm(r.get("f1")),
             _cell_pm(r.get("mcc")),
             fmt_delta(r.get("delta_parent"), 4),
@@ -203,7 +206,7 @@ def write_leaderboard(
     md, png, pdf_path = reports_dir / "leaderboard.md", reports_dir / "progress.png", reports_dir / "progress.pdf"
     md.write_text(render_leaderboard(ledger, baselines, objective, reports_dir.parent))
     ceiling = probe_ceiling(ledger[-1].get("profile") if ledger else None)
-    with matplotlib.rc_context({"pdf.fonttype": 42}):
+    with matplotlib.rc_context({"pdf.fonttype": 42}), literal_text():  # titles are the agent's: never mathtext
         fig = _progress_figure(plt, ledger, baselines, objective, ceiling)
         fig.savefig(png, dpi=100, metadata={"Software": None})
         with PdfPages(pdf_path, metadata={"Title": "autosae progress", "CreationDate": None}) as pdf:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from autosae.report.escape import literal_text, pdf_line
 from autosae.report.figures import PAGE, curves_page, pdf_matplotlib, plain, save, scores_page, variant_page
 from autosae.report.format import MISSING, fmt_num, fmt_pm
 
@@ -78,7 +79,7 @@ def _title_page(pdf, plt, content: dict) -> None:
     fig.text(
         0.05,
         0.93,
-        "\n".join(textwrap.wrap(sprint.get("title") or sprint.get("id") or "sprint", 60)),
+        "\n".join(textwrap.wrap(pdf_line(sprint.get("title") or sprint.get("id") or "sprint"), 60)),
         fontsize=22,
         weight="bold",
         va="top",
@@ -86,7 +87,7 @@ def _title_page(pdf, plt, content: dict) -> None:
     fig.text(
         0.05,
         0.80,
-        f"sprint {sprint.get('id')}   ·   parent {sprint.get('parent') or MISSING}\n"
+        f"sprint {sprint.get('id')}   ·   parent {pdf_line(sprint.get('parent') or MISSING, 80)}\n"
         f"agent {sprint.get('backend') or MISSING}   ·   profile {sprint.get('profile') or MISSING}",
         fontsize=10,
         color="#57606a",
@@ -150,12 +151,13 @@ def write_pdf(path: Path, content: dict) -> None:
     plt, PdfPages = pdf_matplotlib()
 
     curves = content["curves"]
-    # text.parse_math off: agent- and variant-written text ($...$ in an idea, a log tail) is
-    # shown as it is, never parsed as mathtext (an unknown symbol there would raise and stop
-    # the report from ever being written)
+    # literal_text: agent- and variant-written text ($...$ in an idea, a log tail) is shown as
+    # it is, never parsed as mathtext (an unknown symbol there would raise and stop the report
+    # from ever being written)
     with (
-        matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 9, "text.parse_math": False}),
-        PdfPages(path, metadata={"Title": content["s"].get("title") or "", "CreationDate": None}) as pdf,
+        matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 9}),
+        literal_text(),
+        PdfPages(path, metadata={"Title": pdf_line(content["s"].get("title")), "CreationDate": None}) as pdf,
     ):
         _title_page(pdf, plt, content)
         if content["ok"]:

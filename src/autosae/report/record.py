@@ -12,7 +12,9 @@ re-render any recorded sprint from git alone:
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import itertools
 import json
 import math
 import re
@@ -31,6 +33,12 @@ COMPACT_POINTS = 6
 """Points per seed and curve that the conclude phase sees."""
 DIFF_LINES = 400
 """The most lines of unified diff kept in sprint.json (the line counts are always whole)."""
+DIFF_CHARS = 64_000
+"""And the most characters of them (a line may be long)."""
+DIFF_FILE_BYTES = 256 << 10
+"""The most of one file of a sprint folder that the diff reads (the agent wrote it)."""
+DIFF_FILES, DIFF_TOTAL_BYTES, DIFF_SCAN = 200, 4 << 20, 10_000
+"""The most files, and bytes in all, that the diff reads of a folder, of the first DIFF_SCAN paths found."""
 
 
 def read_curves(run_dir: Path | None) -> dict[str, dict]:
@@ -149,27 +157,47 @@ def variant_diff(parent_label: str, parent_files: dict[str, str], files: dict[st
         rows.append({"path": path, "status": status, "added": added, "removed": removed})
         if path.endswith(".py"):
             text += [d if d.endswith("\n") else d + "\n" for d in diff]
+    kept = "".join(text[:DIFF_LINES])
     return {
         "parent": parent_label,
         "files": rows,
         "added": sum(r["added"] for r in rows),
         "removed": sum(r["removed"] for r in rows),
-        "text": "".join(text[:DIFF_LINES]),
-        "truncated": len(text) > DIFF_LINES,
+        "text": kept[:DIFF_CHARS],
+        "truncated": len(text) > DIFF_LINES or len(kept) > DIFF_CHARS,
     }
 
 
 def folder_files(folder: Path, skip: tuple[str, ...]) -> dict[str, str]:
-    """Text files of a sprint folder by relative path, without the orchestrator's own files."""
-    files = {}
+    """Text files of a sprint folder by relative path, without the orchestrator's own files.
+    The agent wrote them, so each is read up to DIFF_FILE_BYTES (a sparse file of 450 MB costs
+    it no disk; the cut is said in the text, so the diff shows it), at most DIFF_FILES files
+    and DIFF_TOTAL_BYTES in all; the files beyond are listed, unread."""
+    from autosae.bounded import read_prefix
+
+    files: dict[str, str] = {}
     if not folder.is_dir():
         return files
-    for path in sorted(folder.rglob("*")):
+    budget = DIFF_TOTAL_BYTES
+    for path in sorted(itertools.islice(folder.rglob("*"), DIFF_SCAN)):
         rel = path.relative_to(folder).as_posix()
         if path.is_symlink() or not path.is_file() or rel in skip or "__pycache__" in rel:
             continue  # never follow a link out of the folder (see engine.refuse_links)
+        if len(files) >= DIFF_FILES or budget <= 0:
+            files[rel] = f"<not read: more than {DIFF_FILES} files or {DIFF_TOTAL_BYTES:,} bytes in the folder>\n"
+            continue
         try:
-            files[rel] = path.read_text()
-        except (UnicodeDecodeError, OSError):
-            files[rel] = f"<binary file, {path.stat().st_size} bytes>\n"
+            found = read_prefix(path, min(DIFF_FILE_BYTES, budget))
+        except OSError:
+            files[rel] = "<unreadable file>\n"
+            continue
+        try:  # a cut may split a character: its start is left out, not taken for binary
+            text = codecs.getincrementaldecoder("utf-8")().decode(found.data, final=not found.cut)
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\0" in text:
+            files[rel] = f"<binary file, {found.size:,} bytes>\n"
+            continue
+        budget -= len(found.data)
+        files[rel] = text + (f"\n{found.note()}\n" if found.cut else "")
     return files

@@ -79,5 +79,8 @@ def scores_png(sprint_dir: Path, out: Path) -> Path:
         def savefig(self, fig) -> None:
             fig.savefig(out, dpi=80, metadata={"Software": None})
 
-    scores_page(OnePng(), plt, content)
+    from autosae.report.escape import literal_text
+
+    with literal_text():  # the sprint's title is the agent's: never mathtext
+        scores_page(OnePng(), plt, content)
     return out

@@ -4,6 +4,8 @@ texts, sources, reasons) goes through `escape`: Slack reads `<...>` as a mention
 
 from __future__ import annotations
 
+from autosae.report.escape import mrkdwn
+from autosae.report.escape import one_line as flat
 from autosae.report.format import fmt_delta, fmt_p, fmt_pm
 from autosae.sprint.ledger import one_line
 
@@ -12,10 +14,13 @@ MAX_TEXT = 3000
 
 
 def escape(text: object, limit: int = MAX_TEXT) -> str:
-    flat = str(text if text is not None else "")
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Agent text as Slack mrkdwn that shows as typed (autosae.report.escape.mrkdwn)."""
+    return mrkdwn(text, limit)
+
+
+def headline(text: object, limit: int = 200) -> str:
+    """A title on one line, escaped: a newline in an agent's title cannot start a new line."""
+    return escape(flat(text, limit))
 
 
 def unescape(text: str) -> str:
@@ -33,7 +38,7 @@ def quote(text: object, limit: int = 600) -> str:
 
 def proposal(state, requester: str | None = None) -> str:
     """A sprint's first message: its title, idea, hypothesis, parent and sources."""
-    head = f"*Sprint* `{state.id}`: *{escape(state.title, 200)}*"
+    head = f"*Sprint* `{escape(state.id)}`: *{headline(state.title, 200)}*"
     lines = [head]
     if state.queued_idea is not None:
         lines.append(
@@ -110,7 +115,7 @@ def leaderboard(rows: list[dict], objective: str, limit: int = 10) -> str:
     for i, r in enumerate(leaderboard_rows(rows, objective)[:limit], 1):
         mark = " ★" if r.get("new_best") else ""
         lines.append(
-            f"{i}. `{escape(r['id'])}` {escape(r.get('title'), 120)}: F1 {fmt_pm(r.get('f1'), 4)}, "
+            f"{i}. `{escape(r['id'])}` {headline(r.get('title') or '', 120)}: F1 {fmt_pm(r.get('f1'), 4)}, "
             f"MCC {fmt_pm(r.get('mcc'), 4)}, {escape(r.get('verdict'))}{mark}"
         )
     return "\n".join(lines)
@@ -120,13 +125,13 @@ def show(row: dict | None, state) -> str:
     """One sprint, recorded (its ledger row) or still running (its state)."""
     if row is None:
         return (
-            f"`{state.id}`: *{escape(state.title, 200)}*, in phase _{state.phase}_ (not recorded yet)\n"
+            f"`{escape(state.id)}`: *{headline(state.title, 200)}*, in phase _{state.phase}_ (not recorded yet)\n"
             f"{quote(state.idea)}"
         )
     obj = (row.get("objective") or "f1").upper()
     return "\n".join(
         [
-            f"`{escape(row['id'])}`: *{escape(row.get('title'), 200)}*",
+            f"`{escape(row['id'])}`: *{headline(row.get('title') or '', 200)}*",
             quote(one_line(row.get("idea") or "", 400)),
             f"verdict *{escape(row.get('verdict'))}*" + (" ★ new best" if row.get("new_best") else ""),
             f"F1 {fmt_pm(row.get('f1'), 4)} · MCC {fmt_pm(row.get('mcc'), 4)} · Δ{obj} vs "

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autosae.jsonio import write_text
+from autosae.report.escape import md_cell, pdf_line
 from autosae.report.format import fmt_num
 from autosae.transfer import verdict as stats
 from autosae.transfer.settings import METRICS
@@ -59,7 +60,7 @@ def markdown(data: dict) -> str:
     head = "the parent is the baseline" if data["parent_is_baseline"] else f"parent {data['parent']}"
     mark = stats.SYMBOLS[data["verdict"]]
     out = [
-        f"# Transfer of sprint {data['sprint']}: {data['title']}",
+        f"# Transfer of sprint {md_cell(data['sprint'])}: {md_cell(data['title'])}",
         "",
         f"**Verdict {mark} {data['verdict']}**: {stats.LABELS[data['verdict_metric']]} of the variant against "
         f"its {data['verdict_against']} on {s['model']} ({s['hook']}), across {len(s['l0s'])} L0s x "
@@ -93,7 +94,7 @@ def markdown(data: dict) -> str:
         else:
             out.append(
                 f"| {r['kind']} | {r['l0_target']} | {r['seed']} | - | - | - | - | - | "
-                f"{r.get('status')}: {str(r.get('reason', '')).replace('|', '/')[:120]} |"
+                f"{md_cell(r.get('status'))}: {md_cell(r.get('reason', ''), 120)} |"
             )
     return "\n".join(out) + "\n"
 
@@ -112,7 +113,7 @@ def write_pdf(path: Path, data: dict) -> None:
         fig = plt.figure(figsize=PAGE)
         mark = stats.SYMBOLS[data["verdict"]]
         fig.text(0.04, 0.96, f"Transfer of sprint {data['sprint']}", fontsize=14, weight="bold", va="top")
-        fig.text(0.04, 0.915, f"{data['title']}"[:150], fontsize=10, va="top")
+        fig.text(0.04, 0.915, pdf_line(data["title"], 150), fontsize=10, va="top")
         fig.text(
             0.04,
             0.88,
