@@ -202,3 +202,12 @@ def test_a_fence_is_longer_than_any_in_the_text():
 
 def test_mrkdwn_escapes_control_sequences():
     assert mrkdwn("<!channel> & <@U1|x>") == "&lt;!channel&gt; &amp; &lt;@U1|x&gt;"
+
+
+def test_commit_messages_quote_the_title_on_one_line(hostile_sprint):
+    """A title's line breaks would forge a body or a trailer (`verdict: improved`) in git log:
+    every commit autosae made for the sprint has a one-line message."""
+    repo = git.Repo(hostile_sprint["root"])
+    messages = [c.message for c in repo.iter_commits("--all") if "implement" in c.message or "sprint" in c.message]
+    assert messages and all("\n" not in m.strip() for m in messages), messages
+    assert not any(line.startswith("verdict:") for m in messages for line in m.splitlines())

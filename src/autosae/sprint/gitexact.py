@@ -69,6 +69,13 @@ def run_git(repo: git.Repo, *args: str, stdin: bytes | None = None, index: Path 
     return proc.stdout
 
 
+def subject(message: str) -> bytes:
+    """A commit message of ours as one line: it may quote a sprint's title, the agent's text,
+    whose line breaks would forge a body or trailers (`Signed-off-by:`, a second verdict) in
+    `git log`."""
+    return " ".join(message.split()).encode()
+
+
 def git_error(exc: git.GitCommandError) -> str:
     """A GitPython failure as one line: the command and what git said."""
     said = str(exc.stderr or "").strip().removeprefix("stderr:").strip().strip("'")
@@ -144,7 +151,7 @@ def commit_exact(
     if parent and tree == run_git(repo, "rev-parse", f"{parent}^{{tree}}").decode().strip():
         return None
     commit = (
-        run_git(repo, "commit-tree", tree, *(["-p", parent] if parent else []), "-F", "-", stdin=message.encode())
+        run_git(repo, "commit-tree", tree, *(["-p", parent] if parent else []), "-F", "-", stdin=subject(message))
         .decode()
         .strip()
     )

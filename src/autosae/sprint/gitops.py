@@ -15,7 +15,7 @@ from pathlib import Path
 import git
 
 from autosae.errors import AutosaeError
-from autosae.sprint.gitexact import env, same_as_index, sync_index, write_exact
+from autosae.sprint.gitexact import env, same_as_index, subject, sync_index, write_exact
 
 OWNED = ("sprints", "reports")
 """The paths autosae commits on the main branch."""
@@ -44,7 +44,7 @@ def commit_paths(repo: git.Repo, message: str, paths: list[str]) -> str | None:
     if not repo.git.diff("--cached", "--name-only", "--", *paths).strip():
         return None
     with repo.git.custom_environment(**env(repo)):
-        repo.git.commit("-q", "-m", message, "--", *paths)
+        repo.git.commit("-q", "-m", subject(message).decode(), "--", *paths)
     return repo.head.commit.hexsha
 
 
