@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-PROBE = r'''
+PROBE = r"""
 import errno, glob, json, os
 
 def outside(kind, inside):
@@ -60,7 +60,7 @@ print("HOST-ROOT-PROBE " + json.dumps({
     "sysfs": write_back(cpu_knobs[0]) if cpu_knobs else "absent",
     "root_only": {p: read(p) for p in os.environ.get("ROOT_ONLY", "").split(":") if p},
 }))
-'''
+"""
 
 
 def root_only_files(folder: Path) -> list[Path]:

@@ -38,9 +38,7 @@ def test_a_bare_sandbox_is_no_host_root(tmp_path, gpu):
     work.mkdir()
     files = root_only_files(shown)
     policy = Policy(cwd=work, env={"PATH": "/usr/bin:/bin"}, writable=[work], readable=[shown], gpu=gpu)
-    result = sandbox.run(
-        ["bash", "-c", bash_probe(files, sys.executable)], policy, Limits(), True, timeout_s=60
-    )
+    result = sandbox.run(["bash", "-c", bash_probe(files, sys.executable)], policy, Limits(), True, timeout_s=60)
     report = verdict(result.output.decode())
     check(report)
     assert report["root_only"][str(files[0])] == "EACCES"  # visible, and refused by its owner's bits

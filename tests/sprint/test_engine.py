@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 
 import git
 import pytest
@@ -75,7 +74,11 @@ def test_a_full_sprint_is_recorded_on_main(project):
     assert board.returncode == 0 and "seed recipe" in board.stdout
     status = autosae("status", cwd=project)
     assert status.returncode == 0 and "sprints: 1 recorded" in status.stdout and "running: no" in status.stdout
-    who = "as uid 99999, gid 99999 (unprivileged; autosae runs as root)" if os.geteuid() == 0 else f"as uid {os.geteuid()}"
+    who = (
+        "as uid 99999, gid 99999 (unprivileged; autosae runs as root)"
+        if os.geteuid() == 0
+        else f"as uid {os.geteuid()}"
+    )
     assert f"sandboxes run {who}" in status.stdout  # who the sandbox is on the host
 
 
