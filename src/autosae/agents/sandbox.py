@@ -28,6 +28,10 @@ KEEP = {
     "PYTHONHASHSEED",
 }
 OUTPUT_LIMIT = 12_000
+INSIDE_SANDBOX = {"AUTOSAE_INSIDE_SANDBOX": "1"}
+"""In the environment of an agent's sandbox (its bash, the Claude Code session): `autosae train`
+there refuses to run a variant it cannot sandbox (bubblewrap does not nest) rather than run it
+bare with the agent's rights; the agent asks for quick runs with run_experiment instead."""
 
 
 class ToolError(Exception):
@@ -88,6 +92,7 @@ class Shell:
             "PYTHONDONTWRITEBYTECODE": "1",
             "AUTOSAE_CACHE": "/tmp/autosae-cache",
             "GIT_CONFIG_NOSYSTEM": "1",
+            **INSIDE_SANDBOX,
         }
         return Policy(
             cwd=self.worktree,
