@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -212,7 +213,7 @@ class Client:
         try:
             self.sock.sendall(data)
             line = self.reader.readline()
-        except ConnectionResetError:
+        except ConnectionError:  # reset, or a broken pipe when it closed before we wrote
             return {}
         return json.loads(line) if line else {}
 
@@ -236,8 +237,14 @@ def test_the_tool_server_checks_and_bounds_every_request_and_never_fails_itself(
     with ToolServer(tmp_path / "mcp", tools, handlers) as server:
         assert oct(server.path.stat().st_mode & 0o777) == "0o666" and oct(server.bind.stat().st_mode & 0o777) == "0o755"
         assert oct((tmp_path / "mcp").stat().st_mode & 0o777) == "0o711"
-        # a process outside the session's tree is closed unread (here: no session admitted yet)
-        assert Client(server.path).send(b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}\n') == {}
+        # a process outside the session's tree (here: the session is another process) is closed unread
+        other = subprocess.Popen(["sleep", "30"])
+        try:
+            server.admit(other.pid)
+            assert Client(server.path).send(b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}\n') == {}
+        finally:
+            other.kill()
+            other.wait()
         server.admit(os.getpid())
         client = Client(server.path)
         init = client.send(

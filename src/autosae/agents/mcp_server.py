@@ -44,6 +44,7 @@ STRING_CHARS = 4096
 """The longest string argument a tool accepts."""
 MAX_CONNECTIONS = 4
 MAX_PENDING = 8
+ADMIT_WAIT_S = 10.0
 TYPES = {"string": (str,), "integer": (int,), "boolean": (bool,), "number": (int, float)}
 
 
@@ -100,6 +101,7 @@ class ToolServer:
         self._run = threading.Lock()  # one tool call at a time
         self._pending = threading.BoundedSemaphore(MAX_PENDING)  # calls waiting or running
         self._closing = threading.Event()
+        self._admitted = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -128,6 +130,7 @@ class ToolServer:
     def admit(self, launcher: int) -> None:
         """Connections are taken from processes of this launcher's tree only."""
         self.launcher = launcher
+        self._admitted.set()
 
     def config(self) -> str:
         """The --mcp-config that starts our relay (inside the sandbox) on this socket."""
@@ -192,7 +195,7 @@ class ToolServer:
     def _ours(self, conn: socket.socket) -> bool:
         """Whether the peer is a process of the session's tree (its pid, as the kernel gives it
         in our PID namespace, has the session's launcher among its ancestors)."""
-        if self.launcher is None:
+        if not self._admitted.wait(ADMIT_WAIT_S):  # a relay may connect before spawn() has returned
             return False
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid = struct.unpack("3i", creds)[0]
