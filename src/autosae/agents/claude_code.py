@@ -99,8 +99,9 @@ def executable_bind(exe: str, project: Path | None) -> Path:
     for folder in path.parents:
         if (folder / "package.json").is_file():
             try:
-                name = json.loads((folder / "package.json").read_text(errors="replace")[: 1 << 20]).get("name")
-            except (OSError, ValueError, AttributeError):
+                with open(folder / "package.json", "rb") as f:
+                    name = json.loads(f.read(1 << 20)).get("name")
+            except (OSError, ValueError, AttributeError, RecursionError):
                 name = None
             if isinstance(name, str) and PACKAGES.match(name):
                 bind = folder
@@ -280,11 +281,11 @@ class ClaudeCodeAgent:
         everything = earlier + reader.events
         text = self._account(everything)
         result = next((r for r in reversed(reader.events) if r.get("type") == "result"), None)
-        if stopped or result is None:
+        if stopped:
+            raise AgentError(f"Claude Code's session was stopped: {stopped}")
+        if result is None:
             why = (
-                f"stopped: {stopped}"
-                if stopped
-                else f"stopped: {breach}"
+                f"stopped: {breach}"
                 if breach
                 else f"killed at the {self.time_limit_s:g} s time limit"
                 if timed_out
