@@ -38,6 +38,7 @@ LONGEST_FIRST = (
     "harness/test_train.py",
     "transfer/test_launch.py",
     "agents/test_anthropic.py",
+    "security/test_claude_code_session.py",
     "sprint/test_loop_limits.py",
     "harness/test_slots.py",
     "report/test_rendered.py",

@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import git
@@ -69,12 +69,11 @@ def output(block: dict) -> str:
     )
 
 
-def quick_command(prompt: str) -> str:
-    """The quick-run command of the implement prompt: its indented `autosae train` line."""
-    return re.search(r"^    (autosae train .+)$", prompt, re.M).group(1)
+def call(name: str, args: dict, n: int) -> list[dict]:
+    return [{"type": "tool_use", "id": f"toolu_{name.split('__')[-1]}_{n}", "name": name, "input": args}]
 
 
-def policy(body: dict, attack: str = "echo attacks-done") -> list[dict]:
+def policy(body: dict, attacks: list[list[dict]] = ()) -> list[dict]:
     text = texts(body)
     if "Propose one idea" in text:
         return [
@@ -97,8 +96,10 @@ def policy(body: dict, attack: str = "echo attacks-done") -> list[dict]:
             bash(f"mkdir -p {folder} && printf '# LISTA\\n\\nidea, hypothesis, plan\\n' > {folder}/README.md", 0),
             bash(f"echo {base64.b64encode(VARIANT.encode()).decode()} | base64 -d > {folder}/variant.py", 1),
             bash("env | grep -c SLACK_WEBHOOK_URL; echo done", 2),
-            bash(attack, 3),
-            bash(quick_command(text), 4),  # the quick-run command, exactly as the prompt renders it
+            *attacks,
+            call("mcp__autosae__run_experiment", {}, 10),  # the quick run, through autosae: the parent trained beside
+            call("mcp__autosae__run_experiment", {"seed": 0}, 11),  # again: the parent from the cache
+            call("mcp__autosae__past_results", {"sprint": "parent"}, 12),
         ]
         return steps[turn(body)] if turn(body) < len(steps) else [{"type": "text", "text": "Both files are written."}]
     if "The harness has trained and scored" in text:
@@ -119,17 +120,59 @@ def policy(body: dict, attack: str = "echo attacks-done") -> list[dict]:
     return [{"type": "text", "text": "ok"}]  # side requests (titles, summaries)
 
 
+def home_with_secrets(home: Path) -> dict[str, str]:
+    """A $HOME as on a user's machine: Claude Code in ~/bin as a single file (a hard link to the
+    real executable, or a copy), an ssh key, a .netrc and cloud credentials; the secrets in it."""
+    (home / "bin").mkdir(parents=True)
+    real = Path(CLAUDE).resolve()
+    try:
+        os.link(real, home / "bin" / "claude")
+    except OSError:  # another filesystem
+        shutil.copy2(real, home / "bin" / "claude")
+    secrets = {
+        ".ssh/id_rsa": "-----BEGIN OPENSSH PRIVATE KEY-----\nSSH-KEY-BODY-f00dfeed\n-----END OPENSSH PRIVATE KEY-----\n",
+        ".netrc": "machine example login me password hunter2\n",
+        ".aws/credentials": "[default]\naws_secret_access_key = AWS-SECRET-0badc0de\n",
+    }
+    for name, text in secrets.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(text)
+    return {"ssh": "SSH-KEY-BODY-f00dfeed", "netrc": "hunter2", "aws": "AWS-SECRET-0badc0de"}
+
+
+def cache_secrets() -> list[str]:
+    """The results key (hex and base64) and the secret seeds of this cache, as text to look for."""
+    cache = Path(os.environ["AUTOSAE_CACHE"])
+    key = (cache / "keys" / "results.key").read_bytes()
+    found = [key.hex(), base64.b64encode(key).decode()]
+    for path in (cache / "secrets").glob("*.json"):
+        data = json.loads(path.read_text())
+        seeds = [data.get("eval_seed"), *(data.get("heldout_seeds") or [])]
+        found += [str(s) for s in seeds if isinstance(s, int) and s >= 10**6]  # shorter ones occur by chance
+    return found
+
+
 def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
     home = tmp_path / "home"
-    home.mkdir()
-    (home / ".netrc").write_text("machine example login me password hunter2\n")
-    # Claude Code's own Bash tool, in its sandbox: no home, no cache, no main checkout to write
-    attack = (
-        f"cat {home}/.netrc 2>&1; ls {os.environ['AUTOSAE_CACHE']} 2>&1; echo forged >> {project}/TASK.md 2>&1; "
-        f"ls {project}/.autosae 2>&1; echo attacks-done"
+    planted = home_with_secrets(home)
+    cache = os.environ["AUTOSAE_CACHE"]
+    hunt = (
+        f"cat {home}/.ssh/id_rsa {home}/.netrc {home}/.aws/credentials 2>&1; ls -la {home} {home}/bin 2>&1; "
+        f"od -An -tx1 {cache}/keys/results.key 2>&1; base64 -w0 {cache}/keys/results.key 2>&1; "
+        f"cat {cache}/secrets/*.json 2>&1; ls {cache} 2>&1; echo forged >> {project}/TASK.md 2>&1; "
+        f"ls {project}/.autosae 2>&1; echo hunt-done"
     )
-    with FakeMessagesAPI(lambda body: policy(body, attack)) as api:
-        write_task(project, backend="claude_code", options={"claude": CLAUDE, "time_limit_s": 600})
+    # Claude Code's own tools, in its sandbox: no home, no cache, no main checkout to write, no nested quick runs
+    attacks = [
+        bash(hunt, 3),
+        call("Read", {"file_path": f"{home}/.ssh/id_rsa"}, 4),
+        call("Read", {"file_path": f"{cache}/secrets/eval.json"}, 5),
+        bash("autosae train lista_matryoshka --uncounted --seeds 1 --samples 2048 --out /tmp/quick; echo exit=$?", 6),
+    ]
+    with FakeMessagesAPI(lambda body: policy(body, attacks)) as api:
+        write_task(
+            project, backend="claude_code", options={"claude": str(home / "bin" / "claude"), "time_limit_s": 600}
+        )
         git.Repo(project).git.commit("-q", "-am", "claude code task")
         task = (project / "TASK.md").read_text()
         env = {
@@ -159,33 +202,57 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
         if b.get("type") == "tool_result"
     ]
     assert any("0\ndone" in json.dumps(b.get("content")).replace("\\n", "\n") for b in tool_outputs)
-    attacked = next(
-        json.dumps(b.get("content")) for b in tool_outputs if "attacks-done" in json.dumps(b.get("content"))
-    )
-    assert "hunter2" not in attacked and "models" not in attacked and "state" not in attacked, attacked
-    # the quick-run command, run as rendered by Claude Code's Bash tool in its sandbox: it trains and scores on
-    # the project's profile (TASK.md's 204,800 samples, a tenth of them), validation samples, the parent beside
-    command = quick_command(texts(next(r for r in api.requests if "Implement this sprint's idea" in texts(r))))
-    assert "--uncounted" in command and f"agent/{row['id']}/quick-runs" in command, command
-    quick = next(output(b) for b in tool_outputs if "eval_set: validation" in output(b))
-    lines = dict(line.split(": ", 1) for line in quick.splitlines() if ": " in line)
-    assert lines["status"] == "ok" and lines["profile"] == "tiny" and lines["counted"] == "no", quick
-    assert lines["train_seeds"] == "900000" and lines["parent"] == "matryoshka" and lines["parent_status"] == "ok"
-    assert 0 <= float(lines["f1"]) <= 1 and "delta_f1" in lines, quick
-    run = json.loads(Path(lines["results"]).read_text())
+    hunted = next(output(b) for b in tool_outputs if "hunt-done" in output(b))
+    assert not [v for v in planted.values() if v in hunted], hunted
+    assert "No such file" in hunted and "models" not in hunted and "state" not in hunted, hunted
+    nested = next(output(b) for b in tool_outputs if "exit=" in output(b))
+    assert "refuses to run here" in nested and "run_experiment" in nested and "exit=1" in nested, nested
+    assert "sandboxed: NO" not in nested and "f1:" not in nested, nested
+
+    # $HOME's secrets, the results key, the secret eval seed and the held-out seeds: in no commit on main
+    # (nor on the sprint's branch), no transcript, and nothing the model was shown
+    secrets = [*planted.values(), *cache_secrets(), KEY]
+    commits = git.Repo(project).git.rev_list("--all").split()
+    for secret in secrets:
+        found = subprocess.run(
+            ["git", "grep", "-I", "-l", "-F", "-e", secret, *commits], cwd=project, capture_output=True
+        )
+        assert found.returncode == 1 and not found.stdout, secret
+    transcripts = "".join(p.read_text() for p in (project / ".autosae" / "agent").rglob("*.jsonl"))
+    shown = json.dumps(api.requests)
+    for secret in secrets:
+        assert secret not in transcripts and secret not in transcript and secret not in shown, secret
+
+    # the quick runs: autosae's run_experiment, run outside the session in a sandbox of its own, on the project's
+    # profile (TASK.md's 204,800 samples, a tenth of them), the validation samples, the parent beside, then cached
+    quick = [json.loads(output(b)) for b in tool_outputs if b.get("tool_use_id", "").startswith("toolu_run_experiment")]
+    first, second = quick[0], quick[-1]
+    assert first["status"] == "ok" and first["sandboxed"] == "yes" and first["eval_set"].startswith("validation")
+    assert first["train_seeds"] == [900_000] and first["training_samples"] == 20_480, first
+    assert first["parent"]["variant"] == "baseline:matryoshka" and first["parent"]["status"] == "ok", first
+    assert second["sandboxed"] == "yes" and second["parent"]["cached"] is True, second
+    assert 0 <= first["metrics"]["f1"] <= 1 and "f1" in first["delta_vs_parent"], first
+    runs = project / ".autosae" / "runs"
+    assert Path(first["run_folder"]).parent == runs / f"{row['id']}.experiments", first
+    run = json.loads((Path(first["run_folder"]) / "results.json").read_text())
     assert run["constraints"]["training_samples"] == 20_480 and run["quick"]["eval_set"] == "validation"
+    homes = project / ".autosae" / "agent" / row["id"] / "claude-home"
+    assert not [p for p in homes.rglob("*") if p.name in ("models", "autosae")]  # no model built in the session
+    parent = json.loads(next(output(b) for b in tool_outputs if "toolu_past_results" in b.get("tool_use_id", "")))
+    assert parent["sprint"] == "baseline:matryoshka" and "f1" in parent["means"], parent
     assert (project / "TASK.md").read_text() == task
 
     def tools_of(phrase: str) -> set[str]:
         """The tools Claude Code offered the model in the session whose prompt holds `phrase`."""
-        return next(
-            {t.get("name") for t in r["tools"]}
-            for r in api.requests
-            if any(t.get("name") == "Read" for t in r.get("tools", [])) and phrase in texts(r)
-        )
+        return next({t.get("name") for t in r["tools"]} for r in api.requests if r.get("tools") and phrase in texts(r))
 
+    # only what each phase needs: no Bash while proposing, no sub-agents, schedulers or notebooks anywhere;
     # TASK.md agent.literature, on for the propose phase by default: WebSearch and WebFetch there only
-    assert {"WebSearch", "WebFetch"} <= tools_of("Propose one idea")
-    assert not {"WebSearch", "WebFetch"} & (
-        tools_of("Implement this sprint's idea") | tools_of("The harness has trained and scored")
-    )
+    own = {"mcp__autosae__past_results"}
+    assert tools_of("Propose one idea") == {"Read", "Glob", "Grep", "WebSearch", "WebFetch", *own}
+    assert tools_of("Implement this sprint's idea") == {
+        *("Read", "Write", "Edit", "Bash", "Glob", "Grep"),
+        *own,
+        "mcp__autosae__run_experiment",
+    }
+    assert tools_of("The harness has trained and scored") == {"Read", "Glob", "Grep", *own}

@@ -118,11 +118,6 @@ class AgentContext:
     """The parent's full summary (conclude): {metric: {mean, std, n}}."""
     curves: dict[str, Any] | None = None
     """The sprint's training curves (conclude), including the variant's own logged metrics."""
-    quick_command: str = ""
-    """The shell command that quick-runs this sprint's variant with `autosae train --uncounted`
-    on the project's profile and model, its parent beside it, into `quick_dir` (claude_code)."""
-    quick_dir: Path | None = None
-    """The sprint's own folder for those quick runs (writable in Claude Code's sandbox)."""
 
 
 @dataclass

@@ -1,29 +1,40 @@
 """The `claude_code` backend: Claude Code (the `claude` CLI) works in the sprint's worktree, the
 way the original overnight loop ran.
 
-Each phase is one `claude -p` session in print mode with stream-json output:
-    propose:   read-only tools, run in a scratch folder that can read the project; answers JSON
+Each phase is one `claude -p` session in print mode with stream-json output, offered only the
+built-in tools it needs (`--tools`, and the same list in --allowedTools):
+    propose:   Read, Glob, Grep; run in a scratch folder that can read the project; answers JSON
     implement: Read, Write, Edit, Bash, Glob, Grep in the worktree (edits accepted)
-    conclude:  read-only tools in the worktree; answers JSON
-With TASK.md's agent.literature on for a phase (propose by default), WebSearch and WebFetch are
-allowed there, WebFetch only on the allowed domains (`WebFetch(domain:...)` rules); elsewhere
-both are disallowed, which takes them out of the model's tool list. Claude Code has no per-tool
-use limit: the prompt states max_searches and max_fetches, and --max-turns and --max-budget-usd
-bound the session.
-Every line of the stream is appended (redacted) to the phase's transcript as it arrives. The
-session's cost comes from the CLI's result line (or, for a session cut short, from the usage
-of its messages at the price table's rates); `--max-budget-usd` and `--max-turns` bound it,
-and a time limit kills the process group. After a kill, `--resume <session>` continues it.
+    conclude:  Read, Glob, Grep in the worktree; answers JSON
+No sub-agents, schedulers, notebooks or background tools in any phase, and no Bash but while
+implementing. With TASK.md's agent.literature on for a phase (propose by default), WebSearch and
+WebFetch are offered there too, WebFetch only on the allowed domains (`WebFetch(domain:...)`
+rules); elsewhere neither is. Claude Code has no per-tool use limit: the prompt states
+max_searches and max_fetches, and --max-turns and --max-budget-usd bound the session.
+
+autosae's own tools reach the session over MCP (autosae.agents.mcp_server), served from this
+process, outside the session's sandbox: `past_results` in every phase, and `run_experiment`
+while implementing, which trains the variant here in a sandbox of its own, with the shared
+model cache and parent cache (Claude Code's sandbox cannot nest another one, and sees no
+cache). `--strict-mcp-config`: no other MCP server loads.
+
+Every line of the stream is appended (redacted) to the phase's transcript as it arrives, within
+bounds (autosae.agents.claude_stream), and nothing in it is believed on its word: the cost is
+the larger of what the CLI's result lines report and the price table's cost of the tokens its
+messages report, so the model must be priced (the table, or agent.options.price).
+`--max-budget-usd` and `--max-turns` bound the session, and a time limit kills its process
+group. After a kill, `--resume <session>` continues it.
 
 The whole session runs in the OS sandbox (autosae.sandbox), with the network (Claude Code
-must reach the API) but nothing else of the host: when implementing, the worktree and the
-sprint's quick-runs folder (for `autosae train --uncounted`) read-write and the project's git
-history read-only; when proposing, sprints/, reports/ and TASK.md
+must reach the API) but nothing else of the host: when implementing, the worktree read-write
+and the project's git history read-only; when proposing, sprints/, reports/ and TASK.md
 read-only and a scratch folder; when concluding, the worktree read-only; always a private
-$HOME for Claude Code's own state, the system and the venv read-only, its own processes only.
-Claude Code needs its credentials in its own environment, so its Bash tool can see
-ANTHROPIC_API_KEY (and reach the network); every other secret is removed, and transcripts
-are redacted.
+$HOME per phase for Claude Code's own state, the system and the venv read-only, the folder of
+autosae's tool socket, its own processes only, and of the executable only its npm package
+folder (or the file alone): never $HOME, the cache, the project or the secrets
+(`executable_bind`). Claude Code needs its credentials in its own environment, so its Bash tool
+can see ANTHROPIC_API_KEY (and reach the network); every other secret is removed, and
+transcripts are redacted.
 """
 
 from __future__ import annotations
@@ -39,8 +50,11 @@ import threading
 from pathlib import Path
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
+from autosae.agents.claude_stream import StreamReader, drain_tail, session_cost
+from autosae.agents.claude_tools import EXPERIMENT, RESULTS, experiment_tool, results_tool
 from autosae.agents.literature import claude_code_tools, stream_sources
-from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage, usage_dict
+from autosae.agents.mcp_server import ToolServer
+from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage
 from autosae.agents.prompts import (
     conclude_prompt,
     conclusion_markdown,
@@ -50,7 +64,7 @@ from autosae.agents.prompts import (
     system_prompt,
     turn_limits,
 )
-from autosae.agents.sandbox import git_view, redact, scrubbed_env
+from autosae.agents.sandbox import GIT_SAFE, INSIDE_SANDBOX, Files, git_view, redact, scrubbed_env
 from autosae.agents.transcript import Transcript
 
 INSTALL = (
@@ -58,11 +72,60 @@ INSTALL = (
     "(then `claude --version`), or set agent.options.claude to its path; the anthropic backend needs "
     "only an API key"
 )
-READ_ONLY = "Read,Glob,Grep"
-WRITE = "Read,Write,Edit,Bash,Glob,Grep"
-QUICK_RUN_TIMEOUT_MS = 600_000
-"""Claude Code's Bash tool stops a command after 2 minutes by default: too short for a quick run
-(`autosae train --uncounted`, the parent beside it, and the model built on the first run)."""
+PHASE_TOOLS = {
+    "propose": ("Read", "Glob", "Grep"),
+    "implement": ("Read", "Write", "Edit", "Bash", "Glob", "Grep"),
+    "conclude": ("Read", "Glob", "Grep"),
+}
+"""Claude Code's built-in tools offered in each phase (besides the web tools, where TASK.md's
+agent.literature allows them there, and autosae's own over MCP)."""
+PACKAGES = re.compile(r"^@anthropic-ai/claude-code(-[a-z0-9-]+)?$")
+"""Claude Code's npm package and its per-platform packages (which hold the native executable)."""
+MCP_TOOL_TIMEOUT_MS = 2 * 3600 * 1000
+"""How long Claude Code waits for one of our tools: a quick run and its parent, each bounded by
+harness.experiment.MAX_EXPERIMENT_S, and the wait for an earlier call to finish."""
+
+
+def executable_bind(exe: str, project: Path | None) -> Path:
+    """What of the `claude` executable its sandbox must show: the folder of the npm package it
+    lies in (the nearest folder above it with a package.json, when that names Claude Code),
+    else the resolved file alone. Never $HOME, /, or a folder that holds $HOME, the autosae
+    cache, the project or its secrets, nor anything inside the cache: AgentError, one line."""
+    from autosae.bench.cache import cache_root
+    from autosae.harness.seal import key_path
+
+    path = Path(exe).resolve()
+    bind = path
+    for folder in path.parents:
+        if (folder / "package.json").is_file():
+            try:
+                with open(folder / "package.json", "rb") as f:
+                    name = json.loads(f.read(1 << 20)).get("name")
+            except (OSError, ValueError, AttributeError, RecursionError):
+                name = None
+            if isinstance(name, str) and PACKAGES.match(name):
+                bind = folder
+            break
+    home, cache = Path(os.path.expanduser("~")), cache_root()
+    guarded = {
+        "your home folder": [home, home.resolve()],
+        "the autosae cache (models, secrets, the results key)": [cache, cache.resolve(), key_path().parent],
+        "the project": [Path(project), Path(project).resolve()] if project else [],
+    }
+    why = next(
+        (f"is or holds {what}" for what, paths in guarded.items() for p in paths if bind == p or bind in p.parents),
+        None,
+    )
+    if why is None and (cache in bind.parents or cache.resolve() in bind.parents):
+        why = "lies in the autosae cache"
+    if why is None and bind == Path(bind.anchor):
+        why = "is the root of the filesystem"
+    if why is not None:
+        raise AgentError(
+            f"refusing to run Claude Code from {exe}: its sandbox would have to show {bind}, which {why}; "
+            f"install it with npm (then only its package folder is shown), or as a file of its own elsewhere"
+        )
+    return bind
 
 
 class ClaudeCodeAgent:
@@ -82,18 +145,16 @@ class ClaudeCodeAgent:
     ):
         from autosae.sandbox import resolve
 
-        self.exe = shutil.which(claude)
-        if self.exe is None:
+        exe = shutil.which(claude)
+        if exe is None:
             raise AgentError(INSTALL)
-        self.exe = str(Path(self.exe).resolve())
+        self.exe = str(Path(exe).resolve())
+        self.bind = executable_bind(exe, Path(project) if project else None)
+        self.price = Price.of(model, price)  # the stream's own cost figure may be forged: see claude_stream
         self.sandboxed = resolve(sandbox, lambda line: print(line, file=sys.stderr, flush=True))
         self.limits = limits or {}
         self.model, self.time_limit_s = model, float(time_limit_s)
         self.turns = turn_limits(max_turns)
-        try:
-            self.price: Price | None = Price.of(model, price)
-        except AgentError:
-            self.price = None  # the CLI reports its own cost; only a cut-short session needs the table
         self.cost_usd = 0.0
         self.tokens: dict[str, int] = {}
 
@@ -111,7 +172,6 @@ class ClaudeCodeAgent:
                 ctx,
                 prompt,
                 scratch,
-                READ_ONLY,
                 [str(root), *map(str, library)],
                 writable=[scratch],
                 readable=[*shown, *library],
@@ -136,17 +196,17 @@ class ClaudeCodeAgent:
     def implement(self, proposal: Proposal, sprint_dir: Path, ctx: AgentContext) -> None:
         ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
-        quick = [ctx.quick_dir] if ctx.quick_dir else []  # the sprint's own folder for `autosae train` runs
-        for path in quick:
-            path.mkdir(parents=True, exist_ok=True)
-        self.session("implement", ctx, prompt, worktree, WRITE, [], writable=[worktree, *quick], git=True)
+        experiment = {"run_experiment": experiment_tool(ctx, Files(worktree), folder)} if ctx.experiment else {}
+        self.session(
+            "implement", ctx, prompt, worktree, [], writable=[worktree], git=True, parent=proposal.parent, **experiment
+        )
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, prompt = conclude_prompt(proposal, results, verdict, ctx)
         return conclusion_markdown(
             _json_answer(
-                self.session("conclude", ctx, prompt, worktree, READ_ONLY, [], readable=[worktree]),
+                self.session("conclude", ctx, prompt, worktree, [], readable=[worktree], parent=proposal.parent),
                 ("checks", "alternatives", "conclusion", "next_steps"),
             )
         )
@@ -159,20 +219,26 @@ class ClaudeCodeAgent:
         ctx: AgentContext,
         prompt: str,
         cwd: Path,
-        tools: str,
         dirs: list[str],
         writable: list[Path] = (),
         readable: list[Path] = (),
         git: bool = False,
+        parent: str | None = None,
+        run_experiment=None,
     ) -> str:
-        record = Transcript(Path(ctx.record_dir or cwd) / f"{phase}.jsonl")
+        record_dir = Path(ctx.record_dir or cwd)
+        record = Transcript(record_dir / f"{phase}.jsonl")
         earlier = record.records()
-        session_id = next((r.get("session_id") for r in earlier if r.get("session_id")), None)
-        result = next((r for r in earlier if r.get("type") == "result"), None)
-        if result is not None:  # finished before a kill: do not pay twice
-            return self._account(result, earlier)
-        system = system_prompt(ctx)
+        session_id = next((r.get("session_id") for r in earlier if isinstance(r.get("session_id"), str)), None)
+        if any(r.get("type") == "result" for r in earlier):  # finished before a kill: do not pay twice
+            return self._account(earlier)
         web, denied = claude_code_tools(ctx.literature, phase)  # TASK.md agent.literature
+        builtin = [*PHASE_TOOLS[phase], *dict.fromkeys(w.split("(")[0] for w in web)]
+        tools, handlers = [RESULTS], {"past_results": results_tool(ctx, parent)}
+        if run_experiment is not None:
+            tools.append(EXPERIMENT)
+            handlers["run_experiment"] = run_experiment
+        server = ToolServer(record_dir / f"mcp-{phase}", tools, handlers)
         cmd = [
             self.exe,
             "-p",
@@ -180,18 +246,26 @@ class ClaudeCodeAgent:
             "--output-format",
             "stream-json",
             "--verbose",
+            "--include-partial-messages",  # a message's final usage (claude_stream)
             "--model",
             self.model,
             "--max-turns",
             str(self.turns[phase]),
+            "--tools",
+            ",".join(builtin),
             "--allowedTools",
-            ",".join([tools, *web]),
+            ",".join([*PHASE_TOOLS[phase], *web, *server.names()]),
             "--permission-mode",
-            "acceptEdits" if tools == WRITE else "default",
+            "acceptEdits" if "Write" in PHASE_TOOLS[phase] else "default",
             "--append-system-prompt",
-            system,
+            system_prompt(ctx),
+            "--mcp-config",
+            server.config(),
+            "--strict-mcp-config",
+            "--setting-sources",
+            "user",
         ]
-        if denied:  # off: WebSearch and WebFetch leave the model's tool list
+        if denied:  # blocked domains (or the web tools themselves, which --tools already leaves out)
             cmd += ["--disallowedTools", ",".join(denied)]
         cmd += [arg for d in dirs for arg in ("--add-dir", d)]
         if session_id:
@@ -200,57 +274,69 @@ class ClaudeCodeAgent:
             if ctx.budget_usd <= 0:
                 raise BudgetReached("the agent's budget for this sprint is spent")
             cmd += ["--max-budget-usd", f"{ctx.budget_usd:.4f}"]
-        box = self._spawn(cmd, ctx, cwd, list(writable), list(readable), git)
-        proc = box.proc
-        timed_out = threading.Event()
-        timer = threading.Timer(self.time_limit_s, lambda: (timed_out.set(), box.kill()))
-        timer.start()
-        lines = []
-        try:
-            for raw in proc.stdout:
-                try:
-                    event = json.loads(raw)
-                except ValueError:
-                    continue
-                record.append(event)
-                lines.append(event)
-        finally:
-            timer.cancel()
-            proc.wait()
-            stderr = proc.stderr.read()[-300:].decode(errors="replace").strip()
-            box.close()
-        result = next((r for r in reversed(lines) if r.get("type") == "result"), None)
-        everything = earlier + lines
-        if result is None:
-            self._account(None, everything)
-            why = (
-                f"killed at the {self.time_limit_s:g} s time limit"
-                if timed_out.is_set()
-                else f"exit status {proc.returncode}"
+        with server:
+            reader, stopped, returncode, timed_out, breach, stderr = self._run(
+                phase, cmd, ctx, cwd, [*writable], [*readable, server.bind], git, record, server
             )
-            if box.breach:
-                why = f"stopped: {box.breach}"
-            raise AgentError(f"Claude Code ended without a result ({why}): {redact(stderr)}")
-        text = self._account(result, everything)
+        everything = earlier + reader.events
+        text = self._account(everything)
+        result = next((r for r in reversed(reader.events) if r.get("type") == "result"), None)
+        if stopped:
+            raise AgentError(f"Claude Code's session was stopped: {stopped}")
+        if result is None:
+            why = (
+                f"stopped: {breach}"
+                if breach
+                else f"killed at the {self.time_limit_s:g} s time limit"
+                if timed_out
+                else f"exit status {returncode}"
+            )
+            raise AgentError(f"Claude Code ended without a result ({why}): {redact(stderr)}"[:600])
+        if returncode != 0 and not (result.get("is_error") or result.get("subtype") != "success"):
+            # the CLI exits 0 after a success; a result line from a session killed or crashed
+            # afterwards, or written by one of its children, is not its answer
+            raise AgentError(f"Claude Code exited with status {returncode} after a result line: {redact(stderr)}"[:600])
         if result.get("is_error") or result.get("subtype", "success") != "success":
             if "budget" in str(result.get("subtype", "")):
                 raise BudgetReached(f"Claude Code stopped at its budget (${self.cost_usd:.2f})")
-            raise AgentError(f"Claude Code stopped: {result.get('subtype')}")
+            raise AgentError(f"Claude Code stopped: {str(result.get('subtype'))[:100]}")
         return text
 
+    def _run(self, phase, cmd, ctx, cwd, writable, readable, git, record, server):
+        """Start the session, read its stream into the transcript within bounds, and wait for
+        it: (the reader, why it was stopped, exit status, timed out, a sandbox breach, stderr's tail)."""
+        box = self._spawn(phase, cmd, ctx, cwd, writable, readable, git)
+        server.admit(box.pid)
+        timed_out = threading.Event()
+        timer = threading.Timer(self.time_limit_s, lambda: (timed_out.set(), box.kill()))
+        timer.start()
+        drainer, tail = drain_tail(box.proc.stderr)
+        reader = StreamReader(record)
+        try:
+            reader.run(box.proc.stdout)
+        finally:
+            if reader.stopped:
+                box.kill()
+            timer.cancel()
+            box.proc.wait()
+            box.close()
+            drainer.join(timeout=5)
+        stderr = bytes(tail)[-300:].decode(errors="replace").strip()
+        return reader, reader.stopped, box.proc.returncode, timed_out.is_set(), box.breach, " ".join(stderr.split())
+
     def _spawn(
-        self, cmd: list[str], ctx: AgentContext, cwd: Path, writable: list[Path], readable: list[Path], git: bool
+        self, phase: str, cmd: list[str], ctx: AgentContext, cwd: Path, writable: list[Path], readable: list[Path], git
     ):
-        """The Claude Code process in the sandbox: the network, a private $HOME (kept across a
-        kill, so that --resume finds its session), only the folders named here, and with `git`
-        the project's history read-only (see agents.sandbox.git_view)."""
+        """The Claude Code process in the sandbox: the network, a private $HOME for the phase
+        (kept across a kill, so that --resume finds its session), only the folders named here,
+        and with `git` the project's history read-only (see agents.sandbox.git_view)."""
         from autosae.sandbox import Limits, Policy, spawn
 
-        home = Path(ctx.record_dir or cwd) / "claude-home"
+        home = Path(ctx.record_dir or cwd) / "claude-home" / phase
         home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in scrubbed_env().items() if k not in ("AUTOSAE_CACHE", "XDG_CACHE_HOME")}
         env.update(HOME=str(home), TMPDIR="/tmp", PATH=f"{Path(self.exe).parent}:{env.get('PATH', '/usr/bin:/bin')}")
-        env.update(BASH_DEFAULT_TIMEOUT_MS=str(QUICK_RUN_TIMEOUT_MS), BASH_MAX_TIMEOUT_MS=str(6 * QUICK_RUN_TIMEOUT_MS))
+        env.update(MCP_TOOL_TIMEOUT=str(MCP_TOOL_TIMEOUT_MS), **INSIDE_SANDBOX, **GIT_SAFE)
         for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
             if os.environ.get(name):
                 env[name] = os.environ[name]
@@ -259,7 +345,7 @@ class ClaudeCodeAgent:
             cwd=cwd,
             env=env,
             writable=[*writable, home],
-            readable=[*readable, *git_dirs, Path(self.exe).parent.parent],
+            readable=[*readable, *git_dirs, self.bind],
             read_only_within=[p for p in (cwd / ".git",) if p.exists() and cwd in writable],
             replaced=replaced,
             tmp=None,
@@ -274,17 +360,13 @@ class ClaudeCodeAgent:
         )
         return spawn(cmd, policy, limits, self.sandboxed, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def _account(self, result: dict | None, events: list[dict]) -> str:
-        usage: dict[str, int] = {}
-        for e in events:
-            if e.get("type") == "assistant":
-                add_usage(usage, (e.get("message") or {}).get("usage") or {})
-        add_usage(self.tokens, usage_dict((result or {}).get("usage") or usage))  # with web searches, if any
-        if result is not None and result.get("total_cost_usd") is not None:
-            self.cost_usd += float(result["total_cost_usd"])
-        elif self.price is not None:
-            self.cost_usd += self.price.cost(usage)
-        return str((result or {}).get("result") or "")
+    def _account(self, events: list[dict]) -> str:
+        """Charge one phase's session (claude_stream.session_cost) and return its answer."""
+        cost, tokens = session_cost(events, self.price)
+        self.cost_usd += cost
+        add_usage(self.tokens, tokens)
+        result = next((r for r in reversed(events) if r.get("type") == "result"), None) or {}
+        return str(result.get("result") or "")
 
 
 def _json_answer(text: str, keys: tuple[str, ...]) -> dict:

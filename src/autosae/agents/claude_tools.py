@@ -9,6 +9,7 @@ conversation loop: bad arguments, a missing file or a broken tool are the model'
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,18 @@ EXPERIMENT = tool(
     },
     [],
 )
+RESULTS = tool(
+    "past_results",
+    "The harness's recorded results, read-only. Without `sprint`: every past sprint shown to you "
+    "(id, title, verdict, F1 and MCC as mean, std and seeds, parent, the objective's difference "
+    "from the parent) and the baselines. With `sprint` (a past sprint's id, `parent` for this "
+    "sprint's parent, or baseline:matryoshka / baseline:batchtopk): that run's metrics, mean and "
+    "std over seeds and per seed, and its verdict.",
+    {"sprint": {"type": "string", "description": "a past sprint's id, `parent`, or baseline:<name>"}},
+    [],
+)
+RESULTS_BYTES = 4 << 20
+"""The most of a recorded results.json or verdict.json that past_results reads."""
 FINISH = {
     "propose": tool(
         "finish",
@@ -166,6 +179,68 @@ def experiment_tool(ctx: AgentContext, files: Files, folder: str) -> Callable[[d
         )
 
     return experiment
+
+
+def results_tool(ctx: AgentContext, parent: str | None = None) -> Callable[[dict], str]:
+    """past_results: what the prompts show of past sprints and baselines, and any one run's full
+    record, read from the project's committed sprint folders (only sprints the agent is shown)."""
+    from autosae.agents.prompts import honest_stds, results_digest
+
+    shown = {p.id: p for p in ctx.past if p.id != "(refused)"}
+
+    def record(sprint: str) -> dict:
+        if sprint == "parent":
+            if not parent:
+                raise ToolError("this phase has no parent yet")
+            sprint = parent
+        if sprint.startswith("baseline:"):
+            name = sprint.removeprefix("baseline:")
+            if name not in ctx.baselines:
+                raise ToolError(f"{sprint}: no such baseline; the baselines are: {', '.join(ctx.baselines)}")
+            return {"sprint": sprint, "means": ctx.baselines[name]}
+        if sprint not in shown:
+            raise ToolError(
+                f"{sprint}: not a past sprint shown to you; call past_results without `sprint` for the list"
+            )
+        folder = Path(ctx.project_root or ".") / "sprints" / sprint
+        return {
+            "sprint": sprint,
+            "title": shown[sprint].title,
+            "parent": shown[sprint].parent,
+            "results": honest_stds(results_digest(read_record(folder / "results.json"))),
+            "verdict": honest_stds(read_record(folder / "verdict.json")),
+        }
+
+    def results(args: dict) -> str:
+        if args.get("sprint"):
+            return json.dumps(record(args["sprint"].strip()), indent=1, default=float)
+        rows = [
+            {
+                "id": p.id,
+                "title": p.title,
+                "verdict": p.verdict,
+                "parent": p.parent,
+                "f1": p.stat("f1"),
+                "mcc": p.stat("mcc"),
+                "delta_parent": p.delta_parent,
+                "noop": p.noop,
+            }
+            for p in shown.values()
+        ]
+        return json.dumps({"past_sprints": rows, "baselines": ctx.baselines}, indent=1, default=float)
+
+    return results
+
+
+def read_record(path: Path) -> dict:
+    """A committed results.json or verdict.json, bounded; {} when missing or unreadable (never a link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(fd, "rb") as f:
+            data = json.loads(f.read(RESULTS_BYTES))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def implemented(sprint_dir: Path, folder: str) -> Callable[[dict], dict]:

@@ -89,11 +89,15 @@ WEB_SEARCH_USD = 10.0 / 1000
 """Anthropic's web search tool: $10 per 1,000 searches, on top of the tokens its results add."""
 
 
+MAX_COUNT = 10**12
+"""The most of one kind a usage counts (a count from a transcript may be forged: inf, 1e400)."""
+
+
 def _count(source, kind: str) -> int:
     value = source.get(kind) if isinstance(source, dict) else getattr(source, kind, 0)
     try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
+        return min(MAX_COUNT, max(0, int(value or 0)))
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 

@@ -30,6 +30,10 @@ KEEP = {
     "PYTHONHASHSEED",
 }
 OUTPUT_LIMIT = 12_000
+INSIDE_SANDBOX = {"AUTOSAE_INSIDE_SANDBOX": "1"}
+"""In the environment of an agent's sandbox (its bash, the Claude Code session): `autosae train`
+there refuses to run a variant it cannot sandbox (bubblewrap does not nest) rather than run it
+bare with the agent's rights; the agent asks for quick runs with run_experiment instead."""
 
 
 class ToolError(Exception):
@@ -91,6 +95,7 @@ class Shell:
             "AUTOSAE_CACHE": "/tmp/autosae-cache",
             "GIT_CONFIG_NOSYSTEM": "1",
             **GIT_SAFE,
+            **INSIDE_SANDBOX,
         }
         return Policy(
             cwd=self.worktree,

@@ -19,13 +19,16 @@ class Transcript:
         self.path = path
         self.secrets = secret_values()
 
-    def append(self, record: dict) -> None:
+    def append(self, record: dict, sync: bool = True) -> int:
+        """Write one line (with `sync`, to the disk before returning); returns its size in bytes."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = redact(json.dumps(record, default=str), self.secrets)
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
+        line = (redact(json.dumps(record, default=str), self.secrets) + "\n").encode()
+        with open(self.path, "ab") as f:
+            f.write(line)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
+        return len(line)
 
     def records(self) -> list[dict]:
         """Every complete line written so far (a line torn by a kill is dropped)."""

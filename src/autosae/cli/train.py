@@ -40,6 +40,25 @@ def resolve_variant(name_or_path: str) -> Path:
     raise AutosaeError(f"variant {name_or_path!r} is neither a file nor a reference variant ({', '.join(refs)})")
 
 
+def refuse_inside_a_sandbox() -> None:
+    """Inside autosae's own sandbox (an agent's bash, a Claude Code session) bubblewrap cannot
+    start another one ("nesting depth"): there a run would go on bare, with the agent's network
+    and key, whatever --sandbox says. Refuse in one line instead; the agent's quick runs go
+    through its run_experiment tool, which autosae runs outside, sandboxed."""
+    import os
+
+    from autosae.agents.sandbox import INSIDE_SANDBOX
+    from autosae.sandbox import availability
+
+    inside = any(os.environ.get(k) == v for k, v in INSIDE_SANDBOX.items())
+    ok, why = (False, "") if inside else availability()
+    if inside or (not ok and "nesting depth" in why):
+        raise AutosaeError(
+            "autosae train refuses to run here: this is inside autosae's own sandbox, where a "
+            "variant cannot be sandboxed again; ask for a quick run with the run_experiment tool"
+        )
+
+
 def print_results(results: dict, out: Path, quick: dict | None = None) -> None:
     """The run's greppable lines; for a quick run (`quick`: its report, see harness.quick) also
     the validation set and seeds it used, its training log's summary and the parent beside it."""
@@ -135,6 +154,7 @@ def train(
     from autosae.harness.constraints import apply_requests
     from autosae.harness.run import RunOptions, run_variant
 
+    refuse_inside_a_sandbox()
     path = resolve_variant(variant)
     if parent is not None and not uncounted:
         raise AutosaeError("--parent trains a comparison beside a quick run: it needs --uncounted")

@@ -228,6 +228,7 @@ def quick_report(results: dict, out: Path, parent: dict | None = None) -> dict:
         f"disjoint from the counted runs' eval samples)",
         "train_seeds": quick.get("seeds", results.get("seeds")),
         "wall_s": results.get("wall_s"),
+        "sandboxed": "yes" if (results.get("sandbox") or {}).get("enabled") else "NO",
         "metrics": means(results),
         "logged": {
             str(r["seed"]): logged_metrics(out / f"seed_{r['seed']}") for r in results.get("per_seed", []) if is_ok(r)

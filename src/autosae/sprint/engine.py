@@ -19,7 +19,6 @@ import git
 
 from autosae.agents import AgentContext, AgentError, create_agent
 from autosae.agents.card import render_card
-from autosae.agents.quick import quick_fields
 from autosae.config import TaskConfig
 from autosae.errors import AutosaeError
 from autosae.jsonio import read_json
@@ -265,18 +264,6 @@ class Engine:
             record_dir=self.agent_dir(state.id if state else PROPOSING),
             experiment=self.experimenter(state, cfg) if state else None,
             log=self.detail,
-            **(
-                quick_fields(
-                    cfg,
-                    profile,
-                    state.sprint_path,
-                    state.parent,
-                    self.project.worktrees_dir / state.id,
-                    self.agent_dir(state.id),
-                )
-                if state
-                else {}
-            ),
             card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile), project_root=self.project.root),
             literature=cfg.agent.literature.resolved(),
         )
