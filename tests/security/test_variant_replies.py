@@ -235,3 +235,23 @@ def test_forged_executed_lines_count_only_lines_that_exist_and_a_no_op_is_still_
     verdict = compute_verdict(results, "s", Reference.from_results("parent", parent), None, {}, "f1", 0.05, coverage)
     assert verdict["noop"] and verdict["verdict"] == "no change"
     assert "probe batch" in verdict["noop_reason"]  # the fingerprint is ours: it holds whatever the lines say
+
+
+def test_the_protocol_bounds_keys_entries_and_integers():
+    from autosae.sandboxed.protocol import MAX_INT, MAX_KEYS, MAX_LOGS, ProtocolError, parse_reply
+
+    def trained(logs) -> bytes:
+        return json.dumps({"tag": "trained", "slot": 0, "logs": logs, "integrity": {}, "note": ""}).encode()
+
+    entry = {"step": 1, "samples": 1024, "loss": 1.0, "l0": 5.0, "dead": 0}
+    assert parse_reply(trained([entry]))["logs"] == [entry]
+    for logs, why in [
+        ([{k: v for k, v in entry.items() if k != "samples"}], "without 'samples'"),
+        ([entry | {"loss": MAX_INT + 1}], "out of range"),
+        ([entry | {f"variant/{i}": 1.0 for i in range(MAX_KEYS)}], "keys"),
+        ([entry] * (MAX_LOGS + 1), "items"),
+    ]:
+        with pytest.raises(ProtocolError, match=why):
+            parse_reply(trained(logs))
+    with pytest.raises(ProtocolError, match="not JSON"):
+        parse_reply(b'{"tag": "ready", "architecture": "x", "parameters": ' + b"9" * 5000 + b', "width": 128}')

@@ -208,6 +208,8 @@ class VariantProcess:
                 try:
                     self.replies.put(protocol.parse_reply(line))
                 except Exception as exc:  # whatever the line held: the seed fails, this thread goes on to say so
+                    if not isinstance(exc, protocol.ProtocolError):
+                        exc = f"a reply the harness could not read ({type(exc).__name__}: {protocol.one_line(exc)})"
                     self.replies.put({"tag": "protocol", "message": protocol.one_line(exc, 300)})
                     break
         except (OSError, ValueError):

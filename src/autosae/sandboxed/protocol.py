@@ -198,7 +198,7 @@ def parse_reply(line: bytes) -> dict:
     return out
 
 
-def one_line(exc: BaseException, limit: int = 200) -> str:
-    """An exception's message as one printable line (it quotes what the variant sent)."""
+def one_line(exc: BaseException | str, limit: int = 200) -> str:
+    """An exception's message (or a text) as one printable line: it may quote what the variant sent."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return "".join(c if c.isprintable() else "?" for c in text)[:limit]

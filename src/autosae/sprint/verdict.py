@@ -120,7 +120,7 @@ def coverage_reason(coverage: dict | None) -> str | None:
         )
     return (
         f"none of the {coverage['changed']} lines the sprint added or changed in variant.py ran during "
-        f"training or scoring (lines {spans(coverage['never_ran'])})"
+        f"training or scoring, by the variant's process's own report (lines {spans(coverage['never_ran'])})"
     )
 
 
