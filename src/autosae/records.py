@@ -37,6 +37,29 @@ def ok_seeds(results: Mapping | None) -> list[dict]:
     return [r for r in (results or {}).get("per_seed") or [] if is_ok(r)]
 
 
+REPORTED = "reported_by_variant"
+"""The part of a seed's record that the variant's process reported about itself (its
+architecture's name, parameter count, peak memory, executed lines): bounded and cleaned by
+the harness (autosae.harness.reported), never measured by it, and never shown as its figure."""
+LEGACY_REPORTED = {
+    "architecture": "architecture",
+    "parameters": "parameters",
+    "worker_memory": "memory",
+    "executed_lines": "executed_lines",
+}
+"""Where records written before REPORTED kept the same fields: at the top level of the seed."""
+
+
+def reported_by_variant(seed: Mapping | None) -> dict:
+    """What a seed's variant process reported about itself: REPORTED, or in an older record
+    the same fields from the top level (LEGACY_REPORTED)."""
+    seed = seed or {}
+    found = seed.get(REPORTED)
+    if isinstance(found, Mapping):
+        return dict(found)
+    return {new: seed[old] for old, new in LEGACY_REPORTED.items() if old in seed}
+
+
 _BOOKKEEPING = ("extra", "source_keys")
 
 

@@ -10,6 +10,7 @@ import torch
 
 from autosae.harness.run import RunOptions, run_variant
 from autosae.harness.slots import SlotPool
+from autosae.records import reported_by_variant
 from autosae.variants import reference_variants
 
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -35,7 +36,7 @@ def test_a_run_on_the_gpu_scores_like_the_cpu(tmp_path, short_tiny):
         variant, short_tiny, tmp_path / "cpu", RunOptions.make(seeds=[0], device="cpu", log=lambda _: None)
     )
     row = gpu["per_seed"][0]
-    assert gpu["status"] == "ok" and row["worker_memory"]["peak_gpu_mb"] > 0
+    assert gpu["status"] == "ok" and reported_by_variant(row)["memory"]["peak_gpu_mb"] > 0
     assert row["f1"] == pytest.approx(cpu["per_seed"][0]["f1"], abs=0.03)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from autosae.records import reported_by_variant
 from autosae.sprint.coverage import changed_lines, executable_lines, never_ran, spans
 from autosae.sprint.verdict import Reference, compute_verdict, same_sketch
 from autosae.variants import reference_variants
@@ -41,7 +42,9 @@ def test_a_dead_branch_is_a_no_op_and_a_real_change_is_not(project):
     verdict = json.loads((project / "sprints" / real["id"] / "verdict.json").read_text())
     assert verdict["coverage"] == {"changed": 1, "never_ran": []}
     results = json.loads((project / "sprints" / real["id"] / "results.json").read_text())
-    assert all(len(r["probe_sketch"]) == 64 * 8 and r["executed_lines"] for r in results["per_seed"])
+    assert all(
+        len(r["probe_sketch"]) == 64 * 8 and reported_by_variant(r)["executed_lines"] for r in results["per_seed"]
+    )
 
 
 def test_changed_and_executable_lines():
@@ -50,6 +53,8 @@ def test_changed_and_executable_lines():
     assert changed_lines(old, new) == {2, 3, 4} and executable_lines(new) == {1, 2, 4, 5}
     assert never_ran(old, new, [[1, 2, 5], None]) == {"changed": 2, "never_ran": [4]}
     assert never_ran(None, new, [[1]]) is None and never_ran(old, new, [None]) is None
+    # a report that claimed lines the file does not have is forged: no line counts as run
+    assert never_ran(old, new, [[1, 2, 4, 5]], forged=True) == {"changed": 2, "never_ran": [2, 4], "forged": True}
     assert spans([3, 4, 5, 9]) == "3-5, 9" and executable_lines("def (") == set()
 
 

@@ -76,6 +76,10 @@ def test_a_recorded_sprint_is_one_run_per_seed_and_one_for_the_sprint(old_projec
         for metric in ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance"):
             assert run.summary[metric] == seed[metric], metric
         assert "probe_sketch" not in run.summary  # lists are not metrics
+        # what the variant's process said of itself is labelled as its word, in an old record too
+        assert "architecture" not in run.summary and "parameters" not in run.summary
+        assert run.summary["reported_by_variant/architecture"] == seed["architecture"]
+        assert run.summary["reported_by_variant/peak_rss_mb"] == seed["worker_memory"]["peak_rss_mb"]
         (code,) = run.artifacts
         assert code["type"] == "code" and code["files"] == {"variant.py": (folder / "variant.py").stat().st_size}
     # the sprint run: its verdict, scores, the best so far, the report, and links to the seeds

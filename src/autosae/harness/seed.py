@@ -4,13 +4,14 @@ It starts the variant's process (autosae.harness.variant_process), streams hidde
 it through shared buffers, asks it to encode the eval samples, scores the returned latents
 against the ground truth with autosae.bench.metrics, and saves the SAE under the seed's folder.
 The variant's process never sees feature activations or feature vectors, and nothing it reports
-is taken as a metric. Where the seed runs (this process, a slot process, a launcher job) is the
+is taken as a metric: what it says of itself is kept apart, under the record's
+`reported_by_variant` (autosae.harness.reported). Where the seed runs (this process, a slot process, a launcher job) is the
 business of the floors above: autosae.harness.local, .slots and .launch.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,8 +22,10 @@ from safetensors.torch import save_file
 from autosae.bench.metrics import Scorer
 from autosae.bench.profiles import Profile
 from autosae.harness.options import SeedSettings
-from autosae.harness.variant_process import SeedFailure, VariantProcess
+from autosae.harness.reported import TrainLog, reported_fields
+from autosae.harness.variant_process import SeedFailure, VariantProcess, from_variant
 from autosae.jsonio import write_json
+from autosae.records import REPORTED
 from autosae.sae import export as sae_export
 from autosae.sandboxed.spec import VariantSpec
 
@@ -121,11 +124,13 @@ def run_seed(
     check_width(ready["width"], c.width)  # fail before training; re-checked on the decoder
     if on_ready is not None:
         on_ready()
-    train_s = train(worker, train_chunks(profile, model, pool, seed, spec.device), seed, settings)
+    train_s, dropped = train(worker, train_chunks(profile, model, pool, seed, spec.device), seed, settings)
     metrics, decoder = score(worker, profile, model)
-    worker_memory, executed_lines = save_sae(worker, decoder)
+    state = save_sae(worker, decoder)
+    with from_variant("a report on itself"):
+        reported = reported_fields(ready, state, worker.variant)
     worker.stop()
-    return {
+    record = {
         "seed": seed,
         "status": "ok",
         **metrics,
@@ -134,12 +139,12 @@ def run_seed(
         "startup_s": round(startup_s, 2),
         "train_s": round(train_s, 2),
         "samples_per_s": round(spec.total_steps * c.batch_size / max(train_s, 1e-9)),
-        "architecture": ready["architecture"],
-        "parameters": ready["parameters"],
         "dead_window_steps": dead_window(spec),
-        "worker_memory": worker_memory,
-        "executed_lines": executed_lines,
     }
+    if dropped:
+        record["train_log_dropped"] = dropped
+    record[REPORTED] = reported
+    return record
 
 
 def dead_window(spec: VariantSpec) -> int:
@@ -148,37 +153,42 @@ def dead_window(spec: VariantSpec) -> int:
     return max(1, min(1000, spec.total_steps // 10))
 
 
-def train(worker: VariantProcess, chunks: Iterator[torch.Tensor], seed: int, settings: SeedSettings) -> float:
+def train(
+    worker: VariantProcess, chunks: Iterator[torch.Tensor], seed: int, settings: SeedSettings
+) -> tuple[float, int]:
     """Stream the seed's training rows (`chunks`, each at most CHUNK_BATCHES batches) through
     the two shared slots: we fill one while the variant trains on the other. Returns the
-    training time."""
+    training time and the number of log entries dropped (see autosae.harness.reported.TrainLog)."""
     spec = worker.spec
     progress = Progress(settings.log, seed, spec.total_steps * spec.batch_size)
     started = time.monotonic()
-    with open(worker.seed_dir / "train_log.jsonl", "w") as train_log:
+    steps: dict[int, tuple[int, int]] = {}  # slot in use -> the steps its rows train
+    sent = 0  # steps' worth of rows sent so far
+    with open(worker.seed_dir / "train_log.jsonl", "w") as file:
+        log = TrainLog(file, spec.batch_size, spec.width, spec.total_steps, LOG_EVERY)
 
         def collect() -> int:
             reply = worker.wait("trained")
-            slot, logs = reply["slot"], reply["logs"]
-            if slot not in (0, 1) or slot in free:
+            slot = reply["slot"]
+            if slot not in steps:
                 raise SeedFailure("failed", "protocol", f"the variant's process reported buffer {slot}, not in use")
-            for entry in logs:
-                train_log.write(json.dumps(entry) + "\n")
-                progress.update(entry)
+            with from_variant("a training log"):
+                for entry in log.add(reply["logs"], *steps.pop(slot)):
+                    progress.update(entry)
             return slot
 
-        free, in_flight = [0, 1], 0
+        free = [0, 1]
         for rows in chunks:
             if not free:
                 free.append(collect())
-                in_flight -= 1
             slot = free.pop()
             worker.slots[slot][: rows.shape[0]].copy_(rows)
             worker.send("train", slot=slot, rows=rows.shape[0])
-            in_flight += 1
-        for _ in range(in_flight):
+            batches = -(-rows.shape[0] // spec.batch_size)
+            steps[slot], sent = (sent + 1, sent + batches), sent + batches
+        for _ in range(len(steps)):
             collect()
-    return time.monotonic() - started
+    return time.monotonic() - started, log.dropped
 
 
 def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.Tensor]:
@@ -218,6 +228,11 @@ def score(worker: VariantProcess, profile: Profile, model) -> tuple[dict, torch.
     if pending:
         flush()
     metrics = scorer.compute()
+    overflow = [f"{k} = {v}" for k, v in metrics.items() if not math.isfinite(v)]
+    if overflow:
+        raise SeedFailure(
+            "failed", "nan", f"the SAE's scores are not finite ({', '.join(overflow)}): its outputs overflow"
+        )
     metrics["probe_sketch"] = sketch
     tolerance = c.l0_tolerance * c.k
     if abs(metrics["l0"] - c.k) > tolerance:
@@ -244,7 +259,15 @@ def fetch_decoder(worker: VariantProcess, width: int) -> torch.Tensor:
             "shape",
             f"decoder directions have dimension {shape[1]}, the hidden activations have {worker.spec.d_in}",
         )
-    return worker.buffers["decoder"].clone()
+    decoder = worker.buffers["decoder"].clone()
+    broken = (~torch.isfinite(decoder).all(dim=1)).nonzero().flatten().tolist()
+    if broken:
+        raise SeedFailure(
+            "failed",
+            "nan",
+            f"the SAE's decoder directions hold NaN or inf in {len(broken)} row(s) (the first: row {broken[0]})",
+        )
+    return decoder
 
 
 def probe_sketch(recon: torch.Tensor) -> list[float]:
@@ -256,10 +279,10 @@ def probe_sketch(recon: torch.Tensor) -> list[float]:
     return [float(f"{v:.6g}") for v in values]
 
 
-def save_sae(worker: VariantProcess, decoder: torch.Tensor) -> tuple[dict, list[int]]:
+def save_sae(worker: VariantProcess, decoder: torch.Tensor) -> dict:
     """Write the SAE and its full state, from the safetensors files the variant wrote, read
-    back as tensors and rewritten by us; returns the variant process's peak memory and the
-    lines of its file that ran. `sae/` is a SAELens folder (cfg.json + sae_weights.safetensors)
+    back as tensors and rewritten by us; returns the process's `state` reply (its peak memory
+    and the lines of its file that ran, as it reports them). `sae/` is a SAELens folder (cfg.json + sae_weights.safetensors)
     only when the export passed autosae.sae.export.validate, so that it loads as the SAE that
     was scored; otherwise it holds NOT_SAELENS.json with the reason and decoder.safetensors,
     and no cfg.json that SAELens's loader would take for one of its own."""
@@ -273,9 +296,10 @@ def save_sae(worker: VariantProcess, decoder: torch.Tensor) -> tuple[dict, list[
     weights = worker.read_tensors("sae_weights.safetensors") if export is not None else None
     if export is not None and weights is None:
         raise SeedFailure("failed", "export", "the variant exported a SAELens cfg without its weights")
-    save_file(state, out / "variant_state.safetensors")
+    with from_variant("a state file"):
+        save_file(state, out / "variant_state.safetensors")
     write_sae_folder(out / "sae", export, weights, why_not, decoder, spec.d_in, spec.width)
-    return reply["memory"], reply["lines"]
+    return reply
 
 
 def write_sae_folder(
@@ -295,6 +319,8 @@ def write_sae_folder(
             cfg = sae_export.validate(export, weights, d_in, width)
         except sae_export.NotExportable as exc:
             why_not = f"its export was refused: {exc}"
+        except Exception as exc:  # validate reads the variant's own cfg: whatever it holds, no export
+            why_not = f"its export was refused: {type(exc).__name__}: {str(exc)[:200]}"
     sae_dir.mkdir(exist_ok=True)
     for stale in ("cfg.json", "sae_weights.safetensors", sae_export.NOT_SAELENS, "decoder.safetensors"):
         (sae_dir / stale).unlink(missing_ok=True)

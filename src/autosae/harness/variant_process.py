@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,6 +44,25 @@ class SeedFailure(Exception):
     def __init__(self, status: str, kind: str, message: str):
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
+
+
+@contextmanager
+def from_variant(what: str):
+    """Around code that handles what the variant's process sent (a reply's fields, its log
+    entries, its state files, its decoder): any exception there is the variant's failed seed
+    (`protocol`), never ours. Kept this narrow so that a bug of the harness's own elsewhere
+    still surfaces as one."""
+    try:
+        yield
+    except SeedFailure:
+        raise
+    except Exception as exc:
+        raise SeedFailure(
+            "failed",
+            "protocol",
+            f"the variant's process sent {what} that the harness could not handle "
+            f"({type(exc).__name__}: {protocol.one_line(exc)})",
+        ) from None
 
 
 def hidden_from_variants() -> list[Path]:
@@ -108,7 +128,7 @@ class VariantProcess:
     ):
         from autosae.sandbox import Limits, Policy, spawn
 
-        self.spec, self.seed_dir = spec, seed_dir
+        self.variant, self.spec, self.seed_dir = variant, spec, seed_dir
         seed_dir.mkdir(parents=True, exist_ok=True)
         self.work = seed_dir / "work"
         shutil.rmtree(self.work, ignore_errors=True)
@@ -187,8 +207,10 @@ class VariantProcess:
                     break
                 try:
                     self.replies.put(protocol.parse_reply(line))
-                except protocol.ProtocolError as exc:
-                    self.replies.put({"tag": "protocol", "message": str(exc)})
+                except Exception as exc:  # whatever the line held: the seed fails, this thread goes on to say so
+                    if not isinstance(exc, protocol.ProtocolError):
+                        exc = f"a reply the harness could not read ({type(exc).__name__}: {protocol.one_line(exc)})"
+                    self.replies.put({"tag": "protocol", "message": protocol.one_line(exc, 300)})
                     break
         except (OSError, ValueError):
             pass
@@ -228,7 +250,8 @@ class VariantProcess:
                     "failed", "protocol", f"expected {tag!r} from the variant's process, got {msg['tag']!r}"
                 )
             if "integrity" in msg:
-                check_integrity(msg)
+                with from_variant(f"a {tag!r} reply"):
+                    check_integrity(msg)
             return msg
 
     def _died(self) -> SeedFailure:

@@ -173,19 +173,22 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
             "**Replayed, not trained:** AUTOSAE_REPLAY was set, so these numbers are a recording of an "
             "earlier run of the same variant (the test suite's harness stand-in), not a new training run."
         )
-    if verdict.get("noop"):
-        out.append(
-            f"**No-op suspected:** {verdict.get('noop_reason')}. Whatever this sprint changed did not "
-            f"change the trained SAE, so it is not a finding."
-        )
     cov = verdict.get("coverage") or {}
+    if verdict.get("noop"):
+        why = (
+            "The variant's process forged the evidence that its change ran"
+            if cov.get("forged") and "forged" in (verdict.get("noop_reason") or "")
+            else "Whatever this sprint changed did not change the trained SAE"
+        )
+        out.append(f"**No-op suspected:** {verdict.get('noop_reason')}. {why}, so it is not a finding.")
     if cov.get("never_ran") and not verdict.get("noop"):
         from autosae.sprint.coverage import spans
 
         out.append(
             f"**Changed lines that never ran:** {len(cov['never_ran'])} of the {cov['changed']} lines the "
             f"sprint added or changed in variant.py (lines {spans(cov['never_ran'])}) did not run in the "
-            f"traced training steps or scoring: part of the change may be dead code."
+            f"traced training steps or scoring, as the variant's process reports its lines: part of the "
+            f"change may be dead code."
         )
     if results.get("status") == "rejected":
         out.append(f"**Constraint breach:** {results.get('reason')}. The harness rejected the run.")

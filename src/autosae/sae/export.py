@@ -72,7 +72,7 @@ def validate(cfg: object, weights: dict[str, torch.Tensor], d_in: int, d_sae: in
     if not isinstance(cfg, dict):
         raise NotExportable("the exported cfg is not a JSON object")
     architecture = cfg.get("architecture")
-    if architecture not in ARCHITECTURE_FIELDS:
+    if not isinstance(architecture, str) or architecture not in ARCHITECTURE_FIELDS:
         known = ", ".join(ARCHITECTURE_FIELDS)
         raise NotExportable(f"architecture {architecture!r} is not one autosae can check; known: {known}")
     clean: dict = {"architecture": architecture}

@@ -14,8 +14,10 @@ against REPLIES by `parse_reply`.
 Nothing crosses as a pickle. Tensors go through float32 files that the trusted side creates
 at fixed sizes before the variant starts and that both sides map (`map_buffer`), and the
 module's state through safetensors files, which hold only tensors. A reply that is not JSON,
-is longer than MAX_LINE, or does not match its schema is a failed seed on the trusted side,
-never an exception it did not expect.
+is longer than MAX_LINE, does not match its schema or breaks its bounds (keys per object,
+items per list, digits per integer) is a failed seed on the trusted side, never an exception
+it did not expect. The schema only says what may be read: what the trusted side keeps of a
+reply is decided there (autosae.harness.reported).
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ VARIANT_METRIC_PREFIX = "variant/"
 that a variant's "loss" never overwrites or passes for the harness's (whose keys have no /)."""
 VARIANT_METRICS_PER_ENTRY = 32
 """The most variant metrics one training-log entry carries (the first ones the variant returns)."""
+LOG_FIELDS = ("step", "samples", "loss", "l0", "dead")
+"""The harness's own fields of a training-log entry, which every entry must carry (`k` is optional)."""
+MAX_KEYS = 64
+"""The most keys of one object in a reply (a log entry: 6 harness fields and 32 variant metrics)."""
+MAX_LOGS = 256
+"""The most training-log entries in one reply: a reply covers one slot of CHUNK_BATCHES (64)
+steps, and an honest log has at most one entry a step."""
+MAX_LIST = 100_000
+"""The most items of any other list in a reply (the executed lines of a long variant.py)."""
+MAX_INT = 2**53
+"""The largest integer magnitude a reply may carry (a float64 holds it exactly)."""
 
 
 class ProtocolError(ValueError):
@@ -79,11 +92,15 @@ def encode(message: dict) -> bytes:
 def _int(v) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ProtocolError(f"expected an integer, got {type(v).__name__}")
+    if abs(v) > MAX_INT:
+        raise ProtocolError(f"an integer out of range (more than {MAX_INT} in magnitude)")
     return v
 
 
 def _num(v) -> int | float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, int) and not isinstance(v, bool):
+        return _int(v)  # a huge integer is refused before float() could overflow on it
+    if not isinstance(v, float) or not math.isfinite(v):
         raise ProtocolError(f"expected a finite number, got {v!r}"[:200])
     return v
 
@@ -94,20 +111,36 @@ def _text(v) -> str:
     return v[:MAX_TEXT]
 
 
-def _list(item):
+def _list(item, limit: int = MAX_LIST):
     def check(v):
         if not isinstance(v, list):
             raise ProtocolError(f"expected a list, got {type(v).__name__}")
+        if len(v) > limit:
+            raise ProtocolError(f"a list of {len(v)} items, more than {limit}")
         return [item(x) for x in v]
 
     return check
 
 
-def _numbers(v) -> dict[str, int | float]:
-    """{name: number}: a training-log entry, a memory report."""
+def _object(v) -> dict:
     if not isinstance(v, dict):
         raise ProtocolError(f"expected an object, got {type(v).__name__}")
-    return {_text(k)[:100]: _num(x) for k, x in v.items()}
+    if len(v) > MAX_KEYS:
+        raise ProtocolError(f"an object of {len(v)} keys, more than {MAX_KEYS}")
+    return v
+
+
+def _numbers(v) -> dict[str, int | float]:
+    """{name: number}: a training-log entry, a memory report."""
+    return {_text(k)[:100]: _num(x) for k, x in _object(v).items()}
+
+
+def _log_entry(v) -> dict[str, int | float]:
+    entry = _numbers(v)
+    missing = [name for name in LOG_FIELDS if name not in entry]
+    if missing:
+        raise ProtocolError(f"a log entry without {', '.join(map(repr, missing))}")
+    return entry
 
 
 def _optional(check):
@@ -115,10 +148,10 @@ def _optional(check):
 
 
 def _export(v):
-    """The variant's SAELens cfg (plain JSON: it is written to cfg.json as it is)."""
+    """The variant's SAELens cfg (plain JSON; autosae.sae.export.validate keeps its known fields)."""
     if not isinstance(v, dict):
         raise ProtocolError("export: expected an object or null")
-    return v
+    return _object(v)
 
 
 def _kind(v) -> str:
@@ -127,8 +160,8 @@ def _kind(v) -> str:
 
 REPLIES = {
     "ready": {"architecture": _text, "parameters": _int, "width": _int},
-    "trained": {"slot": _int, "logs": _list(_numbers), "integrity": _numbers, "note": _text},
-    "decoder": {"shape": _list(_int)},
+    "trained": {"slot": _int, "logs": _list(_log_entry, MAX_LOGS), "integrity": _numbers, "note": _text},
+    "decoder": {"shape": _list(_int, 8)},
     "evaluated": {"rows": _int},
     "state": {
         "export": _optional(_export),
@@ -143,13 +176,14 @@ REPLIES = {
 
 
 def parse_reply(line: bytes) -> dict:
-    """One reply line as a dict with exactly its schema's fields, checked; ProtocolError otherwise."""
+    """One reply line as a dict with exactly its schema's fields, checked; ProtocolError otherwise,
+    whatever the line holds (an exception of any other kind here would be ours to fix)."""
     if len(line) > MAX_LINE:
         raise ProtocolError(f"a reply of more than {MAX_LINE} bytes")
     try:
         data = json.loads(line)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"a reply that is not JSON ({str(exc)[:100]})") from None
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
+        raise ProtocolError(f"a reply that is not JSON ({one_line(exc)})") from None
     if not isinstance(data, dict) or data.get("tag") not in REPLIES:
         raise ProtocolError(f"a reply with no known tag: {line[:120]!r}")
     schema, tag = REPLIES[data["tag"]], data["tag"]
@@ -159,6 +193,12 @@ def parse_reply(line: bytes) -> dict:
             raise ProtocolError(f"a {tag!r} reply without {name!r}")
         try:
             out[name] = check(data[name])
-        except ProtocolError as exc:
-            raise ProtocolError(f"{tag}.{name}: {exc}") from None
+        except (ProtocolError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+            raise ProtocolError(f"{tag}.{name}: {one_line(exc)}") from None
     return out
+
+
+def one_line(exc: BaseException | str, limit: int = 200) -> str:
+    """An exception's message (or a text) as one printable line: it may quote what the variant sent."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return "".join(c if c.isprintable() else "?" for c in text)[:limit]

@@ -18,10 +18,10 @@ from autosae.agents import AgentError, BudgetReached
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.seal import read_verified
 from autosae.jsonio import read_json
-from autosae.records import is_ok, ok_seeds
+from autosae.records import is_ok
 from autosae.sprint import gitexact, gitops
 from autosae.sprint.common import TRUSTED_FILES, counted_time_limit, crash_point, proposal_of
-from autosae.sprint.coverage import never_ran
+from autosae.sprint.coverage import coverage_of
 from autosae.sprint.gitexact import GitFailed
 from autosae.sprint.heldout import apply_heldout
 from autosae.sprint.ledger import best_row, read_ledger, reference
@@ -156,11 +156,7 @@ def _score(s: Sprint) -> None:
     coverage = None
     if is_ok(results):
         _, folder = s.worktree()
-        coverage = never_ran(
-            parent_source(s),
-            (folder / "variant.py").read_text(),
-            [r.get("executed_lines") for r in ok_seeds(results)],
-        )
+        coverage = coverage_of(parent_source(s), (folder / "variant.py").read_text(), results)
     verdict = compute_verdict(
         results,
         state.id,

@@ -106,14 +106,21 @@ def noop_reason(sprint: Reference, parent: Reference) -> str | None:
 
 
 def coverage_reason(coverage: dict | None) -> str | None:
-    """A no-op when none of the lines the sprint added or changed ever ran."""
+    """A no-op when none of the lines the sprint added or changed ever ran, or when the
+    variant's process forged its report of the lines that ran."""
     if not coverage or not coverage.get("changed") or len(coverage["never_ran"]) < coverage["changed"]:
         return None
     from autosae.sprint.coverage import spans
 
+    if coverage.get("forged"):
+        return (
+            "the variant's process reported lines as run that variant.py does not have: its report "
+            f"of the lines that ran is forged, so none of the {coverage['changed']} lines the sprint "
+            "added or changed counts as run"
+        )
     return (
         f"none of the {coverage['changed']} lines the sprint added or changed in variant.py ran during "
-        f"training or scoring (lines {spans(coverage['never_ran'])})"
+        f"training or scoring, by the variant's process's own report (lines {spans(coverage['never_ran'])})"
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autosae.errors import AutosaeError
 from autosae.jsonio import read_json
+from autosae.records import LEGACY_REPORTED, REPORTED, reported_by_variant
 from autosae.report.record import CURVE_KEYS, VARIANT_KEY
 from autosae.sprint.ledger import best_row, read_ledger
 
@@ -39,9 +40,15 @@ def artifact_name(kind: str, sprint_id: str) -> str:
 
 def scalars(record: dict | None) -> dict:
     """The finite numbers, strings and booleans of a record (no lists such as probe sketches,
-    no failed seed's log tail: the report has it)."""
+    no failed seed's log tail: the report has it). What the variant's process reported about
+    itself comes under `reported_by_variant/<name>`, never as a figure of the harness's, in
+    records from before that part existed too."""
     out = {}
-    for key, value in (record or {}).items():
+    reported = reported_by_variant(record)
+    memory = reported.pop("memory", None)
+    labelled = {f"{REPORTED}/{k}": v for k, v in {**reported, **(memory if isinstance(memory, dict) else {})}.items()}
+    own = {k: v for k, v in (record or {}).items() if k not in LEGACY_REPORTED and k != REPORTED}
+    for key, value in {**own, **labelled}.items():
         if key == "log_tail" or (isinstance(value, float) and not math.isfinite(value)):
             continue
         if value is None or isinstance(value, (bool, int, float, str)):

@@ -196,7 +196,7 @@ class Session:
                     self.model, self.train_rows, s, self.d_in, self.device, steps * s.batch_size
                 )
             chunks = lm.training_chunks(store, rng, s, steps, CHUNK_BATCHES)
-            train_s = train(worker, chunks, job.seed, seed_settings)
+            train_s, _ = train(worker, chunks, job.seed, seed_settings)
             decoder = fetch_decoder(worker, s.width)
             with rng.active():  # for the variant's check that its export encodes as it does: training rows,
                 sample = store.next_batch()[:EVAL_ROWS].float().cpu()  # never the evaluation prompts
