@@ -1,8 +1,9 @@
 """A Claude Code session's stream-json output, read as untrusted text.
 
-Any process the session starts can write into Claude Code's stdout (through
-/proc/<pid>/fd/1, or an inherited descriptor), so the stream is bounded and nothing in it is
-believed on its word:
+A process the session starts may find a way to write into Claude Code's stdout (reopening
+/proc/<pid>/fd/1 works where the session may write our pipe, as when autosae and the sandbox are
+one unprivileged user; under a root autosae the pipe is root's and the OS refuses it), so the
+stream is bounded and nothing in it is believed on its word:
 - a line longer than LINE_BYTES, a stream past STREAM_BYTES or STREAM_LINES, or a transcript past
   TRANSCRIPT_BYTES (what earlier runs of the phase wrote included) stops the session with the
   reason: the transcript, which is committed with the sprint, stays within TRANSCRIPT_BYTES and
