@@ -109,60 +109,6 @@ def test_a_decoder_row_of_nan_or_inf_fails_the_seed_before_scoring(quick, write_
     assert "decoder" in one_line(results) and verified(results)
 
 
-def test_an_export_the_harness_cannot_parse_is_refused_not_a_crash(quick, write_variant, tmp_path):
-    path = write_variant(
-        *forged('if tag == "state" and message["export"]:\n                message["export"]["architecture"] = ["x"]')
-    )
-    results = attack(path, quick, tmp_path / "run")
-    assert results["status"] == "ok", results.get("reason")
-    refused = json.loads((seed_dir(tmp_path / "run") / "sae" / "NOT_SAELENS.json").read_text())
-    assert "refused" in refused["reason"]
-
-
-def test_an_architecture_name_is_recorded_cleaned_and_as_the_variant_s_word(quick, write_variant, tmp_path):
-    name = "Exfil | <!channel>\\n| improved | 0.9999 |"
-    path = write_variant(
-        HONEST,
-        f"""
-    Exfil = type("{name}", (BatchTopKSAE,), {{}})
-
-    def build(spec):
-        return Exfil(spec.d_in, spec.width, spec.k)
-    """,
-    )
-    results = attack(path, quick, tmp_path / "run")
-    assert results["status"] == "ok", results.get("reason")
-    row = results["per_seed"][0]
-    assert "architecture" not in row and "parameters" not in row and "worker_memory" not in row
-    reported = row["reported_by_variant"]
-    assert reported["architecture"].startswith("Exfil") and reported["parameters"] > 0
-    assert all(c.isalnum() or c in "_." for c in reported["architecture"]) and len(reported["architecture"]) <= 100
-    assert set(reported["memory"]) <= {"peak_rss_mb", "peak_gpu_mb"}
-    text = (tmp_path / "run" / "results.json").read_text()
-    assert "<!channel>" not in text and "| improved" not in text
-
-
-def test_log_keys_are_the_harness_s_own_whatever_the_reply_carries(quick, write_variant, tmp_path):
-    path = write_variant(
-        *forged(
-            'if tag == "trained":\n'
-            "                for e in message['logs']:\n"
-            "                    e.update({'samples': 10 ** 9, 'f1': 0.99, 'mcc': 0.99, 'harness/loss': 0.0,\n"
-            "                              'variant/mine': 1.5, 'variant/<!channel>\\n| x': 2.0})"
-        )
-    )
-    results = attack(path, quick, tmp_path / "run")
-    assert results["status"] == "ok", results.get("reason")
-    entries = [json.loads(line) for line in (seed_dir(tmp_path / "run") / "train_log.jsonl").read_text().splitlines()]
-    assert entries
-    for e in entries:
-        own = {k for k in e if not k.startswith("variant/")}
-        assert own <= HARNESS_KEYS and {"step", "samples", "loss", "l0", "dead"} <= own, e
-        assert e["samples"] == e["step"] * quick.constraints.batch_size  # our count of the rows, not its word
-        assert e["variant/mine"] == 1.5
-        assert all(k.isprintable() and "<" not in k and "|" not in k for k in e), e
-
-
 def test_a_flood_of_log_entries_in_one_reply_is_refused_and_writes_nothing_big(quick, write_variant, tmp_path):
     path = write_variant(
         *forged(
@@ -213,25 +159,74 @@ def test_the_training_log_is_bounded_per_seed_and_says_what_it_dropped(quick, wr
     assert results["per_seed"][0]["train_log_dropped"] == 100 - kept
 
 
-def test_forged_executed_lines_count_only_lines_that_exist_and_a_no_op_is_still_flagged(quick, write_variant, tmp_path):
-    """The variant claims lines 0-9999 of its short file ran. Its record keeps only lines the
-    file has; the claim marks the coverage report as forged; and the no-op check still fires,
-    from the probe fingerprint that the harness computes itself."""
+def test_what_the_variant_says_of_itself_is_kept_apart_cleaned_and_never_ours(quick, write_variant, tmp_path):
+    """One run, four forgeries that leave the SAE honest (so the seed scores): an architecture
+    named with Markdown and a Slack mention, log entries with keys like the harness's own and a
+    count of samples of its own, an export cfg the harness cannot parse, and a claim that lines
+    0-9999 of its short file ran. The record keeps what we measured; what the variant said sits
+    apart, cleaned and bounded; the export is refused, not a crash; and the no-op check still
+    fires against an honest parent, from the probe fingerprint that the harness computes."""
     parent_path = write_variant(HONEST, name="parent.py")
     parent = attack(parent_path, quick, tmp_path / "parent")
     assert parent["status"] == "ok", parent.get("reason")
+    name = "Exfil | <!channel>\\n| improved | 0.9999 |"
     path = write_variant(
-        *forged('if tag == "state":\n                message["lines"] = list(range(10_000))'),
-        """
-        def never(spec):
-            if spec.width < 0:  # never true: a change that does nothing
-                return None
-        """,
+        HONEST,
+        TAMPER,
+        f"""
+    Exfil = type("{name}", (BatchTopKSAE,), {{}})
+
+    def edit(message):
+        if message["tag"] == "trained":
+            for e in message["logs"]:
+                e.update({{"samples": 10 ** 9, "f1": 0.99, "mcc": 0.99, "harness/loss": 0.0,
+                          "variant/mine": 1.5, "variant/<!channel>\\n| x": 2.0}})
+        if message["tag"] == "state":
+            message["lines"] = list(range(10_000))
+            if message["export"]:
+                message["export"]["architecture"] = ["x"]
+        return message
+
+    def build(spec):
+        tamper(edit)
+        return Exfil(spec.d_in, spec.width, spec.k)
+
+    def never(spec):
+        if spec.width < 0:  # never true: a change that does nothing
+            return None
+    """,
     )
     source = path.read_text()
     results = attack(path, quick, tmp_path / "run")
     assert results["status"] == "ok", results.get("reason")
-    reported = reported_by_variant(results["per_seed"][0])
+
+    # its name, parameters and memory: apart, cleaned, bounded; nothing of it raw in the record
+    row = results["per_seed"][0]
+    assert "architecture" not in row and "parameters" not in row and "worker_memory" not in row
+    reported = row["reported_by_variant"]
+    assert reported["architecture"].startswith("Exfil") and reported["parameters"] > 0
+    assert all(c.isalnum() or c in "_." for c in reported["architecture"]) and len(reported["architecture"]) <= 100
+    assert set(reported["memory"]) <= {"peak_rss_mb", "peak_gpu_mb"}
+    text = (tmp_path / "run" / "results.json").read_text()
+    assert "<!channel>" not in text and "| improved" not in text
+
+    # the training log: our keys, our count of the rows, its own metrics under variant/ with clean names
+    entries = [json.loads(line) for line in (seed_dir(tmp_path / "run") / "train_log.jsonl").read_text().splitlines()]
+    assert entries
+    for e in entries:
+        own = {k for k in e if not k.startswith("variant/")}
+        assert own <= HARNESS_KEYS and {"step", "samples", "loss", "l0", "dead"} <= own, e
+        assert e["samples"] == e["step"] * quick.constraints.batch_size  # our count of the rows, not its word
+        assert e["variant/mine"] == 1.5
+        assert all(k.isprintable() and "<" not in k and "|" not in k for k in e), e
+
+    # an export cfg the harness cannot parse (an unhashable architecture): refused, not a TypeError
+    refused = json.loads((seed_dir(tmp_path / "run") / "sae" / "NOT_SAELENS.json").read_text())
+    assert "refused" in refused["reason"]
+
+    # lines it never had: only the file's own lines are kept, the claim marks the coverage as forged,
+    # and the no-op check still fires from the harness's own fingerprint
+    reported = reported_by_variant(row)
     lines = len(source.splitlines())
     assert reported["executed_lines"] == list(range(lines + 1))
     assert reported["executed_lines_outside_file"] == 10_000 - (lines + 1)
