@@ -8,12 +8,15 @@ hold byte for byte the variant.py whose sha256 the ledger records."""
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import git
+import pytest
 
 from autosae.sprint import gitops
 from autosae.variants import reference_variants
@@ -161,4 +164,55 @@ def test_a_run_of_another_variant_than_the_committed_one_is_refused(project):
     (row,) = ledger(project)
     assert row["verdict"] == "failed" and "is not the variant.py committed on" in row["reason"]
     assert row.get("variant_sha256") is None  # nothing of the run is recorded
+    ends_cleanly(project, row)
+
+
+def victim_folder(path: Path) -> dict[str, bytes | str]:
+    """A host folder the agent must not reach through a link: git's files, a record, a link."""
+    (path / ".git").mkdir(parents=True)
+    (path / ".git" / "config").write_text("[core]\n")
+    (path / ".gitignore").write_text("*\n")
+    (path / "results.json").write_text('{"status": "ok"}\n')
+    (path / "link").symlink_to(path / "results.json")
+    return {
+        str(p.relative_to(path)): os.readlink(p) if p.is_symlink() else p.read_bytes()
+        for p in path.rglob("*")
+        if not p.is_dir()
+    }
+
+
+@pytest.mark.parametrize("which", ["the sprint folder", "sprints/"])
+def test_a_sprint_folder_or_sprints_made_a_link_is_refused_and_where_it_points_is_left_alone(project, tmp_path, which):
+    """The agent owns its worktree: it replaces its sprint folder, or the worktree's sprints/,
+    by a link to a host folder, so that our process (root, on GPU boxes) would delete git's files
+    and links there, write its records there or commit what is there. The link is removed, a real
+    folder made in its place, the sprint refused with one line, and the host folder untouched
+    (but for what the scripted agent itself wrote through the link: it runs in our process)."""
+    victim = tmp_path / "victim"
+    before: dict = {}
+
+    def plant(worktree: Path, folder: Path) -> None:
+        if which == "sprints/":
+            before.update(victim_folder(victim / folder.name))
+            shutil.rmtree(worktree / "sprints")
+            (worktree / "sprints").symlink_to(victim)
+        else:
+            before.update(victim_folder(victim))
+            shutil.rmtree(folder)
+            folder.symlink_to(victim)
+
+    proc, _, err, row = sprint_with(project, plant)
+    assert proc.returncode == 3, err
+    assert row["verdict"] == "failed" and row["reason"].startswith("refused: sprints/"), row["reason"]
+    assert "was a link" in row["reason"] and "\n" not in row["reason"]
+    where = victim / row["id"] if which == "sprints/" else victim
+    after = {
+        str(p.relative_to(where)): os.readlink(p) if p.is_symlink() else p.read_bytes()
+        for p in where.rglob("*")
+        if not p.is_dir()
+    }
+    assert {k: v for k, v in after.items() if k not in ("variant.py", "README.md")} == before
+    names = git.Repo(project).git.ls_tree("-r", "--name-only", "main", f"sprints/{row['id']}").split()
+    assert not [n for n in names if "results.json" in n and "victim" in n]
+    assert not (victim / "report.md").exists() and not (where / "report.md").exists()
     ends_cleanly(project, row)

@@ -11,6 +11,8 @@ implement commit, the harness's results.json, the conclusion, the merge commit o
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +66,26 @@ No phase jumps: a failed sprint goes through them all (training says it is skipp
 scoring records the failure as its verdict, reporting records it)."""
 PROPOSED = "proposed"
 """The phase a sprint is saved in by start(): none of PHASES has begun."""
+
+
+def real_folders(root: Path, rel: str) -> list[str]:
+    """Make every folder on the way from `root` to `root/rel` (rel included, where it exists) a
+    real folder: a link, or anything that is not a folder, is removed (a link itself, never
+    what it points to) and an empty folder made in its place. Returns the paths replaced. Our
+    process then works on folders of the worktree, not through links the agent planted."""
+    replaced, path = [], root
+    for part in Path(rel).parts:
+        path = path / part
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return replaced  # made later, as a real folder, by the phase that needs it
+        if stat.S_ISDIR(info.st_mode):
+            continue
+        replaced.append(path.relative_to(root).as_posix() + "/")
+        path.unlink()
+        path.mkdir()
+    return replaced
 
 
 class Engine:
@@ -329,10 +351,20 @@ class Engine:
         return resolve(cfg.sandbox_mode(backend), lambda line: self.say("sandbox", "warning", line))
 
     def worktree(self, state: SprintState):
-        """The sprint's worktree on its branch, and its folder there (idempotent)."""
+        """The sprint's worktree on its branch, and its folder there (idempotent). The agent
+        owns the worktree: a `sprints/` or sprint folder it replaced by a link (to make our
+        process delete, read or write where the link points) is removed, a real folder made
+        in its place, and the sprint refused (see real_folders)."""
         with self.lock:
             tree = gitops.add_worktree(self.repo, self.project.worktrees_dir / state.id, state.branch)
-        return tree, Path(tree.working_tree_dir) / state.sprint_path
+        root = Path(tree.working_tree_dir)
+        replaced = real_folders(root, state.sprint_path)
+        if replaced and not state.failure:
+            state.failure = (
+                f"refused: {', '.join(replaced)} in the worktree was a link or not a folder; it was replaced "
+                f"by an empty folder, nothing was trained"
+            )
+        return tree, root / state.sprint_path
 
     def parent_variant_path(self, parent: str) -> Path:
         return self.project.parent_variant(parent)

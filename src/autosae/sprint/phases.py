@@ -65,6 +65,8 @@ def implement(s: Sprint) -> None:
                 state.failure = state.stop = f"budget reached: {exc}"
             except AgentError as exc:
                 state.failure = f"the {state.backend} agent could not implement the idea: {exc}"
+        _, folder = s.worktree()  # again: the agent may have made sprints/ or its folder a link
+        folder.mkdir(parents=True, exist_ok=True)
         for name in TRUSTED_FILES:
             (folder / name).unlink(missing_ok=True)
         refused = refusal(refuse_links(folder), refuse_git_files(folder))
