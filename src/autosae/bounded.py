@@ -4,8 +4,9 @@ A disk bound counts the blocks a file occupies, but a sparse file (`truncate -s 
 occupies none and still reads as 450 MB of zeros: read whole, it costs the trusted process that
 much memory (several times over, decoded and split into lines) and time. So the host reads
 such files through `read_prefix`, which also refuses anything but a regular file (a named pipe
-would block the reader for ever). It follows links like open(): callers that must not follow
-one out of a folder check for links first (agents.sandbox.Files.resolve, report.record.folder_files).
+would block the reader for ever) and a link in the file's own place (the agent's link to a
+secret of the host); a link higher up the path is the caller's to refuse
+(agents.sandbox.Files.resolve, report.record.folder_files, sprint.engine.real_folders).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ class Prefix:
 
 def read_prefix(path: Path, limit: int = PREFIX_BYTES) -> Prefix:
     """At most `limit` bytes from the start of the regular file `path`, and its size.
-    Opened without blocking, so that a named pipe put in its place cannot stall the reader;
-    NotRegular for anything but a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    Opened without blocking and without following a link in its place, so that a named pipe
+    cannot stall the reader nor a link lead it out; NotRegular for anything but a regular file
+    (OSError ELOOP for a link)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

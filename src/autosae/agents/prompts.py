@@ -68,7 +68,8 @@ def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) ->
     parent's variant, which the sprint starts from."""
     worktree = Path(ctx.worktree or sprint_dir.parent.parent)
     folder = sprint_dir.relative_to(worktree).as_posix()
-    parent = parent_variant(worktree, proposal.parent)
+    parent = parent_variant(ctx.project_root, proposal.parent)
+    root = Path(ctx.project_root) if ctx.project_root else None
     prompt = render(
         "implement.md.j2",
         ctx.project_root,
@@ -80,7 +81,7 @@ def implement_prompt(proposal: Proposal, sprint_dir: Path, ctx: AgentContext) ->
         hypothesis=proposal.hypothesis,
         plan=proposal.plan,
         parent=proposal.parent or "baseline:matryoshka",
-        parent_variant=parent.relative_to(worktree).as_posix() if parent and worktree in parent.parents else None,
+        parent_variant=parent.relative_to(root).as_posix() if parent and root and root in parent.parents else None,
         parent_source=source(parent).strip(),
         width=ctx.width,
         k=ctx.k,
@@ -107,7 +108,7 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
         verdict=json.dumps(honest_stds(verdict), indent=1, default=float),
         noop=verdict.get("noop_reason"),
         never_ran=spans((verdict.get("coverage") or {}).get("never_ran") or []),
-        diff=diff(parent_variant(worktree, proposal.parent), mine),
+        diff=diff(parent_variant(ctx.project_root, proposal.parent), mine),
         beside=metrics_beside(results.get("summary") or {}, ctx.parent_metrics, proposal.parent or "-"),
         floor=fmt_floor(verdict.get("noise_floor"), verdict.get("noise_floor_note")).replace(MISSING, "-"),
         curves=curves_text(ctx.curves),
@@ -184,13 +185,17 @@ def conclusion_markdown(out: dict) -> Conclusion:
     return Conclusion("\n".join(lines))
 
 
-def parent_variant(worktree: Path, parent: str | None) -> Path | None:
+def parent_variant(project_root: Path | None, parent: str | None) -> Path | None:
+    """The parent's variant.py: a reference variant, or a recorded sprint's as the project's
+    main checkout has it (never the agent's worktree, where the agent may have put a link to
+    any file of the host in its place)."""
     from autosae.variants import reference_variants
 
     if parent and parent.startswith("baseline:"):
         return reference_variants().get(parent.removeprefix("baseline:"))
-    if parent and (worktree / "sprints" / parent / "variant.py").is_file():
-        return worktree / "sprints" / parent / "variant.py"
+    recorded = Path(project_root) / "sprints" / parent / "variant.py" if parent and project_root else None
+    if recorded is not None and recorded.is_file() and not recorded.is_symlink():
+        return recorded
     return reference_variants().get("matryoshka")
 
 

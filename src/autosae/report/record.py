@@ -176,7 +176,7 @@ def folder_files(folder: Path, skip: tuple[str, ...]) -> dict[str, str]:
     from autosae.bounded import read_prefix
 
     files: dict[str, str] = {}
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         return files
     budget = DIFF_TOTAL_BYTES
     for path in sorted(itertools.islice(folder.rglob("*"), DIFF_SCAN)):

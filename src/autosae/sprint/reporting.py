@@ -68,7 +68,7 @@ def report(s: Sprint) -> None:
         record = report_info(state) | {
             "conclusion": state.conclusion,
             "stop": state.stop,
-            "diff": diff_against_parent(s, tree, folder),
+            "diff": diff_against_parent(s, folder),
         }
         curves = read_curves(s.run_dir)
         write_json(folder / "sprint.json", record)
@@ -190,9 +190,9 @@ def write_readme_sources(s: Sprint, readme: Path) -> None:
     readme.write_text(readme_with_sources(text or f"# {state.title}\n", state.sources))
 
 
-def diff_against_parent(s: Sprint, tree, folder: Path) -> dict:
-    """What the agent changed in code: its folder against the parent sprint's (as the
-    sprint's branch has it) or against the baseline's variant.py. README.md, the agent's
+def diff_against_parent(s: Sprint, folder: Path) -> dict:
+    """What the agent changed in code: its folder against the parent sprint's (as main has
+    it) or against the baseline's variant.py. README.md, the agent's
     notes, is left out on both sides."""
     skip = (*TRUSTED_FILES, "README.md")
     parent = s.state.parent or ""
@@ -202,7 +202,8 @@ def diff_against_parent(s: Sprint, tree, folder: Path) -> dict:
         except AutosaeError:
             parent_files = {}
     else:
-        parent_files = folder_files(Path(tree.working_tree_dir) / "sprints" / parent, skip) if parent else {}
+        # as main has it: the agent's worktree is its own to change (a link in the parent's place)
+        parent_files = folder_files(s.engine.project.sprints_dir / parent, skip) if parent else {}
     return variant_diff(parent or "—", parent_files, folder_files(folder, skip))
 
 
