@@ -10,6 +10,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import stat
 import statistics
 import time
 from dataclasses import asdict, replace
@@ -21,9 +22,9 @@ import torch
 from autosae import __version__, sandbox
 from autosae.bench.build import load
 from autosae.bench.profiles import PROFILES, Profile
-from autosae.errors import ConstraintBreach, VariantFailed
+from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
 from autosae.harness.devices import resolve_device
-from autosae.harness.options import METRICS, SeedSettings, sha256_file, staged_files
+from autosae.harness.options import MAX_VARIANT_BYTES, METRICS, SeedSettings, sha256_file, staged_files
 from autosae.harness.seal import write_sealed
 from autosae.harness.seed import SeedFailure, failure_record, run_seed, start_variant
 from autosae.harness.slots import SlotPool, SlotRun
@@ -247,9 +248,61 @@ def is_counted(profile: Profile) -> bool:
 def stage_variant(variant: Path, folder: Path) -> Path:
     """Copy the variant's Python files (regular files only, no links) into the run: the
     sandbox shows the variant this copy, never the folder it came from, and what ran is what
-    the run's hash names."""
+    the run's hash names. The folder may be an agent's, with the agent's processes running (a
+    Claude Code session asks for quick runs while it works): so the copy reads through a
+    descriptor of the folder, reached without following any link, and opens each file
+    without following a link and without blocking, and copies it only if it is then a
+    regular file of at most MAX_VARIANT_BYTES. A file swapped for a link to a root-only file
+    while we stage is refused, never copied; the variant itself must pass, or the run is
+    refused with one line."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    for name, path in staged_files(variant).items():
-        shutil.copyfile(path, folder / name)
+    names = staged_files(variant)
+    source = folder_fd(Path(os.path.realpath(variant.parent)))
+    try:
+        for name in names:
+            data = regular_file(source, name)
+            if data is None and name == variant.name:
+                raise AutosaeError(
+                    f"{variant}: not a regular file of at most {MAX_VARIANT_BYTES:,} bytes when the harness copied it"
+                )
+            if data is not None:
+                (folder / name).write_bytes(data)
+    finally:
+        os.close(source)
     return folder / variant.name
+
+
+def folder_fd(folder: Path) -> int:
+    """A descriptor of `folder` (an absolute path), each component opened without following a
+    link: a component swapped for a link since the path was resolved is refused."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in folder.parts[1:]:
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                raise AutosaeError(
+                    f"{folder}: cannot be read as a folder without following a link ({exc.strerror})"
+                ) from None
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def regular_file(folder: int, name: str) -> bytes | None:
+    """The bytes of `name` in the folder `folder` (a descriptor) if, once opened without
+    following a link and without blocking, it is a regular file of at most MAX_VARIANT_BYTES."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_VARIANT_BYTES:
+            return None
+        data = f.read(MAX_VARIANT_BYTES + 1)
+    return data if len(data) <= MAX_VARIANT_BYTES else None

@@ -40,7 +40,8 @@ def staged_files(variant: Path) -> dict[str, Path]:
     """What a run stages with `variant`, by name (autosae.harness.local.stage_variant copies
     them; a recorded run's key names them): the Python files beside it (a variant may import
     its neighbours; regular files only, no links, at most MAX_VARIANT_FILES of at most
-    MAX_VARIANT_BYTES each) and the variant itself."""
+    MAX_VARIANT_BYTES each) and the variant itself (which stage_variant refuses past
+    MAX_VARIANT_BYTES)."""
     found = sorted(p for p in variant.parent.glob("*.py") if p.is_file() and not p.is_symlink())
     files = {p.name: p for p in found[:MAX_VARIANT_FILES] if p.stat().st_size <= MAX_VARIANT_BYTES or p == variant}
     files[variant.name] = variant
