@@ -1,9 +1,9 @@
 """A Claude Code session's stream-json output, read as untrusted text.
 
-A process the session starts may find a way to write into Claude Code's stdout (reopening
-/proc/<pid>/fd/1 works where the session may write our pipe, as when autosae and the sandbox are
-one unprivileged user; under a root autosae the pipe is root's and the OS refuses it), so the
-stream is bounded and nothing in it is believed on its word:
+A process the session starts can write into Claude Code's stdout: it runs as the same user as
+Claude Code, so it can take the descriptor itself (pidfd_getfd), or reopen /proc/<pid>/fd/1
+where it may write our pipe (not under a root autosae: the pipe is root's). So the stream is
+bounded and nothing in it is believed on its word:
 - a line longer than LINE_BYTES, a stream past STREAM_BYTES or STREAM_LINES, or a transcript past
   TRANSCRIPT_BYTES (what earlier runs of the phase wrote included) stops the session with the
   reason: the transcript, which is committed with the sprint, stays within TRANSCRIPT_BYTES and
@@ -124,11 +124,20 @@ def drain_tail(stream: IO[bytes], keep: int = STDERR_TAIL) -> tuple[threading.Th
     return thread, tail
 
 
+MAX_REPORTED_USD = 1e6
+"""The largest total_cost_usd believed from a result line: past it the line is ignored, as a
+forged one (a 4000-digit number would not even convert to a float)."""
+
+
 def reported_cost(value) -> float | None:
-    """A result line's total_cost_usd when it is a finite, non-negative number."""
+    """A result line's total_cost_usd when it is a finite number in [0, MAX_REPORTED_USD]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
+    try:
+        cost = float(value)
+    except OverflowError:
+        return None
+    return cost if math.isfinite(cost) and 0 <= cost <= MAX_REPORTED_USD else None
 
 
 def message_usage(events: list[dict]) -> dict[str, int]:
