@@ -260,3 +260,20 @@ def test_the_protocol_bounds_keys_entries_and_integers():
             parse_reply(json.dumps(reply).encode())
     with pytest.raises(ProtocolError, match="not JSON"):
         parse_reply(b'{"tag": "ready", "architecture": "x", "parameters": ' + b"9" * 5000 + b', "width": 128}')
+
+
+def test_a_named_pipe_for_a_state_file_fails_the_seed_at_once(quick, write_variant, tmp_path):
+    """The variant puts a named pipe where our process reads its state back: opened without
+    blocking and refused as not a regular file, the seed fails with one line at once (it once
+    blocked our process past every time limit)."""
+    path = write_variant(
+        *forged(
+            'if tag == "state":\n'
+            "                import os\n"
+            "                os.remove('variant_state.safetensors')\n"
+            "                os.mkfifo('variant_state.safetensors')"
+        )
+    )
+    results = attack(path, quick, tmp_path / "run", time_limit_s=60)
+    assert results["status"] == "failed" and results["failure_kind"] == "export", results.get("reason")
+    assert "not a regular file" in one_line(results) and results["wall_s"] < 40

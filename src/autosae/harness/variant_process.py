@@ -280,7 +280,7 @@ class VariantProcess:
 
         path = self.work / name
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a named pipe must not block us
         except FileNotFoundError:
             return None
         except OSError as exc:
