@@ -117,3 +117,17 @@ def test_a_named_pipe_blocks_no_reader(worktree):
         files.view("sprints/s1/variant.py")
     assert folder_files(folder, ()) == {} and diff(None, folder / "variant.py") == "(no difference)"
     assert time.monotonic() - start < 5
+
+
+def test_a_named_pipe_blocks_no_writer(worktree):
+    """The agent makes its variant.py a named pipe, then asks the file tool to create or edit
+    it: our process must not wait for a reader that never comes."""
+    folder = worktree / "sprints" / "s1"
+    os.mkfifo(folder / "variant.py")
+    files = Files(worktree)
+    start = time.monotonic()
+    with pytest.raises(ToolError):
+        files.create("sprints/s1/variant.py", "def build(spec): ...\n")
+    with pytest.raises(ToolError):
+        files.str_replace("sprints/s1/variant.py", "a", "b")
+    assert time.monotonic() - start < 5

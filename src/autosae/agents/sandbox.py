@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,21 @@ shows it): never its untracked files (a .env with tokens), .autosae/, a launcher
 pickled jobs or the source tree."""
 
 
+def write_regular(target: Path, text: str) -> None:
+    """Write `text` to `target` as a regular file, never through what the agent put there: a
+    link is not followed and a named pipe is not waited on (opened without blocking, and
+    anything but a regular file refused), where write_text would block our process for ever."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise ToolError(f"{target.name}: cannot be written ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "wb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ToolError(f"{target.name}: not a regular file")
+        f.truncate(0)
+        f.write(text.encode())
+
+
 class Files:
     """view / create / str_replace, confined to `root`; `mounts` ({"autosae/sae": folder})
     show more folders under a prefix, read-only; `shown` (None: all) names the only entries
@@ -283,7 +299,7 @@ class Files:
             raise ToolError("file_text: expected a string")
         target = self.resolve(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(file_text)
+        write_regular(target, file_text)
         return f"wrote {target.relative_to(self.root)} ({len(file_text.splitlines())} lines)"
 
     def str_replace(self, path: str, old_str: str, new_str: str = "") -> str:
@@ -306,7 +322,7 @@ class Files:
         count = text.count(old_str)
         if count != 1:
             raise ToolError(f"old_str occurs {count} times in {path}; it must occur exactly once")
-        target.write_text(text.replace(old_str, new_str if isinstance(new_str, str) else ""))
+        write_regular(target, text.replace(old_str, new_str if isinstance(new_str, str) else ""))
         return f"edited {target.relative_to(self.root)}"
 
     def _writable(self) -> None:
