@@ -216,3 +216,25 @@ def test_a_sprint_folder_or_sprints_made_a_link_is_refused_and_where_it_points_i
     assert not [n for n in names if "results.json" in n and "victim" in n]
     assert not (victim / "report.md").exists() and not (where / "report.md").exists()
     ends_cleanly(project, row)
+
+
+def test_huge_sparse_and_hard_linked_files_are_refused_not_committed(project):
+    """A sparse file of 512 MB (no disk) and three hard links to it (the disk bound counts it
+    once): committed, they would put gigabytes on main and through our process's memory."""
+
+    def plant(_worktree: Path, folder: Path) -> None:
+        with open(folder / "big.bin", "wb") as f:
+            f.truncate(512 << 20)
+        for n in range(3):
+            os.link(folder / "big.bin", folder / f"copy{n}.bin")
+        (folder / "notes.txt").write_text("kept\n")
+
+    started = time.monotonic()
+    proc, _, err, row = sprint_with(project, plant)
+    assert proc.returncode == 3, err
+    assert row["verdict"] == "failed" and row["reason"].startswith("refused: the sprint folder held big.bin, "), row
+    assert "hard links, or files over 4 MiB" in row["reason"] and "\n" not in row["reason"]
+    names = git.Repo(project).git.ls_tree("-r", "--name-only", "main", f"sprints/{row['id']}").split()
+    assert f"sprints/{row['id']}/notes.txt" in names and not [n for n in names if n.endswith(".bin")]
+    assert time.monotonic() - started < 120
+    ends_cleanly(project, row)

@@ -69,7 +69,8 @@ def implement(s: Sprint) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for name in TRUSTED_FILES:
             (folder / name).unlink(missing_ok=True)
-        refused = refusal(refuse_links(folder), refuse_git_files(folder))
+        links, git_files = refuse_links(folder), refuse_git_files(folder)
+        refused = refusal(links, git_files, refuse_oversize(folder))
         if refused and not state.failure:
             state.failure = refused
         crash_point("implementing")
@@ -238,16 +239,50 @@ def refuse_git_files(folder: Path) -> list[str]:
     return sorted(removed)
 
 
-def refusal(links: list[str], git_files: list[str]) -> str | None:
+SPRINT_FILE_BYTES, SPRINT_FOLDER_BYTES = 4 << 20, 32 << 20
+"""The largest file, and the most bytes in all (apparent sizes), of a sprint folder: what the
+agent writes is code and notes; everything in it is committed on main and read by our process."""
+
+
+def refuse_oversize(folder: Path) -> list[str]:
+    """Remove from a sprint folder every file with another name on the disk (a hard link: the
+    disk bound counts it once, a commit once a name), every file over SPRINT_FILE_BYTES, and,
+    smallest first, those past SPRINT_FOLDER_BYTES in all (a sparse file costs the agent no disk,
+    and a commit of gigabytes would cost main and our process their size); returns what was
+    removed."""
+    removed, sized = [], []
+    for top, _, files in os.walk(folder):
+        for name in files:
+            path = Path(top) / name
+            info = path.lstat()
+            if info.st_nlink > 1 or info.st_size > SPRINT_FILE_BYTES:
+                removed.append(path)
+            else:
+                sized.append((info.st_size, path))
+    total = 0
+    for size, path in sorted(sized):
+        total += size
+        if total > SPRINT_FOLDER_BYTES:
+            removed.append(path)
+    for path in removed:
+        path.unlink()
+    return sorted(p.relative_to(folder).as_posix() for p in removed)
+
+
+def refusal(links: list[str], git_files: list[str], oversize: list[str] = ()) -> str | None:
     """The one-line reason a sprint folder was refused (None: nothing was removed)."""
-    if not links and not git_files:
+    if not links and not git_files and not oversize:
         return None
     kinds = []
     if links:
         kinds.append("a symlink or a file that is not a regular file")
     if git_files:
         kinds.append("git's own files (.git*), which would steer how git records the project")
-    shown = sorted(links + git_files)
+    if oversize:
+        kinds.append(
+            f"hard links, or files over {SPRINT_FILE_BYTES >> 20} MiB each or {SPRINT_FOLDER_BYTES >> 20} MiB in all"
+        )
+    shown = sorted([*links, *git_files, *oversize])
     more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
     return (
         f"refused: the sprint folder held {', '.join(shown[:5])}{more} ({'; '.join(kinds)}); "
