@@ -131,3 +131,22 @@ def test_a_named_pipe_blocks_no_writer(worktree):
     with pytest.raises(ToolError):
         files.str_replace("sprints/s1/variant.py", "a", "b")
     assert time.monotonic() - start < 5
+
+
+def test_finish_reads_a_bounded_prefix_of_the_variant(worktree):
+    """The implement phase's finish check compiles variant.py: a sparse one of 450 MB is refused
+    by its size, read no further than the bound."""
+    from autosae.agents.claude_tools import implemented
+
+    folder = worktree / "sprints" / "s1"
+    (folder / "README.md").write_text("# notes\n")
+    with open(folder / "variant.py", "wb") as f:
+        f.truncate(450 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ToolError, match="at most"):
+            implemented(folder, "sprints/s1")({})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20

@@ -17,6 +17,8 @@ from typing import Any
 
 from autosae.agents.base import AgentContext
 from autosae.agents.sandbox import Files, ToolError, redact
+from autosae.bounded import read_prefix
+from autosae.harness.options import MAX_VARIANT_BYTES
 from autosae.harness.quick import PARENT_AUTO_SAMPLES
 from autosae.harness.validation import QUICK_SEED_SPAN
 
@@ -250,8 +252,14 @@ def implemented(sprint_dir: Path, folder: str) -> Callable[[dict], dict]:
         for name in ("README.md", "variant.py"):
             if not (sprint_dir / name).is_file():
                 raise ToolError(f"{folder}/{name} is not written yet")
+        try:  # read bounded: the file may be a sparse one of any size, or a named pipe
+            found = read_prefix(sprint_dir / "variant.py", MAX_VARIANT_BYTES + 1)
+        except OSError as exc:
+            raise ToolError(f"variant.py cannot be read as a regular file ({exc.strerror or exc})") from None
+        if found.cut or found.size > MAX_VARIANT_BYTES:
+            raise ToolError(f"variant.py has {found.size:,} bytes; a variant may have at most {MAX_VARIANT_BYTES:,}")
         try:
-            compile((sprint_dir / "variant.py").read_text(), "variant.py", "exec")
+            compile(found.data, "variant.py", "exec")
         except (SyntaxError, ValueError) as exc:
             raise ToolError(f"variant.py does not compile: {exc}") from None
         return args
