@@ -111,7 +111,8 @@ def test_an_old_verdict_gains_only_what_is_recorded_on_it():
     v.record_heldout([{"name": "heldout-a", "verdict": "worse"}], False, "not confirmed: heldout-a says worse")
     out = v.to_dict()
     assert out["new_best"] is False and out["confirmed"] is False and out["a_key_we_dropped"] == 1
-    assert set(out) == set(old) | {"held_out", "confirmed", "held_out_reason"}
+    assert set(out) == set(old) | {"held_out", "confirmed", "held_out_reason", "held_out_outcome"}
+    assert out["held_out_outcome"] == "not confirmed"
     v = Verdict.from_dict(old)
     v.record_heldout([], True, "confirmed on 1 held-out models")
     assert v.new_best is True and v.confirmed is True

@@ -192,7 +192,7 @@ class Results(Record):
 class Verdict(Record):
     """A sprint's verdict.json (also its state's `verdict`): see autosae.sprint.verdict."""
 
-    OPTIONAL = frozenset({"held_out", "confirmed", "held_out_reason"})
+    OPTIONAL = frozenset({"held_out", "confirmed", "held_out_reason", "held_out_outcome"})
     verdict: str = "failed"
     objective: str = "f1"
     alpha: float | None = None
@@ -214,19 +214,35 @@ class Verdict(Record):
     confirmed: bool | None = None
     """The held-out check's outcome; None: never verified."""
     held_out_reason: str | None = None
+    held_out_outcome: str | None = None
+    """"confirmed", "consistent", "contradicted" or "not confirmed" (autosae.sprint.heldout.judge);
+    None: never verified, or verified before the outcome was recorded (then `confirmed` says)."""
 
-    def record_heldout(self, models: list[dict], confirmed: bool, reason: str) -> None:
+    def record_heldout(self, models: list[dict], confirmed: bool, reason: str, outcome: str | None = None) -> None:
         """The held-out check's outcome. A sprint it does not confirm is not the new best (nor
         the next sprints' parent), whatever the benchmark's model said."""
         self.held_out, self.confirmed, self.held_out_reason = models, confirmed, reason
+        self.held_out_outcome = outcome or ("confirmed" if confirmed else "not confirmed")
         if not confirmed:
             self.new_best = False
+
+
+def heldout_status(record: Mapping | None) -> str:
+    """What the held-out models said of a sprint (a verdict or a ledger row): its recorded
+    outcome, else (a record from before outcomes) "confirmed" / "not confirmed" from
+    `confirmed`, else "not verified"."""
+    record = record or {}
+    outcome = record.get("held_out_outcome")
+    if isinstance(outcome, str) and outcome:
+        return outcome
+    return {True: "confirmed", False: "not confirmed"}.get(record.get("confirmed"), "not verified")
 
 
 @dataclass
 class LedgerRow(Record):
     """One line of reports/ledger.jsonl: a finished sprint (written with sorted keys)."""
 
+    OPTIONAL = frozenset({"held_out_outcome"})
     id: str = ""
     title: str = ""
     idea: str = ""
@@ -236,6 +252,8 @@ class LedgerRow(Record):
     noop: bool = False
     new_best: bool = False
     confirmed: bool | None = None
+    held_out_outcome: str | None = None
+    """The held-out check's outcome (Verdict.held_out_outcome); absent until verified."""
     objective: str = "f1"
     f1: dict | None = None
     mcc: dict | None = None
@@ -284,6 +302,7 @@ class LedgerRow(Record):
             noop=v.get("noop", False),
             new_best=v.get("new_best", False),
             confirmed=v.get("confirmed"),
+            held_out_outcome=v.get("held_out_outcome"),
             objective=state.objective,
             f1=summary.get("f1"),
             mcc=summary.get("mcc"),

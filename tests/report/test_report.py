@@ -184,14 +184,15 @@ def test_warnings_breach_held_out_and_no_op(tmp_path):
             held_out=held,
             confirmed=False,
             new_best=False,
-            held_out_reason="not confirmed: correlated says worse or failed",
+            held_out_reason="contradicted: correlated says worse",
+            held_out_outcome="contradicted",
         ),
     )
     md = (tmp_path / "b" / "report.md").read_text()
     assert "## Held-out models" in md and "| correlated | 0.7000 ± 0.0100 | 0.7000 ± 0.0000 | 0.7200 ± 0.0100 |" in md
     assert "| the benchmark's model | 0.7900 ± 0.0100 |" in md
     assert "**Held-out model correlated disagrees:** worse there (-0.0200 vs the parent)." in md
-    assert "**Not confirmed on held-out models:** not confirmed: correlated says worse or failed" in md
+    assert "**Contradicted on held-out models:** contradicted: correlated says worse; so it is not" in md
     assert "**The loop stopped after this sprint:** budget reached: $5 spent." in md
     write_report(
         tmp_path / "c",

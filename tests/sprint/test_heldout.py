@@ -101,12 +101,36 @@ def test_the_suite_and_its_judgement():
         {"name": "a", "delta_parent": 0.02, "verdict": "improved"},
         {"name": "b", "delta_parent": 0.001, "verdict": "no change"},
     ]
-    assert judge(good, "f1")["confirmed"]
+    assert judge(good, "f1")["confirmed"] and judge(good, "f1")["outcome"] == "confirmed"
     worse = good + [{"name": "c", "delta_parent": -0.05, "verdict": "worse"}]
     out = judge(worse, "f1")
-    assert not out["confirmed"] and out["reason"] == "not confirmed: c says worse or failed"
+    assert not out["confirmed"] and out["reason"] == "contradicted: c says worse"
     flat = [{"name": "a", "delta_parent": -0.001, "verdict": "no change"}]
-    assert not judge(flat, "f1")["confirmed"] and not judge([], "f1")["confirmed"]
+    assert judge(flat, "f1")["outcome"] == "contradicted" and judge([], "f1")["outcome"] == "not confirmed"
+    failed = good + [{"name": "c", "delta_parent": None, "verdict": "failed"}]
+    assert judge(failed, "f1")["outcome"] == "not confirmed" and not judge(failed, "f1")["confirmed"]
+
+
+def test_held_out_models_never_confirm_a_sprint_that_is_not_itself_an_improvement():
+    """The overclaim the issue found: an inconclusive sprint (p = 0.13) whose held-out models are
+    not significant either (p = 0.83, 0.13, 0.08) was printed as `confirmed: yes`."""
+    rows = [
+        {"name": "heldout-a", "delta_parent": 0.004, "p_value": 0.83, "verdict": "inconclusive"},
+        {"name": "correlated", "delta_parent": 0.02, "p_value": 0.13, "verdict": "inconclusive"},
+        {"name": "superposed", "delta_parent": 0.03, "p_value": 0.08, "verdict": "inconclusive"},
+    ]
+    for own in ("inconclusive", "no change", "worse"):
+        out = judge(rows, "f1", own)
+        assert not out["confirmed"] and out["outcome"] == "consistent", (own, out)
+        assert out["reason"].startswith(f"consistent: with its own verdict ({own})")
+    assert judge(rows, "f1", "improved")["outcome"] == "confirmed"
+    significant = rows + [{"name": "shallow", "delta_parent": 0.05, "p_value": 0.001, "verdict": "improved"}]
+    for own in ("inconclusive", "no change", "worse"):
+        out = judge(significant, "f1", own)
+        assert out["outcome"] == "contradicted" and "shallow says significantly" in out["reason"], out
+    down = [{"name": "heldout-a", "delta_parent": -0.05, "p_value": 0.001, "verdict": "worse"}]
+    assert judge(down, "f1", "worse")["outcome"] == "consistent"
+    assert judge(down, "f1", "no change")["outcome"] == "contradicted"
 
 
 @pytest.mark.slow  # a sprint, its baselines and a held-out run: minutes on two busy cores
@@ -139,14 +163,16 @@ def test_autosae_verify_that_does_not_confirm_takes_the_new_best_away(project):
 
     proc = autosae("verify", sid, cwd=project, timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "confirmed: no" in proc.stdout and "heldout-a says worse or failed" in proc.stdout
+    assert "confirmed: no" in proc.stdout and "held-out outcome: not confirmed" in proc.stdout
+    assert "heldout-a says failed" in proc.stdout
     verdict = json.loads((project / "sprints" / sid / "verdict.json").read_text())
     assert verdict["confirmed"] is False and verdict["new_best"] is False
     assert verdict["verdict"] == "improved" and verdict["held_out"][0]["verdict"] == "failed"
     (after,) = ledger(project)
     assert after["new_best"] is False and after["confirmed"] is False
+    assert after["held_out_outcome"] == "not confirmed"
     # every other key of the row is kept as it was
-    assert {k: v for k, v in after.items() if k not in ("new_best", "confirmed")} == {
+    assert {k: v for k, v in after.items() if k not in ("new_best", "confirmed", "held_out_outcome")} == {
         k: v for k, v in before.items() if k not in ("new_best", "confirmed")
     }
     status = autosae("status", cwd=project).stdout
@@ -192,9 +218,10 @@ def test_a_recorded_sprint_the_held_out_models_do_not_confirm_loses_its_new_best
     verdict = record_heldout(folder, ledger_path, "b", out)
     assert json.loads((folder / "verdict.json").read_text()) == verdict
     assert verdict["new_best"] is False and verdict["confirmed"] is False and verdict["verdict"] == "improved"
-    assert verdict["held_out_reason"] == "not confirmed: heldout-a says worse or failed"
+    assert verdict["held_out_reason"] == "contradicted: heldout-a says worse"
+    assert verdict["held_out_outcome"] == "contradicted"
     after = read_ledger(ledger_path)
-    assert after[1] == rows[1] | {"new_best": False, "confirmed": False}  # every other key kept
+    assert after[1] == rows[1] | {"new_best": False, "confirmed": False, "held_out_outcome": "contradicted"}
     assert ledger_path.read_text().splitlines()[0] == first_line  # the other rows, byte for byte
     assert best_row(after, "x")["id"] == "a"  # the best is the sprint before it again
     # a confirmed sprint stays the new best

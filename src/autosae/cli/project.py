@@ -269,6 +269,7 @@ def verify(
         sid, out = verify_recorded(engine, sprint_id)
     for m in out["models"]:
         emit(f"held-out {m['name']}", f"F1 {fmt_pm(m['f1'], 4)} vs parent {fmt_pm(m['parent_f1'], 4)}, {m['verdict']}")
+    emit("held-out outcome", out["outcome"])
     emit("confirmed", "yes" if out["confirmed"] else "no")
     emit("reason", out["reason"])
     emit("report", project.sprints_dir / sid / "report.md")

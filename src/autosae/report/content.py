@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from autosae.records import is_ok, ok_seeds
+from autosae.records import heldout_status, is_ok, ok_seeds
 from autosae.report.escape import md_code
 from autosae.report.format import (
     MISSING,
@@ -203,10 +203,12 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
             "**Not a benchmark result:** this run used changed constraints or data, so it is compared only "
             "with runs under the same ones."
         )
-    if verdict.get("confirmed") is False:
+    status = heldout_status(verdict)
+    if status == "contradicted" or (verdict.get("confirmed") is False and verdict.get("verdict") == "improved"):
         out.append(
-            f"**Not confirmed on held-out models:** {verdict.get('held_out_reason')}; so it is not the "
-            f"new best, whatever it scored on the benchmark's model."
+            f"**{'Contradicted' if status == 'contradicted' else 'Not confirmed'} on held-out models:** "
+            f"{verdict.get('held_out_reason')}"
+            + ("; so it is not the new best, whatever it scored on the benchmark's model." if verdict.get("verdict") == "improved" else ".")
         )
     main = verdict.get("delta_parent")
     for h in verdict.get("held_out") or []:
@@ -337,7 +339,7 @@ def key_numbers(sprint: dict, results: dict, verdict: dict) -> list[tuple[str, s
         ("noise floor, this sprint", sprint_noise(results, verdict)),
         ("noise floor, the profile", baseline_noise(verdict.get("baselines")).get(objective)),
         ("seeds scored", f"{n if n is not None else 0} of {len(sprint.get('seeds') or [])}"),
-        ("held-out models", {True: "confirmed", False: "not confirmed"}.get(verdict.get("confirmed"), "not verified")),
+        ("held-out models", heldout_status(verdict)),
         ("OS sandbox", {True: "yes", False: "NO"}.get(sprint.get("sandboxed"), "not recorded")),
         ("agent cost", MISSING if sprint.get("cost_usd") is None else f"${sprint['cost_usd']:.2f}"),
         ("sprint wall time", f"{fmt_num(wall_time(sprint), 0)} s"),

@@ -4,6 +4,7 @@ texts, sources, reasons) goes through `escape`: Slack reads `<...>` as a mention
 
 from __future__ import annotations
 
+from autosae.records import heldout_status
 from autosae.report.escape import mrkdwn
 from autosae.report.escape import one_line as flat
 from autosae.report.format import fmt_delta, fmt_p, fmt_pm
@@ -90,7 +91,8 @@ def verdict(row: dict, state, requester: str | None = None) -> str:
     if reason:
         lines.append(f"why: {escape(reason, 800)}")
     if row.get("confirmed") is not None:
-        lines.append("held-out models: " + ("confirmed ✓" if row["confirmed"] else "not confirmed ✗"))
+        status = heldout_status(row)
+        lines.append(f"held-out models: {status}" + {"confirmed": " ✓", "contradicted": " ✗"}.get(status, ""))
     lines.append(f"report: `sprints/{escape(row.get('id') or state.id)}/report.md` (PDF below)")
     if requester:
         lines.append(f"<@{requester}> your idea's report is ready.")

@@ -101,11 +101,11 @@ def verify(
     objective: str,
     alpha: float,
     opts: RunOptions,
+    own_verdict: str = "improved",
 ) -> dict:
-    """Train the sprint's variant and its parent's on every held-out model and judge each pair.
-
-    Confirmed when the sprint's mean advantage over the parent across the models is positive
-    and no model says worse (or failed)."""
+    """Train the sprint's variant and its parent's on every held-out model, judge each pair,
+    and say whether the held-out models confirm, agree with or contradict the sprint's own
+    verdict on the benchmark's model (`own_verdict`; see judge)."""
     if not parent_variant.is_file():
         raise AutosaeError(f"the parent's variant {parent_variant} is missing: nothing to compare with")
     rows = []
@@ -131,29 +131,60 @@ def verify(
                 "reason": v["reason"],
             }
         )
-    return {"models": rows, "seeds": seeds, **judge(rows, objective)}
+    return {"models": rows, "seeds": seeds, **judge(rows, objective, own_verdict)}
 
 
-def judge(rows: list[dict], objective: str) -> dict:
-    """{"confirmed", "mean_delta", "reason"} from the per-model rows of verify()."""
-    deltas = [r["delta_parent"] for r in rows if r["delta_parent"] is not None]
-    bad = [r["name"] for r in rows if r["verdict"] in ("worse", "failed")]
+OUTCOMES = ("confirmed", "consistent", "contradicted", "not confirmed")
+"""What the held-out models say of a sprint. Only a sprint whose own verdict is "improved" can
+be confirmed; of any other the held-out models can only agree (consistent) or disagree
+(contradicted): they never turn an inconclusive sprint into a confirmed one."""
+
+
+def _names(names: list[str]) -> str:
+    return f"{', '.join(names)} {'says' if len(names) == 1 else 'say'}"
+
+
+def judge(rows: list[dict], objective: str, own_verdict: str = "improved") -> dict:
+    """{"outcome", "confirmed", "mean_delta", "reason"} from the per-model rows of verify().
+
+    - own verdict "improved": confirmed when the mean advantage over the parent across the
+      models is positive and no model says worse or failed; contradicted when one says worse
+      or the mean advantage is not positive; else (a model failed) not confirmed.
+    - own verdict "worse": contradicted when a held-out model says improved, else consistent.
+    - "no change" or "inconclusive": contradicted when a held-out model finds a significant
+      difference either way, else consistent."""
+    name = objective.upper()
+    deltas = [r["delta_parent"] for r in rows if r.get("delta_parent") is not None]
     mean = statistics.fmean(deltas) if deltas else None
-    confirmed = bool(rows) and mean is not None and mean > 0 and not bad
-    if confirmed:
-        reason = (
-            f"confirmed on {len(rows)} held-out models: {objective.upper()} {mean:+.4f} vs the parent on "
-            f"average, worse on none"
-        )
-    elif bad:
-        reason = f"not confirmed: {', '.join(bad)} {'says' if len(bad) == 1 else 'say'} worse or failed"
+    worse = [r["name"] for r in rows if r.get("verdict") == "worse"]
+    better = [r["name"] for r in rows if r.get("verdict") == "improved"]
+    failed = [r["name"] for r in rows if r.get("verdict") == "failed"]
+    on_average = f"{name} {mean:+.4f} vs the parent on average" if mean is not None else ""
+    if mean is None:
+        outcome, reason = "not confirmed", "no held-out model produced scores"
+    elif own_verdict == "improved":
+        if worse:
+            outcome, reason = "contradicted", f"{_names(worse)} worse"
+        elif mean <= 0:
+            outcome, reason = "contradicted", on_average
+        elif failed:
+            outcome, reason = "not confirmed", f"{_names(failed)} failed"
+        else:
+            outcome = "confirmed"
+            reason = f"on {len(rows)} held-out models: {on_average}, worse on none"
     else:
-        reason = "not confirmed: " + (
-            f"{objective.upper()} {mean:+.4f} vs the parent on average"
-            if mean is not None
-            else "no held-out model produced scores"
-        )
-    return {"confirmed": confirmed, "mean_delta": mean, "reason": reason}
+        against = better if own_verdict == "worse" else better + worse
+        if against:
+            outcome = "contradicted"
+            reason = f"the sprint is {own_verdict} on the benchmark's model, but {_names(against)} significantly " + (
+                "better" if own_verdict == "worse" else "different"
+            )
+        else:
+            outcome = "consistent"
+            reason = f"with its own verdict ({own_verdict}): {on_average}, no held-out model says otherwise"
+        if failed:
+            reason += f"; {_names(failed)} failed"
+    return {"outcome": outcome, "confirmed": outcome == "confirmed", "mean_delta": mean, "reason": f"{outcome}: {reason}"}
 
 
 def apply_heldout(verdict: dict, out: dict) -> dict:
@@ -162,7 +193,7 @@ def apply_heldout(verdict: dict, out: dict) -> dict:
     whatever the benchmark's model said (nor, then, the next sprints' parent). Every other key
     of `verdict` is kept as it was."""
     v = Verdict.from_dict(verdict)
-    v.record_heldout(out["models"], out["confirmed"], out["reason"])
+    v.record_heldout(out["models"], out["confirmed"], out["reason"], out.get("outcome"))
     return v.to_dict()
 
 
@@ -180,6 +211,7 @@ def record_heldout(sprint_folder: Path, ledger_path: Path, sprint_id: str, out: 
         if row.get("id") == sprint_id:
             new = LedgerRow.from_dict(row)
             new.confirmed = verdict["confirmed"]
+            new.held_out_outcome = verdict.get("held_out_outcome")
             if not new.confirmed:
                 new.new_best = False
             rows[i] = new.to_dict()

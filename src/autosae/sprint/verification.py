@@ -53,13 +53,19 @@ def verify_recorded(engine, sprint_id: str) -> tuple[str, dict]:
     if verdict is None or not (folder / "variant.py").is_file():
         raise AutosaeError(f"sprint {sid} has no verdict.json or variant.py to verify")
     out = engine.verify_on_heldout(
-        row["parent"], folder / "variant.py", profile, cfg, resolve_device(cfg.device), row.get("backend")
+        row["parent"],
+        folder / "variant.py",
+        profile,
+        cfg,
+        resolve_device(cfg.device),
+        row.get("backend"),
+        verdict.get("verdict") or row.get("verdict") or "failed",
     )
     with engine.lock:
         record_heldout(folder, project.ledger_path, sid, out)
         gitops.commit_paths(
             engine.repo,
-            f"verify {sid}: {'confirmed' if out['confirmed'] else 'not confirmed'} on held-out models",
+            f"verify {sid}: held-out models: {out['outcome']}",
             [f"sprints/{sid}/verdict.json", "reports/ledger.jsonl"],
         )
         rerender(project, [sid], log=lambda line: None)  # the report and the leaderboard, committed
@@ -89,7 +95,7 @@ def run_queued(engine) -> int:
                 ideas.settle(engine.project, engine.repo, queued.n, "failed", sprint=queued.sprint, reason=why)
             engine.say("verify", "failed", why)
         else:
-            outcome = ("confirmed" if out["confirmed"] else "not confirmed") + f": {out['reason']}"
+            outcome = out["reason"]
             with engine.lock:
                 ideas.settle(engine.project, engine.repo, queued.n, "done", sprint=sid, reason=outcome)
             engine.say("verify", sid, outcome)
