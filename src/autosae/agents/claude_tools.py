@@ -21,6 +21,7 @@ from autosae.bounded import read_prefix
 from autosae.harness.options import MAX_VARIANT_BYTES
 from autosae.harness.quick import PARENT_AUTO_SAMPLES
 from autosae.harness.validation import QUICK_SEED_SPAN
+from autosae.parents import baseline_error, baseline_parents
 
 
 def tool(name: str, description: str, properties: dict, required: list[str]) -> dict:
@@ -91,7 +92,7 @@ RESULTS = tool(
     "The harness's recorded results, read-only. Without `sprint`: every past sprint shown to you "
     "(id, title, verdict, F1 and MCC as mean, std and seeds, parent, the objective's difference "
     "from the parent) and the baselines. With `sprint` (a past sprint's id, `parent` for this "
-    "sprint's parent, or baseline:matryoshka / baseline:batchtopk): that run's metrics, mean and "
+    "sprint's parent, or baseline:<reference recipe>, e.g. baseline:matryoshka): that run's metrics, mean and "
     "std over seeds and per seed, and its verdict.",
     {"sprint": {"type": "string", "description": "a past sprint's id, `parent`, or baseline:<name>"}},
     [],
@@ -279,7 +280,9 @@ def check_proposal(args: dict) -> dict:
                 )
             )
     if args.get("parent") is not None and not isinstance(args["parent"], str):
-        raise ToolError("parent: expected a sprint id or baseline:matryoshka / baseline:batchtopk")
+        raise ToolError(f"parent: expected a sprint id or one of {', '.join(baseline_parents())}")
+    if error := baseline_error((args.get("parent") or "").strip()):
+        raise ToolError(error)
     return args
 
 

@@ -20,7 +20,8 @@ def baselines(
     force: Annotated[bool, typer.Option(help="Retrain even when cached results exist.")] = False,
     sandbox: Sandbox = "auto",
 ) -> None:
-    """Train and cache the BatchTopK and Matryoshka reference SAEs, then print their scores."""
+    """Train and cache the reference SAEs (BatchTopK and Matryoshka; every reference variant on a
+    profile of at most 10M training samples), then print their scores."""
     from autosae.bench.profiles import get_profile
     from autosae.harness.baselines import run_baselines
     from autosae.harness.run import RunOptions

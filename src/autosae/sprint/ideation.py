@@ -20,6 +20,7 @@ from autosae.sprint import ideas
 from autosae.sprint.common import crash_point, setting_of
 from autosae.sprint.ledger import best_row, find_duplicate, in_setting, one_line, read_ledger
 from autosae.sprint.state import SprintState, iso, new_sprint_id
+from autosae.parents import baseline_error
 
 PROPOSE_ATTEMPTS = 3
 
@@ -182,21 +183,27 @@ def propose(engine, agent, ctx: AgentContext, req: SprintRequest, rows: list[dic
             raise BudgetExhausted(f"no sprint started: {exc}") from None
         except AgentError as exc:
             raise SprintNotStarted(f"the {agent.name} agent could not propose an idea: {exc}") from None
-        dup = find_duplicate(rows, proposal.idea or proposal.title, proposal.config, proposal.title)
-        if dup is None or req.allow_duplicate:
+        bad_parent = baseline_error(proposal.parent)
+        dup = None if bad_parent else find_duplicate(rows, proposal.idea or proposal.title, proposal.config, proposal.title)
+        if bad_parent is None and (dup is None or req.allow_duplicate):
             return proposal
-        row, how = dup
-        record_refusal(engine, proposal, row["id"], how, agent.name)
-        if req.idea is not None:
-            raise SprintNotStarted(
-                f"this idea repeats sprint {row['id']} ({how}); pass --allow-duplicate to run it anyway"
-            )
+        if bad_parent:  # never compared with another baseline in its place
+            engine.say("ideation", "refused", f"{proposal.title!r}: {bad_parent}")
+            refused = f"refused: {bad_parent}"
+        else:
+            row, how = dup
+            record_refusal(engine, proposal, row["id"], how, agent.name)
+            if req.idea is not None:
+                raise SprintNotStarted(
+                    f"this idea repeats sprint {row['id']} ({how}); pass --allow-duplicate to run it anyway"
+                )
+            refused = f"refused: repeats {row['id']} ({how})"
         ctx.past.append(
             PastSprint(
                 id="(refused)",
                 title=proposal.title,
                 idea=proposal.idea,
-                verdict=f"refused: repeats {row['id']} ({how})",
+                verdict=refused,
                 f1=None,
                 mcc=None,
                 config=proposal.config,
@@ -208,6 +215,8 @@ def propose(engine, agent, ctx: AgentContext, req: SprintRequest, rows: list[dic
         done = Path(ctx.record_dir) / "propose.jsonl" if ctx.record_dir else None
         if done is not None and done.exists():
             done.rename(done.with_name(f"propose-refused-{attempt + 1}.jsonl"))
+    if bad_parent:
+        raise SprintNotStarted(f"the {agent.name} agent's proposals name no valid parent: {bad_parent}")
     raise SprintNotStarted(
         f"the {agent.name} agent proposed only repeats of past sprints "
         f"({PROPOSE_ATTEMPTS} attempts); steer it with new ideas in TASK.md"
@@ -237,7 +246,7 @@ def record_refusal(engine, proposal: Proposal, repeats: str, how: str, backend: 
 
 
 def baselines_cached(profile, cfg: TaskConfig) -> bool:
-    from autosae.harness.baselines import BASELINES, baseline_dir
+    from autosae.harness.baselines import baseline_dir, baseline_names
 
     root = baseline_dir(profile, cfg.seed_list())
-    return all((root / name / "results.json").is_file() for name in BASELINES)
+    return all((root / name / "results.json").is_file() for name in baseline_names(profile))

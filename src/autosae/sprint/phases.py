@@ -153,8 +153,10 @@ def _score(s: Sprint) -> None:
     if state.parent in by_id:
         parent = reference(by_id[state.parent])
         parent.probes = probes_of(read_json(project.sprints_dir / state.parent / "results.json"))
-    else:
-        parent = refs.get((state.parent or "").removeprefix("baseline:"), refs["matryoshka"])
+    elif (state.parent or "baseline:matryoshka").removeprefix("baseline:") in refs:
+        parent = refs[(state.parent or "baseline:matryoshka").removeprefix("baseline:")]
+    else:  # never another baseline's numbers in its place: the verdict says there are none
+        parent = Reference(state.parent or "?", {})
     best = best_row(rows, state.setting)
     coverage = None
     if is_ok(results):
@@ -204,10 +206,10 @@ def verify(s: Sprint) -> None:
         _, folder = s.worktree()
         try:
             out = s.engine.verify_on_heldout(
-                state.parent, folder / "variant.py", s.profile, cfg, s.device, state.backend
+                state.parent, folder / "variant.py", s.profile, cfg, s.device, state.backend, v.get("verdict")
             )
         except AutosaeError as exc:
-            out = {"models": [], "confirmed": False, "reason": f"not confirmed: {exc}"}
+            out = {"models": [], "confirmed": False, "outcome": "not confirmed", "reason": f"not confirmed: {exc}"}
         state.verdict = apply_heldout(v, out)
         s.say("verifying", out["reason"])
     crash_point("verifying")
