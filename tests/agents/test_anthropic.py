@@ -123,9 +123,17 @@ def result_after(api: FakeMessagesAPI, phase: str, turn: int) -> list[dict]:
     return next(tool_results(r) for r in api.answered(phase) if turn_of(r) == turn + 1)
 
 
+def policy_with_a_wrong_baseline(body: dict) -> list[dict]:
+    """research_policy, whose first proposal names a baseline that does not exist."""
+    if phase_of(body) == "propose" and turn_of(body) == 0:
+        [finish] = propose(body)
+        return [use("finish", {**finish["input"], "parent": "baseline:lista"})]
+    return research_policy(body)
+
+
 def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     faults = {0: 429, 1: 529, 3: 500, 5: "drop", 8: 529, 9: 429}  # 0+1 and 8+9 outlast the SDK's one retry
-    with FakeMessagesAPI(research_policy, faults=faults) as api:
+    with FakeMessagesAPI(policy_with_a_wrong_baseline, faults=faults) as api:
         anthropic_project(project, api.url)
         proc = autosae("sprint", "--max-turns", "20", cwd=project, env=ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -138,6 +146,13 @@ def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     assert json.loads((folder / "results.json").read_text())["status"] == "ok"
     assert "FAKE-CONCLUSION" in (folder / "report.md").read_text()
     assert json.loads((folder / "cost.json").read_text())["tokens"]["output_tokens"] > 0
+
+    wrong = result_after(api, "propose", 0)[0]  # refused at propose time, with the valid names
+    assert wrong.get("is_error") and "'baseline:lista' is not a reference variant" in wrong["content"]
+    assert "baseline:lista_matryoshka" in wrong["content"] and row["parent"] == "baseline:matryoshka"
+    proposing = texts_of(api.answered("propose")[0])  # what it can detect, the references, the budget
+    assert "The smallest difference in F1 from a parent that can come out significant" in proposing, proposing
+    assert "`baseline:lista_matryoshka` F1 0." in proposing and "20 to implement" in proposing  # --max-turns
 
     bash = result_after(api, "implement", 2)[0]["content"]
     assert "key=[]" in bash and KEY not in bash and "\n0\n" in bash  # no ANTHROPIC_* variable at all

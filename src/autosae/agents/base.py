@@ -118,6 +118,10 @@ class AgentContext:
     """The parent's full summary (conclude): {metric: {mean, std, n}}."""
     curves: dict[str, Any] | None = None
     """The sprint's training curves (conclude), including the variant's own logged metrics."""
+    power: Any = None
+    """What the proposer must know to pick a testable idea (autosae.agents.power.Power): the
+    reference recipes' scores and noise here, the minimum detectable effect, run times, turns
+    and money left; None where not computed."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from autosae.agents.base import AgentContext, Conclusion, Proposal
 from autosae.sprint.coverage import spans
+from autosae.parents import baseline_parents
 
 DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
 
@@ -60,6 +61,8 @@ def propose_prompt(ctx: AgentContext, idea: str | None) -> str:
         idea=idea,
         explore=ctx.explore,
         backend=ctx.backend,
+        power=ctx.power,
+        baseline_parents=baseline_parents(),
     )
 
 

@@ -154,7 +154,7 @@ class Engine:
         if state.sandboxed is not False:  # a sprint that ran without it once is recorded as such
             state.sandboxed = sandboxed
         agent = self.agent(cfg, state.backend)
-        baselines = self.baselines(cfg, profile, device)
+        baselines = self.baselines(cfg, profile, device, state.parent)
         return Sprint(self, state, cfg, profile, device, agent, baselines)
 
     def enter(self, state: SprintState, phase: str) -> None:
@@ -225,11 +225,16 @@ class Engine:
 
         return with_secret_eval(profile)
 
-    def baselines(self, cfg: TaskConfig, profile, device: str) -> dict[str, dict]:
+    def baselines(self, cfg: TaskConfig, profile, device: str, parent: str | None = None) -> dict[str, dict]:
+        """The baselines' counted results (autosae.harness.baselines), with the sprint's parent's
+        when it is a reference variant: it is compared with its own numbers."""
         from autosae.harness.baselines import run_baselines
 
+        also = [parent.removeprefix("baseline:")] if parent and parent.startswith("baseline:") else []
         with self.lock:  # parallel sprints train a missing baseline once
-            return run_baselines(profile, self.run_options(cfg, device, seeds=cfg.seed_list(), log=self.detail))
+            return run_baselines(
+                profile, self.run_options(cfg, device, seeds=cfg.seed_list(), log=self.detail), also=also
+            )
 
     def agent(self, cfg: TaskConfig, backend: str):
         options = {
@@ -260,8 +265,14 @@ class Engine:
     ) -> AgentContext:
         """What the agent is told: TASK.md, the ledger (unless hidden), the baselines, its
         budget, and within a sprint its worktree, transcripts and quick runs."""
+        from autosae.agents.power import power_facts
+        from autosae.agents.prompts import turn_limits
+        from autosae.harness.quick import default_samples
+        from autosae.variants import reference_variants
+
         mine = in_setting(rows, setting)
         best = best_row(rows, setting)
+        budget = budget_left(cfg, rows, state.cost_usd if state else 0.0, state.usd_cap if state else usd_cap)
         means = {
             name: {m: res["summary"][m]["mean"] for m in ("f1", "mcc") if m in res.get("summary", {})}
             for name, res in baselines.items()
@@ -279,7 +290,7 @@ class Engine:
             width=profile.constraints.width,
             k=profile.constraints.k,
             model=cfg.agent.model,
-            budget_usd=budget_left(cfg, rows, state.cost_usd if state else 0.0, state.usd_cap if state else usd_cap),
+            budget_usd=budget,
             sprint_id=state.id if state else None,
             project_root=self.project.root,
             worktree=self.project.worktrees_dir / state.id if state else None,
@@ -288,6 +299,18 @@ class Engine:
             log=self.detail,
             card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile), project_root=self.project.root),
             literature=cfg.agent.literature.resolved(),
+            power=power_facts(
+                baselines,
+                list(reference_variants()),
+                cfg.objective,
+                cfg.significance,
+                len(cfg.seed_list()),
+                profile.constraints.training_samples,
+                default_samples(profile.constraints),
+                turn_limits(cfg.agent.max_turns.model_dump()),
+                budget,
+                cfg.budgets.hours_per_sprint,
+            ),
         )
 
     def comments(self) -> list[dict[str, str]]:
@@ -371,19 +394,27 @@ class Engine:
 
     def parent_metrics(self, parent: str | None, rows: list[dict], baselines: dict[str, dict]) -> dict | None:
         """The parent's whole summary ({metric: {mean, std, n}}), found as scoring finds the
-        parent: a recorded sprint's results.json on the main branch, else the baseline's
-        results (the Matryoshka baseline for an unknown parent); None where none is recorded."""
+        parent: a recorded sprint's results.json on the main branch, else the baseline's own
+        results; None where none is recorded (never another baseline's in its place)."""
         if parent and any(r.get("id") == parent for r in rows):
             results = read_json(self.project.sprints_dir / parent / "results.json") or {}
         else:
-            results = baselines.get((parent or "").removeprefix("baseline:")) or baselines.get("matryoshka") or {}
+            results = baselines.get((parent or "baseline:matryoshka").removeprefix("baseline:")) or {}
         summary = results.get("summary")
         return summary if isinstance(summary, dict) and summary else None
 
     def verify_on_heldout(
-        self, parent: str, variant: Path, profile, cfg: TaskConfig, device: str, backend: str | None = None
+        self,
+        parent: str,
+        variant: Path,
+        profile,
+        cfg: TaskConfig,
+        device: str,
+        backend: str | None = None,
+        own_verdict: str = "improved",
     ) -> dict:
-        """The variant and its parent trained on the held-out suite (autosae.sprint.heldout)."""
+        """The variant and its parent trained on the held-out suite, judged against the sprint's
+        own verdict (autosae.sprint.heldout)."""
         from autosae.sprint.heldout import suite, verify
 
         models = suite(self.secret_eval(profile), gitops.root_commit(self.repo), cfg.heldout.models)
@@ -397,4 +428,5 @@ class Engine:
             cfg.objective,
             cfg.significance,
             self.run_options(cfg, device, backend=backend, log=self.detail),
+            own_verdict,
         )
