@@ -402,3 +402,25 @@ def test_lean_font_subsets_change_nothing_a_reader_sees(tmp_path):
     assert any("GSUB" in f or "GPOS" in f for f in fonts(stock))  # so there was something to leave out
     assert fonts(lean) and all("glyf" in f and "GSUB" not in f and "GPOS" not in f for f in fonts(lean))
     assert lean.stat().st_size < stock.stat().st_size
+
+
+def test_an_inconclusive_sprint_is_never_shown_as_confirmed_on_held_out_models(tmp_path):
+    """The overclaim the issue found: the PDF showed "Verdict: inconclusive" beside "held-out
+    models: confirmed". The report, the PDF and the Slack line now say what the held-out
+    outcome is (autosae.sprint.heldout.judge)."""
+
+    held = [{"name": "heldout-a", "f1": None, "mcc": None, "delta_parent": 0.01, "p_value": 0.83, "verdict": "inconclusive"}]
+    v = verdict(
+        verdict="inconclusive",
+        p_value=0.13,
+        new_best=False,
+        held_out=held,
+        confirmed=False,
+        held_out_outcome="consistent",
+        held_out_reason="consistent: with its own verdict (inconclusive): F1 +0.0100 vs the parent on average",
+    )
+    write_report(tmp_path, SPRINT, results_ok(), v)
+    md = (tmp_path / "report.md").read_text()
+    pdf = pdftools.text(tmp_path / "report.pdf")
+    assert "consistent: with its own verdict (inconclusive)" in md and "Not confirmed" not in md
+    assert "consistent" in pdf and "confirmed" not in pdf.replace("not confirmed", ""), pdf
