@@ -88,6 +88,9 @@ class SeedSettings:
     matmul_precision: str = "highest"
     """torch.set_float32_matmul_precision in the variant's process: "high" allows TF32 on
     GPUs. The harness's data and scoring always run at full precision."""
+    variant_options: tuple = ()
+    """Knob values for the variant's build() (VariantSpec.options) as (name, value) pairs; a
+    quick run's arm options, empty in every counted run."""
     log: Callable[[str], None] = to_stderr
 
     def portable(self) -> dict:
