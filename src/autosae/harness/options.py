@@ -96,7 +96,10 @@ class SeedSettings:
     def portable(self) -> dict:
         """The settings as plain values for another process (a slot process, a launcher job),
         which brings its own `log`."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "log"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "log"}
+        if not self.variant_options:  # jobs already submitted keep their payload's format
+            del out["variant_options"]
+        return out
 
     def confinement(self) -> Confinement:
         return Confinement(
