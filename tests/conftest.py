@@ -26,6 +26,7 @@ REAL_HARNESS_DIRS = ("harness", "bench")
 
 
 LONGEST_FIRST = (
+    "harness/test_arms.py",
     "security/test_variant_attacks.py",
     "harness/test_failures.py",
     "sprint/test_engine.py",

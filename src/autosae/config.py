@@ -31,6 +31,7 @@ from autosae.settings import (
     LoopSettings,
     MaxTurns,
     NotifySettings,
+    QuickSettings,
     SlackSettings,
     Strict,
     TrackingSettings,
@@ -48,6 +49,7 @@ __all__ = [  # the sub-settings live in autosae.settings; callers import them fr
     "ConstraintOverrides",
     "DiversitySettings",
     "HeldOutSettings",
+    "QuickSettings",
     "LauncherSettings",
     "LimitSettings",
     "LiteratureSettings",
@@ -88,6 +90,8 @@ class TaskConfig(Strict):
     loop: LoopSettings = Field(default_factory=LoopSettings)
     diversity: DiversitySettings = Field(default_factory=DiversitySettings)
     heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
+    quick: QuickSettings = Field(default_factory=QuickSettings)
+    """The agent's quick runs: when they train at full budget, and their seeds."""
     notify: NotifySettings = Field(default_factory=NotifySettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)

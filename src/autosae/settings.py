@@ -204,6 +204,17 @@ class DiversitySettings(Strict):
     sees no past sprints then). 0 turns exploration off."""
 
 
+class QuickSettings(Strict):
+    """The agent's quick runs (`run_experiment`, autosae.harness.quick)."""
+
+    full_budget_samples: int = Field(10_000_000, ge=0)
+    """A quick run trains the profile's full budget by default when the profile has at most
+    this many training samples (all of `tiny`), else a tenth of it: a quick run that decides
+    must train as long as the counted run where that is cheap."""
+    seeds: int = Field(3, ge=1, le=8)
+    """Quick seeds per arm by default on a profile trained at full budget (1 on others)."""
+
+
 class HeldOutSettings(Strict):
     auto: bool = True
     """Verify every new best on the held-out suite before it is confirmed (and becomes the parent)."""

@@ -95,7 +95,7 @@ def implement_steps(folder: str) -> list[list[dict]]:
             use("str_replace_based_edit_tool", {"command": "create", "path": ESCAPE, "file_text": "escaped"}),
         ],
         [use("str_replace_based_edit_tool", "not a JSON object"), use("no_such_tool", {})],
-        [use("run_experiment", {"samples": 20480, "profile": "tiny"})],
+        [use("run_experiment", {"samples": 20480, "profile": "tiny", "seeds": 1})],
         [use("finish", {"summary": "variant.py composes LISTA with Matryoshka"})],
     ]
 
@@ -166,14 +166,18 @@ def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     for key in ("precision", "recall", "dead_latents", "explained_variance"):
         assert key in experiment["metrics"] and key in experiment["parent"]["metrics"]
     assert experiment["train_seeds"] == [900_000] and experiment["eval_set"].startswith("validation")
-    quick = json.loads((Path(experiment["run_folder"]) / "results.json").read_text())  # the harness's own record
+    assert experiment["run_folder"] == ".quick/000"  # copies in the worktree; the harness's own record here:
+    runs = project / ".autosae" / "runs"
+    quick = json.loads(next(runs.glob("*.experiments/000/runs/variant-*/seed_0/results.json")).read_text())
     assert quick["quick"]["eval_seed"] == VALIDATION_EVAL_SEED and quick["counted"] is False
-    assert quick["summary"]["f1"]["mean"] == experiment["metrics"]["f1"]
+    assert quick["summary"]["f1"]["mean"] == pytest.approx(experiment["metrics"]["f1"], rel=1e-5)
+    (state,) = [json.loads(p.read_text()) for p in (project / ".autosae" / "state").glob("*.json")]
+    assert [a["arm"] for a in state["quick_runs"][0]["arms"]] == ["variant", "parent"]  # the evidence, recorded
     assert experiment["parent"]["variant"] == "baseline:matryoshka" and experiment["parent"]["status"] == "ok"
     assert experiment["delta_vs_parent"]["f1"] == pytest.approx(
         experiment["metrics"]["f1"] - experiment["parent"]["metrics"]["f1"], abs=1e-5
     )
-    logged = experiment["logged"][str(900_000)]  # LISTA-Matryoshka logs its own mse and aux
+    logged = experiment["logged"]["variant seed 0"]  # LISTA-Matryoshka logs its own mse and aux
     assert logged["harness"]["loss"]["points"] >= 2 and "mse" in logged["variant"]
     refused = result_after(api, "conclude", 0)[0]
     assert refused.get("is_error") and "alternatives" in refused["content"]

@@ -99,8 +99,12 @@ def policy(body: dict, attacks: list[list[dict]] = ()) -> list[dict]:
             bash(f"echo {base64.b64encode(VARIANT.encode()).decode()} | base64 -d > {folder}/variant.py", 1),
             bash("env | grep -c SLACK_WEBHOOK_URL; echo done", 2),
             *attacks,
-            call("mcp__autosae__run_experiment", {}, 10),  # the quick run, through autosae: the parent trained beside
-            call("mcp__autosae__run_experiment", {"seed": 0}, 11),  # again: the parent from the cache
+            call(
+                "mcp__autosae__run_experiment", {"samples": 20_480, "seeds": 1}, 10
+            ),  # the quick run, through autosae: the parent trained beside
+            call(
+                "mcp__autosae__run_experiment", {"seed": 0, "samples": 20_480, "seeds": 1}, 11
+            ),  # again: the parent from the cache
             call("mcp__autosae__past_results", {"sprint": "parent"}, 12),
         ]
         return steps[turn(body)] if turn(body) < len(steps) else [{"type": "text", "text": "Both files are written."}]
@@ -232,7 +236,7 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
         assert secret not in transcripts and secret not in transcript and secret not in shown, secret
 
     # the quick runs: autosae's run_experiment, run outside the session in a sandbox of its own, on the project's
-    # profile (TASK.md's 204,800 samples, a tenth of them), the validation samples, the parent beside, then cached
+    # profile (20,480 of TASK.md's 204,800 samples, one seed), the validation samples, the parent beside, then cached
     quick = [json.loads(output(b)) for b in tool_outputs if b.get("tool_use_id", "").startswith("toolu_run_experiment")]
     first, second = quick[0], quick[-1]
     assert first["status"] == "ok" and first["sandboxed"] == "yes" and first["eval_set"].startswith("validation")
@@ -240,9 +244,9 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
     assert first["parent"]["variant"] == "baseline:matryoshka" and first["parent"]["status"] == "ok", first
     assert second["sandboxed"] == "yes" and second["parent"]["cached"] is True, second
     assert 0 <= first["metrics"]["f1"] <= 1 and "f1" in first["delta_vs_parent"], first
-    runs = project / ".autosae" / "runs"
-    assert Path(first["run_folder"]).parent == runs / f"{row['id']}.experiments", first
-    run = json.loads((Path(first["run_folder"]) / "results.json").read_text())
+    runs = project / ".autosae" / "runs" / f"{row['id']}.experiments"
+    assert first["run_folder"] == ".quick/000" and second["run_folder"] == ".quick/001", first  # in the worktree
+    run = json.loads(next(runs.glob("000/runs/variant-*/seed_0/results.json")).read_text())
     assert run["constraints"]["training_samples"] == 20_480 and run["quick"]["eval_set"] == "validation"
     homes = project / ".autosae" / "agent" / row["id"] / "claude-home"
     assert not [p for p in homes.rglob("*") if p.name in ("models", "autosae")]  # no model built in the session

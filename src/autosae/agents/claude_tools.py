@@ -18,8 +18,8 @@ from typing import Any
 from autosae.agents.base import AgentContext
 from autosae.agents.sandbox import Files, ToolError, redact
 from autosae.bounded import read_prefix
+from autosae.harness.arms import MAX_ARMS, MAX_SEEDS
 from autosae.harness.options import MAX_VARIANT_BYTES
-from autosae.harness.quick import PARENT_AUTO_SAMPLES
 from autosae.harness.validation import QUICK_SEED_SPAN
 from autosae.parents import baseline_error, baseline_parents
 
@@ -64,25 +64,39 @@ BASH = tool(
     {"command": STR},
     ["command"],
 )
+ARM = {
+    "anyOf": [{"type": "string"}, {"type": "object"}],
+    "description": 'one arm: "variant" (this sprint\'s), "parent", "baseline:<name>" (a reference variant), '
+    '"sprint:<id>" (a past sprint\'s variant) or a path in the worktree; or an object {"arm": one of those, '
+    '"options": {knob: number|string|bool} passed to build() as spec.options, "label": a name for the row}',
+}
 EXPERIMENT = tool(
     "run_experiment",
-    "Train and score a variant quickly and return its run folder, its metrics (f1, mcc, precision, "
-    "recall, l0, dead_latents, explained_variance, ...), a summary of its training log (the harness's "
-    "loss, l0, dead latents and the variant's own TrainOutput.metrics), and the parent's metrics at "
-    "the same budget, seed and eval samples with the difference. Uncounted: one seed, fewer samples, "
-    "training seeds and validation eval samples that no counted run uses, so its numbers differ "
-    "from the counted run's; only the counted run decides the verdict. The parent is trained beside "
-    f"by default when the run has at most {PARENT_AUTO_SAMPLES:,} training samples (all of `tiny`) "
-    "or its run is cached (cached runs cost nothing).",
+    "Train and score arms quickly on several quick seeds at once and return a table: per arm, mean ± std (n) of "
+    "f1, mcc, precision, recall, l0, dead_latents, explained_variance, and paired deltas against the parent "
+    "arm (same seeds) with the paired t-test's p; a thinned training curve per arm (samples, loss, l0, dead "
+    "latents, mean over seeds); the variant's own logged metrics; and `run_folder`, a folder of your worktree "
+    "(.quick/<n>/) holding each run's results.json and train_log.jsonl. By default: the variant and the "
+    "parent, the profile's full budget and 3 seeds (TASK.md quick.seeds) where the profile has at most {FULL_BUDGET_SAMPLES:,} "
+    "training samples (TASK.md quick.full_budget_samples; all of `tiny`, about the time of one counted run), else a tenth of the samples and one "
+    "seed. Parent, baseline and past-sprint arms are cached (free when asked again). Uncounted: training "
+    "seeds and validation eval samples that no counted run uses, so its numbers differ from the counted "
+    "run's; only the counted run decides the verdict.",
     {
-        "variant": {"type": "string", "description": "path of the variant, default: this sprint's"},
-        "samples": {"type": "integer", "description": "training samples (default: a tenth of the profile's)"},
+        "variant": {"type": "string", "description": "path of the variant arm, default: this sprint's"},
+        "arms": {
+            "type": "array",
+            "items": ARM,
+            "description": f'up to {MAX_ARMS} arms; default ["variant", "parent"]',
+        },
+        "seeds": {"type": "integer", "description": f"quick seeds per arm, 1 to {MAX_SEEDS} (default as above)"},
+        "seed": {"type": "integer", "description": f"the first quick seed, 0 to {QUICK_SEED_SPAN - 1} (default 0)"},
+        "samples": {"type": "integer", "description": "training samples (default as above)"},
         "profile": {"type": "string", "description": "profile to run on (default: the sprint's; `tiny` is fastest)"},
-        "seed": {"type": "integer", "description": f"quick seed, 0 to {QUICK_SEED_SPAN - 1} (default 0)"},
         "parent": {
             "type": "boolean",
-            "description": "train the parent's variant beside it (cached): true "
-            "or false; default: true when cheap, as above",
+            "description": "without `arms`: train the parent beside (true) or not (false); default: "
+            "where cheap or cached",
         },
     },
     [],
@@ -161,7 +175,8 @@ def call(use: dict, handlers: dict, finish: Callable[[dict], Any]) -> tuple[str,
 
 
 def experiment_tool(ctx: AgentContext, files: Files, folder: str) -> Callable[[dict], str]:
-    """run_experiment: the quick run of ctx.experiment, its arguments checked before it starts."""
+    """run_experiment: the quick runs of ctx.experiment, its arguments checked before it starts
+    (arm paths resolved inside the worktree, as the file tool resolves them)."""
 
     def experiment(args: dict) -> str:
         if ctx.experiment is None:
@@ -169,16 +184,30 @@ def experiment_tool(ctx: AgentContext, files: Files, folder: str) -> Callable[[d
         variant = files.resolve(args.get("variant") or f"{folder}/variant.py")
         if not variant.is_file():
             raise ToolError(f"{variant.relative_to(files.root)}: no such file; write the variant first")
-        samples, seed, parent = args.get("samples"), args.get("seed", 0), args.get("parent")
-        for key, value in (("samples", samples), ("seed", seed)):
+        samples, seed, seeds, parent = args.get("samples"), args.get("seed", 0), args.get("seeds"), args.get("parent")
+        for key, value in (("samples", samples), ("seed", seed), ("seeds", seeds)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ToolError(f"{key}: expected an integer")
         if parent is not None and not isinstance(parent, bool):
             raise ToolError("parent: expected true or false")
         if args.get("profile") is not None and not isinstance(args["profile"], str):
             raise ToolError("profile: expected a profile name")
+        arms = args.get("arms")
+        if arms is not None and (not isinstance(arms, list) or len(arms) > MAX_ARMS):
+            raise ToolError(f"arms: expected a list of at most {MAX_ARMS} arms")
         return json.dumps(
-            ctx.experiment(variant, samples, args.get("profile"), seed or 0, parent), indent=1, default=float
+            ctx.experiment(
+                variant,
+                samples,
+                args.get("profile"),
+                seed or 0,
+                parent,
+                seeds=seeds,
+                arms=arms,
+                resolve_path=files.resolve,
+            ),
+            indent=1,
+            default=float,
         )
 
     return experiment

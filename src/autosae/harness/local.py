@@ -71,6 +71,8 @@ def run_here(
     }
     if quick is not None:
         results["quick"] = quick
+    if settings.variant_options:  # knobs a quick run's arm passed to build() (VariantSpec.options)
+        results["variant_options"] = dict(settings.variant_options)
     results["versions"]["sae_lens"] = version("sae-lens")
     if pool is None:
         per_seed = run_in_turn(variant, profile, out, seeds, settings, device)

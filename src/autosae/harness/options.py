@@ -88,12 +88,18 @@ class SeedSettings:
     matmul_precision: str = "highest"
     """torch.set_float32_matmul_precision in the variant's process: "high" allows TF32 on
     GPUs. The harness's data and scoring always run at full precision."""
+    variant_options: tuple = ()
+    """Knob values for the variant's build() (VariantSpec.options) as (name, value) pairs; a
+    quick run's arm options, empty in every counted run."""
     log: Callable[[str], None] = to_stderr
 
     def portable(self) -> dict:
         """The settings as plain values for another process (a slot process, a launcher job),
         which brings its own `log`."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "log"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "log"}
+        if not self.variant_options:  # jobs already submitted keep their payload's format
+            del out["variant_options"]
+        return out
 
     def confinement(self) -> Confinement:
         return Confinement(

@@ -53,24 +53,38 @@ NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 COMPARED = ("f1", "mcc", "precision", "recall", "l0", "dead_latents", "explained_variance")
 
 
-def default_samples(c: Constraints) -> int:
-    """A quick run's training samples when none are asked for: a tenth of the profile's, at
-    least ten batches."""
+FULL_BUDGET_SAMPLES = 10_000_000
+"""TASK.md `quick.full_budget_samples`'s default: quick runs on a profile of at most this many
+training samples train its full budget by default (all of `tiny`)."""
+
+
+def full_budget(c: Constraints, threshold: int = FULL_BUDGET_SAMPLES) -> bool:
+    """Whether a quick run trains the profile's whole budget by default (it is cheap)."""
+    return c.training_samples <= threshold
+
+
+def default_samples(c: Constraints, threshold: int = FULL_BUDGET_SAMPLES) -> int:
+    """A quick run's training samples when none are asked for: the profile's own where that is
+    cheap (`full_budget`), else a tenth of them, at least ten batches."""
+    if full_budget(c, threshold):
+        return c.training_samples
     return max(c.batch_size * 10, c.training_samples // 10)
 
 
-def clamp_samples(samples: int | None, c: Constraints) -> int:
+def clamp_samples(samples: int | None, c: Constraints, threshold: int = FULL_BUDGET_SAMPLES) -> int:
     """Asked-for training samples bounded to [one batch, the profile's]."""
-    value = default_samples(c) if samples is None else int(samples)
+    value = default_samples(c, threshold) if samples is None else int(samples)
     return min(max(value, c.batch_size), c.training_samples)
 
 
 # -- the parent beside -----------------------------------------------------------------------
 
 
-def parent_dir(parent: Path, profile: Profile, seeds: list[int]) -> Path:
+def parent_dir(parent: Path, profile: Profile, seeds: list[int], options: dict | None = None) -> Path:
     """Where the parent's quick run on this model, data, budget, seeds and validation set is
-    cached (and with this version of autosae: a library default that changes changes the run)."""
+    cached (and with this version of autosae: a library default that changes changes the run);
+    `options`: the knobs passed to its build() (an arm of run_experiment), part of the key
+    only when there are some, so that a plain parent's cache stays where it was."""
     from autosae import __version__
     from autosae.bench.cache import cache_root
     from autosae.harness.run import sha256_file
@@ -85,24 +99,26 @@ def parent_dir(parent: Path, profile: Profile, seeds: list[int]) -> Path:
             "autosae": __version__,
             "seeds": [quick_seed(s) for s in seeds],
             "eval_seed": VALIDATION_EVAL_SEED,
-        },
+        }
+        | ({"options": options} if options else {}),
         sort_keys=True,
     )
     return cache_root() / "quick-parents" / hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def cached_parent(parent: Path, profile: Profile, seeds: list[int]) -> dict | None:
+def cached_parent(parent: Path, profile: Profile, seeds: list[int], options: dict | None = None) -> dict | None:
     """The parent's sealed quick run, when there is one for exactly this setting."""
     from autosae.harness.run import sha256_file
     from autosae.harness.seal import read_verified
 
-    done = read_verified(parent_dir(parent, profile, seeds) / "results.json")
+    done = read_verified(parent_dir(parent, profile, seeds, options) / "results.json")
     if (
         done
         and is_ok(done)
         and done.get("variant_sha256") == sha256_file(parent)
         and (done.get("quick") or {}).get("eval_seed") == VALIDATION_EVAL_SEED
         and done.get("seeds") == [quick_seed(s) for s in seeds]
+        and (done.get("variant_options") or {}) == (options or {})
     ):
         return done
     return None

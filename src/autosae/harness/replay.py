@@ -142,7 +142,7 @@ def run_key(variant: Path, profile: Profile, opts, device: str) -> dict[str, Any
     secret_eval, heldout = secret_roles()
     model = dataclasses.asdict(profile.model)
     model["seed"] = heldout.get(model["seed"], model["seed"])
-    return {
+    key = {
         "format": FORMAT,
         "variant": variant.name,
         "sources": sources(variant),
@@ -164,6 +164,9 @@ def run_key(variant: Path, profile: Profile, opts, device: str) -> dict[str, Any
         ],
         "matmul_precision": opts.settings.matmul_precision,
     }
+    if opts.settings.variant_options:  # absent when empty: the recordings of counted runs keep their keys
+        key["variant_options"] = [list(p) for p in opts.settings.variant_options]
+    return key
 
 
 def digest(key: dict) -> str:

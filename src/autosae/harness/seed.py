@@ -342,7 +342,7 @@ def start_variant(
     variant: Path, profile: Profile, seed: int, device: str, seed_dir: Path, settings: SeedSettings
 ) -> VariantProcess:
     c = profile.constraints
-    spec = spec_for(profile, seed, device)
+    spec = spec_for(profile, seed, device, dict(settings.variant_options))
     return VariantProcess(
         variant,
         spec,
@@ -355,7 +355,7 @@ def start_variant(
     )
 
 
-def spec_for(profile: Profile, seed: int, device: str) -> VariantSpec:
+def spec_for(profile: Profile, seed: int, device: str, options: dict | None = None) -> VariantSpec:
     c = profile.constraints
     return VariantSpec(
         d_in=profile.model.hidden_dim,
@@ -367,6 +367,7 @@ def spec_for(profile: Profile, seed: int, device: str) -> VariantSpec:
         seed=seed,
         device=device,
         profile=profile.name,
+        options=dict(options or {}),
     )
 
 

@@ -150,7 +150,7 @@ class VariantProcess:
         threads = (opts.cpu_threads or max(1, (os.cpu_count() or 2) - 1)) if not cuda else 1
         config = {
             "variant": str(variant),
-            "spec": asdict(spec),
+            "spec": {k: v for k, v in asdict(spec).items() if k != "options" or v},  # a counted run's as before
             "out": str(self.work),
             "buffers": {"dir": str(self.buffer_dir), "shapes": shapes},
             "threads": threads,

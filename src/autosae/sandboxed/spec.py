@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -27,3 +27,6 @@ class VariantSpec:
     """Device the SAE will be trained on; the harness moves the module there."""
     profile: str
     """Name of the benchmark profile."""
+    options: dict = field(default_factory=dict)
+    """Knob values a quick run passes to build() (`run_experiment`'s arm options: JSON scalars
+    by name); empty in every counted run."""

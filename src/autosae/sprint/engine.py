@@ -349,6 +349,10 @@ class Engine:
                 **kw,
             )
 
+        def recorded(record: dict) -> None:  # each call, for conclude, the report and the next proposal
+            state.quick_runs.append(record)
+            self.store.save(state)
+
         return experimenter(
             state.profile,
             cfg.model_seed,
@@ -357,6 +361,11 @@ class Engine:
             parent_variant,
             self.project.runs_dir / f"{state.id}.experiments",
             options,
+            worktree=self.project.worktrees_dir / state.id,
+            project_root=self.project.root,
+            full_budget_samples=cfg.quick.full_budget_samples,
+            default_seeds=cfg.quick.seeds,
+            on_record=recorded,
         )
 
     def check_tree(self, allow: tuple[str, ...] = ()) -> str:

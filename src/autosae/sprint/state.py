@@ -97,6 +97,10 @@ class SprintState:
     sources: list[dict[str, str]] = field(default_factory=list)
     """What the agent read on the web ([{"url", "title"}]), recorded by the backend from its web
     tools' results (autosae.agents.literature), never from the agent's own text."""
+    quick_runs: list[dict[str, Any]] = field(default_factory=list)
+    """Each run_experiment call of the implement phase, compact (autosae.harness.arms.record):
+    {n, at, profile, training_samples, seeds, wall_s, arms: [{arm, source, options, status,
+    reason?, metrics, delta_vs_parent?}], curves}. Arm labels and options are the agent's text."""
 
     @property
     def sprint_path(self) -> str:
