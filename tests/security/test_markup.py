@@ -111,8 +111,10 @@ def test_a_hostile_title_adds_no_leaderboard_row(hostile_sprint):
     (row,) = ledger(root)
     md = (root / "reports" / "leaderboard.md").read_text()
     ranked, in_order = tables(md)
-    assert len(ranked) == 1 + 1 + 2 and len(in_order) == 1 + 1  # the header, the sprint (and 2 baselines)
-    assert ranked[2][2] == in_order[1][1] == one_line(TITLE)  # the whole title, in its own cell, as typed
+    # the header, the sprint (and the 3 reference recipes, all trained on tiny)
+    assert len(ranked) == 1 + 1 + 3 and len(in_order) == 1 + 1
+    [sprint] = [r for r in ranked if r[1] != "baseline" and r[0] != "#"]
+    assert sprint[2] == in_order[1][1] == one_line(TITLE)  # the whole title, in its own cell, as typed
     assert not html(md)
     text = pdftools.text(root / "reports" / "progress.pdf")  # the title as typed (cut), not mathtext
     assert "x | 99 | fake | improved ★ 0.9999 | $\\unknownsy" in text
