@@ -306,7 +306,7 @@ class Engine:
                 cfg.significance,
                 len(cfg.seed_list()),
                 profile.constraints.training_samples,
-                default_samples(profile.constraints),
+                default_samples(profile.constraints, cfg.quick.full_budget_samples),
                 turn_limits(cfg.agent.max_turns.model_dump()),
                 budget,
                 cfg.budgets.hours_per_sprint,
