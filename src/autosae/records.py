@@ -227,6 +227,8 @@ class Verdict(Record):
 class LedgerRow(Record):
     """One line of reports/ledger.jsonl: a finished sprint (written with sorted keys)."""
 
+    OPTIONAL = frozenset({"conclusion_summary", "next_step", "pilot_notes", "held_out_outcome"})
+
     id: str = ""
     title: str = ""
     idea: str = ""
@@ -266,6 +268,14 @@ class LedgerRow(Record):
     queued_idea: int | None = None
     explore: bool = False
     sandboxed: bool | None = None
+    conclusion_summary: str | None = None
+    """The conclusion's first sentence, bounded (report.evidence.conclusion_parts)."""
+    next_step: str | None = None
+    """The conclusion's first next step, bounded."""
+    pilot_notes: str | None = None
+    """The latest pilot-note amendment's first sentence, bounded (amend_proposal)."""
+    held_out_outcome: str | None = None
+    """The held-out check's outcome in its own word, where the verdict records one."""
 
     @classmethod
     def from_sprint(cls, state: SprintState, results: Mapping | None) -> LedgerRow:
@@ -314,4 +324,19 @@ class LedgerRow(Record):
             queued_idea=state.queued_idea,
             explore=state.explore,
             sandboxed=state.sandboxed,
+            **lessons(state),
         )
+
+
+def lessons(state: SprintState) -> dict:
+    """What the next proposer reads of a sprint besides its numbers (report.evidence)."""
+    from autosae.report.evidence import conclusion_parts, pilot_summary
+
+    summary, step = conclusion_parts(state.conclusion)
+    outcome = (state.verdict or {}).get("held_out_outcome")
+    return {
+        "conclusion_summary": summary or None,
+        "next_step": step or None,
+        "pilot_notes": pilot_summary(state.amendments) or None,
+        "held_out_outcome": outcome if isinstance(outcome, str) and outcome else None,
+    }

@@ -97,6 +97,11 @@ class SprintState:
     sources: list[dict[str, str]] = field(default_factory=list)
     """What the agent read on the web ([{"url", "title"}]), recorded by the backend from its web
     tools' results (autosae.agents.literature), never from the agent's own text."""
+    quick_runs: list[dict[str, Any]] = field(default_factory=list)
+    """The implement phase's quick runs (run_experiment), one entry per call, recorded by autosae."""
+    amendments: list[dict[str, Any]] = field(default_factory=list)
+    """The implementer's pilot notes ([{"at", "pilot_notes", "hypothesis"?, "plan"?}], amend_proposal),
+    kept beside the proposal: title, idea, hypothesis and plan are never changed by them."""
 
     @property
     def sprint_path(self) -> str:
