@@ -121,6 +121,8 @@ def clean_arm(arm: dict) -> dict:
     options = arm.get("options")
     if isinstance(options, dict) and options:
         out["options"] = _text(", ".join(f"{k}={v}" for k, v in list(options.items())[:12]), SOURCE_CHARS)
+    elif isinstance(options, str) and options.strip():  # as the record keeps them (cleaned once already)
+        out["options"] = _text(options, SOURCE_CHARS)
     return out
 
 
