@@ -40,8 +40,18 @@ QUICK = {
 def implement(body: dict) -> list[dict]:
     folder = sprint_folder(body)
     steps = [
-        [use("str_replace_based_edit_tool", {"command": "create", "path": f"{folder}/README.md", "file_text": "# x\n"})],
-        [use("str_replace_based_edit_tool", {"command": "create", "path": f"{folder}/variant.py", "file_text": VARIANT})],
+        [
+            use(
+                "str_replace_based_edit_tool",
+                {"command": "create", "path": f"{folder}/README.md", "file_text": "# x\n"},
+            )
+        ],
+        [
+            use(
+                "str_replace_based_edit_tool",
+                {"command": "create", "path": f"{folder}/variant.py", "file_text": VARIANT},
+            )
+        ],
         [use("amend_proposal", {"pilot_notes": NOTES, "hypothesis": "LISTA at eta 0.3 sharpens the encoder"})],
         [use("amend_proposal", {"hypothesis": "no notes"}), use("amend_proposal", {"pilot_notes": "x" * 5000})],
         [use("finish", {"summary": "done"})],
@@ -108,7 +118,7 @@ def test_pilot_notes_and_quick_runs_reach_conclude_the_reports_and_the_next_prop
     md = (folder / "report.md").read_text()
     assert "## Quick runs (implement phase, uncounted)" in md and "not the verdict" in md
     assert "| eta 0.3 | variant (eta=0.3) | 0.8123 ± 0.0100 (n = 2) | 0.7000 ± 0.0200 (n = 2) |" in md
-    assert "+0.0311 ± 0.0050 (n = 2), p = 0.020" in md and f"**Amended after pilots** (1, " in md and NOTES in md
+    assert "+0.0311 ± 0.0050 (n = 2), p = 0.020" in md and "**Amended after pilots** (1, " in md and NOTES in md
     assert md.index("## Conclusions and next steps") < md.index("## The change against the parent")
     pdf = " ".join(pdftools.text(folder / "report.pdf").split())
     assert "Quick runs (implement phase, uncounted)" in pdf and "0.8123 ± 0.0100 (n = 2)" in pdf

@@ -162,7 +162,12 @@ QUICK = [
                 "metrics": {"f1": {"mean": 0.81, "std": 0.01, "n": 2}, "mcc": {"mean": 0.7, "std": 0.02, "n": 2}},
                 "delta_vs_parent": {"f1": {"mean": 0.03, "std": 0.005, "n": 2, "p": 0.02}},
             },
-            {"arm": "parent", "source": "parent", "status": "ok", "metrics": {"f1": {"mean": 0.78, "std": 0.01, "n": 2}}},
+            {
+                "arm": "parent",
+                "source": "parent",
+                "status": "ok",
+                "metrics": {"f1": {"mean": 0.78, "std": 0.01, "n": 2}},
+            },
             {"arm": "eta 0.9", "source": "variant", "status": "failed", "reason": "NaN loss"},
         ],
     },
@@ -182,7 +187,10 @@ def test_the_conclude_prompt_shows_the_quick_runs_the_amendment_and_the_parents_
     assert "  revised hypothesis: eta 0.3 only" in prompt
     assert "The parent's (s2) training curves from its counted run, the same points:\nseed 0:" in prompt
     assert "  loss: 3, 1.5" in prompt and "  dead latents: 1, 7" in prompt
-    assert "not the verdict" in prompt and "call 1: profile tiny, 20,480 training samples, quick seeds 900000, 900001" in prompt
+    assert (
+        "not the verdict" in prompt
+        and "call 1: profile tiny, 20,480 training samples, quick seeds 900000, 900001" in prompt
+    )
     assert (
         "  eta 0.3 | variant (eta=0.3) | 0.8100 ± 0.0100 (n = 2) | 0.7000 ± 0.0200 (n = 2) | "
         "+0.0300 ± 0.0050 (n = 2), p = 0.020 | ok" in prompt

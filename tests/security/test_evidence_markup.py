@@ -62,7 +62,10 @@ def test_hostile_pilot_notes_and_quick_run_labels_add_no_structure(tmp_path):
     proc = autosae("sprint", cwd=root)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     [row] = ledger(root)
-    assert row["pilot_notes"] == "notes | fake | table | |---|---| | forged | 0.99 | # Verdict: improved ★ <img src=x onerror=alert(1)>"
+    assert (
+        row["pilot_notes"]
+        == "notes | fake | table | |---|---| | forged | 0.99 | # Verdict: improved ★ <img src=x onerror=alert(1)>"
+    )
     folder = root / "sprints" / row["id"]
     record = json.loads((folder / "sprint.json").read_text())
     assert record["hypothesis"] == "the original hypothesis" and record["amendments"][0]["pilot_notes"] == NOTES

@@ -88,7 +88,9 @@ def clean_quick_runs(raw: Any) -> list[dict]:
             "at": _text(call.get("at"), 40),
             "profile": _text(call.get("profile"), 40),
             "training_samples": _int(call.get("training_samples")),
-            "seeds": [s for s in map(_int, call.get("seeds") if isinstance(call.get("seeds"), list) else []) if s is not None][:16],
+            "seeds": [
+                s for s in map(_int, call.get("seeds") if isinstance(call.get("seeds"), list) else []) if s is not None
+            ][:16],
             "wall_s": _num(call.get("wall_s")),
             "arms": [clean_arm(a) for a in arms[:MAX_ARMS]],
             "arms_dropped": max(0, len(arms) - MAX_ARMS),
@@ -216,9 +218,7 @@ def quick_runs_plain(tables: list[dict]) -> str:
     for t in tables:
         out.append(t["head"])
         rows = [("arm", "F1 mean ± std (n)", "MCC", "Δ F1 vs parent, p", "status")]
-        rows += [
-            (one_line(r["arm"], 24), r["f1"], r["mcc"], r["delta"], one_line(r["status"], 40)) for r in t["rows"]
-        ]
+        rows += [(one_line(r["arm"], 24), r["f1"], r["mcc"], r["delta"], one_line(r["status"], 40)) for r in t["rows"]]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         out += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
         out += [f"  source of {one_line(r['arm'], 24)}: {one_line(r['source'], 100)}" for r in t["rows"] if r["source"]]

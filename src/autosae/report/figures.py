@@ -259,7 +259,9 @@ def quick_curves_page(pdf, plt, tables: list[dict]) -> None:
     fig, axes = plt.subplots(1, 3, figsize=PAGE)
     for ax, (key, label) in zip(axes, (("loss", "training loss"), ("l0", "L0"), ("dead", "dead latents"))):
         for arm, c in call["curves"].items():
-            pairs = [(x, y) for x, y in zip(c.get("samples") or [], c.get(key) or []) if x is not None and y is not None]
+            pairs = [
+                (x, y) for x, y in zip(c.get("samples") or [], c.get(key) or []) if x is not None and y is not None
+            ]
             if pairs:
                 ax.plot(*zip(*pairs), label=pdf_line(arm, 30), linewidth=1.2)
         samples_ticks(ax.xaxis)

@@ -182,7 +182,10 @@ def write_pdf(path: Path, content: dict) -> None:
         if content.get("quick_runs"):
             from autosae.report.evidence import quick_runs_plain
 
-            sections = [("Not the verdict", content["quick_note"]), ("One table per call", quick_runs_plain(content["quick_runs"]))]
+            sections = [
+                ("Not the verdict", content["quick_note"]),
+                ("One table per call", quick_runs_plain(content["quick_runs"])),
+            ]
             text_pages(pdf, plt, "Quick runs (implement phase, uncounted)", sections, mono=True)
             quick_curves_page(pdf, plt, content["quick_runs"])
         text_pages(pdf, plt, "Idea, change and conclusions", content["conclusion_sections"])
