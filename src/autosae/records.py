@@ -242,7 +242,8 @@ def heldout_status(record: Mapping | None) -> str:
 class LedgerRow(Record):
     """One line of reports/ledger.jsonl: a finished sprint (written with sorted keys)."""
 
-    OPTIONAL = frozenset({"held_out_outcome"})
+    OPTIONAL = frozenset({"conclusion_summary", "next_step", "pilot_notes", "held_out_outcome"})
+
     id: str = ""
     title: str = ""
     idea: str = ""
@@ -284,6 +285,12 @@ class LedgerRow(Record):
     queued_idea: int | None = None
     explore: bool = False
     sandboxed: bool | None = None
+    conclusion_summary: str | None = None
+    """The conclusion's first sentence, bounded (report.evidence.conclusion_parts)."""
+    next_step: str | None = None
+    """The conclusion's first next step, bounded."""
+    pilot_notes: str | None = None
+    """The latest pilot-note amendment's first sentence, bounded (amend_proposal)."""
 
     @classmethod
     def from_sprint(cls, state: SprintState, results: Mapping | None) -> LedgerRow:
@@ -302,7 +309,6 @@ class LedgerRow(Record):
             noop=v.get("noop", False),
             new_best=v.get("new_best", False),
             confirmed=v.get("confirmed"),
-            held_out_outcome=v.get("held_out_outcome"),
             objective=state.objective,
             f1=summary.get("f1"),
             mcc=summary.get("mcc"),
@@ -333,4 +339,19 @@ class LedgerRow(Record):
             queued_idea=state.queued_idea,
             explore=state.explore,
             sandboxed=state.sandboxed,
+            **lessons(state),
         )
+
+
+def lessons(state: SprintState) -> dict:
+    """What the next proposer reads of a sprint besides its numbers (report.evidence)."""
+    from autosae.report.evidence import conclusion_parts, pilot_summary
+
+    summary, step = conclusion_parts(state.conclusion)
+    outcome = (state.verdict or {}).get("held_out_outcome")
+    return {
+        "conclusion_summary": summary or None,
+        "next_step": step or None,
+        "pilot_notes": pilot_summary(state.amendments) or None,
+        "held_out_outcome": outcome if isinstance(outcome, str) and outcome else None,
+    }

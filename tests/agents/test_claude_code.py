@@ -266,5 +266,6 @@ def test_a_sprint_by_the_real_claude_code_cli(project, tmp_path):
         *("Read", "Write", "Edit", "Bash", "Glob", "Grep"),
         *own,
         "mcp__autosae__run_experiment",
+        "mcp__autosae__amend_proposal",
     }
     assert tools_of("The harness has trained and scored") == {"Read", "Glob", "Grep", *own}

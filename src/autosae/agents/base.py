@@ -50,6 +50,15 @@ class PastSprint:
     objective: str = ""
     summary: str = ""
     """One line on what the sprint changed: its idea's first sentence, bounded."""
+    conclusion: str = ""
+    """The conclusion's first sentence, bounded ("" where none is recorded)."""
+    next_step: str = ""
+    """The conclusion's first next step, bounded."""
+    held_out: str = "not verified"
+    """The held-out check's outcome: confirmed, not confirmed, not verified (or its own word)."""
+    pilot: str = ""
+    """The latest pilot-note amendment (amend_proposal), or for a sprint in flight its latest quick
+    run, one bounded line."""
 
     def stat(self, metric: str) -> dict | None:
         """{mean, std, n} of one metric; F1 and MCC also from the older fields alone."""
@@ -122,6 +131,15 @@ class AgentContext:
     """What the proposer must know to pick a testable idea (autosae.agents.power.Power): the
     reference recipes' scores and noise here, the minimum detectable effect, run times, turns
     and money left; None where not computed."""
+    parent_curves: dict[str, Any] | None = None
+    """The parent's counted-run training curves (conclude), compact like `curves`."""
+    quick_runs: list[dict[str, Any]] = field(default_factory=list)
+    """The implement phase's quick runs as recorded (SprintState.quick_runs; conclude)."""
+    amendments: list[dict[str, Any]] = field(default_factory=list)
+    """The implementer's pilot notes, recorded beside the proposal (SprintState.amendments)."""
+    amend: Callable[[dict], str] | None = None
+    """amend(args) -> reply: records pilot notes beside the proposal (the implement phase's
+    amend_proposal tool); raises ValueError with what is wrong. None where it is not offered."""
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Each phase is one conversation with its own tools, ended by the model calling `finish`:
     propose:   view (the project's sprints/, reports/ and TASK.md, and the library; read-only),
                finish(title, idea, hypothesis, plan, parent)
-    implement: bash, str_replace_based_edit_tool, run_experiment, finish(summary)
+    implement: bash, str_replace_based_edit_tool, run_experiment, amend_proposal, finish(summary)
     conclude:  view (the worktree, read-only), finish(checks, alternatives, conclusion, next_steps)
 With TASK.md's agent.literature on (propose by default, implement if listed), the phase also
 gets Anthropic's server-side web_search and web_fetch (autosae.agents.literature): the API runs
@@ -33,11 +33,13 @@ from typing import Any
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
 from autosae.agents.claude_tools import (
+    AMEND,
     BASH,
     EDITOR,
     EXPERIMENT,
     FINISH,
     VIEW,
+    amend_tool,
     call,
     check_conclusion,
     check_proposal,
@@ -160,12 +162,15 @@ class AnthropicAgent:
             "str_replace_based_edit_tool": files.call,
             "run_experiment": experiment_tool(ctx, files, folder),
         }
+        amend = [AMEND] if ctx.amend is not None else []
+        if amend:
+            handlers["amend_proposal"] = amend_tool(ctx)
         try:
             self.converse(
                 "implement",
                 ctx,
                 prompt,
-                [BASH, EDITOR, EXPERIMENT, FINISH["implement"]],
+                [BASH, EDITOR, EXPERIMENT, *amend, FINISH["implement"]],
                 handlers,
                 implemented(sprint_dir, folder),
             )

@@ -13,8 +13,8 @@ rules); elsewhere neither is. Claude Code has no per-tool use limit: the prompt 
 max_searches and max_fetches, and --max-turns and --max-budget-usd bound the session.
 
 autosae's own tools reach the session over MCP (autosae.agents.mcp_server), served from this
-process, outside the session's sandbox: `past_results` in every phase, and `run_experiment`
-while implementing, which trains the variant here in a sandbox of its own, with the shared
+process, outside the session's sandbox: `past_results` in every phase, `amend_proposal` (pilot
+notes, recorded beside the proposal) and `run_experiment` while implementing, which trains the variant here in a sandbox of its own, with the shared
 model cache and parent cache (Claude Code's sandbox cannot nest another one, and sees no
 cache). `--strict-mcp-config`: no other MCP server loads.
 
@@ -51,7 +51,7 @@ from pathlib import Path
 
 from autosae.agents.base import AgentContext, AgentError, BudgetReached, Conclusion, Proposal
 from autosae.agents.claude_stream import StreamReader, drain_tail, session_cost
-from autosae.agents.claude_tools import EXPERIMENT, RESULTS, experiment_tool, results_tool
+from autosae.agents.claude_tools import AMEND, EXPERIMENT, RESULTS, amend_tool, experiment_tool, results_tool
 from autosae.agents.literature import claude_code_tools, stream_sources
 from autosae.agents.mcp_server import ToolServer
 from autosae.agents.pricing import DEFAULT_MODEL, Price, add_usage
@@ -197,8 +197,18 @@ class ClaudeCodeAgent:
         ctx = dataclasses.replace(ctx, backend=self.name)
         worktree, folder, prompt = implement_prompt(proposal, sprint_dir, ctx)
         experiment = {"run_experiment": experiment_tool(ctx, Files(worktree), folder)} if ctx.experiment else {}
+        amend = {"amend_proposal": amend_tool(ctx)} if ctx.amend is not None else None
         self.session(
-            "implement", ctx, prompt, worktree, [], writable=[worktree], git=True, parent=proposal.parent, **experiment
+            "implement",
+            ctx,
+            prompt,
+            worktree,
+            [],
+            writable=[worktree],
+            git=True,
+            parent=proposal.parent,
+            amend_proposal=amend,
+            **experiment,
         )
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
@@ -225,6 +235,7 @@ class ClaudeCodeAgent:
         git: bool = False,
         parent: str | None = None,
         run_experiment=None,
+        amend_proposal: dict | None = None,
     ) -> str:
         record_dir = Path(ctx.record_dir or cwd)
         record = Transcript(record_dir / f"{phase}.jsonl")
@@ -238,6 +249,9 @@ class ClaudeCodeAgent:
         if run_experiment is not None:
             tools.append(EXPERIMENT)
             handlers["run_experiment"] = run_experiment
+        if amend_proposal:  # the implement phase's pilot notes, recorded beside the proposal
+            tools.append(AMEND)
+            handlers.update(amend_proposal)
         server = ToolServer(record_dir / f"mcp-{phase}", tools, handlers)
         cmd = [
             self.exe,

@@ -111,6 +111,18 @@ RESULTS = tool(
     {"sprint": {"type": "string", "description": "a past sprint's id, `parent`, or baseline:<name>"}},
     [],
 )
+AMEND = tool(
+    "amend_proposal",
+    "Record pilot notes beside this sprint's proposal: what your quick runs (run_experiment) showed "
+    "and what you changed because of them; optionally the hypothesis and plan as revised. The "
+    "original proposal is kept as it was: conclude, the reports and the next proposals show both.",
+    {
+        "pilot_notes": {"type": "string", "description": "what the pilot runs showed and what changed"},
+        "hypothesis": {"type": "string", "description": "the revised hypothesis (optional)"},
+        "plan": {"type": "string", "description": "the revised plan (optional)"},
+    },
+    ["pilot_notes"],
+)
 RESULTS_BYTES = 4 << 20
 """The most of a recorded results.json or verdict.json that past_results reads."""
 FINISH = {
@@ -213,6 +225,20 @@ def experiment_tool(ctx: AgentContext, files: Files, folder: str) -> Callable[[d
     return experiment
 
 
+def amend_tool(ctx: AgentContext) -> Callable[[dict], str]:
+    """amend_proposal: pilot notes recorded by autosae beside the proposal (ctx.amend)."""
+
+    def amend(args: dict) -> str:
+        if ctx.amend is None:
+            raise ToolError("amend_proposal is not available here")
+        try:
+            return ctx.amend(args)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+
+    return amend
+
+
 def results_tool(ctx: AgentContext, parent: str | None = None) -> Callable[[dict], str]:
     """past_results: what the prompts show of past sprints and baselines, and any one run's full
     record, read from the project's committed sprint folders (only sprints the agent is shown)."""
@@ -256,6 +282,10 @@ def results_tool(ctx: AgentContext, parent: str | None = None) -> Callable[[dict
                 "mcc": p.stat("mcc"),
                 "delta_parent": p.delta_parent,
                 "noop": p.noop,
+                "held_out": p.held_out,
+                "conclusion": p.conclusion,
+                "next_step": p.next_step,
+                "pilot_notes": p.pilot,
             }
             for p in shown.values()
         ]

@@ -96,6 +96,7 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
     """(the worktree, the prompt)."""
     worktree = Path(ctx.worktree or ".")
     mine = worktree / "sprints" / (ctx.sprint_id or "?") / "variant.py"
+    from autosae.report.evidence import QUICK_NOTE, amendments_text, quick_runs_text
     from autosae.report.format import MISSING, fmt_floor
 
     prompt = render(
@@ -115,6 +116,10 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
         beside=metrics_beside(results.get("summary") or {}, ctx.parent_metrics, proposal.parent or "-"),
         floor=fmt_floor(verdict.get("noise_floor"), verdict.get("noise_floor_note")).replace(MISSING, "-"),
         curves=curves_text(ctx.curves),
+        parent_curves=curves_text(ctx.parent_curves),
+        amended=amendments_text(ctx.amendments),
+        quick_runs=quick_runs_text(ctx.quick_runs) if ctx.quick_runs else "",
+        quick_note=QUICK_NOTE,
     )
     return worktree, prompt
 

@@ -13,6 +13,8 @@ An action (every key but `title` optional):
     wait:       {phase: path}: wait (at most a minute) until the project's file `path` exists,
                 so that a test acts at a known point (e.g. `.autosae/STOP`: until a stop arrives)
     cost_usd:   what the action "costs", to exercise budgets
+    amend:      {pilot_notes, hypothesis?, plan?}: recorded while implementing, as the LLM
+                backends' amend_proposal tool records it
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ class ScriptedAgent:
             f"## Hypothesis\n{proposal.hypothesis}\n\n## Plan\n{proposal.plan}\n"
         )
         (sprint_dir / "README.md").write_text(readme)
+        if action.get("amend") is not None and ctx.amend is not None:
+            try:
+                ctx.amend(action["amend"] if isinstance(action["amend"], dict) else {"pilot_notes": action["amend"]})
+            except ValueError as exc:
+                raise AgentError(f"amend: {exc}") from None
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         action = self._action(ctx, "conclude")

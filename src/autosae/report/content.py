@@ -302,11 +302,30 @@ def conclusion_sections(sprint: dict) -> list[tuple[str, str]]:
         )
     return [
         ("Idea", sprint.get("idea") or MISSING),
-        ("Hypothesis", sprint.get("hypothesis") or MISSING),
+        ("Hypothesis (as proposed)", sprint.get("hypothesis") or MISSING),
+        *amendment_sections(sprint),
         *literature_sections(sprint),
         ("The change", change),
         ("Conclusions and next steps (agent)", sprint.get("conclusion") or MISSING),
     ]
+
+
+def amendment_sections(sprint: dict) -> list[tuple[str, str]]:
+    """The implementer's pilot notes (amend_proposal), each after the original proposal."""
+    from autosae.report.evidence import clean_amendments
+
+    out = []
+    for i, a in enumerate(clean_amendments(sprint.get("amendments")), 1):
+        text = a["pilot_notes"]
+        text += f"\nRevised hypothesis: {a['hypothesis']}" if a.get("hypothesis") else ""
+        text += f"\nRevised plan: {a['plan']}" if a.get("plan") else ""
+        out.append((f"Amended after pilots ({i}, {a['at'] or 'time not recorded'}; agent)", text))
+    return out
+
+
+REPORT_DIFF_CHARS = 20_000
+"""The most of the diff that report.md shows: it comes before nothing that matters (the
+conclusions come first), and the whole variant is in the sprint folder."""
 
 
 def literature_sections(sprint: dict) -> list[tuple[str, str]]:
@@ -350,8 +369,13 @@ def report_content(sprint: dict, results: dict | None, verdict: dict, curves: di
     """Everything a report shows, by name: these are also the variables report.md.j2 (and a
     project's own copy of it) is rendered with. `sprint` is the sprint's record (see
     report.record), with its `conclusion` and `diff`; `curves` as report.record.read_curves."""
+    from autosae.report.evidence import QUICK_NOTE, clean_amendments, quick_tables
+
     results = results or {"status": "failed", "reason": verdict.get("reason")}
     curves = curves or {}
+    diff = sprint.get("diff") if isinstance(sprint.get("diff"), dict) else None
+    if diff and isinstance(diff.get("text"), str) and len(diff["text"]) > REPORT_DIFF_CHARS:
+        diff = dict(diff, text=diff["text"][:REPORT_DIFF_CHARS], truncated=True)
     constraints = results.get("constraints") or {}
     return {
         "s": sprint,
@@ -369,7 +393,10 @@ def report_content(sprint: dict, results: dict | None, verdict: dict, curves: di
         "key_numbers": key_numbers(sprint, results, verdict),
         "conclusion": (sprint.get("conclusion") or "").strip() or "—",
         "constraints": ", ".join(f"{k} {v}" for k, v in constraints.items()) or "—",
-        "diff": sprint.get("diff"),
+        "diff": diff,
+        "quick_runs": quick_tables(sprint.get("quick_runs")),
+        "quick_note": QUICK_NOTE,
+        "amendments": clean_amendments(sprint.get("amendments")),
         "obj_name": verdict.get("objective", "f1").upper(),
         "held_out": verdict.get("held_out") or [],
         "transfer": None,  # the sprint's transfer to a language model: report.sprint reads it from its folder

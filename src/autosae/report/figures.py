@@ -245,3 +245,31 @@ def variant_page(pdf, plt, curves: dict, variant_metrics: list[dict]) -> None:
     fig.suptitle(title, fontsize=12)
     fig.subplots_adjust(**SMALL_GRID_MARGINS)
     save(pdf, plt, fig)
+
+
+def quick_curves_page(pdf, plt, tables: list[dict]) -> None:
+    """The latest quick run's thinned training curves (loss, L0, dead latents), one line per
+    arm (report.evidence: labels are the agent's, drawn as plain text). Nothing is drawn when
+    no quick run recorded curves."""
+    from autosae.report.escape import pdf_line
+
+    call = next((t for t in reversed(tables) if t.get("curves")), None)
+    if call is None:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=PAGE)
+    for ax, (key, label) in zip(axes, (("loss", "training loss"), ("l0", "L0"), ("dead", "dead latents"))):
+        for arm, c in call["curves"].items():
+            pairs = [
+                (x, y) for x, y in zip(c.get("samples") or [], c.get(key) or []) if x is not None and y is not None
+            ]
+            if pairs:
+                ax.plot(*zip(*pairs), label=pdf_line(arm, 30), linewidth=1.2)
+        samples_ticks(ax.xaxis)
+        ax.set_xlabel("training samples")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"Quick run {call['n']} (uncounted), training curves per arm", fontsize=12)
+    fig.subplots_adjust(**GRID_MARGINS)
+    save(pdf, plt, fig)

@@ -4,6 +4,7 @@
                       metrics table · conclusions
     a failed sprint:  title · failure (reason, seeds, log tail) · training curves · the
                       variant's own metrics · conclusions
+    either, with quick runs recorded: their tables and the latest one's curves before the conclusions
 
 Text is embedded as TrueType (pdf.fonttype 42), so that pdftotext and search find the numbers.
 A page whose data is missing says so instead of being left out, so every report has the same
@@ -17,7 +18,16 @@ import textwrap
 from pathlib import Path
 
 from autosae.report.escape import literal_text, pdf_line
-from autosae.report.figures import PAGE, curves_page, pdf_matplotlib, plain, save, scores_page, variant_page
+from autosae.report.figures import (
+    PAGE,
+    curves_page,
+    pdf_matplotlib,
+    plain,
+    quick_curves_page,
+    save,
+    scores_page,
+    variant_page,
+)
 from autosae.report.format import MISSING, fmt_num, fmt_pm
 
 VERDICT_COLORS = {
@@ -169,4 +179,13 @@ def write_pdf(path: Path, content: dict) -> None:
             text_pages(pdf, plt, "Failure", content["failure_sections"], mono=True)
             curves_page(pdf, plt, curves)
             variant_page(pdf, plt, curves, content["variant_metrics"])
+        if content.get("quick_runs"):
+            from autosae.report.evidence import quick_runs_plain
+
+            sections = [
+                ("Not the verdict", content["quick_note"]),
+                ("One table per call", quick_runs_plain(content["quick_runs"])),
+            ]
+            text_pages(pdf, plt, "Quick runs (implement phase, uncounted)", sections, mono=True)
+            quick_curves_page(pdf, plt, content["quick_runs"])
         text_pages(pdf, plt, "Idea, change and conclusions", content["conclusion_sections"])

@@ -113,7 +113,9 @@ def compact_curves(curves: dict | None, points: int = COMPACT_POINTS) -> dict[st
         return [None if v is None else float(f"{v:.{digits}g}") for v in found]
 
     out = {}
-    for seed, c in (curves or {}).items():
+    for seed, c in (curves if isinstance(curves, dict) else {}).items():
+        if not isinstance(c, dict) or not isinstance(c.get("samples"), list):
+            continue  # a hand-edited curves.json: what cannot be read is left out
         n = len(c.get("samples") or [])
         if not n:
             continue

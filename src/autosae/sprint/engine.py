@@ -282,9 +282,9 @@ class Engine:
             profile=profile.name,
             objective=cfg.objective,
             sprint_number=len(rows),
-            past=[] if hide_past else [past_sprint(r) for r in mine],
+            past=[] if hide_past else [past_sprint(r, self.project.sprints_dir) for r in mine],
             comments=[] if hide_past else self.comments(),
-            best=past_sprint(best) if best and not hide_past else None,
+            best=past_sprint(best, self.project.sprints_dir) if best and not hide_past else None,
             baselines=means,
             seed=cfg.agent.seed,
             width=profile.constraints.width,
@@ -296,6 +296,7 @@ class Engine:
             worktree=self.project.worktrees_dir / state.id if state else None,
             record_dir=self.agent_dir(state.id if state else PROPOSING),
             experiment=self.experimenter(state, cfg) if state else None,
+            amend=self.amender(state) if state else None,
             log=self.detail,
             card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile), project_root=self.project.root),
             literature=cfg.agent.literature.resolved(),
@@ -321,6 +322,28 @@ class Engine:
             return [{"sprint": c.sprint or "?", "by": c.added_by, "text": c.text} for c in comments(self.project)][-20:]
         except AutosaeError:  # ideas.jsonl broken by a hand edit: the sprint says so when it folds
             return []
+
+    def amender(self, state: SprintState) -> Callable[[dict], str]:
+        """The agent's `amend_proposal`: pilot notes appended to state.amendments (saved at once),
+        beside the proposal, whose title, idea, hypothesis and plan it never changes."""
+        from autosae.report.evidence import MAX_AMENDMENTS, amendment_of
+
+        guard = threading.Lock()  # Claude Code's tool calls come from the MCP server's threads
+
+        def amend(args: dict) -> str:
+            entry = amendment_of(args)
+            with guard:
+                if len(state.amendments) >= MAX_AMENDMENTS:
+                    raise ValueError(f"this sprint has {MAX_AMENDMENTS} amendments already, the most it may record")
+                state.amendments.append({"at": iso(), **entry})
+                self.store.save(state)
+                n = len(state.amendments)
+            return (
+                f"recorded amendment {n} of at most {MAX_AMENDMENTS}, beside the original proposal (its title, idea, "
+                f"hypothesis and plan stay as proposed); the conclude phase, the reports and the next proposals show both"
+            )
+
+        return amend
 
     def agent_dir(self, name: str) -> Path:
         """An LLM agent's transcripts for one sprint, outside its worktree."""

@@ -155,7 +155,10 @@ def start(engine, req: SprintRequest) -> SprintState:
 
 def in_flight(engine) -> list[dict]:
     """Unfinished sprints as ledger-like rows: parallel sprints see each other's ideas (and
-    are refused as repeats of them) and take distinct sprint numbers."""
+    are refused as repeats of them), their findings so far (the latest pilot notes, else the
+    latest quick run) and take distinct sprint numbers."""
+    from autosae.report.evidence import pilot_summary, quick_summary
+
     return [
         {
             "id": s.id,
@@ -166,6 +169,7 @@ def in_flight(engine) -> list[dict]:
             "verdict": "in progress",
             "setting": s.setting,
             "cost_usd": s.cost_usd,
+            "pilot_notes": pilot_summary(s.amendments) or quick_summary(s.quick_runs) or None,  # findings so far
         }
         for s in engine.store.unfinished()
     ]

@@ -81,8 +81,36 @@ def one_line(text: str, limit: int = SUMMARY_CHARS) -> str:
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
-def past_sprint(row: dict) -> PastSprint:
-    """A ledger row as agents see it; rows written before a field existed give None ("-")."""
+RECORD_BYTES = 8 << 20
+"""The most of a committed sprint.json that an old sprint's lessons are read from."""
+
+
+def recorded_lessons(row: dict, sprints_dir: Path | None) -> tuple[str, str, str]:
+    """(conclusion, next step, pilot notes) of a sprint: its ledger row's, or for a row written
+    before they were kept there, read from its committed sprint.json (bounded; "" where none)."""
+    from autosae.report.evidence import CONCLUSION_CHARS, NEXT_STEP_CHARS, PILOT_CHARS, conclusion_parts, first_sentence
+
+    found = (row.get("conclusion_summary"), row.get("next_step"), row.get("pilot_notes"))
+    if any(isinstance(v, str) for v in found) or sprints_dir is None or row.get("verdict") == "in progress":
+        limits = (CONCLUSION_CHARS, NEXT_STEP_CHARS, PILOT_CHARS)
+        return tuple(first_sentence(v, n) if isinstance(v, str) else "" for v, n in zip(found, limits))
+    from autosae.bounded import read_prefix
+    from autosae.report.evidence import pilot_summary
+
+    try:
+        prefix = read_prefix(Path(sprints_dir) / str(row.get("id")) / "sprint.json", RECORD_BYTES)
+        record = None if prefix.cut else json.loads(prefix.data)
+    except (OSError, ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        return "", "", ""
+    return (*conclusion_parts(record.get("conclusion")), pilot_summary(record.get("amendments")))
+
+
+def past_sprint(row: dict, sprints_dir: Path | None = None) -> PastSprint:
+    """A ledger row as agents see it; rows written before a field existed give None ("-"),
+    their lessons read from the committed sprint folder in `sprints_dir` where given."""
+    from autosae.report.evidence import held_out_status
 
     def stat(metric: str) -> dict | None:
         value = row.get(metric)
@@ -110,6 +138,8 @@ def past_sprint(row: dict) -> PastSprint:
         noise_floor_note=row.get("noise_floor_note"),
         objective=row.get("objective") or "",
         summary=one_line(row.get("idea") or row.get("title") or ""),
+        **dict(zip(("conclusion", "next_step", "pilot"), recorded_lessons(row, sprints_dir))),
+        held_out="in progress" if row.get("verdict") == "in progress" else held_out_status(row),
     )
 
 

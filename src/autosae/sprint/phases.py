@@ -54,6 +54,7 @@ def implement(s: Sprint) -> None:
         )
         if not (ctx.record_dir / "implement.jsonl").is_file():  # else: a conversation to continue
             shutil.rmtree(folder, ignore_errors=True)
+            state.amendments.clear()  # an implementation begun again: its pilot notes too
         folder.mkdir(parents=True, exist_ok=True)
         with s.charging():
             try:

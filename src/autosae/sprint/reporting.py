@@ -116,6 +116,8 @@ def conclude(s: Sprint, results: dict | None) -> str:
     ctx = engine.context(s.cfg, state.task_body, s.profile, state.setting, rows, s.baselines, state=state)
     ctx.parent_metrics = engine.parent_metrics(state.parent, rows, s.baselines)
     ctx.curves = compact_curves(read_curves(s.run_dir))
+    ctx.parent_curves = compact_curves(parent_curves(s, rows))
+    ctx.quick_runs, ctx.amendments = list(state.quick_runs), list(state.amendments)
     with s.charging():
         try:
             text = s.agent.conclude(proposal_of(state), results, state.verdict, ctx).text
@@ -125,6 +127,30 @@ def conclude(s: Sprint, results: dict | None) -> str:
         except AgentError as exc:
             text = f"(The {state.backend} agent could not draw conclusions: {exc}.)"
     return text
+
+
+CURVES_BYTES = 32 << 20
+"""The most of a parent's curves.json that the conclude phase reads."""
+
+
+def parent_curves(s: Sprint, rows: list[dict]) -> dict:
+    """The parent's counted-run curves: a recorded sprint's curves.json on the main branch (its
+    run folder's logs where an old sprint has none), else the baseline's cached run ({} where
+    none is found)."""
+    from autosae.bounded import read_prefix
+    from autosae.report.record import read_curves
+
+    parent, project = s.state.parent or "baseline:matryoshka", s.engine.project
+    if any(r.get("id") == parent for r in rows):
+        try:
+            found = read_prefix(project.sprints_dir / parent / "curves.json", CURVES_BYTES)
+            data = None if found.cut else json.loads(found.data)
+        except (OSError, ValueError, RecursionError):
+            data = None
+        return data if isinstance(data, dict) else read_curves(project.runs_dir / parent)
+    base = s.baselines.get(parent.removeprefix("baseline:")) or s.baselines.get("matryoshka") or {}
+    run_dir = base.get("run_dir")
+    return read_curves(Path(run_dir)) if isinstance(run_dir, str) and run_dir else {}
 
 
 def merge(s: Sprint, results: dict | None) -> None:
@@ -233,7 +259,12 @@ REPORT_FIELDS = (
 
 
 def report_info(state: SprintState) -> dict:
-    return {k: getattr(state, k) for k in REPORT_FIELDS}
+    from autosae.report.evidence import clean_amendments, clean_quick_runs
+
+    return {k: getattr(state, k) for k in REPORT_FIELDS} | {
+        "quick_runs": clean_quick_runs(state.quick_runs),  # uncounted, bounded: for the reports
+        "amendments": clean_amendments(state.amendments),  # beside the proposal, never over it
+    }
 
 
 def ledger_row(state: SprintState, results: dict | None) -> dict:

@@ -101,6 +101,9 @@ class SprintState:
     """Each run_experiment call of the implement phase, compact (autosae.harness.arms.record):
     {n, at, profile, training_samples, seeds, wall_s, arms: [{arm, source, options, status,
     reason?, metrics, delta_vs_parent?}], curves}. Arm labels and options are the agent's text."""
+    amendments: list[dict[str, Any]] = field(default_factory=list)
+    """The implementer's pilot notes ([{"at", "pilot_notes", "hypothesis"?, "plan"?}], amend_proposal),
+    kept beside the proposal: title, idea, hypothesis and plan are never changed by them."""
 
     @property
     def sprint_path(self) -> str:
