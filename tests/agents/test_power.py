@@ -21,7 +21,10 @@ def runs(values: list[float], wall: float = 30.0) -> dict:
         "status": "ok",
         "wall_s": wall,
         "per_seed": [{"seed": i, "status": "ok", "f1": v, "wall_s": wall / 2} for i, v in enumerate(values)],
-        "summary": {"f1": {"mean": mean, "std": std, "n": len(values)}, "mcc": {"mean": 0.7, "std": 0.01, "n": len(values)}},
+        "summary": {
+            "f1": {"mean": mean, "std": std, "n": len(values)},
+            "mcc": {"mean": 0.7, "std": 0.01, "n": len(values)},
+        },
     }
 
 

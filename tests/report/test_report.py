@@ -409,7 +409,9 @@ def test_an_inconclusive_sprint_is_never_shown_as_confirmed_on_held_out_models(t
     models: confirmed". The report, the PDF and the Slack line now say what the held-out
     outcome is (autosae.sprint.heldout.judge)."""
 
-    held = [{"name": "heldout-a", "f1": None, "mcc": None, "delta_parent": 0.01, "p_value": 0.83, "verdict": "inconclusive"}]
+    held = [
+        {"name": "heldout-a", "f1": None, "mcc": None, "delta_parent": 0.01, "p_value": 0.83, "verdict": "inconclusive"}
+    ]
     v = verdict(
         verdict="inconclusive",
         p_value=0.13,

@@ -97,7 +97,9 @@ def power_facts(
             continue
         n = int(_stat(summary, objective).get("n") or 0)
         std = {m: (_stat(summary, m).get("std") if n >= 2 else None) for m in ("f1", "mcc")}
-        seed_times = [r.get("wall_s") for r in results.get("per_seed") or [] if isinstance(r.get("wall_s"), (int, float))]
+        seed_times = [
+            r.get("wall_s") for r in results.get("per_seed") or [] if isinstance(r.get("wall_s"), (int, float))
+        ]
         sigma = std.get(objective)
         rows.append(
             Reference(

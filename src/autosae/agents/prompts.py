@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from autosae.agents.base import AgentContext, Conclusion, Proposal
-from autosae.sprint.coverage import spans
 from autosae.parents import baseline_parents
+from autosae.sprint.coverage import spans
 
 DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
 

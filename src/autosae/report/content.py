@@ -208,7 +208,11 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
         out.append(
             f"**{'Contradicted' if status == 'contradicted' else 'Not confirmed'} on held-out models:** "
             f"{verdict.get('held_out_reason')}"
-            + ("; so it is not the new best, whatever it scored on the benchmark's model." if verdict.get("verdict") == "improved" else ".")
+            + (
+                "; so it is not the new best, whatever it scored on the benchmark's model."
+                if verdict.get("verdict") == "improved"
+                else "."
+            )
         )
     main = verdict.get("delta_parent")
     for h in verdict.get("held_out") or []:

@@ -184,7 +184,12 @@ def judge(rows: list[dict], objective: str, own_verdict: str = "improved") -> di
             reason = f"with its own verdict ({own_verdict}): {on_average}, no held-out model says otherwise"
         if failed:
             reason += f"; {_names(failed)} failed"
-    return {"outcome": outcome, "confirmed": outcome == "confirmed", "mean_delta": mean, "reason": f"{outcome}: {reason}"}
+    return {
+        "outcome": outcome,
+        "confirmed": outcome == "confirmed",
+        "mean_delta": mean,
+        "reason": f"{outcome}: {reason}",
+    }
 
 
 def apply_heldout(verdict: dict, out: dict) -> dict:

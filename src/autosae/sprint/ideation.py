@@ -16,11 +16,11 @@ from autosae.agents import AgentContext, AgentError, BudgetReached, Proposal, de
 from autosae.agents.literature import clean_sources
 from autosae.config import MaxTurns, TaskConfig, load_task
 from autosae.errors import AutosaeError
+from autosae.parents import baseline_error
 from autosae.sprint import ideas
 from autosae.sprint.common import crash_point, setting_of
 from autosae.sprint.ledger import best_row, find_duplicate, in_setting, one_line, read_ledger
 from autosae.sprint.state import SprintState, iso, new_sprint_id
-from autosae.parents import baseline_error
 
 PROPOSE_ATTEMPTS = 3
 
@@ -188,7 +188,11 @@ def propose(engine, agent, ctx: AgentContext, req: SprintRequest, rows: list[dic
         except AgentError as exc:
             raise SprintNotStarted(f"the {agent.name} agent could not propose an idea: {exc}") from None
         bad_parent = baseline_error(proposal.parent)
-        dup = None if bad_parent else find_duplicate(rows, proposal.idea or proposal.title, proposal.config, proposal.title)
+        dup = (
+            None
+            if bad_parent
+            else find_duplicate(rows, proposal.idea or proposal.title, proposal.config, proposal.title)
+        )
         if bad_parent is None and (dup is None or req.allow_duplicate):
             return proposal
         if bad_parent:  # never compared with another baseline in its place

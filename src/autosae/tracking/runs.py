@@ -23,7 +23,17 @@ RUN_FIELDS = ("profile", "model_hash", "model_seed", "counted", "variant_sha256"
 """What results.json says of the run that every seed's config carries too."""
 SPRINT_FIELDS = ("title", "idea", "hypothesis", "parent", "backend", "objective", "seeds", "origin")
 """What sprint.json says of the sprint that the sprint run's config carries."""
-VERDICT_FIELDS = ("verdict", "reason", "delta_parent", "p_value", "new_best", "confirmed", "held_out_outcome", "noop", "explore")
+VERDICT_FIELDS = (
+    "verdict",
+    "reason",
+    "delta_parent",
+    "p_value",
+    "new_best",
+    "confirmed",
+    "held_out_outcome",
+    "noop",
+    "explore",
+)
 """What the ledger row says of the verdict that the sprint run's summary carries."""
 
 
