@@ -227,17 +227,6 @@ class Verdict(Record):
             self.new_best = False
 
 
-def heldout_status(record: Mapping | None) -> str:
-    """What the held-out models said of a sprint (a verdict or a ledger row): its recorded
-    outcome, else (a record from before outcomes) "confirmed" / "not confirmed" from
-    `confirmed`, else "not verified"."""
-    record = record or {}
-    outcome = record.get("held_out_outcome")
-    if isinstance(outcome, str) and outcome:
-        return outcome
-    return {True: "confirmed", False: "not confirmed"}.get(record.get("confirmed"), "not verified")
-
-
 @dataclass
 class LedgerRow(Record):
     """One line of reports/ledger.jsonl: a finished sprint (written with sorted keys)."""

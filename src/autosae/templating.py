@@ -47,7 +47,6 @@ def environment(project_root: Path | None = None) -> jinja2.Environment:
 def _environment(root: Path | None) -> jinja2.Environment:
     import autosae.report.escape as esc
     import autosae.report.format as fmt
-    from autosae.agents.card import duration
 
     package = jinja2.FileSystemLoader(PACKAGE_TEMPLATES)
     loader = (
@@ -75,7 +74,7 @@ def _environment(root: Path | None) -> jinja2.Environment:
         inline=esc.md_inline,
         block=esc.md_block,
         fenced=esc.md_fenced,
-        duration=lambda seconds: duration(seconds if seconds >= 120 else round(seconds)),
+        duration=lambda seconds: fmt.duration(seconds if seconds >= 120 else round(seconds)),
     )
     return env
 

@@ -24,6 +24,7 @@ def render_card(
     baseline) give the measured true L0; `time_limit_s` is the per-seed limit of counted runs;
     `project_root` (the main checkout) may hold its own templates/agent/card.md.j2."""
     from autosae.agents.prompts import render
+    from autosae.report.format import duration
 
     c = profile.constraints
     true_l0 = next(
@@ -50,12 +51,3 @@ def render_card(
         heldout_seeds=cfg.heldout.seeds,
         true_l0=true_l0,
     )
-
-
-def duration(seconds: float) -> str:
-    """4 h, 20 min, 300 s: the time limit as a researcher would say it."""
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:g} s"

@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from autosae.records import heldout_status, is_ok, ok_seeds
+from autosae.records import is_ok, ok_seeds
 from autosae.report.escape import md_code
+from autosae.report.evidence import held_out_status
 from autosae.report.format import (
     MISSING,
     fmt_delta,
@@ -203,7 +204,7 @@ def warnings(sprint: dict, results: dict, verdict: dict) -> list[str]:
             "**Not a benchmark result:** this run used changed constraints or data, so it is compared only "
             "with runs under the same ones."
         )
-    status = heldout_status(verdict)
+    status = held_out_status(verdict)
     if status == "contradicted" or (verdict.get("confirmed") is False and verdict.get("verdict") == "improved"):
         out.append(
             f"**{'Contradicted' if status == 'contradicted' else 'Not confirmed'} on held-out models:** "
@@ -362,7 +363,7 @@ def key_numbers(sprint: dict, results: dict, verdict: dict) -> list[tuple[str, s
         ("noise floor, this sprint", sprint_noise(results, verdict)),
         ("noise floor, the profile", baseline_noise(verdict.get("baselines")).get(objective)),
         ("seeds scored", f"{n if n is not None else 0} of {len(sprint.get('seeds') or [])}"),
-        ("held-out models", heldout_status(verdict)),
+        ("held-out models", held_out_status(verdict)),
         ("OS sandbox", {True: "yes", False: "NO"}.get(sprint.get("sandboxed"), "not recorded")),
         ("agent cost", MISSING if sprint.get("cost_usd") is None else f"${sprint['cost_usd']:.2f}"),
         ("sprint wall time", f"{fmt_num(wall_time(sprint), 0)} s"),

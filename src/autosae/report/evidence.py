@@ -308,12 +308,16 @@ def conclusion_parts(text: Any) -> tuple[str, str]:
     return first_sentence(summary, CONCLUSION_CHARS), first_sentence(step, NEXT_STEP_CHARS)
 
 
-def held_out_status(row: dict) -> str:
-    """A sprint's held-out status from its ledger row or verdict (records.heldout_status),
-    bounded: a hand-edited row may hold any text."""
-    from autosae.records import heldout_status
-
-    return _text(heldout_status(row), 40)
+def held_out_status(row: dict | None) -> str:
+    """What the held-out models said of a sprint (a verdict or a ledger row): its recorded
+    outcome ("confirmed", "consistent", "contradicted", "not confirmed"; bounded, a hand-edited
+    row may hold any text), else, for a record from before outcomes, "confirmed" / "not
+    confirmed" from `confirmed`, else "not verified"."""
+    row = row or {}
+    outcome = row.get("held_out_outcome")
+    if isinstance(outcome, str) and outcome.strip():
+        return _text(outcome, 40)
+    return {True: "confirmed", False: "not confirmed"}.get(row.get("confirmed"), "not verified")
 
 
 def pilot_summary(raw: Any) -> str:

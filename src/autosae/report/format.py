@@ -62,3 +62,12 @@ def fmt_row_floor(row: dict) -> str:
 
 def fmt_p(value) -> str:
     return MISSING if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
+
+
+def duration(seconds: float) -> str:
+    """4 h, 20 min, 300 s: the time limit as a researcher would say it."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:g} s"

@@ -4,7 +4,6 @@ texts, sources, reasons) goes through `escape`: Slack reads `<...>` as a mention
 
 from __future__ import annotations
 
-from autosae.records import heldout_status
 from autosae.report.escape import mrkdwn
 from autosae.report.escape import one_line as flat
 from autosae.report.format import fmt_delta, fmt_p, fmt_pm
@@ -91,7 +90,9 @@ def verdict(row: dict, state, requester: str | None = None) -> str:
     if reason:
         lines.append(f"why: {escape(reason, 800)}")
     if row.get("confirmed") is not None:
-        status = heldout_status(row)
+        from autosae.report.evidence import held_out_status
+
+        status = held_out_status(row)
         lines.append(f"held-out models: {status}" + {"confirmed": " ✓", "contradicted": " ✗"}.get(status, ""))
     lines.append(f"report: `sprints/{escape(row.get('id') or state.id)}/report.md` (PDF below)")
     if requester:
