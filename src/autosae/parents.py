@@ -13,6 +13,21 @@ def baseline_parents() -> list[str]:
     return [f"baseline:{name}" for name in reference_variants()]
 
 
+def describe(name: str) -> str:
+    """A reference variant's one-paragraph description: its docstring's first paragraph, read
+    without importing it (importing starts torch)."""
+    import ast
+
+    from autosae.variants import reference_variants
+
+    path = reference_variants().get(name)
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text())) if path else None
+    except (OSError, SyntaxError, ValueError):
+        doc = None
+    return " ".join((doc or "").split("\n\n", 1)[0].split())
+
+
 def baseline_error(parent: str | None) -> str | None:
     """Why `parent` is not a valid parent, when it names a baseline that is no reference
     variant (None: it is valid, or not a baseline at all)."""

@@ -151,8 +151,8 @@ def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     assert wrong.get("is_error") and "'baseline:lista' is not a reference variant" in wrong["content"]
     assert "baseline:lista_matryoshka" in wrong["content"] and row["parent"] == "baseline:matryoshka"
     proposing = texts_of(api.answered("propose")[0])  # what it can detect, the references, the budget
-    assert "The smallest difference in F1 from a parent that can come out significant" in proposing, proposing
-    assert "`baseline:lista_matryoshka` F1 0." in proposing and "20 to implement" in proposing  # --max-turns
+    assert "each as a parent that can come out significant (Welch t-test, alpha = 0.05" in proposing, proposing
+    assert "`baseline:lista_matryoshka`: F1 0." in proposing and "20 to implement" in proposing  # --max-turns
 
     bash = result_after(api, "implement", 2)[0]["content"]
     assert "key=[]" in bash and KEY not in bash and "\n0\n" in bash  # no ANTHROPIC_* variable at all

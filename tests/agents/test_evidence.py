@@ -110,7 +110,7 @@ def test_pilot_notes_and_quick_runs_reach_conclude_the_reports_and_the_next_prop
     assert "eta 0.3 | variant (eta=0.3) | 0.8123 ± 0.0100 (n = 2)" in asked and "not the verdict" in asked
 
     [row] = ledger(project)
-    assert row["conclusion_summary"] == "LISTA at eta 0.3 moved F1 within the noise."
+    assert row["conclusion_summary"] == "LISTA at eta 0.3 moved F1 within the noise. More seeds would settle it."
     assert row["next_step"] == "try two LISTA steps" and row["pilot_notes"] == NOTES
     folder = project / "sprints" / row["id"]
     record = json.loads((folder / "sprint.json").read_text())
@@ -137,7 +137,7 @@ def test_pilot_notes_and_quick_runs_reach_conclude_the_reports_and_the_next_prop
     ctx = AgentContext(task_body="", profile="tiny", objective="f1", sprint_number=1, past=[past_sprint(row)])
     table = propose_prompt(ctx, None)
     assert (
-        "| held-out not verified | concluded: LISTA at eta 0.3 moved F1 within the noise. | "
+        "| held-out not verified | concluded: LISTA at eta 0.3 moved F1 within the noise. More seeds would settle it. | "
         f"next: try two LISTA steps | pilot: {NOTES}" in table
     )
     assert MAX_AMENDMENTS >= 1

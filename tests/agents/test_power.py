@@ -54,8 +54,10 @@ def test_the_propose_prompt_states_power_references_times_turns_and_money():
     )
     ctx = AgentContext(task_body="", profile="tiny", objective="f1", sprint_number=0, width=128, k=5, power=power)
     text = propose_prompt(ctx, None)
-    assert "`baseline:matryoshka` F1 0.7170 ± 0.0170, MCC 0.7000 ± 0.0100 (n = 3)" in text, text
-    assert "matryoshka 0.0385 when observed exactly" in text and "to be found 4 times in 5" in text
+    assert (
+        "`baseline:matryoshka`: F1 0.7170 ± 0.0170, MCC 0.7000 ± 0.0100 (n = 3); 0.0385 when observed exactly" in text
+    )
+    assert "to be found 4 times in 5. Matryoshka BatchTopK baseline" in text, text
     assert "Not trained on this profile yet: `baseline:lista_matryoshka`" in text
     assert "a quick run's default budget is 204,800 samples, about 20 s per seed and arm" in text
     assert "at most 15 model calls to propose, 60 to implement, 15 to conclude" in text

@@ -134,7 +134,7 @@ def test_an_old_ledger_rows_lessons_come_from_its_committed_record(tmp_path):
     (folder / "sprint.json").write_text(json.dumps({"conclusion": conclusion, "amendments": "not a list"}))
     past = past_sprint(dict(OLD, held_out_outcome="contradicted"), tmp_path / "sprints")
     assert (past.conclusion, past.next_step, past.held_out, past.pilot) == (
-        "LISTA did not move F1 beyond the noise floor.",
+        "LISTA did not move F1 beyond the noise floor. The rest.",
         "two LISTA steps",
         "contradicted",
         "",
@@ -198,3 +198,16 @@ def test_the_conclude_prompt_shows_the_quick_runs_the_amendment_and_the_parents_
     assert "  eta 0.9 | variant | - | - | - | failed: NaN loss" in prompt
     _, bare = conclude_prompt(Proposal("LISTA", "i", "h0", "p", parent="s2"), results, verdict, context())
     assert "quick runs of the implement phase" not in bare and "Amended" not in bare
+
+
+def test_lessons_keep_whole_sentences_and_the_end_of_long_pilot_notes():
+    """Found by playing Claude: a conclusion's first sentence was "Inconclusive.", and a first-
+    sentence cut of the pilot notes hid the later pilot that reversed the first."""
+    from autosae.report.evidence import PILOT_CHARS, conclusion_parts, ends
+
+    summary, _ = conclusion_parts("Inconclusive. The schedule gave +0.0125, p = 0.096.\n\n**Next steps**\n- more seeds")
+    assert summary == "Inconclusive. The schedule gave +0.0125, p = 0.096."
+    notes = "Pilot 1 on seeds 0-2: +0.034, p = 0.003. " + "Filler sentence here. " * 60 + "Pilot 2 reversed it: +0.009."
+    shown = ends(notes, PILOT_CHARS)
+    assert len(shown) <= PILOT_CHARS and shown.startswith("Pilot 1") and shown.endswith("Pilot 2 reversed it: +0.009.")
+    assert " … " in shown and ends("short. notes.", PILOT_CHARS) == "short. notes."

@@ -20,6 +20,7 @@ from autosae.agents.sandbox import Files, ToolError, redact
 from autosae.bounded import read_prefix
 from autosae.harness.arms import MAX_ARMS, MAX_SEEDS
 from autosae.harness.options import MAX_VARIANT_BYTES
+from autosae.harness.quick import FULL_BUDGET_SAMPLES
 from autosae.harness.validation import QUICK_SEED_SPAN
 from autosae.parents import baseline_error, baseline_parents
 
@@ -77,7 +78,7 @@ EXPERIMENT = tool(
     "arm (same seeds) with the paired t-test's p; a thinned training curve per arm (samples, loss, l0, dead "
     "latents, mean over seeds); the variant's own logged metrics; and `run_folder`, a folder of your worktree "
     "(.quick/<n>/) holding each run's results.json and train_log.jsonl. By default: the variant and the "
-    "parent, the profile's full budget and 3 seeds (TASK.md quick.seeds) where the profile has at most {FULL_BUDGET_SAMPLES:,} "
+    f"parent, the profile's full budget and 3 seeds (TASK.md quick.seeds) where the profile has at most {FULL_BUDGET_SAMPLES:,} "
     "training samples (TASK.md quick.full_budget_samples; all of `tiny`, about the time of one counted run), else a tenth of the samples and one "
     "seed. Parent, baseline and past-sprint arms are cached (free when asked again). Uncounted: training "
     "seeds and validation eval samples that no counted run uses, so its numbers differ from the counted "
@@ -346,13 +347,18 @@ def check_proposal(args: dict) -> dict:
 
 
 def check_conclusion(args: dict) -> dict:
-    for key in ("checks", "conclusion"):
-        if not isinstance(args.get(key), str) or not args[key].strip():
-            raise ToolError(f"{key}: expected a non-empty string (say what you checked and concluded)")
+    """Every field that is wrong, named at once (one refusal, one fix)."""
+    wrong = [
+        f"{key}: expected a non-empty string (say what you checked and concluded)"
+        for key in ("checks", "conclusion")
+        if not isinstance(args.get(key), str) or not args[key].strip()
+    ]
     for key in ("alternatives", "next_steps"):
         items = args.get(key)
         if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
-            raise ToolError(f"{key}: expected a non-empty list of strings")
+            wrong.append(f"{key}: expected a non-empty list of strings")
+    if wrong:
+        raise ToolError("; ".join(wrong))
     return args
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from autosae.parents import describe
+
 POWER = 0.8
 """The power at which the second minimum detectable effect is stated."""
 
@@ -46,6 +48,8 @@ class Reference:
     """The objective's difference that comes out significant when observed exactly."""
     mde_power: float | None = None
     """The objective's difference detected with probability POWER."""
+    about: str = ""
+    """What the recipe is (its docstring's first paragraph): a name alone hides what it holds."""
 
 
 @dataclass
@@ -111,6 +115,7 @@ def power_facts(
                 seed_s=max(seed_times) if seed_times else None,
                 mde=detectable(sigma, n, alpha) if sigma is not None else None,
                 mde_power=detectable(sigma, n, alpha, POWER) if sigma is not None else None,
+                about=describe(name),
             )
         )
     seed_s = [r.seed_s for r in rows if r.seed_s]

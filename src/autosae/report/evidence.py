@@ -29,8 +29,10 @@ MAX_AMENDMENTS = 5
 """The most pilot-note amendments one sprint may record (amend_proposal refuses more)."""
 NOTE_CHARS = 2000
 """The most characters of each field of an amendment."""
-CONCLUSION_CHARS, NEXT_STEP_CHARS, PILOT_CHARS = 200, 160, 200
-"""What the propose prompt's past table shows of a sprint's lessons, at most."""
+CONCLUSION_CHARS, NEXT_STEP_CHARS, PILOT_CHARS = 400, 240, 600
+"""What the propose prompt's past table shows of a sprint's lessons, at most: whole sentences
+from the start of the conclusion and the next step; of the pilot notes, their start and their
+end (where a later pilot's reversal and the change made usually are)."""
 
 
 def _text(value: Any, limit: int) -> str:
@@ -184,7 +186,7 @@ def quick_tables(raw: Any) -> list[dict]:
 
 QUICK_NOTE = (
     "Uncounted: the implement phase's quick runs (run_experiment) train on quick seeds and are scored on "
-    "validation samples that no counted run uses, at a smaller budget; they are not the verdict, which "
+    "validation samples that no counted run uses, at the budget each call states; they are not the verdict, which "
     "comes from the counted run alone."
 )
 
@@ -271,10 +273,39 @@ def amendments_text(raw: Any) -> str:
     return "\n".join(lines)
 
 
+def _sentences(text: str) -> list[str]:
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z*])", " ".join((text or "").split()))
+
+
 def first_sentence(text: str, limit: int) -> str:
-    flat = " ".join((text or "").split())
-    first = re.split(r"(?<=[.!?])\s+(?=[A-Z*])", flat, maxsplit=1)[0]
+    """The text's first whole sentences that fit in `limit` characters (the first one cut with
+    "…" when it alone is longer): a first sentence such as "Inconclusive." is not the lesson."""
+    out = ""
+    for sentence in _sentences(text):
+        joined = f"{out} {sentence}".strip()
+        if len(joined) > limit:
+            break
+        out = joined
+    if out:
+        return out
+    first = _sentences(text)[0]
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+def ends(text: str, limit: int) -> str:
+    """The text whole when it fits in `limit` characters, else its first and last whole
+    sentences, half the limit each, joined by " … "."""
+    flat = " ".join((text or "").split())
+    if len(flat) <= limit:
+        return flat
+    half = limit // 2 - 2
+    head, tail = first_sentence(flat, half), ""
+    for sentence in reversed(_sentences(flat)):
+        joined = f"{sentence} {tail}".strip()
+        if len(joined) > half:
+            break
+        tail = joined
+    return f"{head} … {tail}" if tail else head
 
 
 _NEXT = re.compile(r"^\W*next( steps?)?\b", re.I)
@@ -323,7 +354,7 @@ def held_out_status(row: dict | None) -> str:
 def pilot_summary(raw: Any) -> str:
     """The latest amendment's pilot notes, one bounded line ("" when none)."""
     found = clean_amendments(raw)
-    return first_sentence(found[-1]["pilot_notes"], PILOT_CHARS) if found else ""
+    return ends(found[-1]["pilot_notes"], PILOT_CHARS) if found else ""
 
 
 def quick_summary(raw: Any) -> str:
