@@ -69,9 +69,15 @@ def experimenter(
             return n, out_root / f"{n:03d}"
 
     def worktree_path(path: str) -> Path:
+        """A worktree file for a caller without its own confinement (the tools pass theirs):
+        resolved, links included, and refused outside the worktree."""
         if worktree is None:
             raise AutosaeError("worktree files are not known here")
-        return (worktree / path).resolve()
+        root = worktree.resolve()
+        target = (root / path).resolve()
+        if root not in target.parents:
+            raise AutosaeError(f"{path[:200]}: outside the worktree")
+        return target
 
     def experiment(
         variant: Path,
