@@ -14,6 +14,8 @@ from scipy import stats
 from autosae.agents.sandbox import Files
 from autosae.errors import AutosaeError
 from autosae.harness import arms as A
+from autosae.harness import quick_copies as C
+from autosae.harness import quick_table as T
 from autosae.harness.experiment import experimenter
 from autosae.harness.quick import default_samples
 from autosae.harness.run import RunOptions
@@ -101,12 +103,12 @@ def test_the_default_budget_is_full_on_tiny_and_a_tenth_above_the_threshold(tiny
 
 def test_the_paired_test_matches_scipy():
     a, b = [0.71, 0.74, 0.69, 0.73], [0.70, 0.71, 0.69, 0.70]
-    got = A.paired(a, b)
+    got = T.paired(a, b)
     want = stats.ttest_rel(a, b)
     assert got["p"] == pytest.approx(want.pvalue, rel=1e-9) and got["n"] == 4
     assert got["mean"] == pytest.approx(0.0175)
-    assert A.paired([1.0], [0.5])["p"] is None
-    assert A.paired([1.0, 2.0], [0.0, 1.0])["p"] == 0.0 and A.paired([1.0, 2.0], [1.0, 2.0])["p"] == 1.0
+    assert T.paired([1.0], [0.5])["p"] is None
+    assert T.paired([1.0, 2.0], [0.0, 1.0])["p"] == 0.0 and T.paired([1.0, 2.0], [1.0, 2.0])["p"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -186,18 +188,18 @@ def test_the_copies_never_follow_a_link_the_agent_left_in_the_worktree(target, t
     dest = "/etc" if target == "etc" else str(outside)
     os.symlink(dest, worktree / ".quick")
     before = sorted(os.listdir(dest))
-    assert A.copy_runs(worktree, 0, [_job(tmp_path)]) == ".quick/000"
+    assert C.copy_runs(worktree, 0, [_job(tmp_path)]) == ".quick/000"
     assert not (worktree / ".quick").is_symlink() and sorted(os.listdir(dest)) == before
     copied = worktree / ".quick" / "000" / "00-variant" / "seed_0"
     assert (copied / "results.json").read_text() == '{"status": "ok"}' and (copied / "train_log.jsonl").is_file()
     # deeper: the call's folder and a seed file as links, made before the call
     (worktree / ".quick" / "001").symlink_to(outside)
-    assert A.copy_runs(worktree, 1, [_job(tmp_path)]) == ".quick/001"
+    assert C.copy_runs(worktree, 1, [_job(tmp_path)]) == ".quick/001"
     assert not (worktree / ".quick" / "001").is_symlink() and os.listdir(outside) == ["keep"]
     seed = worktree / ".quick" / "001" / "00-variant" / "seed_0"
     (seed / "results.json").unlink()
     (seed / "results.json").symlink_to(outside / "keep")
-    A.copy_runs(worktree, 1, [_job(tmp_path)])
+    C.copy_runs(worktree, 1, [_job(tmp_path)])
     assert (outside / "keep").read_text() == "mine" and not (seed / "results.json").is_symlink()
 
 
@@ -207,7 +209,7 @@ def test_a_link_in_the_run_folder_is_not_copied(tmp_path):
     (job.folder / "results.json").symlink_to("/etc/passwd")
     worktree = tmp_path / "worktree"
     worktree.mkdir()
-    A.copy_runs(worktree, 0, [job])
+    C.copy_runs(worktree, 0, [job])
     assert not (worktree / ".quick" / "000" / "00-variant" / "seed_0" / "results.json").exists()
 
 
@@ -215,6 +217,6 @@ def test_a_curve_is_thinned_to_twelve_points_ending_at_the_last(tmp_path):
     job = _job(tmp_path)
     lines = [json.dumps({"samples": 1024 * i, "loss": float(i), "l0": 5.0, "dead": i % 3}) for i in range(1, 101)]
     (job.folder / "seed_900000" / "train_log.jsonl").write_text("\n".join(lines) + "\nnot json\n")
-    curve = A.curve([job])
+    curve = T.curve([job])
     assert len(curve["samples"]) == A.CURVE_POINTS and curve["samples"][-1] == 102_400
     assert curve["loss"][0] == 1.0 and curve["loss"][-1] == 100.0

@@ -4,8 +4,8 @@ run at once, returned as a table of mean ± std per arm and paired deltas agains
 
 Every argument comes from the agent and is untrusted: counts, lengths and types are bounded
 here, a failed arm is a row that says why (never an exception out of the tool), and the
-copies of each run that the agent may read are written into its worktree through folder
-descriptors that never follow a link (see `copy_runs`).
+copies of each run that the agent may read are written into its worktree by
+autosae.harness.quick_copies; the table comes from autosae.harness.quick_table.
 
 Arms other than the sprint's own variant or a worktree file (parent, baselines, past
 sprints) are cached per (variant hash, options, setting, seed) in the quick-parents cache,
@@ -19,22 +19,16 @@ import json
 import math
 import os
 import re
-import shutil
-import stat
-import statistics
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
-from autosae.harness.quick import COMPARED, parent_dir
-from autosae.harness.validation import QUICK_SEED_SPAN, quick_seed
-from autosae.records import is_ok
+from autosae.harness.quick import parent_dir
+from autosae.harness.validation import QUICK_SEED_SPAN
 
 if TYPE_CHECKING:
     from autosae.bench.profiles import Profile
@@ -187,41 +181,6 @@ def resolve_arms(
     return arms
 
 
-# -- statistics ------------------------------------------------------------------------------
-
-
-def stats(values: list[float]) -> dict:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-    }
-
-
-def paired(a: list[float], b: list[float]) -> dict:
-    """The paired difference a - b (same quick seeds): mean, std, pairs and the two-sided p of
-    the paired t-test (None with fewer than 2 pairs)."""
-    if len(a) != len(b) or not a:
-        raise ValueError("paired: two lists of the same, non-zero length")
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    out = stats(d)
-    n, mean, sd = len(d), out["mean"], out["std"]
-    if n < 2:
-        p = None
-    elif sd == 0:
-        p = 1.0 if mean == 0 else 0.0
-    else:
-        from scipy.special import stdtr  # as sprint.verdict.welch_p: cheaper to import than scipy.stats
-
-        p = float(2 * stdtr(n - 1, -abs(mean / (sd / math.sqrt(n)))))
-        p = p if math.isfinite(p) else None
-    return {**out, "p": p}
-
-
-def rounded(x):
-    return float(f"{x:.6g}") if isinstance(x, float) and math.isfinite(x) else x
-
-
 # -- running ---------------------------------------------------------------------------------
 
 
@@ -331,252 +290,3 @@ def _torch_threads(value: int | None = None) -> int | None:
     if value is not None:
         torch.set_num_threads(value)
     return torch.get_num_threads()
-
-
-# -- what comes back -------------------------------------------------------------------------
-
-
-def read_log(seed_dir: Path) -> list[dict]:
-    """The harness's fields of a seed's train_log.jsonl (bounded, no link followed)."""
-    try:
-        fd = os.open(seed_dir / "train_log.jsonl", os.O_RDONLY | os.O_NOFOLLOW)
-        with open(fd, errors="replace") as f:
-            lines = f.read(COPY_BYTES).splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("samples"), int):
-            row = {"samples": entry["samples"]}
-            for name in CURVE_FIELDS:
-                v = entry.get(name)
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    row[name] = float(v)
-            rows.append(row)
-    return rows
-
-
-def seed_dir(job: Job) -> Path | None:
-    if job.folder is None:
-        return None
-    return job.folder / f"seed_{quick_seed(job.seed)}"
-
-
-def curve(jobs: list[Job]) -> dict | None:
-    """The arm's training curve, the mean over its seeds at the samples all of them logged,
-    thinned to CURVE_POINTS (the last included)."""
-    logs = [read_log(d) for j in jobs if is_ok(j.results or {}) and (d := seed_dir(j))]
-    logs = [{r["samples"]: r for r in log} for log in logs if log]
-    if not logs:
-        return None
-    common = sorted(set.intersection(*(set(log) for log in logs)))
-    if not common:
-        return None
-    step = max(1, math.ceil(len(common) / CURVE_POINTS))
-    picked = common[::step][: CURVE_POINTS - 1] if len(common) > CURVE_POINTS else common
-    if picked[-1] != common[-1]:
-        picked = [*picked, common[-1]]
-    out: dict[str, list] = {"samples": picked}
-    for name in CURVE_FIELDS:
-        values = []
-        for s in picked:
-            got = [log[s][name] for log in logs if name in log[s]]
-            values.append(rounded(statistics.fmean(got)) if got else None)
-        out[name] = values
-    return out
-
-
-def seed_metrics(job: Job) -> dict | None:
-    results = job.results or {}
-    if not is_ok(results):
-        return None
-    rows = [r for r in results.get("per_seed") or [] if is_ok(r)]
-    return rows[0] if rows else None
-
-
-def arm_rows(arms: list[Arm], jobs: list[Job], seeds: list[int]) -> list[dict]:
-    """The table's rows in the schema of SprintState.quick_runs."""
-    by_arm = {id(a): [j for j in jobs if j.arm is a] for a in arms}
-    parent = next((a for a in arms if a.source == "parent" and a.error is None), None)
-    rows = []
-    for arm in arms:
-        row: dict = {"arm": arm.label, "source": arm.source, "options": arm.options}
-        mine = by_arm[id(arm)]
-        failed = [j for j in mine if not is_ok(j.results or {})]
-        if arm.error is not None:
-            row.update(status="failed", reason=arm.error)
-        elif failed:
-            j = failed[0]
-            row.update(status="failed", reason=text(f"seed {j.seed}: {(j.results or {}).get('reason')}", 1000))
-        else:
-            row["status"] = "ok"
-        values = {j.seed: seed_metrics(j) for j in mine}
-        row["metrics"] = {
-            m: {k: rounded(v) for k, v in stats(vals).items()}
-            for m in COMPARED
-            if (vals := [float(r[m]) for r in values.values() if r and isinstance(r.get(m), (int, float))])
-        }
-        if parent is not None and arm is not parent:
-            theirs = {j.seed: seed_metrics(j) for j in by_arm[id(parent)]}
-            deltas = {}
-            for m in COMPARED:
-                pairs = [
-                    (values[s][m], theirs[s][m]) for s in seeds if values.get(s) and theirs.get(s) and m in values[s]
-                ]
-                if pairs:
-                    d = paired([float(a) for a, _ in pairs], [float(b) for _, b in pairs])
-                    deltas[m] = {k: rounded(v) for k, v in d.items()}
-            row["delta_vs_parent"] = deltas
-        rows.append(row)
-    return rows
-
-
-def markdown(rows: list[dict]) -> str:
-    """The table as Markdown: f1, mcc, l0 and dead latents, mean ± std (n), and Δ f1 vs the parent."""
-    shown = ("f1", "mcc", "l0", "dead_latents", "explained_variance")
-
-    def cell(s: dict | None) -> str:
-        return f"{s['mean']:.4g} ± {s['std']:.2g} ({s['n']})" if s else "—"
-
-    def delta(d: dict | None) -> str:
-        if not d:
-            return "—"
-        p = "n/a" if d.get("p") is None else f"{d['p']:.2g}"
-        return f"{d['mean']:+.4g} ± {d['std']:.2g} (n={d['n']}, p={p})"
-
-    head = "| arm | status | " + " | ".join(shown) + " | Δf1 vs parent | Δmcc vs parent |"
-    lines = [head, "|" + "---|" * (len(shown) + 4)]
-    for r in rows:
-        label = r["arm"].replace("|", "/")
-        ds = r.get("delta_vs_parent")
-        lines.append(
-            f"| {label} | {r['status']} | "
-            + " | ".join(cell(r["metrics"].get(m)) for m in shown)
-            + f" | {delta((ds or {}).get('f1')) if ds is not None else 'parent' if r['source'] == 'parent' else '—'}"
-            + f" | {delta((ds or {}).get('mcc')) if ds is not None else '—'} |"
-        )
-    return "\n".join(lines)
-
-
-def record(n: int, profile: Profile, seeds: list[int], wall_s: float, rows: list[dict], curves: dict) -> dict:
-    """One call as SprintState.quick_runs holds it."""
-    return {
-        "n": n,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "profile": profile.name,
-        "training_samples": profile.constraints.training_samples,
-        "seeds": list(seeds),
-        "wall_s": round(wall_s, 2),
-        "arms": rows,
-        "curves": curves,
-    }
-
-
-# -- the copies the agent reads --------------------------------------------------------------
-
-
-def _open_dir(parent: int, name: str, fresh: bool = False) -> int:
-    """The folder `name` under the folder descriptor `parent`, made when missing; a link, a
-    file or (with `fresh`) an old folder in its place is removed first. Never follows a link."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    for _ in range(5):
-        try:
-            if fresh:
-                raise FileExistsError
-            return os.open(name, flags, dir_fd=parent)
-        except FileNotFoundError:
-            pass
-        except (FileExistsError, NotADirectoryError, OSError):  # a link (ELOOP), a file, or to renew
-            try:
-                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            except FileNotFoundError:
-                st = None
-            if st is not None:
-                if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(name, dir_fd=parent)  # fd-based: never leaves the folder
-                else:
-                    os.unlink(name, dir_fd=parent)
-        fresh = False
-        try:
-            os.mkdir(name, 0o755, dir_fd=parent)
-        except FileExistsError:
-            continue  # someone raced us: look again
-        try:
-            return os.open(name, flags, dir_fd=parent)
-        except OSError:
-            continue
-    raise OSError(f"could not make the folder {name}")
-
-
-def _copy_file(src: Path, folder: int, name: str) -> None:
-    """Our own run file (no link followed, at most COPY_BYTES) into `folder`, a new file."""
-    try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return
-    with open(fd, "rb") as f:
-        data = f.read(COPY_BYTES)
-    try:
-        os.unlink(name, dir_fd=folder)
-    except FileNotFoundError:
-        pass
-    out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=folder)
-    with open(out, "wb") as f:
-        f.write(data)
-
-
-_copy_lock = threading.Lock()
-
-
-def copy_runs(worktree: Path, n: int, jobs: list[Job]) -> str:
-    """Each run's results.json and train_log.jsonl copied to <worktree>/.quick/<n>/<arm>/seed_<s>/;
-    the worktree-relative folder. The worktree is the agent's: every folder is opened by
-    descriptor without following links, so a link it left in the way is removed, not followed."""
-    name = f"{n:03d}"
-    fds: list[int] = []
-    with _copy_lock:
-        try:
-            root = os.open(worktree, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-            fds.append(root)
-            quick = _open_dir(root, QUICK_DIR)
-            fds.append(quick)
-            call = _open_dir(quick, name, fresh=True)
-            fds.append(call)
-            arm_dirs: dict[int, int] = {}
-            for j in jobs:
-                if j.folder is None:
-                    continue
-                if id(j.arm) not in arm_dirs:
-                    index = len(arm_dirs)
-                    arm_dirs[id(j.arm)] = _open_dir(call, f"{index:02d}-{slug(j.arm.label)}")
-                    fds.append(arm_dirs[id(j.arm)])
-                seed = _open_dir(arm_dirs[id(j.arm)], f"seed_{j.seed}")
-                fds.append(seed)
-                _copy_file(j.folder / "results.json", seed, "results.json")
-                if (d := seed_dir(j)) is not None:
-                    _copy_file(d / "train_log.jsonl", seed, "train_log.jsonl")
-        finally:
-            for fd in fds:
-                os.close(fd)
-    return f"{QUICK_DIR}/{name}"
-
-
-__all__ = [
-    "MAX_ARMS",
-    "MAX_SEEDS",
-    "Arm",
-    "arm_rows",
-    "check_options",
-    "check_seeds",
-    "copy_runs",
-    "curve",
-    "markdown",
-    "paired",
-    "record",
-    "resolve_arms",
-    "run_arms",
-]

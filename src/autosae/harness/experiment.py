@@ -54,6 +54,8 @@ def experimenter(
     failed experiment is an answer ({"status": "error", "reason": ...}), never an exception."""
     from autosae.bench.profiles import get_profile
     from autosae.harness import arms as A
+    from autosae.harness import quick_copies as C
+    from autosae.harness import quick_table as T
     from autosae.harness.quick import cached_parent, clamp_samples, full_budget, logged_metrics
     from autosae.harness.validation import EVAL_SET, VALIDATION_EVAL_SEED, quick_seed
 
@@ -129,15 +131,15 @@ def experimenter(
             wall = time.monotonic() - started
         except AutosaeError as exc:
             return {"status": "error", "reason": str(exc)}
-        rows = A.arm_rows(chosen, jobs, quick_seeds)
-        curves = {a.label: c for a in chosen if (c := A.curve([j for j in jobs if j.arm is a])) is not None}
-        record = A.record(n, short, quick_seeds, wall, rows, curves)
+        rows = T.arm_rows(chosen, jobs, quick_seeds)
+        curves = {a.label: c for a in chosen if (c := T.curve([j for j in jobs if j.arm is a])) is not None}
+        record = T.record(n, short, quick_seeds, wall, rows, curves)
         if on_record is not None:
             on_record(record)
         run_folder = str(out)
         if worktree is not None:
             try:
-                run_folder = A.copy_runs(worktree, n, jobs)
+                run_folder = C.copy_runs(worktree, n, jobs)
             except OSError as exc:
                 run_folder = f"(not copied to the worktree: {exc.strerror or exc})"
         oks = [r["status"] == "ok" for r in rows]
@@ -157,7 +159,7 @@ def experimenter(
             else "NO"
             if jobs
             else "n/a",
-            "table": A.markdown(rows),
+            "table": T.markdown(rows),
             "arms": rows,
             "curves": curves,
             "note": NOTE,
@@ -167,9 +169,9 @@ def experimenter(
         # the variant's own logged metrics and a failed run's log tail, for the arms it wrote
         mine = [j for j in jobs if not j.arm.cached]
         report["logged"] = {
-            f"{j.arm.label} seed {j.seed}": logged_metrics(A.seed_dir(j))
+            f"{j.arm.label} seed {j.seed}": logged_metrics(T.seed_dir(j))
             for j in mine
-            if A.seed_dir(j) is not None and (j.results or {}).get("status") == "ok"
+            if T.seed_dir(j) is not None and (j.results or {}).get("status") == "ok"
         }
         tails = {
             j.arm.label: ((j.results or {}).get("log_tail") or "")[-3000:]
