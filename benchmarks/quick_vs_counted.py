@@ -96,8 +96,13 @@ def main() -> None:
     emit("arms", 2)
     for key, values in walls.items():
         emit(f"wall_s_{key}", statistics.fmean(values))
-    emit("ratio_quick_trained_over_counted", statistics.fmean(walls["quick_trained"]) / statistics.fmean(walls["counted"]))
-    emit("ratio_quick_cached_over_counted", statistics.fmean(walls["quick_cached"]) / statistics.fmean(walls["counted"]))
+    emit(
+        "ratio_quick_trained_over_counted",
+        statistics.fmean(walls["quick_trained"]) / statistics.fmean(walls["counted"]),
+    )
+    emit(
+        "ratio_quick_cached_over_counted", statistics.fmean(walls["quick_cached"]) / statistics.fmean(walls["counted"])
+    )
 
 
 if __name__ == "__main__":
