@@ -39,10 +39,11 @@ def test_one_call_returns_a_multi_arm_multi_seed_table_at_full_budget(tiny, tmp_
     variant = worktree / "variant.py"
     variant.write_text(reference_variants()["matryoshka"].read_text())
     records: list[dict] = []
+    short = ["training_samples=204800"]  # tiny as the sprint tests shorten it: its full budget, a third of the time
     experiment = experimenter(
         "tiny",
         None,
-        [],
+        short,
         "baseline:batchtopk",
         reference_variants()["batchtopk"],
         tmp_path / "runs",
@@ -54,12 +55,12 @@ def test_one_call_returns_a_multi_arm_multi_seed_table_at_full_budget(tiny, tmp_
     report = experiment(variant, seeds=2, arms=arms, resolve_path=Files(worktree).resolve)
 
     assert report["status"] == "ok", report
-    assert report["full_budget"] and report["training_samples"] == profile.constraints.training_samples
+    assert report["full_budget"] and report["training_samples"] == 204_800 < profile.constraints.training_samples
     assert report["seeds"] == [0, 1] and report["train_seeds"] == [900_000, 900_001]
     rows = {r["arm"]: r for r in report["arms"]}
     assert list(rows) == ["variant", "parent", "knob"]
     for row in rows.values():
-        assert row["status"] == "ok" and row["metrics"]["f1"]["n"] == 2 and 0.5 < row["metrics"]["f1"]["mean"] <= 1
+        assert row["status"] == "ok" and row["metrics"]["f1"]["n"] == 2 and 0.3 < row["metrics"]["f1"]["mean"] <= 1
     assert "delta_vs_parent" not in rows["parent"]
     delta = rows["variant"]["delta_vs_parent"]["f1"]
     assert delta["n"] == 2 and 0 <= delta["p"] <= 1
