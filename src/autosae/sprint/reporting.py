@@ -148,7 +148,7 @@ def parent_curves(s: Sprint, rows: list[dict]) -> dict:
         except (OSError, ValueError, RecursionError):
             data = None
         return data if isinstance(data, dict) else read_curves(project.runs_dir / parent)
-    base = s.baselines.get(parent.removeprefix("baseline:")) or s.baselines.get("matryoshka") or {}
+    base = s.baselines.get(parent.removeprefix("baseline:")) or {}  # never another baseline's in its place
     run_dir = base.get("run_dir")
     return read_curves(Path(run_dir)) if isinstance(run_dir, str) and run_dir else {}
 
