@@ -13,7 +13,7 @@ import pytest
 
 from autosae.tracking.runs import history
 from tests.report import pdftools
-from tests.sprint.conftest import SPRINT_ID, autosae, ledger, write_script, write_task
+from tests.sprint.conftest import COMMIT_ENV, SPRINT_ID, autosae, ledger, write_script, write_task
 from tests.tracking.wandb_files import offline_runs
 
 CRASH = "raise RuntimeError('this variant cannot even be imported')\n"
@@ -67,19 +67,14 @@ def night(tmp_path_factory):
     task = (root / "TASK.md").read_text()
     task = task.replace("loop:\n", f"notify:\n  slack_webhook: {dead_url()}\n{tracking}loop:\n", 1)
     (root / "TASK.md").write_text(task)
-    write_script(
-        root,
-        [
-            {
-                "title": "LISTA Matryoshka",
-                "idea": "a one-step LISTA encoder on Matryoshka",
-                "hypothesis": "explaining away sharpens the latents",
-                "variant": "lista_matryoshka",
-                "conclusion": "The LISTA step ran (its eta is logged). Next: try 2 steps.",
-            },
-            {"title": "a broken variant", "idea": "import-time crash", "variant": CRASH},
-        ],
-    )
+    lista = {
+        "title": "LISTA Matryoshka",
+        "idea": "a one-step LISTA encoder on Matryoshka",
+        "hypothesis": "explaining away sharpens the latents",
+        "variant": "lista_matryoshka",
+        "conclusion": "The LISTA step ran (its eta is logged). Next: try 2 steps.",
+    }
+    write_script(root, [lista, {"title": "a broken variant", "idea": "import-time crash", "variant": CRASH}])
     repo = git.Repo(root)
     repo.git.add("TASK.md", "script.yaml")
     repo.git.commit(
@@ -96,6 +91,10 @@ def night(tmp_path_factory):
     first = autosae("sprint", cwd=root, env=QUIET_WANDB | {"WANDB_CONFIG_DIR": str(tmp / "wandb-config")})
     assert first.returncode == 0, first.stdout + first.stderr
     after_one = {name: (root / "reports" / name).read_bytes() for name in ("leaderboard.md", "progress.pdf")}
+    first_id = SPRINT_ID.search(first.stdout).group(1)  # the second is built on the first (a lineage of two)
+    crash = {"title": "a broken variant", "idea": "import-time crash", "variant": CRASH, "parent": first_id}
+    write_script(root, [lista, crash])
+    repo.git.commit("-q", "-am", "the second sprint's parent", env=COMMIT_ENV)
     hook = Webhook()
     try:
         second = autosae("loop", "--max-sprints", "1", cwd=root, env=QUIET_WANDB | {"AUTOSAE_SLACK_WEBHOOK": hook.url})
@@ -269,3 +268,44 @@ def test_each_recorded_sprint_is_logged_to_wandb(night):
     assert failed.summary["status"] == "failed" and "cannot even be imported" in failed.summary["reason"]
     assert failed.history == [] and "log_tail" not in failed.summary
     assert "report.pdf" in runs[two].artifacts[0]["files"]
+
+
+def test_the_morning_digest_shows_the_night_its_tree_and_the_best(night):
+    """reports/digest.md and lineage.png after the night's two sprints (the second built on
+    the first, the best), committed with the leaderboard; a page of progress.pdf holds the
+    tree; `autosae report --digest` shows the lines the notebook gained tonight."""
+    root, (one, two) = night["root"], night["ids"]
+    rows = {r["id"]: r for r in ledger(root)}
+    md = (root / "reports" / "digest.md").read_text()
+    assert "# The morning digest" in md and "2 of 2 sprints finished since " in md
+    assert "![The night's sprints as a tree" in md and "(lineage.png)" in md
+    for sid in (one, two):
+        assert f"[{sid}](../sprints/{sid}/report.md)" in md
+    assert "| a broken variant | " in md and " | failed | — |" in md
+    assert rows[two]["parent"] == one  # a tree of depth two: the baseline, LISTA, the crash built on it
+    assert f"| {one} | failed | " in md  # its parent column
+    if rows[one].get("new_best"):  # on this short training LISTA may or may not beat Matryoshka significantly
+        assert f"[#1 LISTA Matryoshka](../sprints/{one}/report.md)" in md and "No ablation recorded." in md
+        assert f"F1 {rows[one]['f1']['mean']:.4f} ± {rows[one]['f1']['std']:.4f}" in md and "The LISTA step ran" in md
+    else:
+        assert "No new best yet: the baselines lead." in md
+    assert "No notebook (reports/notebook.md) in this project." in md and "Why the loop stopped: not recorded." in md
+    png = root / "reports" / "lineage.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdftools.ink(png) > 0.003
+    for path in ("reports/digest.md", "reports/lineage.png"):  # committed by each sprint's merge
+        subjects = git.Repo(root).git.log("--format=%s", "--", path).splitlines()
+        assert [s for s in subjects if s.startswith("sprint ")], path
+    text = pdftools.text(root / "reports" / "progress.pdf")
+    assert "The night's lineage: 2 of 2 sprints" in text and "baseline:matryoshka" in text and "#2 a broken" in text
+    # the notebook's lines of the night, after a researcher commits them
+    repo = git.Repo(root)
+    (root / "reports" / "notebook.md").write_text("# Notebook\n\n- LISTA helps | a lot\n")
+    repo.git.add("reports/notebook.md")
+    repo.git.commit("-q", "-m", "notebook", env=COMMIT_ENV)
+    proc = autosae("report", "--digest", "--since", "2000-01-01T00:00:00Z", cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    md = (root / "reports" / "digest.md").read_text()
+    assert "\\# Notebook\n\n- LISTA helps | a lot\n" in md and "sprints: 0" in proc.stdout
+    assert "finished since 2000-01-01 00:00 UTC:" in md and not repo.is_dirty(untracked_files=True)
+    bad = autosae("report", "--digest", "--since", "yesterday", cwd=root)
+    assert bad.returncode == 1 and "not an ISO time" in bad.stderr

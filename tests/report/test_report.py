@@ -228,9 +228,11 @@ def test_the_leaderboard_ranks_best_first_with_baselines(tmp_path):
     assert "3 sprints: 1 improved, 1 failed, 0 no-ops; agent cost $1.50" in md
     assert "baselines): F1 0.0100, MCC 0.0100;" in md  # the profile's noise floor
     paths = write_leaderboard(tmp_path, ledger, BASELINES)
-    assert (tmp_path / "progress.png").read_bytes().startswith(b"\x89PNG") and len(paths) == 3
+    assert (tmp_path / "progress.png").read_bytes().startswith(b"\x89PNG") and len(paths) == 5
+    assert {p.name for p in paths} == {"leaderboard.md", "progress.png", "digest.md", "lineage.png", "progress.pdf"}
     text = pdftools.text(tmp_path / "progress.pdf")
     assert "best so far" in text and "idea 2" in text and "failed" in text
+    assert "The night's lineage: 3 of 3 sprints" in text and "baseline:matryoshka" in text  # the digest's page
 
 
 def test_an_empty_leaderboard():

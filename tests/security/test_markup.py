@@ -213,3 +213,25 @@ def test_commit_messages_quote_the_title_on_one_line(hostile_sprint):
     messages = [c.message for c in repo.iter_commits("--all") if "implement" in c.message or "sprint" in c.message]
     assert messages and all("\n" not in m.strip() for m in messages), messages
     assert not any(line.startswith("verdict:") for m in messages for line in m.splitlines())
+
+
+def test_a_hostile_title_adds_no_digest_row_nor_heading(hostile_sprint):
+    """reports/digest.md shows the title and the idea's parent in their cells: one row for the
+    one sprint, the template's headings only, no HTML; the lineage page of progress.pdf shows
+    the title (cut) as text, not mathtext."""
+    root = hostile_sprint["root"]
+    (row,) = ledger(root)
+    md = (root / "reports" / "digest.md").read_text()
+    assert headings(md) == [
+        "The morning digest",
+        "The night's lineage",
+        "The night's sprints",
+        "The best recipe",
+        "What the notebook learned tonight",
+        "Where the loop got stuck",
+    ]
+    (night,) = tables(md)
+    assert len(night) == 2 and night[1][2] == one_line(TITLE)[:79] + "…"  # the title, cut, in its own cell
+    assert not html(md) and FAKE_ROW not in md
+    text = " ".join(pdftools.text(root / "reports" / "progress.pdf").split())
+    assert "The night's lineage: 1 of 1 sprints" in text and "#1 x | 99 | fake" in text

@@ -224,20 +224,36 @@ def report(
         str | None, typer.Argument(metavar="[ID]", help="Sprint to re-render (default: the latest).")
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Re-render every recorded sprint.")] = False,
+    digest: Annotated[
+        bool, typer.Option("--digest", help="Render only the leaderboard and the morning digest (reports/digest.md).")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="The digest's night starts here (ISO time, UTC unless it says; default: 24 h before the latest sprint)."
+        ),
+    ] = None,
     project_dir: ProjectDir = None,
 ) -> None:
-    """Render recorded sprints' report.md and report.pdf again, and the leaderboard, from their
-    results; the new files are committed (so a template change reaches old sprints)."""
+    """Render recorded sprints' report.md and report.pdf again, and the leaderboard and the
+    morning digest, from their results; the new files are committed (so a template change
+    reaches old sprints)."""
+    from autosae.report.digest import parse_time
     from autosae.report.rerender import rerender
     from autosae.sprint.ledger import read_ledger
     from autosae.sprint.project import Project, ProjectLock
     from autosae.sprint.verification import resolve_id
 
-    if sprint_id and all_:
-        raise AutosaeError("give a sprint ID or --all, not both")
+    if sum(map(bool, (sprint_id, all_, digest))) > 1:
+        raise AutosaeError("give one of a sprint ID, --all or --digest")
+    start = parse_time(since) if since else None
+    if since and start is None:
+        raise AutosaeError(f"--since {since[:60]!r} is not an ISO time (for example 2026-01-31T22:00:00Z)")
     project = Project.find(project_dir)
     with ProjectLock(project, "autosae report"):
-        if all_:
+        if digest:
+            ids = []
+        elif all_:
             ids = None
         else:
             rows = read_ledger(project.ledger_path)
@@ -245,10 +261,11 @@ def report(
                 ids = [resolve_id(sprint_id, {r["id"] for r in rows})]
             else:
                 ids = [rows[-1]["id"]] if rows else None
-        done = rerender(project, ids, log=lambda line: emit("rendered", line))
+        done = rerender(project, ids, log=lambda line: emit("rendered", line), since=start)
     emit("sprints", len(done))
     emit("leaderboard", project.reports_dir / "leaderboard.md")
     emit("progress", project.reports_dir / "progress.pdf")
+    emit("digest", project.reports_dir / "digest.md")
 
 
 def verify(

@@ -58,6 +58,6 @@ def copy(
     shutil.copyfile(templating.PACKAGE_TEMPLATES / name, target)
     typer.echo(f"copied: {target}")
     later = "the next sprint's prompts use it" if name.startswith("agent/") else "the next sprint uses it"
-    if name in ("report.md.j2", "leaderboard.md.j2"):
+    if name in ("report.md.j2", "leaderboard.md.j2", "digest.md.j2"):
         later += "; `autosae report --all` renders the recorded sprints' reports again with it"
     typer.echo(f"next: edit it and commit it; {later}")

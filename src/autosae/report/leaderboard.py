@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from autosae.report.content import baseline_noise, probe_ceiling
+from autosae.report.digest import night_rows, night_start, render_digest
 from autosae.report.escape import literal_text, pdf_line
 from autosae.report.figures import pdf_matplotlib
 from autosae.report.format import fmt_delta, fmt_p, fmt_pm, measured
-from autosae.sprint.ledger import token_totals
+from autosae.report.lineage import lineage_figure, lineage_layout
+from autosae.sprint.ledger import best_row, token_totals
 from autosae.templating import render
 
 
@@ -192,19 +194,26 @@ def _table_pages(pdf, plt, ledger: list[dict], per_page: int = 28) -> None:
 
 
 def write_leaderboard(
-    reports_dir: Path, ledger: list[dict], baselines: dict | None, objective: str = "f1"
+    reports_dir: Path, ledger: list[dict], baselines: dict | None, objective: str = "f1", since=None
 ) -> list[Path]:
-    """leaderboard.md, progress.png (the picture it shows) and progress.pdf (that picture and
-    a table of every sprint with its verdict). `reports_dir` is the project's reports/ folder
-    in its main checkout (the only place the leaderboard is written), so the project's own
-    templates/ are beside it."""
+    """leaderboard.md, progress.png (the picture it shows), the morning digest (digest.md and
+    its lineage.png) and progress.pdf (that picture, the night's lineage tree and a table of
+    every sprint with its verdict). `reports_dir` is the project's reports/ folder in its main
+    checkout (the only place the leaderboard is written), so the project's own templates/ are
+    beside it. `since` (a datetime) starts the digest's night; by default it is the
+    report.digest.NIGHT_HOURS before the latest sprint finished."""
     import matplotlib
 
     plt, PdfPages = pdf_matplotlib()
 
     reports_dir.mkdir(parents=True, exist_ok=True)
     md, png, pdf_path = reports_dir / "leaderboard.md", reports_dir / "progress.png", reports_dir / "progress.pdf"
-    md.write_text(render_leaderboard(ledger, baselines, objective, reports_dir.parent))
+    digest, tree = reports_dir / "digest.md", reports_dir / "lineage.png"
+    root = reports_dir.parent
+    md.write_text(render_leaderboard(ledger, baselines, objective, root))
+    digest.write_text(render_digest(root, ledger, objective, since))
+    night = night_rows(ledger, night_start(ledger, since))
+    best = best_row(ledger, ledger[-1].get("setting")) if ledger else None
     ceiling = probe_ceiling(ledger[-1].get("profile") if ledger else None)
     with matplotlib.rc_context({"pdf.fonttype": 42}), literal_text():  # titles are the agent's: never mathtext
         fig = _progress_figure(plt, ledger, baselines, objective, ceiling)
@@ -218,5 +227,17 @@ def write_leaderboard(
             fig.subplots_adjust(top=0.84)  # room for the title
             pdf.savefig(fig)
             plt.close(fig)
+            layout = lineage_layout(ledger, {r["id"] for r in night if r.get("id")})
+            fig = lineage_figure(
+                plt,
+                layout,
+                objective,
+                best["id"] if best else None,
+                title=f"The night's lineage: {len(night)} of {len(ledger)} sprints, each after its parent",
+                baselines=baselines,
+            )
+            fig.savefig(tree, dpi=100, metadata={"Software": None})
+            pdf.savefig(fig)
+            plt.close(fig)
             _table_pages(pdf, plt, ledger)
-    return [md, png, pdf_path]
+    return [md, png, digest, tree, pdf_path]

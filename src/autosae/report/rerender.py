@@ -58,8 +58,9 @@ def sprint_record(project: Project, row: dict) -> dict:
     return record
 
 
-def rerender(project: Project, ids: list[str] | None, log=print) -> list[str]:
-    """Re-render the given sprints (all when None) and the leaderboard; returns the ids done."""
+def rerender(project: Project, ids: list[str] | None, log=print, since=None) -> list[str]:
+    """Re-render the given sprints (all when None; [] for none) and the leaderboard with the
+    morning digest (its night from `since` where given); returns the ids done."""
     rows = read_ledger(project.ledger_path)
     by_id = {r["id"]: r for r in rows}
     unknown = [i for i in ids or [] if i not in by_id]
@@ -71,7 +72,7 @@ def rerender(project: Project, ids: list[str] | None, log=print) -> list[str]:
     if not rows:
         raise AutosaeError("no sprints are recorded yet: nothing to render")
     done, paths = [], []
-    for sid in ids or [r["id"] for r in rows]:
+    for sid in [r["id"] for r in rows] if ids is None else ids:
         folder = project.sprints_dir / sid
         verdict = read_json(folder / "verdict.json")
         if verdict is None:
@@ -88,17 +89,18 @@ def rerender(project: Project, ids: list[str] | None, log=print) -> list[str]:
         paths.append(f"sprints/{sid}")
     last = rows[-1]
     latest = read_json(project.sprints_dir / last["id"] / "verdict.json") or {}
-    write_leaderboard(
+    written = write_leaderboard(
         project.reports_dir,
         in_setting(rows, last.get("setting")),
         latest.get("baselines"),
         last.get("objective") or "f1",
+        since,
     )
     repo = gitops.open_repo(project.root)
     names = ", ".join(done) if len(done) <= 3 else f"{len(done)} sprints"
     gitops.commit_paths(
         repo,
-        f"report: re-rendered {names} and the leaderboard",
-        [*paths, "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf"],
+        f"report: re-rendered {names or 'no sprint'}, the leaderboard and the digest",
+        [*paths, *(p.relative_to(project.root).as_posix() for p in written)],
     )
     return done

@@ -29,7 +29,14 @@ from autosae.sprint.state import SprintState, iso
 if TYPE_CHECKING:
     from autosae.sprint.common import Sprint
 
-REPORT_FILES = ("reports/ledger.jsonl", "reports/leaderboard.md", "reports/progress.png", "reports/progress.pdf")
+REPORT_FILES = (
+    "reports/ledger.jsonl",
+    "reports/leaderboard.md",
+    "reports/progress.png",
+    "reports/progress.pdf",
+    "reports/digest.md",
+    "reports/lineage.png",
+)
 """What a sprint's merge writes under reports/ (and all that a crashed merge may leave)."""
 README_LIMIT = 1 << 20
 """The most of an agent's README.md that autosae reads back (to add its Sources section)."""
