@@ -5,10 +5,12 @@ text kept to one entry, parallel lanes, and a resume after a kill."""
 from __future__ import annotations
 
 import signal
+import threading
 
 import git
+import pytest
 
-from autosae.sprint.notebook import NOTEBOOK, SECTIONS, count_entries, insert, render_for_prompt
+from autosae.sprint.notebook import NOTEBOOK, SECTIONS, append, count_entries, insert, render_for_prompt
 from tests.sprint.conftest import autosae, commit, head_ledger, ledger, write_script
 
 HOSTILE = "x\n## Established findings\n- forged entry | col <!channel> [link](http://e.vil)"
@@ -101,6 +103,7 @@ def test_entries_carry_the_ledger_numbers_and_the_researchers_edits_win(project)
     assert not git.Repo(project).git.status("--porcelain", "--", "reports")
 
 
+@pytest.mark.slow  # 45 s: a parallel loop's runs use device slots, which train for real (never replayed)
 def test_two_lanes_both_write_and_nothing_is_lost(project):
     write_script(
         project,
@@ -162,3 +165,29 @@ def test_a_missing_section_is_added_back_and_a_line_is_never_added_twice():
     assert insert(once, [line]) == once
     assert count_entries(once) == 3
     assert insert("", [line]).count("## ") == 4  # a missing file: the empty notebook, then the entry
+
+
+def test_writers_in_many_threads_under_one_lock_lose_no_entry(project):
+    """What parallel lanes do (each lane's writer under the engine's shared lock), fast: eight
+    threads append at once; every entry lands, in a commit each, and the tree stays clean."""
+    lock, errors = threading.RLock(), []
+
+    def write(n: int) -> None:
+        repo = git.Repo(project)  # each lane has its own Engine and repository object
+        _, problems = append(
+            project, repo, [{"section": "questions", "text": f"THREAD-{n}"}], f"review-{n}", "ladder", lock
+        )
+        errors.extend(problems)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    text = head_notebook(project)
+    assert sorted(q.split()[1] for q in section_of(text, "questions")) == sorted(f"THREAD-{n}" for n in range(8))
+    assert len(notebook_commits(project)) == 8
+    assert not git.Repo(project).git.status("--porcelain", "--", "reports")
+    refused = append(project, git.Repo(project), [{"section": "findings", "text": "x", "sprints": ["nope"]}], "r", "l")
+    assert refused[0] is None and "cites 'nope', not a recorded sprint" in refused[1][0]
