@@ -191,3 +191,20 @@ def test_writers_in_many_threads_under_one_lock_lose_no_entry(project):
     assert not git.Repo(project).git.status("--porcelain", "--", "reports")
     refused = append(project, git.Repo(project), [{"section": "findings", "text": "x", "sprints": ["nope"]}], "r", "l")
     assert refused[0] is None and "cites 'nope', not a recorded sprint" in refused[1][0]
+
+
+def test_the_recipe_agent_writes_its_entry_from_the_verdict():
+    from autosae.agents import AgentContext, Proposal
+    from autosae.agents.recipe.agent import RecipeAgent
+    from autosae.agents.recipe.config import BASELINE_CONFIGS, normalise
+
+    config = normalise({**BASELINE_CONFIGS["matryoshka"], "lista_iterations": 1})
+    proposal = Proposal("lista", "one-step LISTA", "", "", parent="baseline:matryoshka", config=config)
+    ctx = AgentContext(task_body="", profile="tiny", objective="f1", sprint_number=0, sprint_id="s1")
+    agent = RecipeAgent(seed=0)
+    worse = agent._notebook(proposal, {"verdict": "worse", "objective": "f1"}, ctx)
+    assert [(e["section"], e["sprints"]) for e in worse] == [("refuted", ["s1"])]
+    assert "on baseline:matryoshka lowers F1" in worse[0]["text"]
+    assert agent._notebook(proposal, {"verdict": "inconclusive"}, ctx)[0]["section"] == "questions"
+    assert agent._notebook(proposal, {"verdict": "improved"}, ctx)[0]["section"] == "findings"
+    assert agent._notebook(proposal, {"verdict": "improved", "noop": True}, ctx) == []
