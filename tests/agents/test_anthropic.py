@@ -55,8 +55,14 @@ def propose(body: dict) -> list[dict]:
 
 
 def conclude(body: dict) -> list[dict]:
-    if turn_of(body) == 0:  # forgets the alternatives: refused with a tool error
-        return [use("finish", {"checks": "x", "alternatives": [], "conclusion": "x", "next_steps": ["x"]})]
+    if turn_of(body) == 0:  # forgets the alternatives and cites a sprint that never ran: refused with a tool error
+        wrong = [{"section": "findings", "text": "x", "sprints": ["2020-01-01--00-00-00-invented"]}]
+        return [
+            use(
+                "finish", {"checks": "x", "alternatives": [], "conclusion": "x", "next_steps": ["x"], "notebook": wrong}
+            )
+        ]
+    this = texts_of(body).split("trained and scored sprint ", 1)[1].split(" ", 1)[0]
     return [
         {"type": "text", "text": "Checked."},
         use(
@@ -66,6 +72,7 @@ def conclude(body: dict) -> list[dict]:
                 "alternatives": ["seed noise: two seeds only", "a bug in the encoder"],
                 "conclusion": "FAKE-CONCLUSION: no claim beyond the verdict",
                 "next_steps": ["try two LISTA steps"],
+                "notebook": [{"section": "findings", "text": "FAKE-NOTEBOOK LISTA on Matryoshka", "sprints": [this]}],
             },
         ),
     ]
@@ -181,9 +188,13 @@ def test_a_sprint_driven_by_tool_calls_survives_every_injected_fault(project):
     assert logged["harness"]["loss"]["points"] >= 2 and "mse" in logged["variant"]
     refused = result_after(api, "conclude", 0)[0]
     assert refused.get("is_error") and "alternatives" in refused["content"]
+    assert "cites '2020-01-01--00-00-00-invented', not a recorded sprint" in refused["content"]
+    notebook = git.Repo(project).git.show("HEAD:reports/notebook.md")  # the fixed entry, with its numbers
+    assert f"- FAKE-NOTEBOOK LISTA on Matryoshka Evidence: {row['id']} (F1 {row['f1']['mean']:.4f}" in notebook
     asked = api.answered("conclude")[0]["messages"][0]["content"]  # the parent's full metrics and the curves
     asked = asked if isinstance(asked, str) else asked[0]["text"]
     assert "metric | this sprint | parent baseline:matryoshka" in asked and "\nprecision | 0." in asked
+    assert "<notebook>\n# Lab notebook" in asked and "<notebook>\n# Lab notebook" in proposing  # the notebook shown
     assert "\ndead_latents | " in asked and "seed 1:\n  training samples: " in asked and "  variant.mse: " in asked
 
     first = api.answered("implement")[0]

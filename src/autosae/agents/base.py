@@ -137,6 +137,11 @@ class AgentContext:
     """The implement phase's quick runs as recorded (SprintState.quick_runs; conclude)."""
     amendments: list[dict[str, Any]] = field(default_factory=list)
     """The implementer's pilot notes, recorded beside the proposal (SprintState.amendments)."""
+    notebook: str = ""
+    """The lab notebook (reports/notebook.md on the main checkout) as prompts show it, bounded
+    (autosae.sprint.notebook.render_for_prompt); the researcher's edits in it are steering."""
+    recorded: list[str] = field(default_factory=list)
+    """The ids of the sprints the ledger holds (all settings): what a notebook entry may cite."""
     amend: Callable[[dict], str] | None = None
     """amend(args) -> reply: records pilot notes beside the proposal (the implement phase's
     amend_proposal tool); raises ValueError with what is wrong. None where it is not offered."""
@@ -166,6 +171,10 @@ class Proposal:
 class Conclusion:
     text: str
     """Markdown: what the numbers say, alternative explanations, next steps."""
+    notebook: list = field(default_factory=list)
+    """Entries for the lab notebook (reports/notebook.md), as the agent gave them:
+    [{"section": findings | refuted | questions | candidates, "text", "sprints": [ids]}];
+    the engine checks them (autosae.sprint.notebook) and writes their evidence."""
 
 
 class Agent(Protocol):

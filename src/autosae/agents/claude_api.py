@@ -41,8 +41,8 @@ from autosae.agents.claude_tools import (
     VIEW,
     amend_tool,
     call,
-    check_conclusion,
     check_proposal,
+    concluded,
     experiment_tool,
     implemented,
     string,
@@ -186,7 +186,7 @@ class AnthropicAgent:
             prompt,
             [VIEW, FINISH["conclude"]],
             {"str_replace_based_edit_tool": Files(worktree, writable=False).call},
-            check_conclusion,
+            concluded(ctx),
         )
         return conclusion_markdown(out)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from autosae.harness.options import MAX_VARIANT_BYTES
 from autosae.harness.quick import FULL_BUDGET_SAMPLES
 from autosae.harness.validation import QUICK_SEED_SPAN
 from autosae.parents import baseline_error, baseline_parents
+from autosae.sprint.notebook import SECTIONS as NOTEBOOK_SECTIONS
+from autosae.sprint.notebook import check_entries
 
 
 def tool(name: str, description: str, properties: dict, required: list[str]) -> dict:
@@ -155,6 +157,19 @@ FINISH = {
             "alternatives": {"type": "array", "items": STR},
             "conclusion": STR,
             "next_steps": {"type": "array", "items": STR},
+            "notebook": {
+                "type": "array",
+                "description": "optional entries for the lab notebook, each citing the sprints that are its evidence",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "section": {"type": "string", "enum": list(NOTEBOOK_SECTIONS)},
+                        "text": STR,
+                        "sprints": {"type": "array", "items": STR},
+                    },
+                    "required": ["section", "text"],
+                },
+            },
         },
         ["checks", "alternatives", "conclusion", "next_steps"],
     ),
@@ -346,9 +361,16 @@ def check_proposal(args: dict) -> dict:
     return args
 
 
-def check_conclusion(args: dict) -> dict:
+def concluded(ctx) -> Callable[[dict], dict]:
+    """The conclude phase's `finish` check, which knows the sprints a notebook entry may cite
+    (the ledger's, and this sprint's own)."""
+    return lambda args: check_conclusion(args, ctx.recorded, ctx.sprint_id)
+
+
+def check_conclusion(args: dict, recorded: Collection[str] = (), sprint_id: str | None = None) -> dict:
     """Every field that is wrong, named at once (one refusal, one fix)."""
-    wrong = [
+    _, problems = check_entries(args.get("notebook"), recorded, sprint_id)
+    wrong = [*problems] + [
         f"{key}: expected a non-empty string (say what you checked and concluded)"
         for key in ("checks", "conclusion")
         if not isinstance(args.get(key), str) or not args[key].strip()

@@ -98,6 +98,7 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
     mine = worktree / "sprints" / (ctx.sprint_id or "?") / "variant.py"
     from autosae.report.evidence import QUICK_NOTE, amendments_text, quick_runs_text
     from autosae.report.format import MISSING, fmt_floor
+    from autosae.sprint.notebook import MAX_ENTRIES
 
     prompt = render(
         "conclude.md.j2",
@@ -120,6 +121,7 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
         amended=amendments_text(ctx.amendments),
         quick_runs=quick_runs_text(ctx.quick_runs) if ctx.quick_runs else "",
         quick_note=QUICK_NOTE,
+        notebook_max=MAX_ENTRIES,
     )
     return worktree, prompt
 
@@ -190,7 +192,7 @@ def conclusion_markdown(out: dict) -> Conclusion:
         "**Next steps**",
         *[f"- {s}" for s in items(out["next_steps"])],
     ]
-    return Conclusion("\n".join(lines))
+    return Conclusion("\n".join(lines), notebook=out.get("notebook") or [])
 
 
 def parent_variant(project_root: Path | None, parent: str | None) -> Path | None:

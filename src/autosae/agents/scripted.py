@@ -8,6 +8,8 @@ An action (every key but `title` optional):
     variant:    a reference variant's name (`autosae variants`) or Python source text
     readme:     README.md text (default: built from title, idea, hypothesis and plan)
     conclusion: the conclusion text (default: one line quoting the verdict)
+    notebook:   lab-notebook entries as the LLM backends give them: [{section, text, sprints}];
+                a cited id "$this" is the sprint itself, "$N" the project's N-th recorded sprint
     fail:       propose | implement | conclude: raise AgentError there
     sleep:      {phase: seconds}, so tests can act while the agent is busy
     wait:       {phase: path}: wait (at most a minute) until the project's file `path` exists,
@@ -96,9 +98,31 @@ class ScriptedAgent:
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         action = self._action(ctx, "conclude")
+        notebook = _cited(action.get("notebook") or [], ctx)
         if "conclusion" in action:
-            return Conclusion(action["conclusion"])
+            return Conclusion(action["conclusion"], notebook=notebook)
         objective = verdict.get("objective", "f1")
         mean = ((results.get("summary") or {}).get(objective) or {}).get("mean")
         shown = "no score" if mean is None else f"{objective.upper()} {mean:.4f}"
-        return Conclusion(f"Scripted conclusion: {verdict.get('verdict')} ({shown}).")
+        return Conclusion(f"Scripted conclusion: {verdict.get('verdict')} ({shown}).", notebook=notebook)
+
+
+def _cited(entries: object, ctx: AgentContext) -> object:
+    """The script's notebook entries with `$this` and `$N` (1-based) in `sprints` replaced by
+    sprint ids, so that a script can cite sprints whose ids it cannot know."""
+    if not isinstance(entries, list):
+        return entries
+
+    def sprint(ref: object) -> object:
+        if ref == "$this":
+            return ctx.sprint_id
+        if isinstance(ref, str) and ref[:1] == "$" and ref[1:].isdigit() and 0 < int(ref[1:]) <= len(ctx.recorded):
+            return ctx.recorded[int(ref[1:]) - 1]
+        return ref
+
+    return [
+        {**e, "sprints": [sprint(r) for r in e["sprints"]]}
+        if isinstance(e, dict) and isinstance(e.get("sprints"), list)
+        else e
+        for e in entries
+    ]

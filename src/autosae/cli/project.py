@@ -79,6 +79,10 @@ def status(project_dir: ProjectDir = None) -> None:
         "refused repeats",
         f"{count} proposals refused as repeats of past sprints" + (f" (see {refused})" if count else ""),
     )
+    from autosae.sprint.notebook import NOTEBOOK, count_entries, read
+
+    text, problem = read(project.root)
+    emit("notebook", problem or f"{count_entries(text)} entries in {NOTEBOOK}")
     explored = sum(bool(r.get("explore")) for r in rows)
     emit("exploration", f"{explored} of {len(rows)} sprints explored far from the best")
     bare = [r["id"] for r in rows if r.get("sandboxed") is False]

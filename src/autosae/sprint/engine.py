@@ -36,6 +36,7 @@ from autosae.sprint.common import (
 from autosae.sprint.gitexact import GitFailed, git_error
 from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest, is_exploration
 from autosae.sprint.ledger import best_row, in_setting, past_sprint
+from autosae.sprint.notebook import NOTEBOOK, render_for_prompt
 from autosae.sprint.phases import implement, refuse_links, score, train, verify
 from autosae.sprint.project import Project
 from autosae.sprint.reporting import announce, report
@@ -297,6 +298,8 @@ class Engine:
             record_dir=self.agent_dir(state.id if state else PROPOSING),
             experiment=self.experimenter(state, cfg) if state else None,
             amend=self.amender(state) if state else None,
+            notebook=render_for_prompt(self.project.root),
+            recorded=[r["id"] for r in rows if isinstance(r.get("id"), str)],
             log=self.detail,
             card=render_card(profile, cfg, baselines, counted_time_limit(cfg, profile), project_root=self.project.root),
             literature=cfg.agent.literature.resolved(),
@@ -395,7 +398,9 @@ class Engine:
         if not gitops.has_commits(self.repo):
             raise AutosaeError("the project repository has no commit yet; run `autosae init`")
         branch = gitops.current_branch(self.repo)
-        gitops.refuse_dirty(self.repo, allow)
+        gitops.refuse_dirty(
+            self.repo, (NOTEBOOK, *allow)
+        )  # the researcher's notebook edits: committed with its next entry
         return branch
 
     def check_sandbox(self, cfg: TaskConfig, backend: str) -> bool:

@@ -197,6 +197,12 @@ def init_project(
         keep = folder / ".gitkeep"
         if not any(folder.iterdir()):
             keep.write_text("")
+    from autosae.sprint.notebook import NOTEBOOK, empty
+
+    notebook = root / NOTEBOOK
+    if not notebook.exists() and not notebook.is_symlink():  # the researcher's notebook is kept
+        notebook.write_text(empty())
+        done.append(f"{NOTEBOOK}: the lab notebook, yours to edit")
     guide = project_templates(root) / "README.md"
     if not guide.exists():  # the researcher's own notes there are kept
         guide.parent.mkdir(exist_ok=True)

@@ -21,7 +21,7 @@ from autosae.errors import AutosaeError
 from autosae.harness.seal import read_verified
 from autosae.records import LedgerRow
 from autosae.report.record import folder_files, variant_diff
-from autosae.sprint import gitexact, gitops
+from autosae.sprint import gitexact, gitops, notebook
 from autosae.sprint.common import TRUSTED_FILES, crash_point, proposal_of
 from autosae.sprint.ledger import in_setting, parse_ledger, read_ledger, write_ledger
 from autosae.sprint.state import SprintState, iso
@@ -89,6 +89,7 @@ def report(s: Sprint) -> None:
     crash_point("reporting")
     with engine.lock:
         merge(s, results)
+        write_notebook(s)
         gitops.remove_worktree(engine.repo, engine.project.worktrees_dir / state.id)
 
 
@@ -127,13 +128,44 @@ def conclude(s: Sprint, results: dict | None) -> str:
     ctx.quick_runs, ctx.amendments = list(state.quick_runs), list(state.amendments)
     with s.charging():
         try:
-            text = s.agent.conclude(proposal_of(state), results, state.verdict, ctx).text
+            answer = s.agent.conclude(proposal_of(state), results, state.verdict, ctx)
+            text = answer.text + notebook_lines(s, results, answer.notebook, rows)
         except BudgetReached as exc:
             state.stop = f"budget reached: {exc}"
             text = f"(No conclusions were drawn: {exc}.)"
         except AgentError as exc:
             text = f"(The {state.backend} agent could not draw conclusions: {exc}.)"
     return text
+
+
+def notebook_lines(s: Sprint, results: dict, raw: object, rows: list[dict]) -> str:
+    """The conclusion's lab-notebook entries, checked against the ledger and written out with
+    their evidence into state.notebook (added to the notebook after the merge); an entry
+    that cites no recorded sprint, or is malformed, is left out with a warning, and the
+    conclusion's note on it ("" when none was left out)."""
+    state = s.state
+    entries, problems = notebook.check_entries(raw, {r.get("id") for r in rows}, state.id)
+    state.notebook = notebook.lines_for(entries, [*rows, ledger_row(state, results)], state.backend, state.id)
+    for problem in problems:
+        s.say("notebook", f"warning: left out: {problem}")
+    return f"\n\n(autosae left out notebook entries: {'; '.join(problems)}.)" if problems else ""
+
+
+def write_notebook(s: Sprint) -> None:
+    """The conclusion's notebook lines in reports/notebook.md, in a commit of their own on the
+    main branch after the sprint's merge (so every sprint they cite is on main); the caller
+    holds the engine's lock. A resumed sprint whose lines are there already adds none."""
+    state = s.state
+    if not state.notebook or state.notebook_done:
+        return
+    commit, why = notebook.write_lines(
+        s.engine.project.root, s.engine.repo, state.notebook, f"notebook: {state.id} ({state.backend})"
+    )
+    if why:
+        s.say("notebook", f"warning: {why}")
+    crash_point("notebook")
+    state.notebook_done = True
+    s.save()
 
 
 CURVES_BYTES = 32 << 20

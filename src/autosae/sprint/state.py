@@ -86,6 +86,11 @@ class SprintState:
     """Why the sprint failed before or in training (agent error, variant crash, ...)."""
     verdict: dict[str, Any] | None = None
     conclusion: str | None = None
+    notebook: list[dict[str, str]] = field(default_factory=list)
+    """The conclusion's lab-notebook lines ([{"section", "line"}], evidence written in), fixed when
+    it is drawn (autosae.sprint.notebook)."""
+    notebook_done: bool = False
+    """They are in the notebook's commit on the main branch (a resumed sprint never adds them twice)."""
     commit: str | None = None
     """The sprint's last commit on its branch."""
     pid: int | None = None

@@ -175,4 +175,27 @@ class RecipeAgent:
     # -- conclusions ------------------------------------------------------------------------
 
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
-        return Conclusion(conclusion_text(proposal, results, verdict, ctx.past, ctx.project_root))
+        text = conclusion_text(proposal, results, verdict, ctx.past, ctx.project_root)
+        return Conclusion(text, notebook=self._notebook(proposal, verdict, ctx))
+
+    def _notebook(self, proposal: Proposal, verdict: dict, ctx: AgentContext) -> list[dict]:
+        """The lab notebook's entry for this sprint, from what the search tried and the verdict:
+        a setting that helped significantly is a finding, one that hurt or changed nothing a
+        dead end, an inconclusive one an open question; a failed run or a no-op says nothing."""
+        v, objective = verdict.get("verdict"), str(verdict.get("objective") or "f1").upper()
+        if not proposal.config or verdict.get("noop") or v not in ("improved", "worse", "no change", "inconclusive"):
+            return []
+        parent_config, config = self._parent_config(proposal.parent, ctx), normalise(proposal.config)
+        fields = main_changes(changes(parent_config, config))
+        change = ", ".join(describe(f, config[f]) for f in fields) or summarise(config)
+        on = f"{change} on {proposal.parent or BASELINE}"
+        section, text = {
+            "improved": ("findings", f"{on} improves {objective} significantly."),
+            "worse": ("refuted", f"{on} lowers {objective} significantly."),
+            "no change": ("refuted", f"{on} makes no measurable difference to {objective} (within the noise floor)."),
+            "inconclusive": (
+                "questions",
+                f"Does {on} help? It moved {objective} past the noise floor, not significantly.",
+            ),
+        }[v]
+        return [{"section": section, "text": text, "sprints": [ctx.sprint_id] if ctx.sprint_id else []}]
