@@ -98,8 +98,9 @@ def ablation_table(record: object) -> dict | None:
 
 
 def notebook_lines(root: Path, start: datetime | None) -> list[str] | None:
-    """The lines added to reports/notebook.md on this branch since `start` (None: no notebook).
-    Bounded to NOTEBOOK_LINES, the last ones kept."""
+    """The entries (bullet lines) added to reports/notebook.md on this branch since `start`
+    (None: no notebook): not its header or headings, which `autosae init` writes. Bounded to
+    NOTEBOOK_LINES, the last ones kept."""
     if not (root / NOTEBOOK).is_file():
         return None
     args = ["git", "log", "--format=", "-p", "--no-color", "--no-ext-diff", "--reverse"]
@@ -112,12 +113,7 @@ def notebook_lines(root: Path, start: datetime | None) -> list[str] | None:
     except (OSError, subprocess.SubprocessError):
         return []
     added = [line[1:] for line in out.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    added = added[-NOTEBOOK_LINES:]
-    while added and not added[0].strip():
-        added.pop(0)
-    while added and not added[-1].strip():
-        added.pop()
-    return added
+    return [line for line in added if line.lstrip().startswith(("- ", "* "))][-NOTEBOOK_LINES:]
 
 
 def stuck_events(night: list[dict]) -> list[str]:
