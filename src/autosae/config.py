@@ -20,6 +20,7 @@ from autosae.harness.devices import parse_gpus
 from autosae.harness.validation import reserved_seed_problem
 from autosae.settings import (
     DEFAULT_DOMAINS,
+    AblationSettings,
     AgentSettings,
     Budgets,
     ConstraintOverrides,
@@ -50,6 +51,7 @@ __all__ = [  # the sub-settings live in autosae.settings; callers import them fr
     "DiversitySettings",
     "HeldOutSettings",
     "QuickSettings",
+    "AblationSettings",
     "LauncherSettings",
     "LimitSettings",
     "LiteratureSettings",
@@ -91,6 +93,8 @@ class TaskConfig(Strict):
     diversity: DiversitySettings = Field(default_factory=DiversitySettings)
     heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
     quick: QuickSettings = Field(default_factory=QuickSettings)
+    ablation: AblationSettings = Field(default_factory=AblationSettings)
+    """Ablations of every new best: each declared part trained removed (autosae.sprint.ablation)."""
     """The agent's quick runs: when they train at full budget, and their seeds."""
     notify: NotifySettings = Field(default_factory=NotifySettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)

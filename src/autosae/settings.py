@@ -232,6 +232,26 @@ class HeldOutSettings(Strict):
         return value
 
 
+class AblationSettings(Strict):
+    """Ablations of every new best (autosae.sprint.ablation): each part its implementer declared
+    in parts.json trained removed, to show what carries the gain."""
+
+    auto: bool = True
+    """Ablate every confirmed new best that declares parts; false turns the phase off."""
+    seeds: int | None = Field(None, ge=2, le=8)
+    """Seeds per ablated part (0 .. seeds-1); None: the project's counted seeds."""
+    samples: int | None = Field(None, ge=1)
+    """Training samples per ablation run; None: the profile's budget (the counted run's)."""
+
+    @field_validator("seeds")
+    @classmethod
+    def _counted_seeds(cls, value: int | None) -> int | None:
+        problem = None if value is None else reserved_seed_problem([value - 1])
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
 class NotifySettings(Strict):
     slack_webhook: str | None = None
     """A Slack incoming-webhook URL for sprint verdicts and loop stops. TASK.md is committed,

@@ -15,12 +15,16 @@ An action (every key but `title` optional):
     wait:       {phase: path}: wait (at most a minute) until the project's file `path` exists,
                 so that a test acts at a known point (e.g. `.autosae/STOP`: until a stop arrives)
     cost_usd:   what the action "costs", to exercise budgets
+    parts:      the sprint's parts.json (what carries the gain, autosae.sprint.ablation): a list
+                written as JSON, or text written as it is
+    files:      {name: text}: more files in the sprint folder (an ablation's off_file, say)
     amend:      {pilot_notes, hypothesis?, plan?}: recorded while implementing, as the LLM
                 backends' amend_proposal tool records it
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -90,6 +94,11 @@ class ScriptedAgent:
             f"## Hypothesis\n{proposal.hypothesis}\n\n## Plan\n{proposal.plan}\n"
         )
         (sprint_dir / "README.md").write_text(readme)
+        for name, text in (action.get("files") or {}).items():
+            (sprint_dir / name).write_text(refs[text].read_text() if text in refs else text)
+        if action.get("parts") is not None:
+            parts = action["parts"]
+            (sprint_dir / "parts.json").write_text(parts if isinstance(parts, str) else json.dumps(parts))
         if action.get("amend") is not None and ctx.amend is not None:
             try:
                 ctx.amend(action["amend"] if isinstance(action["amend"], dict) else {"pilot_notes": action["amend"]})

@@ -404,6 +404,7 @@ def report_content(sprint: dict, results: dict | None, verdict: dict, curves: di
         "amendments": clean_amendments(sprint.get("amendments")),
         "obj_name": verdict.get("objective", "f1").upper(),
         "held_out": verdict.get("held_out") or [],
+        "ablation": ablation_rows(verdict),
         "transfer": None,  # the sprint's transfer to a language model: report.sprint reads it from its folder
         "wall_s": wall_time(sprint),
         "tokens": sprint.get("tokens") or {},
@@ -424,4 +425,30 @@ def report_content(sprint: dict, results: dict | None, verdict: dict, curves: di
         ),
         "failure_sections": failure_sections(results, verdict),
         "conclusion_sections": conclusion_sections(sprint),
+    }
+
+
+def ablation_rows(verdict: dict) -> dict | None:
+    """The "what carries the gain" table from the verdict's ablation (autosae.sprint.ablation):
+    {note, rows: [{part, what, delta, p, class}]}; None where none was run or refused."""
+    ablation, note = verdict.get("ablation"), verdict.get("ablation_note")
+    if not isinstance(ablation, dict):
+        return {"note": str(note), "rows": []} if note else None
+    rows = [r for r in ablation.get("rows") or [] if isinstance(r, dict)][:8]
+    seeds = ablation.get("seeds") if isinstance(ablation.get("seeds"), list) else []
+    samples = ablation.get("samples")
+    return {
+        "note": f"{len(seeds)} seeds, {samples:,} training samples per run"
+        if isinstance(samples, int)
+        else f"{len(seeds)} seeds",
+        "rows": [
+            {
+                "part": r.get("part"),
+                "what": r.get("what") or "",
+                "delta": r.get("delta") if isinstance(r.get("delta"), (int, float)) else None,
+                "p": r.get("p") if isinstance(r.get("p"), (int, float)) else None,
+                "class": r.get("class") or "—",
+            }
+            for r in rows
+        ],
     }

@@ -25,6 +25,7 @@ from autosae.config import TaskConfig
 from autosae.errors import AutosaeError
 from autosae.jsonio import read_json
 from autosae.sprint import gitops, ideation
+from autosae.sprint.ablation import ablate
 from autosae.sprint.common import (
     PROPOSING,
     Sprint,
@@ -60,6 +61,7 @@ PHASES: tuple[tuple[str, Callable[[Sprint], None]], ...] = (
     ("training", train),
     ("scoring", score),
     ("verifying", verify),
+    ("ablating", ablate),
     ("reporting", report),
 )
 """The phases in order, by the name a saved state records: the one place the order lives.

@@ -155,11 +155,16 @@ def write_notebook(s: Sprint) -> None:
     """The conclusion's notebook lines in reports/notebook.md, in a commit of their own on the
     main branch after the sprint's merge (so every sprint they cite is on main); the caller
     holds the engine's lock. A resumed sprint whose lines are there already adds none."""
+    from autosae.sprint.ablation import notebook_entries
+
     state = s.state
-    if not state.notebook or state.notebook_done:
+    found = notebook_entries(state)
+    ablated = notebook.lines_for(found, read_ledger(s.engine.project.ledger_path), "autosae ablation", state.id)
+    lines = [*(state.notebook or []), *ablated]
+    if not lines or state.notebook_done:
         return
     commit, why = notebook.write_lines(
-        s.engine.project.root, s.engine.repo, state.notebook, f"notebook: {state.id} ({state.backend})"
+        s.engine.project.root, s.engine.repo, lines, f"notebook: {state.id} ({state.backend})"
     )
     if why:
         s.say("notebook", f"warning: {why}")
