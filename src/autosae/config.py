@@ -34,6 +34,7 @@ from autosae.settings import (
     QuickSettings,
     SlackSettings,
     Strict,
+    StuckSettings,
     TrackingSettings,
     WandbSettings,
     check_seeds,
@@ -48,6 +49,7 @@ __all__ = [  # the sub-settings live in autosae.settings; callers import them fr
     "Budgets",
     "ConstraintOverrides",
     "DiversitySettings",
+    "StuckSettings",
     "HeldOutSettings",
     "QuickSettings",
     "LauncherSettings",
@@ -89,6 +91,8 @@ class TaskConfig(Strict):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     diversity: DiversitySettings = Field(default_factory=DiversitySettings)
+    stuck: StuckSettings = Field(default_factory=StuckSettings)
+    """When the loop is stuck and what it does then (the ladder)."""
     heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
     quick: QuickSettings = Field(default_factory=QuickSettings)
     """The agent's quick runs: when they train at full budget, and their seeds."""
