@@ -35,6 +35,7 @@ from autosae.settings import (
     QuickSettings,
     SlackSettings,
     Strict,
+    StuckSettings,
     TrackingSettings,
     WandbSettings,
     check_seeds,
@@ -49,6 +50,7 @@ __all__ = [  # the sub-settings live in autosae.settings; callers import them fr
     "Budgets",
     "ConstraintOverrides",
     "DiversitySettings",
+    "StuckSettings",
     "HeldOutSettings",
     "QuickSettings",
     "AblationSettings",
@@ -91,6 +93,8 @@ class TaskConfig(Strict):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     diversity: DiversitySettings = Field(default_factory=DiversitySettings)
+    stuck: StuckSettings = Field(default_factory=StuckSettings)
+    """When the loop is stuck and what it does then (the ladder)."""
     heldout: HeldOutSettings = Field(default_factory=HeldOutSettings)
     quick: QuickSettings = Field(default_factory=QuickSettings)
     ablation: AblationSettings = Field(default_factory=AblationSettings)

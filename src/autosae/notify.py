@@ -70,3 +70,8 @@ def loop_notice(project_name: str, sprints: int, reason: str, best: dict | None)
     if best:
         text += f"\nbest so far: `{mrkdwn(best.get('id'))}` {mrkdwn(one_line(best.get('title'), 300))}, F1 {fmt_pm(best.get('f1'), 4)}, MCC {fmt_pm(best.get('mcc'), 4)}"
     return text
+
+
+def ladder_notice(project_name: str, text: str) -> str:
+    """A rung of the stuck ladder taken (or the ladder reset), for Slack."""
+    return f"*{mrkdwn(project_name)}*: {mrkdwn(text, 800)}"

@@ -204,6 +204,29 @@ class DiversitySettings(Strict):
     sees no past sprints then). 0 turns exploration off."""
 
 
+class StuckSettings(Strict):
+    """When the loop is stuck, and the ladder it then climbs (autosae.sprint.ladder)."""
+
+    after: int = Field(5, ge=0)
+    """Stuck after this many sprints in the setting without a confirmed gain (a new best whose
+    held-out outcome is confirmed, or any new best where held-out checks are off, and whose gain
+    over its parent is at least its recorded noise floor: a gain below the detectable effect does
+    not count). Each further `after` dry sprints climb one more rung. 0 turns the ladder off."""
+    rungs: list[Literal["review", "explore", "literature", "stop"]] = Field(
+        default_factory=lambda: ["review", "explore", "literature", "stop"]
+    )
+    """The rungs, bottom first: review (one step-back agent call, written into the notebook),
+    explore (the sprints at this rung explore from a parent off the best's line), literature
+    (the sprints at this rung recalibrate against published methods), stop (the loop stops)."""
+
+    @field_validator("rungs")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each rung may appear once")
+        return value
+
+
 class QuickSettings(Strict):
     """The agent's quick runs (`run_experiment`, autosae.harness.quick)."""
 

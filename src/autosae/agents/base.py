@@ -142,6 +142,10 @@ class AgentContext:
     (autosae.sprint.notebook.render_for_prompt); the researcher's edits in it are steering."""
     recorded: list[str] = field(default_factory=list)
     """The ids of the sprints the ledger holds (all settings): what a notebook entry may cite."""
+    ladder: str = ""
+    """The stuck ladder's rung this sprint runs at: "explore" (explore from a parent off the
+    best's line, the baseline or an older sprint) or "literature" (recalibrate against published
+    methods); "" when the loop is not stuck (autosae.sprint.ladder)."""
     amend: Callable[[dict], str] | None = None
     """amend(args) -> reply: records pilot notes beside the proposal (the implement phase's
     amend_proposal tool); raises ValueError with what is wrong. None where it is not offered."""
@@ -194,3 +198,8 @@ class Agent(Protocol):
     def conclude(self, proposal: Proposal, results: dict, verdict: dict, ctx: AgentContext) -> Conclusion:
         """Draw conclusions from the harness's results.json and the engine's verdict."""
         ...
+
+    # Optional: the stuck ladder's step-back review (autosae.sprint.ladder), outside any sprint:
+    # def review(self, ctx: AgentContext) -> dict:
+    #     """{untested_axes: [str], blind_spots: [str], argument_against: str} from the
+    #     notebook (ctx.notebook) and the ledger (ctx.past); a backend without it skips the rung."""

@@ -20,6 +20,8 @@ An action (every key but `title` optional):
     files:      {name: text}: more files in the sprint folder (an ablation's off_file, say)
     amend:      {pilot_notes, hypothesis?, plan?}: recorded while implementing, as the LLM
                 backends' amend_proposal tool records it
+    review:     the stuck ladder's step-back review after this many sprints:
+                {untested_axes, blind_spots, argument_against} (default: a fixed one)
 """
 
 from __future__ import annotations
@@ -114,6 +116,16 @@ class ScriptedAgent:
         mean = ((results.get("summary") or {}).get(objective) or {}).get("mean")
         shown = "no score" if mean is None else f"{objective.upper()} {mean:.4f}"
         return Conclusion(f"Scripted conclusion: {verdict.get('verdict')} ({shown}).", notebook=notebook)
+
+    def review(self, ctx: AgentContext) -> dict:
+        """The stuck ladder's step-back review: the script's `review` for this point, else a
+        fixed one naming what the script has not tried."""
+        action = self._action(ctx, "review")
+        return action.get("review") or {
+            "untested_axes": ["a scripted untested axis"],
+            "blind_spots": ["a scripted blind spot"],
+            "argument_against": f"{len(ctx.past)} scripted sprints brought no confirmed gain",
+        }
 
 
 def _cited(entries: object, ctx: AgentContext) -> object:

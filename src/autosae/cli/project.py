@@ -85,6 +85,14 @@ def status(project_dir: ProjectDir = None) -> None:
     emit("notebook", problem or f"{count_entries(text)} entries in {NOTEBOOK}")
     explored = sum(bool(r.get("explore")) for r in rows)
     emit("exploration", f"{explored} of {len(rows)} sprints explored far from the best")
+    from autosae.config import load_task
+    from autosae.errors import AutosaeError
+    from autosae.sprint import ladder
+
+    try:
+        emit("stuck", ladder.status_line(project, load_task(project.task_path).config, rows))
+    except AutosaeError as exc:
+        emit("stuck", f"not known: {exc}")
     bare = [r["id"] for r in rows if r.get("sandboxed") is False]
     emit(
         "unsandboxed",

@@ -131,6 +131,27 @@ def stuck_events(night: list[dict]) -> list[str]:
     return lines[:30]
 
 
+def ladder_lines(root: Path, start: datetime | None) -> list[tuple[str, str | None]]:
+    """The stuck ladder's events tonight (.autosae/ladder.json), each as (one line, the stop
+    reason where the event is the ladder's stop, else None)."""
+    from autosae.jsonio import read_json
+
+    try:
+        data = read_json(Path(root) / ".autosae" / "ladder.json")
+    except (OSError, ValueError):
+        return []
+    events = data.get("events") if isinstance(data, dict) and isinstance(data.get("events"), list) else []
+    since = start.strftime("%Y-%m-%dT%H:%M:%S") if start else ""
+    out = []
+    for e in events:
+        if not isinstance(e, dict) or str(e.get("at", "")) < since:
+            continue
+        rung, reason = str(e.get("rung", "?")), str(e.get("reason", ""))
+        line = f"after sprint {e.get('sprint_count')}: rung {rung}, {reason}; {e.get('outcome', '')}"[:300]
+        out.append((line, f"stuck: the ladder reached its stop ({reason})" if rung == "stop" else None))
+    return out[-30:]
+
+
 def longest_dry_run(night: list[dict]) -> int:
     """The most sprints in a row without a new best tonight."""
     run = best = 0
@@ -158,6 +179,9 @@ def digest_content(root: Path, rows: list[dict], objective: str = "f1", since: d
             "ablation": ablation_table(ablation),
         }
     stops = [r.get("stop") for r in night if r.get("stop")]
+    ladder_events = ladder_lines(root, start)
+    if ladder_events and ladder_events[-1][1]:  # the ladder's stop came after the last sprint
+        stops.append(ladder_events[-1][1])
     return {
         "start": start.strftime("%Y-%m-%d %H:%M UTC") if start else None,
         "since_given": since is not None,
@@ -176,7 +200,7 @@ def digest_content(root: Path, rows: list[dict], objective: str = "f1", since: d
         "best": best_info,
         "notebook": notebook_lines(root, start),
         "notebook_limit": NOTEBOOK_LINES,
-        "ladder": stuck_events(night),
+        "ladder": (stuck_events(night) + [line for line, _ in ladder_events])[-30:],
         "stop": stops[-1] if stops else None,
     }
 

@@ -43,6 +43,9 @@ class SprintRequest:
     max_turns: int | None = None
     usd_cap: float | None = None
     """What the caller (the loop's --budget-usd) still allows this sprint to spend."""
+    rung: str | None = None
+    """The stuck ladder's rung this sprint runs at (autosae.sprint.ladder): `explore` makes it
+    an exploration sprint, `literature` a recalibration against published methods."""
 
 
 def is_exploration(sprint_number: int, share: float) -> bool:
@@ -93,7 +96,13 @@ def start(engine, req: SprintRequest) -> SprintState:
     recorded = read_ledger(engine.project.ledger_path)
     rows = recorded + in_flight(engine)
     ctx = engine.context(cfg, task.body, profile, setting, rows, baselines, usd_cap=req.usd_cap)
-    ctx.explore = req.idea is None and is_exploration(len(rows), cfg.diversity.explore_share)
+    ctx.explore = req.idea is None and (req.rung == "explore" or is_exploration(len(rows), cfg.diversity.explore_share))
+    if req.idea is None and req.rung in ("explore", "literature"):
+        ctx.ladder = req.rung
+    if ctx.ladder == "literature" and (ctx.literature is None or "propose" not in ctx.literature["phases"]):
+        from autosae.settings import LiteratureSettings
+
+        ctx.literature = LiteratureSettings(phases=["propose"]).resolved()  # the rung forces it on
     shutil.rmtree(ctx.record_dir, ignore_errors=True)
     try:
         proposal = propose(engine, agent, ctx, req, in_setting(rows, setting))
@@ -103,7 +112,9 @@ def start(engine, req: SprintRequest) -> SprintState:
         raise
     parent = proposal.parent
     known = {r["id"] for r in recorded}
-    if ctx.explore and not (parent or "").startswith("baseline:"):
+    if ctx.ladder == "explore" and parent in known and parent not in line_of(recorded, setting):
+        pass  # the ladder's exploration may start from an older sprint off the best's line
+    elif ctx.explore and not (parent or "").startswith("baseline:"):
         parent = "baseline:matryoshka"  # far from the best: from the baseline
     elif not (parent in known or (parent or "").startswith("baseline:")):
         best = best_row(recorded, setting)
@@ -151,6 +162,17 @@ def start(engine, req: SprintRequest) -> SprintState:
     )
     crash_point("proposed")
     return state
+
+
+def line_of(rows: list[dict], setting: str) -> set[str]:
+    """The current best's line: the best and its ancestors among the recorded sprints."""
+    by_id = {r.get("id"): r for r in rows}
+    best = best_row(rows, setting)
+    line, at = set(), best["id"] if best else None
+    while at in by_id and at not in line:
+        line.add(at)
+        at = by_id[at].get("parent")
+    return line
 
 
 def in_flight(engine) -> list[dict]:

@@ -118,6 +118,16 @@ def _notify_stop(project: Project, sprints: int, reason: str, status: Callable[[
     )
 
 
+def _notify_rung(project: Project, cfg, text: str, status: Callable[[str], None]) -> None:
+    from autosae import notify
+
+    notify.post(
+        notify.webhook_url(cfg),
+        notify.ladder_notice(project.root.name, text),
+        lambda line: status(f"{time.strftime('%H:%M:%S')} loop | {line}"),
+    )
+
+
 def request_stop(project: Project, by: str) -> str | None:
     """Ask the running loop to stop after its current sprint (a STOP file it reads before
     each sprint); the loop's command and pid, or None when no loop runs."""
@@ -191,6 +201,8 @@ class Lanes:
         self.resume: list = []
         self.cfg = None
         """TASK.md's settings as the last stop check read them."""
+        self.restarted = False
+        """Whether this loop has looked at a ladder left at its stop by an earlier loop."""
 
     def run(self) -> LoopOutcome:
         with ProjectLock(self.project, "autosae loop", log=self.status):
@@ -254,10 +266,14 @@ class Lanes:
                         cap = self.take_start()
                         if self.reason or self.error is not None:
                             return
+                        rung = self.climb(engine)
+                        if self.reason:
+                            self.count -= 1
+                            return
                 if state is None:
                     verification.run_queued(engine)  # asked for from Slack: before the next sprint
                     try:
-                        state = engine.start(replace(self.request, usd_cap=cap))
+                        state = engine.start(replace(self.request, usd_cap=cap, rung=rung))
                     except BudgetExhausted as exc:
                         with self.lock:
                             self.tally.capped, self.count = str(exc), self.count - 1
@@ -275,6 +291,53 @@ class Lanes:
                 if self.error is None:
                     self.error = exc
                     self.reason = str(exc)
+
+    def climb(self, engine) -> str | None:
+        """The stuck ladder before a new sprint (under the lock): take the next rung when it is
+        due (or finish one a killed loop left pending), say so here and in Slack, and return
+        the rung the next sprint runs at (None: not stuck). The stop rung sets self.reason."""
+        from autosae.sprint import ladder
+
+        cfg = self.cfg
+        rows = read_ledger(self.project.ledger_path)
+        if not self.restarted:
+            self.restarted = True
+            reset = ladder.restart(self.project, cfg, rows)
+            if reset is not None:
+                self.say(f"stuck ladder: back at the bottom ({reset['reason']})")
+        state, pending, new = ladder.climb(self.project, cfg, rows)
+        for e in new:
+            text = (
+                f"stuck ladder: back at the bottom ({e['reason']})"
+                if e["rung"] == "reset"
+                else f"stuck: rung {e['rung']}, {ladder.RUNG_TEXT.get(e['rung'], '')}: {e['reason']}"
+            )
+            self.say(text)
+            _notify_rung(self.project, cfg, text, self.status)
+        if pending:
+            outcome = self.take_rung(engine, cfg, pending, rows)
+            ladder.complete(self.project, state, outcome)
+            self.say(f"stuck ladder: {pending}: {outcome}")
+        rung = ladder.current(state, list(cfg.stuck.rungs))
+        if rung == "stop" and not self.reason:
+            taken = next((e for e in reversed(state["events"]) if e.get("rung") == "stop"), {})
+            self.reason = f"stuck: the ladder reached its stop ({taken.get('reason', 'no confirmed gain')})"
+        return rung
+
+    def take_rung(self, engine, cfg, rung: str, rows: list[dict]) -> str:
+        """A rung's action, in one line of outcome."""
+        from autosae.sprint import ladder
+
+        if rung == "review":
+            try:
+                return ladder.run_review(engine, cfg, load_task(self.project.task_path).body, rows)
+            except AutosaeError as exc:
+                return f"the review failed: {exc}"
+        if rung == "stop":
+            return "the loop stops"
+        if rung == "explore":
+            return "the sprints at this rung explore from a parent off the best's line"
+        return "the sprints at this rung recalibrate against the literature"
 
     def next_resume(self, number: int):
         """An unfinished sprint for this lane to resume (counted as started), if any is left

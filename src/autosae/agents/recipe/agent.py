@@ -55,6 +55,28 @@ class RecipeAgent:
 
     # -- ideation ---------------------------------------------------------------------------
 
+    def review(self, ctx: AgentContext) -> dict:
+        """The stuck ladder's step-back review, from the search's state: the known-good single
+        changes no sprint has made, the fields the past sprints never changed, and the case
+        against the current line."""
+        made = {
+            f"{field}={value}"
+            for field, value in search.KNOWN_GOOD
+            if any(search._made(p, field, value, ctx.past) for p in ctx.past)
+        }
+        untested = [f"{field}={value}" for field, value in search.KNOWN_GOOD if f"{field}={value}" not in made]
+        changed = {k for p in ctx.past if p.config for k, v in normalise(p.config).items() if v != normalise({})[k]}
+        blind = sorted(k for k in normalise({}) if k not in changed)
+        parent = self._start(ctx)[1]
+        return {
+            "untested_axes": untested or [f"a change of {k}" for k in blind[:3]],
+            "blind_spots": [f"no sprint has changed {k}" for k in blind[:3]],
+            "argument_against": (
+                f"{len(ctx.past)} sprints since building on {parent} brought no confirmed gain: "
+                "its neighbourhood may be exhausted, or the gains there below what the seeds detect"
+            ),
+        }
+
     def _start(self, ctx: AgentContext) -> tuple[dict, str]:
         if ctx.best is not None and ctx.best.config:
             return normalise(ctx.best.config), ctx.best.id
