@@ -43,8 +43,8 @@ def test_a_full_sprint_is_recorded_on_main(project):
     proc = autosae("sprint", cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sid = SPRINT_ID.search(proc.stdout).group(1)
-    # every phase says what it does (verifying only when a new best goes to the held-out models)
-    for phase in (PROPOSED, *(name for name, _ in PHASES if name != "verifying"), "done"):
+    # every phase says what it does (verifying and ablating only for a new best)
+    for phase in (PROPOSED, *(name for name, _ in PHASES if name not in ("verifying", "ablating")), "done"):
         assert f"{sid} | {phase}" in proc.stdout
     repo = git.Repo(project)
     folder = project / "sprints" / sid
