@@ -105,7 +105,14 @@ def test_an_idea_from_slack_runs_in_its_own_thread_and_stop_is_honoured(project,
         assert "*Hypothesis:* &lt;!channel&gt; stop &lt;https://evil.example|the report&gt;" in proposal
         assert "<!channel>" not in slack.transcript()  # nothing an agent wrote can broadcast
         assert f"Idea #1 from the queue, asked for by <@{ALLOWED}>" in proposal
-        assert [p.split("_")[1] for p in phases] == ["implementing", "training", "scoring", "verifying", "ablating", "reporting"]
+        assert [p.split("_")[1] for p in phases] == [
+            "implementing",
+            "training",
+            "scoring",
+            "verifying",
+            "ablating",
+            "reporting",
+        ]
         from autosae.report.format import fmt_pm
 
         parent = json.loads((project / "sprints" / row["id"] / "verdict.json").read_text())["parent"]
