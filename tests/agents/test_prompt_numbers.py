@@ -211,3 +211,18 @@ def test_lessons_keep_whole_sentences_and_the_end_of_long_pilot_notes():
     shown = ends(notes, PILOT_CHARS)
     assert len(shown) <= PILOT_CHARS and shown.startswith("Pilot 1") and shown.endswith("Pilot 2 reversed it: +0.009.")
     assert " … " in shown and ends("short. notes.", PILOT_CHARS) == "short. notes."
+
+
+def test_the_conclude_prompt_shows_a_new_bests_ablations_as_a_table():
+    results = {"status": "ok", "summary": {"f1": {"mean": 0.8, "std": 0.01, "n": 2}}, "per_seed": []}
+    rows = [
+        {"part": "lista", "what": "one LISTA\nstep", "delta": 0.021, "p": 0.004, "class": "load-bearing"},
+        {"part": "term", "what": "TERM loss", "delta": -0.012, "p": 0.03, "class": "parasitic"},
+    ]
+    verdict = {"verdict": "improved", "new_best": True, "ablation": {"objective": "f1", "seeds": [0, 1], "rows": rows}}
+    _, prompt = conclude_prompt(Proposal("LISTA", "i", "h", "p", parent="s2"), results, verdict, context())
+    assert "part | what | F1 with it minus without | p | class" in prompt
+    assert "lista | one LISTA step | +0.0210 | 0.004 | load-bearing" in prompt  # one line, whatever the agent wrote
+    assert "term | TERM loss | -0.0120 | 0.030 | parasitic" in prompt
+    _, none = conclude_prompt(Proposal("LISTA", "i", "h", "p", parent="s2"), results, {"verdict": "worse"}, context())
+    assert "The ablations of this new best" not in none

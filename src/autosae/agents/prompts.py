@@ -117,6 +117,7 @@ def conclude_prompt(proposal: Proposal, results: dict, verdict: dict, ctx: Agent
         beside=metrics_beside(results.get("summary") or {}, ctx.parent_metrics, proposal.parent or "-"),
         floor=fmt_floor(verdict.get("noise_floor"), verdict.get("noise_floor_note")).replace(MISSING, "-"),
         curves=curves_text(ctx.curves),
+        ablation=ablation_text(verdict),
         parent_curves=curves_text(ctx.parent_curves),
         amended=amendments_text(ctx.amendments),
         quick_runs=quick_runs_text(ctx.quick_runs) if ctx.quick_runs else "",
@@ -152,6 +153,24 @@ def metrics_beside(mine: dict, parent: dict | None, parent_id: str) -> str:
     names += sorted(m for m in {*mine, *parent} - set(names))
     lines = [f"metric | this sprint | parent {parent_id}"]
     lines += [f"{m} | {fmt_stat(mine.get(m), missing='-')} | {fmt_stat(parent.get(m), missing='-')}" for m in names]
+    return "\n".join(lines)
+
+
+def ablation_text(verdict: dict) -> str:
+    """The ablation phase's table (autosae.sprint.ablation) as lines, "" where none ran: each
+    declared part, the objective with it minus without it, Welch p, and its class."""
+    from autosae.report.format import fmt_delta, fmt_p
+
+    ablation = verdict.get("ablation")
+    if not isinstance(ablation, dict):
+        note = verdict.get("ablation_note")
+        return f"(no ablation: {note})" if note else ""
+    lines = [f"part | what | {str(ablation.get('objective') or 'f1').upper()} with it minus without | p | class"]
+    for r in [r for r in ablation.get("rows") or [] if isinstance(r, dict)][:8]:
+        delta = r.get("delta") if isinstance(r.get("delta"), (int, float)) else None
+        p = r.get("p") if isinstance(r.get("p"), (int, float)) else None
+        what = " ".join(str(r.get("what") or "").split())[:200]
+        lines.append(f"{r.get('part')} | {what} | {fmt_delta(delta, 4)} | {fmt_p(p)} | {r.get('class') or '-'}")
     return "\n".join(lines)
 
 
