@@ -159,18 +159,19 @@ def metrics_beside(mine: dict, parent: dict | None, parent_id: str) -> str:
 def ablation_text(verdict: dict) -> str:
     """The ablation phase's table (autosae.sprint.ablation) as lines, "" where none ran: each
     declared part, the objective with it minus without it, Welch p, and its class."""
+    from autosae.report.content import ablation_rows
     from autosae.report.format import fmt_delta, fmt_p
 
-    ablation = verdict.get("ablation")
+    table, ablation = ablation_rows(verdict), verdict.get("ablation")
+    if table is None:
+        return ""
     if not isinstance(ablation, dict):
-        note = verdict.get("ablation_note")
-        return f"(no ablation: {note})" if note else ""
+        return f"(no ablation: {table['note']})"
     lines = [f"part | what | {str(ablation.get('objective') or 'f1').upper()} with it minus without | p | class"]
-    for r in [r for r in ablation.get("rows") or [] if isinstance(r, dict)][:8]:
-        delta = r.get("delta") if isinstance(r.get("delta"), (int, float)) else None
-        p = r.get("p") if isinstance(r.get("p"), (int, float)) else None
-        what = " ".join(str(r.get("what") or "").split())[:200]
-        lines.append(f"{r.get('part')} | {what} | {fmt_delta(delta, 4)} | {fmt_p(p)} | {r.get('class') or '-'}")
+    for r in table["rows"]:
+        what = " ".join(str(r["what"]).split())[:200]
+        kind = "-" if r["class"] == "—" else r["class"]
+        lines.append(f"{r['part']} | {what} | {fmt_delta(r['delta'], 4)} | {fmt_p(r['p'])} | {kind}")
     return "\n".join(lines)
 
 

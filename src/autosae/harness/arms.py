@@ -123,6 +123,7 @@ def resolve_arms(
 ) -> list[Arm]:
     """The arms the agent asked for (None: the variant and its parent). Structure errors raise
     AutosaeError; an arm whose variant is not found is a row with its error."""
+    from autosae.parents import baseline_parents
     from autosae.variants import reference_variants
 
     if raw is None:
@@ -163,8 +164,7 @@ def resolve_arms(
             elif source.startswith("baseline:"):
                 ref = reference_variants().get(source.removeprefix("baseline:"))
                 if ref is None:
-                    known = ", ".join(f"baseline:{n}" for n in reference_variants())
-                    raise AutosaeError(f"unknown reference variant (known: {known})")
+                    raise AutosaeError(f"unknown reference variant (known: {', '.join(baseline_parents())})")
                 arm.variant, arm.cached = ref, True
             elif source.startswith("sprint:"):
                 arm.variant, arm.cached = sprint_variant(project_root, source.removeprefix("sprint:")), True
