@@ -63,11 +63,17 @@ class MaxTurns(Strict):
     propose: int = Field(15, ge=1)
     implement: int = Field(60, ge=1)
     conclude: int = Field(15, ge=1)
+    review: int = Field(15, ge=1)
+    """The stuck ladder's step-back review (one conversation outside any sprint)."""
 
     @model_validator(mode="before")
     @classmethod
     def _one_for_all(cls, value):
-        return {"propose": value, "implement": value, "conclude": value} if isinstance(value, int) else value
+        return (
+            {"propose": value, "implement": value, "conclude": value, "review": value}
+            if isinstance(value, int)
+            else value
+        )
 
 
 def _default_model() -> str:

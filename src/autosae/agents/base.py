@@ -200,6 +200,7 @@ class Agent(Protocol):
         ...
 
     # Optional: the stuck ladder's step-back review (autosae.sprint.ladder), outside any sprint:
-    # def review(self, ctx: AgentContext) -> dict:
+    # def review(self, ctx: AgentContext, reason: str = "") -> dict:
     #     """{untested_axes: [str], blind_spots: [str], argument_against: str} from the
-    #     notebook (ctx.notebook) and the ledger (ctx.past); a backend without it skips the rung."""
+    #     notebook (ctx.notebook) and the ledger (ctx.past); `reason` says why the loop is
+    #     stuck. Every backend has one; its cost is charged to the loop and the project."""

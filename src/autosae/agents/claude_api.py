@@ -5,6 +5,8 @@ Each phase is one conversation with its own tools, ended by the model calling `f
                finish(title, idea, hypothesis, plan, parent)
     implement: bash, str_replace_based_edit_tool, run_experiment, amend_proposal, finish(summary)
     conclude:  view (the worktree, read-only), finish(checks, alternatives, conclusion, next_steps)
+    review:    (the stuck ladder's step-back review, outside any sprint) view as when proposing,
+               finish(untested_axes, blind_spots, argument_against)
 With TASK.md's agent.literature on (propose by default, implement if listed), the phase also
 gets Anthropic's server-side web_search and web_fetch (autosae.agents.literature): the API runs
 them inside a response, their blocks go back unchanged, a paused turn ("pause_turn") is sent
@@ -42,6 +44,7 @@ from autosae.agents.claude_tools import (
     amend_tool,
     call,
     check_proposal,
+    check_review,
     concluded,
     experiment_tool,
     implemented,
@@ -55,6 +58,7 @@ from autosae.agents.prompts import (
     implement_prompt,
     library_mounts,
     propose_prompt,
+    review_prompt,
     system_prompt,
     turn_limits,
 )
@@ -189,6 +193,20 @@ class AnthropicAgent:
             concluded(ctx),
         )
         return conclusion_markdown(out)
+
+    def review(self, ctx: AgentContext, reason: str = "") -> dict:
+        """The stuck ladder's step-back review: one conversation that reads the project (as
+        proposing does, read-only) and answers with `finish`."""
+        ctx = dataclasses.replace(ctx, backend=self.name)
+        files = Files(Path(ctx.project_root or "."), writable=False, mounts=library_mounts(), shown=PROPOSE_SHOWN)
+        return self.converse(
+            "review",
+            ctx,
+            review_prompt(ctx, reason),
+            [VIEW, FINISH["review"]],
+            {"str_replace_based_edit_tool": files.call},
+            check_review,
+        )
 
     # -- the conversation --------------------------------------------------------------------
 

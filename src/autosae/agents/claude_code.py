@@ -6,6 +6,7 @@ built-in tools it needs (`--tools`, and the same list in --allowedTools):
     propose:   Read, Glob, Grep; run in a scratch folder that can read the project; answers JSON
     implement: Read, Write, Edit, Bash, Glob, Grep in the worktree (edits accepted)
     conclude:  Read, Glob, Grep in the worktree; answers JSON
+    review:    (the stuck ladder's step-back review, outside any sprint) as propose; answers JSON
 No sub-agents, schedulers, notebooks or background tools in any phase, and no Bash but while
 implementing. With TASK.md's agent.literature on for a phase (propose by default), WebSearch and
 WebFetch are offered there too, WebFetch only on the allowed domains (`WebFetch(domain:...)`
@@ -61,6 +62,7 @@ from autosae.agents.prompts import (
     implement_prompt,
     library_paths,
     propose_prompt,
+    review_prompt,
     system_prompt,
     turn_limits,
 )
@@ -76,6 +78,7 @@ PHASE_TOOLS = {
     "propose": ("Read", "Glob", "Grep"),
     "implement": ("Read", "Write", "Edit", "Bash", "Glob", "Grep"),
     "conclude": ("Read", "Glob", "Grep"),
+    "review": ("Read", "Glob", "Grep"),
 }
 """Claude Code's built-in tools offered in each phase (besides the web tools, where TASK.md's
 agent.literature allows them there, and autosae's own over MCP)."""
@@ -160,23 +163,8 @@ class ClaudeCodeAgent:
 
     def propose(self, ctx: AgentContext, idea: str | None = None) -> Proposal:
         ctx = dataclasses.replace(ctx, backend=self.name)
-        scratch = Path(ctx.record_dir or ".") / "propose-scratch"
-        scratch.mkdir(parents=True, exist_ok=True)
-        prompt = propose_prompt(ctx, idea) + f"\nThe project is at {ctx.project_root} (read it; change nothing).\n"
-        root = Path(ctx.project_root or ".")
-        shown = [p for p in (root / "sprints", root / "reports", root / "TASK.md") if p.exists()]
-        library = [Path(p) for p in library_paths().values()]
         out = _json_answer(
-            self.session(
-                "propose",
-                ctx,
-                prompt,
-                scratch,
-                [str(root), *map(str, library)],
-                writable=[scratch],
-                readable=[*shown, *library],
-            ),
-            ("title", "idea", "hypothesis", "plan"),
+            self.reading("propose", ctx, propose_prompt(ctx, idea)), ("title", "idea", "hypothesis", "plan")
         )
         return Proposal(
             title=str(out["title"])[:120],
@@ -185,7 +173,33 @@ class ClaudeCodeAgent:
             plan=str(out["plan"]),
             parent=str(out.get("parent") or "") or None,
             origin=str(out.get("origin") or ""),
-            sources=self.sources(ctx.record_dir or scratch, "propose"),
+            sources=self.sources(ctx.record_dir or Path(".") / "propose-scratch", "propose"),
+        )
+
+    def review(self, ctx: AgentContext, reason: str = "") -> dict:
+        """The stuck ladder's step-back review: a session that reads the project as proposing
+        does, read-only, and answers JSON (checked by autosae.sprint.ladder.clean_review)."""
+        ctx = dataclasses.replace(ctx, backend=self.name)
+        answer = self.reading("review", ctx, review_prompt(ctx, reason))
+        return _json_answer(answer, ("untested_axes", "blind_spots", "argument_against"))
+
+    def reading(self, phase: str, ctx: AgentContext, prompt: str) -> str:
+        """A session that only reads the project (sprints/, reports/, TASK.md) and the library,
+        from a scratch folder of its own: proposing and the review."""
+        scratch = Path(ctx.record_dir or ".") / f"{phase}-scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        prompt += f"\nThe project is at {ctx.project_root} (read it; change nothing).\n"
+        root = Path(ctx.project_root or ".")
+        shown = [p for p in (root / "sprints", root / "reports", root / "TASK.md") if p.exists()]
+        library = [Path(p) for p in library_paths().values()]
+        return self.session(
+            phase,
+            ctx,
+            prompt,
+            scratch,
+            [str(root), *map(str, library)],
+            writable=[scratch],
+            readable=[*shown, *library],
         )
 
     def sources(self, record_dir: Path | None, phase: str) -> list[dict[str, str]]:

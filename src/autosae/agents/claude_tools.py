@@ -173,6 +173,19 @@ FINISH = {
         },
         ["checks", "alternatives", "conclusion", "next_steps"],
     ),
+    "review": tool(
+        "finish",
+        "Submit the step-back review (it goes into the lab notebook).",
+        {
+            "untested_axes": {"type": "array", "items": STR, "description": "directions no sprint has tried"},
+            "blind_spots": {"type": "array", "items": STR, "description": "what the evidence cannot yet tell"},
+            "argument_against": {
+                "type": "string",
+                "description": "the strongest argument that the current line of work is a dead end",
+            },
+        },
+        ["untested_axes", "blind_spots", "argument_against"],
+    ),
 }
 
 
@@ -379,6 +392,22 @@ def check_conclusion(args: dict, recorded: Collection[str] = (), sprint_id: str 
         items = args.get(key)
         if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
             wrong.append(f"{key}: expected a non-empty list of strings")
+    if wrong:
+        raise ToolError("; ".join(wrong))
+    return args
+
+
+def check_review(args: dict) -> dict:
+    """The review's `finish`: every field that is wrong, named at once."""
+    wrong = [
+        f"{key}: expected a non-empty list of strings"
+        for key in ("untested_axes", "blind_spots")
+        if not isinstance(args.get(key), list)
+        or not args[key]
+        or not all(isinstance(i, str) and i.strip() for i in args[key])
+    ]
+    if not isinstance(args.get("argument_against"), str) or not args["argument_against"].strip():
+        wrong.append("argument_against: expected a non-empty string")
     if wrong:
         raise ToolError("; ".join(wrong))
     return args

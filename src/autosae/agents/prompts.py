@@ -13,7 +13,9 @@ from autosae.agents.base import AgentContext, Conclusion, Proposal
 from autosae.parents import baseline_parents
 from autosae.sprint.coverage import spans
 
-DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15}
+DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15, "review": 15}
+REVIEW_ITEMS = 4
+"""The most untested axes and blind spots the stuck ladder's review asks for and writes."""
 
 
 def render(name: str, project_root: Path | None = None, **values) -> str:
@@ -63,6 +65,23 @@ def propose_prompt(ctx: AgentContext, idea: str | None) -> str:
         backend=ctx.backend,
         power=ctx.power,
         baseline_parents=baseline_parents(),
+    )
+
+
+def review_prompt(ctx: AgentContext, reason: str) -> str:
+    """The stuck ladder's step-back review: the ledger, the notebook, the power block, and the
+    three things to answer (autosae.sprint.ladder)."""
+    return render(
+        "review.md.j2",
+        ctx.project_root,
+        ctx=ctx,
+        reason=reason,
+        baselines=ctx.baselines,
+        best=ctx.best,
+        past=ctx.past,
+        backend=ctx.backend,
+        power=ctx.power,
+        items=REVIEW_ITEMS,
     )
 
 

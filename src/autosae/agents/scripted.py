@@ -117,7 +117,7 @@ class ScriptedAgent:
         shown = "no score" if mean is None else f"{objective.upper()} {mean:.4f}"
         return Conclusion(f"Scripted conclusion: {verdict.get('verdict')} ({shown}).", notebook=notebook)
 
-    def review(self, ctx: AgentContext) -> dict:
+    def review(self, ctx: AgentContext, reason: str = "") -> dict:
         """The stuck ladder's step-back review: the script's `review` for this point, else a
         fixed one naming what the script has not tried."""
         action = self._action(ctx, "review")

@@ -116,14 +116,17 @@ def counted_time_limit(cfg: TaskConfig, profile) -> float:
     return profile.time_limit_s
 
 
-def budget_left(cfg: TaskConfig, rows: list[dict], spent: float, usd_cap: float | None) -> float | None:
+def budget_left(
+    cfg: TaskConfig, rows: list[dict], spent: float, usd_cap: float | None, outside: float = 0.0
+) -> float | None:
     """What the agent may still spend now: the least of what is left of the sprint's cap, the
-    project's cap (TASK.md budgets) and the caller's (the loop's --budget-usd)."""
+    project's cap (TASK.md budgets; `outside`: what the project spent outside sprints, the
+    stuck ladder's reviews) and the caller's (the loop's --budget-usd)."""
     left = []
     if cfg.budgets.usd_per_sprint is not None:
         left.append(cfg.budgets.usd_per_sprint - spent)
     if cfg.budgets.usd_total is not None:
-        left.append(cfg.budgets.usd_total - sum(r.get("cost_usd") or 0.0 for r in rows) - spent)
+        left.append(cfg.budgets.usd_total - sum(r.get("cost_usd") or 0.0 for r in rows) - outside - spent)
     if usd_cap is not None:
         left.append(usd_cap - spent)
     return max(0.0, min(left)) if left else None

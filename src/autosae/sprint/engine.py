@@ -36,6 +36,7 @@ from autosae.sprint.common import (
 )
 from autosae.sprint.gitexact import GitFailed, git_error
 from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest, is_exploration
+from autosae.sprint.ladder import review_cost
 from autosae.sprint.ledger import best_row, in_setting, past_sprint
 from autosae.sprint.notebook import NOTEBOOK, render_for_prompt
 from autosae.sprint.phases import implement, refuse_links, score, train, verify
@@ -275,7 +276,13 @@ class Engine:
 
         mine = in_setting(rows, setting)
         best = best_row(rows, setting)
-        budget = budget_left(cfg, rows, state.cost_usd if state else 0.0, state.usd_cap if state else usd_cap)
+        budget = budget_left(
+            cfg,
+            rows,
+            state.cost_usd if state else 0.0,
+            state.usd_cap if state else usd_cap,
+            review_cost(self.project) if cfg.budgets.usd_total is not None else 0.0,
+        )
         means = {
             name: {m: res["summary"][m]["mean"] for m in ("f1", "mcc") if m in res.get("summary", {})}
             for name, res in baselines.items()

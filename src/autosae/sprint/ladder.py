@@ -19,8 +19,10 @@ it restarts: no rung is repeated or skipped. The loop climbs under the engine's 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from autosae.agents.prompts import REVIEW_ITEMS
 from autosae.jsonio import read_json, write_json
 from autosae.sprint.state import iso
 
@@ -31,8 +33,6 @@ RUNG_TEXT = {
     "stop": "a stop",
 }
 MAX_EVENTS = 200
-REVIEW_ITEMS = 4
-"""The most untested axes and blind spots a review writes into the notebook."""
 
 
 def ladder_path(project) -> Path:
@@ -137,11 +137,13 @@ def event(rung: str, reason: str, sprint_count: int, outcome: str) -> dict:
     return {"at": iso(), "rung": rung, "reason": reason, "sprint_count": sprint_count, "outcome": outcome}
 
 
-def complete(project, state: dict, outcome: str) -> None:
-    """The pending rung's action finished with `outcome`."""
+def complete(project, state: dict, outcome: str, cost_usd: float = 0.0) -> None:
+    """The pending rung's action finished with `outcome`, having cost the agent `cost_usd`."""
     for e in reversed(state["events"]):
         if e.get("rung") == state["pending"] and e.get("outcome") == "pending":
             e["outcome"] = outcome
+            if cost_usd:
+                e["cost_usd"] = round(cost_usd, 6)
             break
     state["pending"] = None
     save(project, state)
@@ -174,6 +176,16 @@ def restart(project, cfg, rows: list[dict]) -> dict | None:
     state.update(rung=0, base=len(rows), events=[*state["events"], new])
     save(project, state)
     return new
+
+
+def review_cost(project) -> float:
+    """What the ladder's reviews cost the agent, all of them: charged with the sprints to
+    TASK.md's budgets.usd_total (they are outside any sprint, so no ledger row holds them)."""
+    total = 0.0
+    for e in load(project)["events"]:
+        cost = _num(e.get("cost_usd")) if isinstance(e, dict) else None
+        total += cost if cost is not None and cost > 0 else 0.0
+    return total
 
 
 def events_since(project, start_iso: str | None) -> list[dict]:
@@ -223,9 +235,12 @@ def review_entries(review: dict) -> list[dict]:
     return entries[:8]
 
 
-def run_review(engine, cfg, body: str, rows: list[dict]) -> str:
+def run_review(engine, cfg, body: str, rows: list[dict], reason: str = "", usd_cap: float | None = None):
     """Rung `review`: one agent call (Agent.review) on the notebook and the ledger; its answer
-    written into the notebook and committed. Returns the outcome in one line."""
+    written into the notebook and committed. Returns (the outcome in one line, what the call
+    cost). Its transcript is kept in .autosae/agent/_review-<sprints so far>/, so a loop
+    killed during the call continues the same conversation; it may spend what TASK.md's
+    caps (usd_per_sprint, usd_total) and the loop's --budget-usd leave."""
     from autosae.agents import AgentError
     from autosae.harness.devices import resolve_device
     from autosae.sprint import notebook
@@ -235,23 +250,28 @@ def run_review(engine, cfg, body: str, rows: list[dict]) -> str:
     agent = engine.agent(cfg, backend)
     review = getattr(agent, "review", None)
     if review is None:
-        return f"the {backend} agent has no step-back review; nothing written"
+        return f"the {backend} agent has no step-back review; nothing written", 0.0
     profile = engine.secret_eval(cfg.build_profile())
     baselines = engine.baselines(cfg, profile, resolve_device(cfg.device))
-    ctx = engine.context(cfg, body, profile, setting_of(profile), rows, baselines)
+    ctx = engine.context(cfg, body, profile, setting_of(profile), rows, baselines, usd_cap=usd_cap)
+    record = engine.agent_dir(f"_review-{len(rows)}")
+    record.mkdir(parents=True, exist_ok=True)
+    ctx = dataclasses.replace(ctx, record_dir=record, ladder="review")
+    before = agent.cost_usd
     try:
-        answer = clean_review(review(ctx))
+        answer = clean_review(review(ctx, reason))
     except AgentError as exc:
-        return f"the review failed: {exc}"
+        return f"the review failed: {exc}", agent.cost_usd - before
+    cost = agent.cost_usd - before
     entries = review_entries(answer)
     label = f"review after sprint {len(rows)}"
     commit, problems = notebook.append(
         engine.project.root, engine.repo, entries, label, "step-back review", engine.lock
     )
-    cost = f", ${agent.cost_usd:.2f} (not charged to a sprint)" if agent.cost_usd else ""
+    spent = f", ${cost:.2f}" if cost else ""
     if commit is None:
-        return f"review by {backend}: nothing written ({'; '.join(problems) or 'no entries'}){cost}"
-    return f"review by {backend}: {len(entries)} notebook entries (commit {commit[:8]}){cost}"
+        return f"review by {backend}: nothing written ({'; '.join(problems) or 'no entries'}){spent}", cost
+    return f"review by {backend}: {len(entries)} notebook entries (commit {commit[:8]}){spent}", cost
 
 
 def _default_backend() -> str:

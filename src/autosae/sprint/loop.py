@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from autosae.config import load_task
 from autosae.errors import AutosaeError
-from autosae.sprint import gitops, ideas, verification
+from autosae.sprint import gitops, ideas, ladder, verification
 from autosae.sprint.engine import Engine
 from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest
 from autosae.sprint.ledger import best_row, read_ledger
@@ -154,9 +154,12 @@ def stop_reason(project: Project, limits: LoopLimits, cfg, count: int, spent: fl
         return f"--budget-usd {limits.budget_usd:g} spent (${spent:.2f})"
     rows = read_ledger(project.ledger_path)
     if cfg.budgets.usd_total is not None:
-        total = sum(r.get("cost_usd") or 0.0 for r in rows)
+        total = sum(r.get("cost_usd") or 0.0 for r in rows) + ladder.review_cost(project)
         if total >= cfg.budgets.usd_total:
-            return f"TASK.md budgets.usd_total {cfg.budgets.usd_total:g} spent (${total:.2f} over all sprints)"
+            return (
+                f"TASK.md budgets.usd_total {cfg.budgets.usd_total:g} spent "
+                f"(${total:.2f} over all sprints and the stuck ladder's reviews)"
+            )
     if cfg.budgets.hours_total is not None:
         hours = sum(r.get("wall_s") or 0.0 for r in rows) / 3600
         if hours >= cfg.budgets.hours_total:
@@ -270,6 +273,8 @@ class Lanes:
                         if self.reason:
                             self.count -= 1
                             return
+                        if cap is not None:  # a review on the ladder spent part of --budget-usd
+                            cap = max(0.0, self.limits.budget_usd - self.tally.spent)
                 if state is None:
                     verification.run_queued(engine)  # asked for from Slack: before the next sprint
                     try:
@@ -296,8 +301,6 @@ class Lanes:
         """The stuck ladder before a new sprint (under the lock): take the next rung when it is
         due (or finish one a killed loop left pending), say so here and in Slack, and return
         the rung the next sprint runs at (None: not stuck). The stop rung sets self.reason."""
-        from autosae.sprint import ladder
-
         cfg = self.cfg
         rows = read_ledger(self.project.ledger_path)
         if not self.restarted:
@@ -315,8 +318,9 @@ class Lanes:
             self.say(text)
             _notify_rung(self.project, cfg, text, self.status)
         if pending:
-            outcome = self.take_rung(engine, cfg, pending, rows)
-            ladder.complete(self.project, state, outcome)
+            outcome, cost = self.take_rung(engine, cfg, pending, rows, state)
+            self.tally.spent += cost  # the loop's --budget-usd; usd_total reads it from the ladder
+            ladder.complete(self.project, state, outcome, cost)
             self.say(f"stuck ladder: {pending}: {outcome}")
         rung = ladder.current(state, list(cfg.stuck.rungs))
         if rung == "stop" and not self.reason:
@@ -324,20 +328,22 @@ class Lanes:
             self.reason = f"stuck: the ladder reached its stop ({taken.get('reason', 'no confirmed gain')})"
         return rung
 
-    def take_rung(self, engine, cfg, rung: str, rows: list[dict]) -> str:
-        """A rung's action, in one line of outcome."""
-        from autosae.sprint import ladder
-
+    def take_rung(self, engine, cfg, rung: str, rows: list[dict], state: dict) -> tuple[str, float]:
+        """A rung's action: (its outcome in one line, what it cost the agent)."""
         if rung == "review":
+            taken = next((e for e in reversed(state["events"]) if e.get("rung") == "review"), {})
+            cap = None if self.limits.budget_usd is None else max(0.0, self.limits.budget_usd - self.tally.spent)
             try:
-                return ladder.run_review(engine, cfg, load_task(self.project.task_path).body, rows)
+                return ladder.run_review(
+                    engine, cfg, load_task(self.project.task_path).body, rows, taken.get("reason", ""), cap
+                )
             except AutosaeError as exc:
-                return f"the review failed: {exc}"
+                return f"the review failed: {exc}", 0.0
         if rung == "stop":
-            return "the loop stops"
+            return "the loop stops", 0.0
         if rung == "explore":
-            return "the sprints at this rung explore from a parent off the best's line"
-        return "the sprints at this rung recalibrate against the literature"
+            return "the sprints at this rung explore from a parent off the best's line", 0.0
+        return "the sprints at this rung recalibrate against the literature", 0.0
 
     def next_resume(self, number: int):
         """An unfinished sprint for this lane to resume (counted as started), if any is left

@@ -55,7 +55,7 @@ class RecipeAgent:
 
     # -- ideation ---------------------------------------------------------------------------
 
-    def review(self, ctx: AgentContext) -> dict:
+    def review(self, ctx: AgentContext, reason: str = "") -> dict:
         """The stuck ladder's step-back review, from the search's state: the known-good single
         changes no sprint has made, the fields the past sprints never changed, and the case
         against the current line."""
