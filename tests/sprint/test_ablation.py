@@ -7,7 +7,12 @@ import os
 import re
 import signal
 
-from autosae.sprint.ablation import MAX_PARTS, read_parts
+import pytest
+
+from autosae.agents.claude_tools import implemented
+from autosae.agents.sandbox import ToolError
+from autosae.harness.parts import MAX_PARTS, read_parts
+from tests.report.pdftools import text
 from tests.sprint.conftest import SPRINT_ID, autosae, commit, ledger, write_script
 
 # Matryoshka (nested levels) over its parent BatchTopK; the nesting can be switched off by a
@@ -77,6 +82,8 @@ def test_a_new_best_is_ablated_resumably_reported_and_noted(project):
     md = (project / "sprints" / sid / "report.md").read_text()
     assert "## What carries the gain" in md and "| nested | nested dictionaries | +" in md
     assert "| fine\\_levels | levels at 1/32 and 1/8 |" in md  # agent text escaped
+    pdf = text(project / "sprints" / sid / "report.pdf")
+    assert "What carries the gain (ablations)" in pdf and "nested dictionaries" in pdf and "load-bearing" in pdf
     notebook = (project / "reports" / "notebook.md").read_text()
     assert f"Ablation: the part nested (nested dictionaries) carries gain in {sid}'s new best" in notebook
     for r in rows:
@@ -125,3 +132,16 @@ def test_parts_json_is_checked_strictly(tmp_path):
     (tmp_path / "off.py").write_text("")
     good = [{"name": "a_1", "what": "x\ny", "off": {"k": False}}, {"name": "b", "off_file": "off.py"}]
     assert parts(good) == "" and read_parts(tmp_path)[0][0] == {"name": "a_1", "what": "x y", "off": {"k": False}}
+
+
+def test_the_implementers_finish_refuses_parts_the_ablation_would_refuse(tmp_path):
+    """The anthropic backend's `finish` reads parts.json while the implementer can still fix it."""
+    (tmp_path / "README.md").write_text("# x\n")
+    (tmp_path / "variant.py").write_text(VARIANT)
+    check = implemented(tmp_path, "sprints/s1")
+    assert check({"summary": "no parts declared"})  # parts are optional
+    (tmp_path / "parts.json").write_text(json.dumps([{"name": "fine", "off_file": "missing.py"}]))
+    with pytest.raises(ToolError, match=r"^sprints/s1/parts.json part 1: off_file: missing.py is not in"):
+        check({"summary": "x"})
+    (tmp_path / "missing.py").write_text(COARSE)
+    assert check({"summary": "fixed"})

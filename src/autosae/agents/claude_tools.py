@@ -20,6 +20,7 @@ from autosae.agents.sandbox import Files, ToolError, redact
 from autosae.bounded import read_prefix
 from autosae.harness.arms import MAX_ARMS, MAX_SEEDS
 from autosae.harness.options import MAX_VARIANT_BYTES
+from autosae.harness.parts import read_parts
 from autosae.harness.quick import FULL_BUDGET_SAMPLES
 from autosae.harness.validation import QUICK_SEED_SPAN
 from autosae.parents import baseline_error, baseline_parents
@@ -335,7 +336,8 @@ def read_record(path: Path) -> dict:
 
 
 def implemented(sprint_dir: Path, folder: str) -> Callable[[dict], dict]:
-    """The implement phase's `finish` check: README.md and a variant.py that compiles are written."""
+    """The implement phase's `finish` check: README.md and a variant.py that compiles are
+    written, and parts.json, where there is one, declares parts the ablation can remove."""
 
     def check(args: dict) -> dict:
         for name in ("README.md", "variant.py"):
@@ -351,6 +353,9 @@ def implemented(sprint_dir: Path, folder: str) -> Callable[[dict], dict]:
             compile(found.data, "variant.py", "exec")
         except (SyntaxError, ValueError) as exc:
             raise ToolError(f"variant.py does not compile: {exc}") from None
+        _, problem = read_parts(sprint_dir)
+        if problem:  # refused now, while it can be fixed, not after the sprint became the new best
+            raise ToolError(f"{folder}/{problem}")
         return args
 
     return check

@@ -5,6 +5,7 @@
     a failed sprint:  title · failure (reason, seeds, log tail) · training curves · the
                       variant's own metrics · conclusions
     either, with quick runs recorded: their tables and the latest one's curves before the conclusions
+    a new best that was ablated: "what carries the gain", its parts' table, after the metrics
 
 Text is embedded as TrueType (pdf.fonttype 42), so that pdftotext and search find the numbers.
 A page whose data is missing says so instead of being left out, so every report has the same
@@ -28,7 +29,7 @@ from autosae.report.figures import (
     scores_page,
     variant_page,
 )
-from autosae.report.format import MISSING, fmt_num, fmt_pm
+from autosae.report.format import MISSING, fmt_delta, fmt_num, fmt_p, fmt_pm
 
 VERDICT_COLORS = {
     "improved": "#1a7f37",
@@ -154,6 +155,40 @@ def _metrics_page(pdf, plt, content: dict) -> None:
     save(pdf, plt, fig)
 
 
+def _ablation_page(pdf, plt, content: dict) -> None:
+    """What carries the gain: each declared part trained removed (report.content.ablation_rows)."""
+    ablation, name = content["ablation"], content["obj_name"]
+    fig = plt.figure(figsize=PAGE)
+    fig.text(0.04, 0.95, "What carries the gain (ablations)", fontsize=14, weight="bold", va="top")
+    about = (
+        f"Each part the implementer declared, trained removed (counted runs; {plain(ablation['note'])}). "
+        f"Δ is the full variant's {name} minus the ablated one's; load-bearing: removing it significantly "
+        f"hurts; parasitic: removing it significantly helps (Welch t-test, alpha {content['v'].get('alpha', MISSING)})."
+    )
+    fig.text(0.04, 0.89, "\n".join(textwrap.wrap(about, 165)), fontsize=9.5, va="top")
+    rows = ablation["rows"]
+    if rows:
+        cells = [
+            [pdf_line(r["part"], 32), "\n".join(textwrap.wrap(pdf_line(r["what"], 200), 60)) or MISSING]
+            + [fmt_delta(r["delta"], 4), fmt_p(r["p"]), pdf_line(r["class"], 20)]
+            for r in rows
+        ]
+        ax = fig.add_axes([0.04, 0.15, 0.92, 0.66])
+        ax.axis("off")
+        header = ["part", "what", f"Δ {name} (full − ablated)", "p", "class"]
+        table = ax.table(
+            cellText=cells, colLabels=header, loc="upper left", cellLoc="left", colWidths=[0.16, 0.46, 0.16, 0.09, 0.13]
+        )
+        table.auto_set_font_size(False)
+        table.set_fontsize(9.5)
+        table.scale(1, 2.4)
+        for (row, _), cell in table.get_celld().items():
+            if row == 0:
+                cell.set_text_props(weight="bold")
+                cell.set_facecolor("#eaeef2")
+    save(pdf, plt, fig)
+
+
 def write_pdf(path: Path, content: dict) -> None:
     """report.pdf at `path`, from report.content.report_content."""
     import matplotlib
@@ -175,6 +210,8 @@ def write_pdf(path: Path, content: dict) -> None:
             curves_page(pdf, plt, curves)
             variant_page(pdf, plt, curves, content["variant_metrics"])
             _metrics_page(pdf, plt, content)
+            if content.get("ablation"):
+                _ablation_page(pdf, plt, content)
         else:
             text_pages(pdf, plt, "Failure", content["failure_sections"], mono=True)
             curves_page(pdf, plt, curves)

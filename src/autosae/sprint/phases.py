@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from autosae.agents import AgentError, BudgetReached
 from autosae.errors import AutosaeError, ConstraintBreach, VariantFailed
+from autosae.harness.parts import read_parts
 from autosae.harness.seal import read_verified
 from autosae.jsonio import read_json
 from autosae.records import is_ok
@@ -74,6 +75,8 @@ def implement(s: Sprint) -> None:
         refused = refusal(links, git_files, refuse_oversize(folder))
         if refused and not state.failure:
             state.failure = refused
+        if not state.failure and (problem := read_parts(folder)[1]):  # the anthropic backend refuses it at finish
+            s.say("implementing", f"{problem}: the ablation phase, if it comes, will refuse it")
         crash_point("implementing")
         commit_implementation(s, folder)
     s.save()
