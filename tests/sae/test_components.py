@@ -251,6 +251,28 @@ def test_refined_saes_train_on_the_latents_they_are_scored_on():
             assert torch.equal(train, sae.encode(x)) and int((train != 0).sum()) <= 4 * 32
 
 
+def test_leave_one_out_exports_only_what_the_architecture_computes():
+    assert LeaveOneOut().sae_lens_cfg() == {"leave_one_out": True}
+    assert LeaveOneOut(inner=ISTA(iterations=2, eta=0.1)).sae_lens_cfg() == {
+        "ista_iterations": 2,
+        "ista_eta": 0.1,
+        "leave_one_out": True,
+    }
+    from autosae.sae.export import NotExportable
+
+    with pytest.raises(NotExportable, match="twice"):
+        LeaveOneOut(inner=LeaveOneOut()).sae_lens_cfg()
+    with pytest.raises(NotExportable, match="inner refinement object has no SAELens form"):
+        BatchTopKSAE(4, 8, 2, encoder=LeaveOneOut(inner=object())).sae_lens_export()
+    cfg, _ = BatchTopKSAE(4, 8, 2, encoder=LeaveOneOut(inner=LISTA(eta=0.2))).sae_lens_export()
+    assert (cfg["lista_iterations"], cfg["lista_eta"], cfg["ista_iterations"], cfg["leave_one_out"]) == (
+        1,
+        0.2,
+        0,
+        True,
+    )
+
+
 def test_term_tends_to_the_mean_as_tilt_goes_to_zero():
     torch.manual_seed(3)
     losses = torch.rand(256) * 10
