@@ -29,9 +29,11 @@ in training nothing pushes an unhelpful latent to fire less; an inference-only f
 the SAE to tell training from eval, which autosae's encode does not.
 
 The L0. The harness counts the latents after pruning, and batch top-k keeps K per sample on
-average before it: a variant using this trains with a larger K (or a K schedule ending above
-the target) to land on the target L0. The source reported it removing about a third of the
-active latents.
+average before it, so the L0 falls below K by the share pruned. The harness rejects an L0
+outside the profile's tolerance of its K (5% on the benchmark profiles): a variant using this
+trains with a larger K (or a K schedule ending above the target), about K / (1 - the share
+pruned, measured on a short run), to land on the target. The source reported it removing
+about a third of the active latents.
 
 Source: a LessWrong comment reporting SynthSAEBench-16k F1 0.989 from a loop of Claude agents,
 https://www.lesswrong.com/posts/rbqJoxFZtae9x93mx/letting-claude-do-autonomous-research-to-improve-saes?commentId=FNjFjaGSzbrJnEuHo.
