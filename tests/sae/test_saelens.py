@@ -5,11 +5,13 @@ decoder norms are no longer at their init), is exported and written by the harne
 writer, then loaded with `SAE.load_from_disk` in a fresh interpreter that only imported
 autosae.saelens; its latents and reconstructions are compared with the module's on the
 same batches. A real harness run of a LISTA variant is checked in tests/harness/test_train.py.
+A cfg.json written before the ISTA and leave-one-out fields existed loads with them off.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,7 +21,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from autosae.harness.seed import write_sae_folder
-from autosae.sae import LISTA, TERM, BatchTopKSAE, LinearK, MatryoshkaBatchTopKSAE, StepInfo, export
+from autosae.sae import (
+    ISTA,
+    LISTA,
+    TERM,
+    BatchTopKSAE,
+    LeaveOneOut,
+    LinearK,
+    MatryoshkaBatchTopKSAE,
+    StepInfo,
+    export,
+)
 from autosae.sandboxed.spec import VariantSpec
 from autosae.sandboxed.worker import load_variant, save_state
 from autosae.variants import reference_variants
@@ -36,7 +48,19 @@ COMBOS = {
         D_IN, WIDTH, K, levels=[8, 32], encoder=LISTA(iterations=1, eta=0.5), reducer=TERM(tilt=1e-2)
     ),
     "batchtopk_linear_k": lambda: BatchTopKSAE(D_IN, WIDTH, K, k_schedule=LinearK(start=3 * K, end=K)),
+    "matryoshka_ista_by_frequency": lambda: MatryoshkaBatchTopKSAE(
+        D_IN, WIDTH, K, levels=[8, 32], encoder=ISTA(iterations=1, eta=0.5), sort_by_frequency=True
+    ),
+    "leave_one_out": lambda: BatchTopKSAE(D_IN, WIDTH, 2 * K, encoder=LeaveOneOut()),
+    "leave_one_out_ista_unrescaled": lambda: BatchTopKSAE(
+        D_IN, WIDTH, 2 * K, encoder=LeaveOneOut(inner=ISTA(iterations=2, eta=0.3)), rescale_by_decoder_norm=False
+    ),
+    "matryoshka_leave_one_out_lista": lambda: MatryoshkaBatchTopKSAE(
+        D_IN, WIDTH, 2 * K, levels=[8, 32], encoder=LeaveOneOut(inner=LISTA(iterations=1, eta=0.3))
+    ),
 }
+OLD_EXPORTS = {"old_lista_export": "matryoshka_lista_by_index", "old_batchtopk_export": "batchtopk"}
+"""Copies of these SAEs' folders with the fields added since removed from cfg.json, as written before."""
 
 
 def trained(sae: torch.nn.Module) -> torch.nn.Module:
@@ -91,7 +115,7 @@ LOAD_AND_ENCODE = textwrap.dedent("""
             z = torch.stack([sae.encode(x) for x in batches])
             out[f"{folder}:latents"] = z
             out[f"{folder}:recon"] = torch.stack([sae.decode(b) for b in z])
-            if sae.cfg.lista_iterations == 0:
+            if not (sae.cfg.lista_iterations or sae.cfg.ista_iterations or sae.cfg.leave_one_out):
                 out[f"{folder}:jumprelu"] = sae.to_jumprelu().decode(z[0])
     save_file(out, sys.argv[1] + ".out")
     print(json.dumps(refused))
@@ -120,6 +144,10 @@ UNEXPORTABLE = {
         lambda: BatchTopKSAE(D_IN, WIDTH, K, encoder=object()),
         "its encoder object has no SAELens form",
     ),
+    "leave_one_out_twice": (
+        lambda: BatchTopKSAE(D_IN, WIDTH, K, encoder=LeaveOneOut(inner=LeaveOneOut())),
+        "leave-one-out applied twice has no SAELens form",
+    ),
     "no_export": (NoExport, "NoExport has no sae_lens_export()"),
 }
 
@@ -137,6 +165,14 @@ def loaded(tmp_path_factory):
         folder = write_as_the_harness_does(sae, tmp / name, batches[0])
         with torch.no_grad():
             written[name] = (folder, sae, torch.stack([sae.encode(x) for x in batches]))
+    for name, original in OLD_EXPORTS.items():
+        folder, sae, latents = written[original]
+        shutil.copytree(folder, tmp / name / "sae")
+        cfg = json.loads((folder / "cfg.json").read_text())
+        for field in export.OPTIONAL_FIELDS[export.ARCHITECTURE]:
+            del cfg[field]
+        (tmp / name / "sae" / "cfg.json").write_text(json.dumps(cfg))
+        written[name] = (tmp / name / "sae", sae, latents)
     for name, (make, _) in UNEXPORTABLE.items():
         torch.manual_seed(0)
         sae = make()
@@ -151,7 +187,17 @@ def loaded(tmp_path_factory):
     return written, load_file(tmp / "x.safetensors.out"), json.loads(proc.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", [*reference_variants(), *COMBOS])
+def without_pruning(sae: BatchTopKSAE, x: torch.Tensor) -> torch.Tensor:
+    """The latents of a leave-one-out SAE's inner refinement alone."""
+    encoder, sae.encoder = sae.encoder, sae.encoder.inner
+    try:
+        with torch.no_grad():
+            return sae.encode(x)
+    finally:
+        sae.encoder = encoder
+
+
+@pytest.mark.parametrize("name", [*reference_variants(), *COMBOS, *OLD_EXPORTS])
 def test_each_sae_loads_in_sae_lens_and_encodes_as_the_harness_did(loaded, name):
     written, got, refused = loaded
     folder, sae, latents = written[name]
@@ -165,6 +211,13 @@ def test_each_sae_loads_in_sae_lens_and_encodes_as_the_harness_did(loaded, name)
     assert (got[f"{folder}:recon"] - recon).abs().max() <= 1e-6
     if f"{folder}:jumprelu" in got:  # SAELens's own form decodes the same latents the same way
         assert (got[f"{folder}:jumprelu"] - recon[0]).abs().max() <= 1e-5
+    if name in OLD_EXPORTS:
+        assert "leave_one_out" not in cfg
+    elif isinstance(sae.encoder, LeaveOneOut):  # the pruning pruned, so the export computed it
+        torch.manual_seed(2)
+        x = torch.randn(BATCH, D_IN) * 2 + 0.5
+        with torch.no_grad():
+            assert cfg["leave_one_out"] and (without_pruning(sae, x) != 0).sum() > (sae.encode(x) != 0).sum()
 
 
 @pytest.mark.parametrize("name", UNEXPORTABLE)
@@ -186,6 +239,9 @@ def test_a_sae_with_no_faithful_export_leaves_no_folder_that_looks_loadable(load
         (lambda cfg, w: w.update(b_enc=w["b_enc"].double()), "b_enc is torch.float64"),
         (lambda cfg, w: w.pop("threshold"), "needs ['W_dec', 'W_enc', 'b_dec', 'b_enc', 'threshold']"),
         (lambda cfg, w: w["W_dec"].fill_(float("nan")), "W_dec holds NaN or inf"),
+        (lambda cfg, w: cfg.update(ista_iterations=65), "lista_iterations and ista_iterations in 0..64"),
+        (lambda cfg, w: cfg.update(leave_one_out=1), "cfg field leave_one_out must be a bool"),
+        (lambda cfg, w: cfg.update(ista_eta=float("inf")), "cfg field ista_eta must be a float"),
     ],
 )
 def test_the_trusted_side_refuses_an_export_that_would_not_load_as_the_trained_sae(tmp_path, change, reason):
@@ -195,6 +251,37 @@ def test_the_trusted_side_refuses_an_export_that_would_not_load_as_the_trained_s
     assert not (tmp_path / "sae" / "cfg.json").exists()
     note = json.loads((tmp_path / "sae" / export.NOT_SAELENS).read_text())
     assert note["reason"].startswith("its export was refused: ") and reason in note["reason"]
+
+
+def test_an_export_from_before_the_ista_and_leave_one_out_fields_validates_with_them_off():
+    cfg, weights = BatchTopKSAE(D_IN, WIDTH, K, encoder=LISTA(iterations=2, eta=0.1)).sae_lens_export()
+    clean = export.validate(cfg, weights, D_IN, WIDTH)
+    old = {name: value for name, value in cfg.items() if name not in export.OPTIONAL_FIELDS[export.ARCHITECTURE]}
+    assert export.validate(old, weights, D_IN, WIDTH) == clean
+    assert (clean["ista_iterations"], clean["ista_eta"], clean["leave_one_out"]) == (0, 0.0, False)
+    assert (clean["lista_iterations"], clean["lista_eta"]) == (2, 0.1)
+
+
+@pytest.mark.parametrize("encoder", [ISTA(iterations=2, eta=0.3), LeaveOneOut(inner=ISTA(iterations=1, eta=0.3))])
+def test_folding_the_decoder_norms_keeps_a_refined_encode(tmp_path, encoder):
+    """SAELens's fold_W_dec_norm (unit-norm rows, the norms moved into the encoder) is exact for
+    the ISTA step and the pruning: both read only the unit-norm decoder."""
+    from sae_lens import SAE
+
+    import autosae.saelens  # noqa: F401
+
+    torch.manual_seed(0)
+    sae = trained(BatchTopKSAE(D_IN, WIDTH, 2 * K, encoder=encoder))
+    cfg, weights = sae.sae_lens_export()
+    write_sae_folder(tmp_path / "sae", cfg, weights, "", sae.decoder_directions().detach(), D_IN, WIDTH)
+    loaded = SAE.load_from_disk(str(tmp_path / "sae"))
+    x = torch.randn(BATCH, D_IN) * 2 + 0.5
+    with torch.no_grad():
+        before = loaded.encode(x)
+        loaded.fold_W_dec_norm()
+        after = loaded.encode(x)
+    assert not loaded.cfg.rescale_acts_by_decoder_norm
+    assert torch.equal(before != 0, after != 0) and (before - after).abs().max() <= 1e-5
 
 
 def test_an_exports_own_metadata_never_reaches_the_loader(tmp_path):

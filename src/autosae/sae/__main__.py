@@ -23,8 +23,9 @@ def main(argv: list[str]) -> int:
     known = modules()
     if not argv:
         print("autosae.sae: `python -m autosae.sae NAME...` prints a module's source.")
+        width = max(map(len, known))
         for name, path in known.items():
-            print(f"  {name:<10} {summary(path)}\n  {'':<10} {path}")
+            print(f"  {name:<{width}} {summary(path)}\n  {'':<{width}} {path}")
         return 0
     wanted = list(known) if argv == ["--all"] else argv
     unknown = [n for n in wanted if n.removesuffix(".py") not in known]

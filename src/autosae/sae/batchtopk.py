@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from autosae.sae.base import StepInfo, TrainOutput
-from autosae.sae.export import ARCHITECTURE, NotExportable
+from autosae.sae.export import ARCHITECTURE, REFINEMENT_OFF, NotExportable
 from autosae.sae.ops import batch_topk
 from autosae.sae.schedules import ConstantK
 from autosae.sae.term import MeanLoss
@@ -32,7 +32,8 @@ class BatchTopKSAE(nn.Module):
         d_sae: number of latents (the profile's width).
         k: target mean latents per sample; the harness checks the final L0 against it.
         k_schedule: maps training progress in [0, 1] to K; ConstantK(k) when None.
-        encoder: optional refinement such as autosae.sae.LISTA; plain one-step encode when None.
+        encoder: optional refinement such as autosae.sae.LISTA, ISTA or LeaveOneOut (which
+            wraps another); plain one-step encode when None.
         reducer: reduces per-sample losses to a scalar; the mean when None, or TERM(tilt).
         aux_coefficient: weight of the dead-latent auxiliary loss (0 disables it).
         dead_steps: steps without firing after which a latent counts as dead for the aux loss.
@@ -206,12 +207,12 @@ class BatchTopKSAE(nn.Module):
         decoder norms applied at run time. NotExportable when the encoder has no such form.
         Matryoshka levels, K schedules and loss reducers shape training only: the trained
         SAE's encode and decode are BatchTopK's, so they need nothing here."""
-        refinement = {"lista_iterations": 0, "lista_eta": 0.0}
+        refinement = dict(REFINEMENT_OFF)
         if self.encoder is not None:
             describe = getattr(self.encoder, "sae_lens_cfg", None)
             if not callable(describe):
                 raise NotExportable(f"its encoder {type(self.encoder).__name__} has no SAELens form")
-            refinement = describe()
+            refinement.update(describe())
         weights = {
             "W_enc": self.W_enc.detach().clone(),
             "b_enc": self.b_enc.detach().clone(),

@@ -2,11 +2,12 @@
 
 SAELens has no inference SAE that encodes as autosae's do: its BatchTopK SAEs are saved as
 JumpReLU SAEs with a learned threshold, which keeps a different set of latents than batch
-top-k on the same batch, and nothing in it runs a LISTA refinement. So every SAE built from
-autosae.sae is saved under one architecture of our own, `autosae_batchtopk`, that SAELens
-loads once `autosae.saelens` has registered it, and whose encode is the component library's,
-operation for operation (unfolded weights, rescaled by the decoder norms at run time), so a
-loaded SAE gives the harness's latents exactly, not merely close.
+top-k on the same batch, and nothing in it refines an encode (LISTA, ISTA, leave-one-out). So
+every SAE built from autosae.sae is saved under one architecture of our own,
+`autosae_batchtopk`, that SAELens loads once `autosae.saelens` has registered it, and whose
+encode is the component library's, operation for operation (unfolded weights, rescaled by the
+decoder norms at run time; the ISTA step and the pruning are the very functions of
+autosae.sae.ops), so a loaded SAE gives the harness's latents exactly, not merely close.
 
 This module is plain torch: the variant's process uses it to check its own export before
 sending it, the trusted side to validate what it receives, `autosae.saelens` to compute.
@@ -18,7 +19,7 @@ import math
 
 import torch
 
-from autosae.sae.ops import batch_topk
+from autosae.sae.ops import batch_topk, ista_steps, prune_leave_one_out
 
 ARCHITECTURE = "autosae_batchtopk"
 """Our architecture's name in SAELens's registry and in cfg.json."""
@@ -44,6 +45,17 @@ ARCHITECTURE_FIELDS = {
     "standard": {},
 }
 """Each accepted architecture's own fields (all required here, though SAELens has defaults)."""
+
+OPTIONAL_FIELDS = {
+    ARCHITECTURE: {"ista_iterations": (int, 0), "ista_eta": (float, 0.0), "leave_one_out": (bool, False)},
+}
+"""Fields added after the first exports, by architecture, with their JSON types and the value an
+export without them means (the refinement off): older cfg.json files validate and load as before."""
+
+REFINEMENT_OFF = {"lista_iterations": 0, "lista_eta": 0.0} | {
+    name: default for name, (_, default) in OPTIONAL_FIELDS[ARCHITECTURE].items()
+}
+"""`autosae_batchtopk`'s refinement fields for the plain BatchTopK encode."""
 
 NOT_SAELENS = "NOT_SAELENS.json"
 """Written in `sae/` instead of cfg.json when a SAE has no SAELens form, with the reason."""
@@ -76,8 +88,15 @@ def validate(cfg: object, weights: dict[str, torch.Tensor], d_in: int, d_sae: in
         known = ", ".join(ARCHITECTURE_FIELDS)
         raise NotExportable(f"architecture {architecture!r} is not one autosae can check; known: {known}")
     clean: dict = {"architecture": architecture}
-    for name, kind in {**BASE_FIELDS, **ARCHITECTURE_FIELDS[architecture]}.items():
-        value = cfg.get(name)
+    optional = OPTIONAL_FIELDS.get(architecture, {})
+    defaults = {name: default for name, (_, default) in optional.items()}
+    fields = {
+        **BASE_FIELDS,
+        **ARCHITECTURE_FIELDS[architecture],
+        **{name: kind for name, (kind, _) in optional.items()},
+    }
+    for name, kind in fields.items():
+        value = cfg.get(name, defaults.get(name))
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
@@ -89,9 +108,12 @@ def validate(cfg: object, weights: dict[str, torch.Tensor], d_in: int, d_sae: in
     for name, value in expected.items():
         if clean[name] != value:
             raise NotExportable(f"cfg field {name} is {clean[name]!r}, the run's SAE has {value!r}")
-    if architecture == ARCHITECTURE and (clean["k"] <= 0 or not 0 <= clean["lista_iterations"] <= 64):
+    if architecture == ARCHITECTURE and (
+        clean["k"] <= 0 or not 0 <= clean["lista_iterations"] <= 64 or not 0 <= clean["ista_iterations"] <= 64
+    ):
         raise NotExportable(
-            f"k must be positive and lista_iterations in 0..64, got {clean['k']}, {clean['lista_iterations']}"
+            f"k must be positive and lista_iterations and ista_iterations in 0..64, got {clean['k']}, "
+            f"{clean['lista_iterations']}, {clean['ista_iterations']}"
         )
     metadata = cfg.get("metadata", {})
     if isinstance(metadata, dict):  # known keys only: SAELens sets each as an attribute, and parses some
@@ -125,9 +147,14 @@ def encode(
     rescale: bool,
     lista_iterations: int,
     lista_eta: float,
+    ista_iterations: int = 0,
+    ista_eta: float = 0.0,
+    leave_one_out: bool = False,
 ) -> torch.Tensor:
     """`autosae_batchtopk`'s latents for input already centred on b_dec: BatchTopKSAE.encode
-    with its optional LISTA refinement, the same operations in the same order."""
+    with its optional refinement, the same operations in the same order: the LISTA steps, the
+    ISTA steps, then the leave-one-out pruning. The library's encoders use one of LISTA and
+    ISTA (autosae.sae.LeaveOneOut wraps either), so that order is theirs."""
     norms = W_dec.norm(dim=-1) if rescale else None
     pre = x_centered @ W_enc + b_enc
     if norms is not None:
@@ -141,6 +168,9 @@ def encode(
             step = step * norms
         pre = pre + lista_eta * step
         latents = batch_topk(pre, k)
+    latents, pre = ista_steps(x_centered, pre, latents, dec, k, ista_iterations, ista_eta)
+    if leave_one_out:
+        latents = prune_leave_one_out(x_centered, latents, dec)
     return latents
 
 
@@ -162,6 +192,9 @@ def check_matches(sae: torch.nn.Module, cfg: dict, weights: dict[str, torch.Tens
             rescale=rescale,
             lista_iterations=int(cfg["lista_iterations"]),
             lista_eta=float(cfg["lista_eta"]),
+            ista_iterations=int(cfg.get("ista_iterations", REFINEMENT_OFF["ista_iterations"])),
+            ista_eta=float(cfg.get("ista_eta", REFINEMENT_OFF["ista_eta"])),
+            leave_one_out=bool(cfg.get("leave_one_out", REFINEMENT_OFF["leave_one_out"])),
         )
         ours = sae.encode(x)
         ours = ours.to_dense() if ours.is_sparse else ours

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from autosae.sae.batchtopk import BatchTopKSAE
+from autosae.sae.ista import ISTA
+from autosae.sae.leave_one_out import LeaveOneOut
 from autosae.sae.lista import LISTA
 from autosae.sae.matryoshka import MatryoshkaBatchTopKSAE
 from autosae.sae.schedules import ConstantK, LinearK
@@ -14,6 +16,8 @@ COMPONENTS: dict[str, type] = {
     "batchtopk": BatchTopKSAE,
     "matryoshka": MatryoshkaBatchTopKSAE,
     "lista": LISTA,
+    "ista": ISTA,
+    "leave_one_out": LeaveOneOut,
     "term": TERM,
     "mean_loss": MeanLoss,
     "constant_k": ConstantK,
