@@ -75,17 +75,18 @@ def main() -> None:
         root = args.out or Path(tmp)
         for name in names:
             path = refs[name] if name in refs else Path(name)
+            label = path.parent.name if path.stem == "variant" else path.stem  # sprints/<id>/variant.py: <id>
             began = time.monotonic()
             results = run_variant(
                 path,
                 profile,
-                root / Path(name).stem,
+                root / label,
                 RunOptions.make(seeds=list(range(args.seeds)), device=device, sandbox=args.sandbox, log=lambda _: None),
             )
             wall = time.monotonic() - began
             f1, f1_std, n = summary(results, "f1")
             mcc, mcc_std, _ = summary(results, "mcc")
-            row = {"recipe": Path(name).stem, "f1": f1, "f1_std": f1_std, "mcc": mcc, "mcc_std": mcc_std}
+            row = {"recipe": label, "f1": f1, "f1_std": f1_std, "mcc": mcc, "mcc_std": mcc_std}
             row.update(n=n, wall_s=wall, status=results.get("status"), profile=profile.name, overrides=args.overrides)
             rows.append(row)
             emit(

@@ -53,5 +53,5 @@ def test_bad_overrides_are_refused_clearly(override, message):
 
 
 def test_unknown_profile_names_the_known_ones():
-    with pytest.raises(AutosaeError, match="known: tiny, synth-16k"):
+    with pytest.raises(AutosaeError, match="known: tiny, proxy, synth-16k"):
         get_profile("huge")
