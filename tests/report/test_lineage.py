@@ -83,3 +83,43 @@ def test_an_ablation_table_is_shown_whatever_its_shape():
     assert table["columns"] == ["arm", "f1"] and table["rows"] == [["full", "0.8000 ± 0.0100"], ["- detach", "0.7"]]
     assert ablation_table({"rows": [{"a": None}]})["rows"] == [["—"]]
     assert ablation_table(None) is None and ablation_table("text") == {"unreadable": True}
+
+
+def test_the_ablating_phases_table_is_shown_as_the_report_shows_it():
+    record = {
+        "objective": "f1",
+        "seeds": [0, 1, 2],
+        "samples": 600_000,
+        "rows": [
+            {
+                "part": "k_hold",
+                "what": "K held",
+                "delta": 0.04012,
+                "p": 0.02659,
+                "class": "load-bearing",
+                "n": 3,
+                "f1": {"mean": 0.7681, "std": 0.0135, "n": 3},
+                "mcc": {"mean": 0.7018, "std": 0.0078, "n": 3},
+            },
+        ],
+    }
+    table = ablation_table(record)
+    assert table["columns"][:5] == ["part", "what", "Δ F1 (full − ablated)", "p", "class"]
+    assert table["rows"] == [
+        ["k_hold", "K held", "+0.0401", "0.027", "load-bearing", "0.7681 ± 0.0135", "0.7018 ± 0.0078"]
+    ]
+    assert table["note"] == "3 seeds, 600,000 training samples per run"
+
+
+def test_the_digest_says_why_the_last_loop_ended_when_it_ended_tonight(tmp_path):
+    from autosae.report.digest import loop_end
+    from autosae.sprint.loop import record_end
+    from autosae.sprint.project import Project
+
+    night = [row("a", None, finished="2026-01-02T03:00:00Z")]
+    assert loop_end(tmp_path, night, None) is None  # no loop recorded its end
+    record_end(Project(tmp_path), 4, "--max-sprints 4 reached")
+    said = loop_end(tmp_path, night, None)
+    assert said.startswith("--max-sprints 4 reached (at ")
+    earlier = [row("a", None, finished="2999-01-01T00:00:00Z")]  # a sprint after the loop's end: another loop's
+    assert loop_end(tmp_path, earlier, None) is None

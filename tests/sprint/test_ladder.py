@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autosae.agents.prompts import REVIEW_ITEMS
 from autosae.config import TaskConfig
 from autosae.report.digest import render_digest
 from autosae.sprint import ladder, notebook
@@ -132,3 +133,21 @@ def test_a_hostile_review_cannot_forge_notebook_headings():
     text = notebook.insert("", notebook.lines_for(entries, [], "step-back review", "review after sprint 3"))
     headings = [line for line in text.splitlines() if line.startswith("#")]
     assert headings == ["# Lab notebook", *(f"## {h}" for h in notebook.SECTIONS.values())]
+
+
+def test_a_full_review_keeps_every_item_and_the_argument_whole():
+    """Three axes, three blind spots and the argument against: seven notebook lines, none cut
+    (a played review lost its argument past an eight-entry cap, and long items were cut)."""
+    long = "x" * 500
+    review = ladder.clean_review(
+        {
+            "untested_axes": [f"axis {i} {long}" for i in range(6)],
+            "blind_spots": [f"spot {i}" for i in range(6)],
+            "argument_against": "ARGUMENT the line is a dead end",
+        }
+    )
+    entries = ladder.review_entries(review)
+    assert len(entries) == 2 * REVIEW_ITEMS + 1 == 7 and entries[-1]["text"].endswith("ARGUMENT the line is a dead end")
+    checked, problems = notebook.check_entries(entries, set())
+    assert not problems and len(checked) == 7
+    assert checked[0]["text"].endswith(long) and "…" not in checked[0]["text"]

@@ -14,8 +14,9 @@ from autosae.parents import baseline_parents
 from autosae.sprint.coverage import spans
 
 DEFAULT_TURNS = {"propose": 15, "implement": 60, "conclude": 15, "review": 15}
-REVIEW_ITEMS = 4
-"""The most untested axes and blind spots the stuck ladder's review asks for and writes."""
+REVIEW_ITEMS = 3
+"""The most untested axes and blind spots the stuck ladder's review asks for and writes: with
+the argument against, 7 notebook lines, within the notebook's 8 per writer (sprint.notebook)."""
 
 
 def render(name: str, project_root: Path | None = None, **values) -> str:

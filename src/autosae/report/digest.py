@@ -77,6 +77,8 @@ def ablation_table(record: object) -> dict | None:
     rows = record.get("rows") if isinstance(record, dict) else record
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows) or not rows:
         return {"unreadable": True}
+    if isinstance(record, dict) and all("part" in r for r in rows):  # the ablating phase's own table
+        return ablation_phase_table(record)
     columns: list[str] = []
     for r in rows:
         columns += [str(k) for k in r if str(k) not in columns]
@@ -95,6 +97,38 @@ def ablation_table(record: object) -> dict | None:
         "rows": [[cell(r.get(c)) for c in columns] for r in rows[:ABLATION_ROWS]],
         "more": max(0, len(rows) - ABLATION_ROWS),
     }
+
+
+def ablation_phase_table(record: dict) -> dict:
+    """The ablating phase's table (autosae.sprint.ablation) as report.md shows it: Δ signed,
+    p as a p, the class, and each ablated variant's F1 and MCC."""
+    from autosae.report.content import ablation_rows
+    from autosae.report.format import fmt_delta, fmt_p, fmt_pm
+
+    shown = ablation_rows({"ablation": record}) or {"rows": []}
+    objective = str(record.get("objective") or "f1").upper()
+    raw = record["rows"][:ABLATION_ROWS]
+    return {
+        "columns": ["part", "what", f"Δ {objective} (full − ablated)", "p", "class", "F1 without", "MCC without"],
+        "rows": [
+            [str(r["part"]), str(r["what"])[:200], fmt_delta(r["delta"], 4), fmt_p(r["p"]), str(r["class"])]
+            + [fmt_pm(x.get(m) if isinstance(x.get(m), dict) else None, 4) for m in ("f1", "mcc")]
+            for r, x in zip(shown["rows"], raw)
+        ],
+        "more": max(0, len(record["rows"]) - ABLATION_ROWS),
+        "note": shown.get("note", ""),
+    }
+
+
+def loop_end(root: Path, night: list[dict], start: datetime | None) -> str | None:
+    """Why the last loop ended (.autosae/loop-end.json, sprint.loop.record_end), where it ended
+    tonight after the night's last sprint; else None."""
+    ended = _read(root / ".autosae" / "loop-end.json")
+    at = parse_time(ended.get("at"))
+    last = max((t for t in map(row_time, night) if t is not None), default=None)
+    if at is None or not isinstance(ended.get("reason"), str) or (last and at < last) or (start and at < start):
+        return None
+    return f"{ended['reason']} (at {at.strftime('%Y-%m-%d %H:%M UTC')})"
 
 
 def notebook_lines(root: Path, start: datetime | None) -> list[str] | None:
@@ -182,6 +216,8 @@ def digest_content(root: Path, rows: list[dict], objective: str = "f1", since: d
     ladder_events = ladder_lines(root, start)
     if ladder_events and ladder_events[-1][1]:  # the ladder's stop came after the last sprint
         stops.append(ladder_events[-1][1])
+    if (end := loop_end(root, night, start)) is not None:
+        stops.append(end)
     return {
         "start": start.strftime("%Y-%m-%d %H:%M UTC") if start else None,
         "since_given": since is not None,

@@ -33,6 +33,9 @@ RUNG_TEXT = {
     "stop": "a stop",
 }
 MAX_EVENTS = 200
+ITEM_CHARS = 550
+"""The longest review item kept: a notebook line (sprint.notebook.TEXT_CHARS, 600) less its
+"Step-back review, ...: " prefix, so that nothing is cut twice."""
 
 
 def ladder_path(project) -> Path:
@@ -208,13 +211,13 @@ def clean_review(raw: object) -> dict:
 
     def items(value) -> list[str]:
         value = value if isinstance(value, list) else [value] if isinstance(value, str) else []
-        return [one_line(v, 400) for v in value if isinstance(v, str) and v.strip()][:REVIEW_ITEMS]
+        return [one_line(v, ITEM_CHARS) for v in value if isinstance(v, str) and v.strip()][:REVIEW_ITEMS]
 
     against = raw.get("argument_against")
     return {
         "untested_axes": items(raw.get("untested_axes")),
         "blind_spots": items(raw.get("blind_spots")),
-        "argument_against": one_line(against, 600) if isinstance(against, str) else "",
+        "argument_against": one_line(against, ITEM_CHARS) if isinstance(against, str) else "",
     }
 
 
@@ -232,7 +235,7 @@ def review_entries(review: dict) -> list[dict]:
                 "text": f"Step-back review, against the current line: {review['argument_against']}",
             }
         )
-    return entries[:8]
+    return entries  # at most REVIEW_ITEMS axes, REVIEW_ITEMS blind spots and the argument
 
 
 def run_review(engine, cfg, body: str, rows: list[dict], reason: str = "", usd_cap: float | None = None):

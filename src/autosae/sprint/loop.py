@@ -139,6 +139,23 @@ def request_stop(project: Project, by: str) -> str | None:
     return f"{holder['command']} (pid {holder['pid']})"
 
 
+LOOP_END = "loop-end.json"
+"""In .autosae/: when the last loop ended and why, for the morning digest."""
+
+
+def record_end(project: Project, sprints: int, reason: str) -> None:
+    """Why the loop ended, kept for the digest (best effort: a full disk never hides the loop's
+    own error)."""
+    from autosae.jsonio import write_json
+    from autosae.sprint.state import iso
+
+    try:
+        project.private.mkdir(parents=True, exist_ok=True)
+        write_json(project.private / LOOP_END, {"at": iso(), "sprints": sprints, "reason": str(reason)[:500]})
+    except OSError:
+        pass
+
+
 def stop_reason(project: Project, limits: LoopLimits, cfg, count: int, spent: float, failures: int) -> str | None:
     if project.stop_path.exists():
         return "`autosae stop` was requested"
@@ -232,11 +249,13 @@ class Lanes:
                     self.reason = self.reason or "interrupted"
                 if self.parallel > 1:
                     self.pool.close()
+                record_end(self.project, self.tally.finished, self.reason)
                 raise
             self.project.stop_path.unlink(missing_ok=True)
+            t = self.tally
+            record_end(self.project, t.finished, self.reason or "all lanes stopped")
             if self.error is not None:
                 raise self.error
-            t = self.tally
             if self.cfg is not None and t.failures >= self.cfg.loop.max_consecutive_failures and not t.capped:
                 raise TooManyFailures(f"loop stopped after {t.finished} sprints: {self.reason}; {t.last}")
             return LoopOutcome(t.finished, self.reason or "all lanes stopped", t.spent)
