@@ -47,7 +47,7 @@ def reviewer(body: dict) -> list[dict]:
             use("str_replace_based_edit_tool", {"command": "view", "path": "../../../etc/shadow"}, 2),
         ]
     if turn == 1:
-        return [use("finish", {**REVIEW, "blind_spots": []}, 3)]
+        return [use("finish", {**REVIEW, "blind_spots": [""], "argument_against": " "}, 3)]
     return [use("finish", REVIEW, 4)]
 
 
@@ -68,7 +68,7 @@ def stuck_after_one(project, backend: str, options: dict, usd_total: float | Non
     task = project / "TASK.md"
     extra = "stuck:\n  after: 1\n" + (f"budgets:\n  usd_total: {usd_total}\n" if usd_total is not None else "")
     task.write_text(task.read_text().replace("heldout:\n", extra + "heldout:\n", 1))
-    commit(project, f"{backend}, stuck after one sprint", "TASK.md")
+    commit(project, f"{backend}, stuck after one sprint", "TASK.md", "script.yaml")
 
 
 def test_the_anthropic_review_is_read_only_writes_the_notebook_and_is_charged_to_the_budget(project):
@@ -95,7 +95,8 @@ def test_the_anthropic_review_is_read_only_writes_the_notebook_and_is_charged_to
     assert private.get("is_error") and outside.get("is_error"), (private, outside)
     assert '"rung"' not in json.dumps(private) and "root:" not in json.dumps(outside)
     [refused] = tool_results(requests[2])
-    assert refused.get("is_error") and "blind_spots: expected a non-empty list" in refused["content"]
+    assert refused.get("is_error") and "blind_spots: expected a list of non-empty strings" in refused["content"]
+    assert "argument_against: expected a non-empty string" in refused["content"]
 
     notebook = (project / "reports" / "notebook.md").read_text()
     for text in ("untested axis: REVIEW-AXIS a decreasing K", "blind spot: REVIEW-BLIND", "REVIEW-AGAINST"):
@@ -104,7 +105,8 @@ def test_the_anthropic_review_is_read_only_writes_the_notebook_and_is_charged_to
     [taken] = [e for e in ladder.load(Project(project))["events"] if e["rung"] == "review"]
     assert taken["outcome"].startswith("review by anthropic") and abs(taken["cost_usd"] - 0.048) < 1e-9
     assert abs(ladder.review_cost(Project(project)) - 0.048) < 1e-9
-    transcript = project / ".autosae" / "agent" / "_review-1" / "review.jsonl"
+    [transcript] = (project / ".autosae" / "agent").glob("_review-*/review.jsonl")  # named after the rung's time
+    assert transcript.parent.name == "_review-" + taken["at"].replace(":", "")
     lines = [json.loads(line) for line in transcript.read_text().splitlines()]
     assert sum(x["message"]["role"] == "assistant" for x in lines) == 3 and KEY not in transcript.read_text()
     status = autosae("status", cwd=project).stdout
@@ -123,6 +125,7 @@ def test_a_review_that_fails_costs_what_it_spent_and_the_loop_goes_on(project):
     assert "review: the review failed: review: no `finish` after 2 turns" in out, out
     [taken] = [e for e in ladder.load(Project(project))["events"] if e["rung"] == "review"]
     assert abs(taken["cost_usd"] - 0.032) < 1e-9 and len(api.requests) == 2
+    assert abs(ladder.review_cost(Project(project)) - 0.032) < 1e-9
     assert len(ledger(project)) == 1  # $0.032 of $0.03 spent: no sprint
 
 
@@ -159,3 +162,19 @@ def test_the_claude_code_review_answers_json_from_a_read_only_session(project, m
     assert {t["name"] for t in review[0]["tools"]} == {"Read", "Glob", "Grep", "mcp__autosae__past_results"}
     read = [b for r in review for b in tool_results(r)]
     assert read and "Lab notebook" in json.dumps(read[0])
+
+
+def test_the_review_uses_the_loops_backend_as_the_sprints_do(project):
+    """`autosae loop --backend scripted` in a project whose TASK.md names anthropic: the review
+    is the scripted agent's, as the sprints are, and no request is sent (nor paid for)."""
+    a_dry_sprint(project)
+    write_script(
+        project, [{"title": "control 2", "idea": "matryoshka again as a second control", "variant": "matryoshka"}]
+    )
+    with FakeMessagesAPI(lambda body: [{"type": "text", "text": "never asked"}]) as api:
+        stuck_after_one(project, "anthropic", {"base_url": api.url, "max_retries": 0, "script": "script.yaml"})
+        proc = autosae(
+            "loop", "--max-sprints", "1", "--backend", "scripted", cwd=project, env={"ANTHROPIC_API_KEY": KEY}
+        )
+    out = proc.stdout + proc.stderr
+    assert "review by scripted" in out and api.requests == [], out

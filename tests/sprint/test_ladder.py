@@ -151,3 +151,16 @@ def test_a_full_review_keeps_every_item_and_the_argument_whole():
     checked, problems = notebook.check_entries(entries, set())
     assert not problems and len(checked) == 7
     assert checked[0]["text"].endswith(long) and "…" not in checked[0]["text"]
+
+
+def test_the_reviews_money_outlives_the_events_the_ladder_trims(tmp_path):
+    """ladder.json keeps its last MAX_EVENTS events; what the reviews cost stays charged."""
+    project = Project(tmp_path)
+    for n in range(ladder.MAX_EVENTS + 5):
+        state = ladder.load(project)
+        state["events"].append(ladder.event("review", "dry", n, "pending"))
+        state["pending"] = "review"
+        ladder.complete(project, state, "written", 0.01)
+    state = ladder.load(project)
+    assert len(state["events"]) == ladder.MAX_EVENTS
+    assert abs(ladder.review_cost(project) - 0.01 * (ladder.MAX_EVENTS + 5)) < 1e-9

@@ -405,11 +405,9 @@ def check_conclusion(args: dict, recorded: Collection[str] = (), sprint_id: str 
 def check_review(args: dict) -> dict:
     """The review's `finish`: every field that is wrong, named at once."""
     wrong = [
-        f"{key}: expected a non-empty list of strings"
+        f"{key}: expected a list of non-empty strings (an empty list where you have none)"
         for key in ("untested_axes", "blind_spots")
-        if not isinstance(args.get(key), list)
-        or not args[key]
-        or not all(isinstance(i, str) and i.strip() for i in args[key])
+        if not isinstance(args.get(key), list) or not all(isinstance(i, str) and i.strip() for i in args[key])
     ]
     if not isinstance(args.get("argument_against"), str) or not args["argument_against"].strip():
         wrong.append("argument_against: expected a non-empty string")

@@ -18,6 +18,7 @@ import re
 import stat
 from pathlib import Path
 
+from autosae.bounded import read_prefix
 from autosae.errors import AutosaeError
 from autosae.harness.arms import check_options
 from autosae.report.escape import one_line
@@ -33,16 +34,16 @@ def read_parts(folder: Path) -> tuple[list[dict], str]:
     """The declared parts [{name, what, off} | {name, what, off_file}] and "" , or ([], why
     parts.json cannot be used: one line); no parts.json is ([], "")."""
     path = folder / PARTS_FILE
-    try:
-        info = os.lstat(path)
+    try:  # one open, no link followed, never blocking on a pipe, bounded: what is checked is what is read
+        found = read_prefix(path, PARTS_BYTES + 1)
     except FileNotFoundError:
         return [], ""
-    if not stat.S_ISREG(info.st_mode):
+    except OSError:
         return [], f"{PARTS_FILE} is not a regular file"
-    if info.st_size > PARTS_BYTES:
+    if found.size > PARTS_BYTES or found.cut:
         return [], f"{PARTS_FILE} has more than {PARTS_BYTES:,} bytes"
     try:
-        raw = json.loads(path.read_bytes().decode())
+        raw = json.loads(found.data.decode())
     except (OSError, ValueError, RecursionError) as exc:
         return [], f"{PARTS_FILE} is not valid JSON ({one_line(str(exc), 120)})"
     if not isinstance(raw, list) or not raw:

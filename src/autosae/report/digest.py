@@ -13,6 +13,7 @@ records: a few file reads and, where reports/notebook.md exists, one `git log`.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -106,17 +107,28 @@ def ablation_phase_table(record: dict) -> dict:
     from autosae.report.format import fmt_delta, fmt_p, fmt_pm
 
     shown = ablation_rows({"ablation": record}) or {"rows": []}
-    objective = str(record.get("objective") or "f1").upper()
-    raw = record["rows"][:ABLATION_ROWS]
+    objective = str(record.get("objective") or "f1").upper()[:8]
+
+    def number(value) -> float | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else None
+
+    def stat(value) -> dict | None:  # a {mean, std, n} of numbers, else nothing (a malformed record)
+        if not isinstance(value, dict) or number(value.get("mean")) is None:
+            return None
+        n = value.get("n")
+        return {"mean": number(value["mean"]), "std": number(value.get("std")), "n": n if isinstance(n, int) else 0}
+
     return {
         "columns": ["part", "what", f"Δ {objective} (full − ablated)", "p", "class", "F1 without", "MCC without"],
         "rows": [
-            [str(r["part"]), str(r["what"])[:200], fmt_delta(r["delta"], 4), fmt_p(r["p"]), str(r["class"])]
-            + [fmt_pm(x.get(m) if isinstance(x.get(m), dict) else None, 4) for m in ("f1", "mcc")]
-            for r, x in zip(shown["rows"], raw)
+            [str(r["part"])[:40], str(r["what"])[:200], fmt_delta(number(r["delta"]), 4), fmt_p(number(r["p"]))]
+            + [str(r["class"])[:40]]
+            + [fmt_pm(stat(x.get(m)), 4) for m in ("f1", "mcc")]
+            for r, x in zip(shown["rows"], record["rows"])
         ],
-        "more": max(0, len(record["rows"]) - ABLATION_ROWS),
-        "note": shown.get("note", ""),
+        "more": max(0, len(record["rows"]) - len(shown["rows"])),
+        "note": str(shown.get("note", "")),
     }
 
 

@@ -55,7 +55,15 @@ def load(project) -> dict:
     events = data.get("events") if isinstance(data.get("events"), list) else []
     rung = data.get("rung") if isinstance(data.get("rung"), int) and data.get("rung") >= 0 else 0
     base = data.get("base") if isinstance(data.get("base"), int) and data.get("base") >= 0 else 0
-    return {"rung": rung, "gain": data.get("gain"), "pending": data.get("pending"), "base": base, "events": events}
+    spent = _num(data.get("review_usd"))
+    return {
+        "rung": rung,
+        "gain": data.get("gain"),
+        "pending": data.get("pending"),
+        "base": base,
+        "events": events,
+        "review_usd": spent if spent is not None and spent > 0 else 0.0,
+    }
 
 
 def save(project, state: dict) -> None:
@@ -148,6 +156,8 @@ def complete(project, state: dict, outcome: str, cost_usd: float = 0.0) -> None:
             if cost_usd:
                 e["cost_usd"] = round(cost_usd, 6)
             break
+    if cost_usd > 0:  # a running total: old events are trimmed (MAX_EVENTS), the money is not
+        state["review_usd"] = state.get("review_usd", 0.0) + cost_usd
     state["pending"] = None
     save(project, state)
 
@@ -183,12 +193,9 @@ def restart(project, cfg, rows: list[dict]) -> dict | None:
 
 def review_cost(project) -> float:
     """What the ladder's reviews cost the agent, all of them: charged with the sprints to
-    TASK.md's budgets.usd_total (they are outside any sprint, so no ledger row holds them)."""
-    total = 0.0
-    for e in load(project)["events"]:
-        cost = _num(e.get("cost_usd")) if isinstance(e, dict) else None
-        total += cost if cost is not None and cost > 0 else 0.0
-    return total
+    TASK.md's budgets.usd_total (they are outside any sprint, so no ledger row holds them); a
+    running total in ladder.json, which outlives the events it trims."""
+    return load(project)["review_usd"]
 
 
 def events_since(project, start_iso: str | None) -> list[dict]:
@@ -238,18 +245,30 @@ def review_entries(review: dict) -> list[dict]:
     return entries  # at most REVIEW_ITEMS axes, REVIEW_ITEMS blind spots and the argument
 
 
-def run_review(engine, cfg, body: str, rows: list[dict], reason: str = "", usd_cap: float | None = None):
+def run_review(
+    engine,
+    cfg,
+    body: str,
+    rows: list[dict],
+    reason: str = "",
+    usd_cap: float | None = None,
+    backend: str | None = None,
+    taken_at: str = "",
+):
     """Rung `review`: one agent call (Agent.review) on the notebook and the ledger; its answer
     written into the notebook and committed. Returns (the outcome in one line, what the call
-    cost). Its transcript is kept in .autosae/agent/_review-<sprints so far>/, so a loop
-    killed during the call continues the same conversation; it may spend what TASK.md's
-    caps (usd_per_sprint, usd_total) and the loop's --budget-usd leave."""
+    cost). `cfg` and `backend` are the sprints' own (TASK.md with the loop's --backend,
+    --model, --max-turns, --profile). Its transcript is kept in .autosae/agent/_review-<when
+    the rung was taken>/, one folder per review, so a loop killed during the call continues
+    that conversation and no later review reuses it; it may spend what TASK.md's caps
+    (usd_per_sprint, usd_total) and the loop's --budget-usd leave."""
     from autosae.agents import AgentError
+    from autosae.errors import AutosaeError
     from autosae.harness.devices import resolve_device
     from autosae.sprint import notebook
     from autosae.sprint.common import setting_of
 
-    backend = cfg.agent.backend or _default_backend()
+    backend = backend or cfg.agent.backend or _default_backend()
     agent = engine.agent(cfg, backend)
     review = getattr(agent, "review", None)
     if review is None:
@@ -257,7 +276,8 @@ def run_review(engine, cfg, body: str, rows: list[dict], reason: str = "", usd_c
     profile = engine.secret_eval(cfg.build_profile())
     baselines = engine.baselines(cfg, profile, resolve_device(cfg.device))
     ctx = engine.context(cfg, body, profile, setting_of(profile), rows, baselines, usd_cap=usd_cap)
-    record = engine.agent_dir(f"_review-{len(rows)}")
+    stamp = "".join(c for c in taken_at if c.isalnum() or c == "-") or f"after-{len(rows)}"
+    record = engine.agent_dir(f"_review-{stamp}")
     record.mkdir(parents=True, exist_ok=True)
     ctx = dataclasses.replace(ctx, record_dir=record, ladder="review")
     before = agent.cost_usd
@@ -268,10 +288,13 @@ def run_review(engine, cfg, body: str, rows: list[dict], reason: str = "", usd_c
     cost = agent.cost_usd - before
     entries = review_entries(answer)
     label = f"review after sprint {len(rows)}"
-    commit, problems = notebook.append(
-        engine.project.root, engine.repo, entries, label, "step-back review", engine.lock
-    )
     spent = f", ${cost:.2f}" if cost else ""
+    try:
+        commit, problems = notebook.append(
+            engine.project.root, engine.repo, entries, label, "step-back review", engine.lock
+        )
+    except AutosaeError as exc:  # git failed: the call was paid for all the same
+        return f"review by {backend}: the notebook could not be written ({exc}){spent}", cost
     if commit is None:
         return f"review by {backend}: nothing written ({'; '.join(problems) or 'no entries'}){spent}", cost
     return f"review by {backend}: {len(entries)} notebook entries (commit {commit[:8]}){spent}", cost

@@ -13,7 +13,7 @@ from autosae.config import load_task
 from autosae.errors import AutosaeError
 from autosae.sprint import gitops, ideas, ladder, verification
 from autosae.sprint.engine import Engine
-from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest
+from autosae.sprint.ideation import BudgetExhausted, SprintNotStarted, SprintRequest, task_settings
 from autosae.sprint.ledger import best_row, read_ledger
 from autosae.sprint.project import Project, ProjectLock
 from autosae.sprint.state import StateStore
@@ -354,7 +354,14 @@ class Lanes:
             cap = None if self.limits.budget_usd is None else max(0.0, self.limits.budget_usd - self.tally.spent)
             try:
                 return ladder.run_review(
-                    engine, cfg, load_task(self.project.task_path).body, rows, taken.get("reason", ""), cap
+                    engine,
+                    task_settings(cfg, self.request),  # the sprints' --model, --max-turns, --profile
+                    load_task(self.project.task_path).body,
+                    rows,
+                    taken.get("reason", ""),
+                    cap,
+                    self.request.backend,
+                    str(taken.get("at", "")),
                 )
             except AutosaeError as exc:
                 return f"the review failed: {exc}", 0.0
