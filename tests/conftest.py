@@ -48,6 +48,8 @@ LONGEST_FIRST = (
     "agents/test_recipe.py",
     "sprint/test_crash_safety.py",
     "agents/test_claude_code.py",
+    "agents/test_review.py",
+    "sprint/test_ladder.py",
     "agents/test_sandbox.py",
     "report/test_report.py",
     "sandbox/test_sandbox.py",
