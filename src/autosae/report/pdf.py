@@ -142,17 +142,21 @@ def _metrics_page(pdf, plt, content: dict) -> None:
     fig.text(
         0.04, 0.95, "Metrics (SynthSAEBench scorer, computed by the harness)", fontsize=14, weight="bold", va="top"
     )
-    ax = fig.add_axes([0.04, 0.15, 0.92, 0.72])
+    _table(fig.add_axes([0.04, 0.15, 0.92, 0.72]), cells, header, 10, 1.8, cellLoc="center")
+    save(pdf, plt, fig)
+
+
+def _table(ax, cells: list[list[str]], header: list[str], size: float, height: float, **options) -> None:
+    """A page's table, its header row bold on grey, on axes of its own."""
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=header, loc="upper left", cellLoc="center")
+    table = ax.table(cellText=cells, colLabels=header, loc="upper left", **options)
     table.auto_set_font_size(False)
-    table.set_fontsize(10)
-    table.scale(1, 1.8)
+    table.set_fontsize(size)
+    table.scale(1, height)
     for (row, _), cell in table.get_celld().items():
         if row == 0:
             cell.set_text_props(weight="bold")
             cell.set_facecolor("#eaeef2")
-    save(pdf, plt, fig)
 
 
 def _ablation_page(pdf, plt, content: dict) -> None:
@@ -173,19 +177,9 @@ def _ablation_page(pdf, plt, content: dict) -> None:
             + [fmt_delta(r["delta"], 4), fmt_p(r["p"]), pdf_line(r["class"], 20)]
             for r in rows
         ]
-        ax = fig.add_axes([0.04, 0.15, 0.92, 0.66])
-        ax.axis("off")
         header = ["part", "what", f"Δ {name} (full − ablated)", "p", "class"]
-        table = ax.table(
-            cellText=cells, colLabels=header, loc="upper left", cellLoc="left", colWidths=[0.16, 0.46, 0.16, 0.09, 0.13]
-        )
-        table.auto_set_font_size(False)
-        table.set_fontsize(9.5)
-        table.scale(1, 2.4)
-        for (row, _), cell in table.get_celld().items():
-            if row == 0:
-                cell.set_text_props(weight="bold")
-                cell.set_facecolor("#eaeef2")
+        widths = [0.16, 0.46, 0.16, 0.09, 0.13]
+        _table(fig.add_axes([0.04, 0.15, 0.92, 0.66]), cells, header, 9.5, 2.4, cellLoc="left", colWidths=widths)
     save(pdf, plt, fig)
 
 
